@@ -1,0 +1,22 @@
+// CRC32C (Castagnoli), hardware-accelerated through ISA-L's crc32_iscsi.
+
+#ifndef RUNNEL_CORE_CRC32C_H_
+#define RUNNEL_CORE_CRC32C_H_
+
+#include <cstddef>
+#include <cstdint>
+
+namespace runnel::crc32c {
+
+// Continues a running CRC over [data, data+n). Start with kInit; finish with
+// Finish(). Extend(Extend(kInit, a), b) == Extend(kInit, a||b).
+inline constexpr uint32_t kInit = 0xFFFFFFFFu;
+uint32_t Extend(uint32_t running, const void* data, std::size_t n);
+inline uint32_t Finish(uint32_t running) { return running ^ 0xFFFFFFFFu; }
+
+// The standard CRC32C of one buffer (Value("123456789", 9) == 0xE3069283).
+inline uint32_t Value(const void* data, std::size_t n) { return Finish(Extend(kInit, data, n)); }
+
+}  // namespace runnel::crc32c
+
+#endif  // RUNNEL_CORE_CRC32C_H_

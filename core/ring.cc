@@ -1,0 +1,784 @@
+#include "core/ring.h"
+
+#include <sched.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+namespace runnel {
+
+namespace {
+
+using internal::Word32At;
+using internal::Word64;
+using internal::Word64At;
+
+constexpr uint64_t kLow32 = 0xFFFFFFFFull;
+
+// The packed tail: offset mod 2^32 high, position/8 mod 2^32 low. Both halves
+// are reconstructed against a full reference that is known to be behind the
+// tail by less than 2^31 units (the lap reference, at most two laps behind).
+constexpr uint64_t PackTail(uint64_t position, uint64_t offset) {
+  return ((offset & kLow32) << 32) | ((position >> 3) & kLow32);
+}
+
+// Reconstructs (position, offset) from `packed` against a reference pair.
+// False if the reference is ahead of the packed value (a newer lap reference
+// than the tail snapshot): reload and retry.
+bool Unpack(uint64_t packed, uint64_t ref_position, uint64_t ref_offset, RingPosition* out) {
+  const uint64_t units = (packed - (ref_position >> 3)) & kLow32;
+  const uint64_t records = ((packed >> 32) - ref_offset) & kLow32;
+  if (units >= (1ull << 31) || records >= (1ull << 31)) return false;
+  out->position = ref_position + units * 8;
+  out->offset = ref_offset + records;
+  return true;
+}
+
+uint64_t StateOf(uint64_t word) { return word & kStateMask; }
+constexpr uint64_t S(FrameState s) { return static_cast<uint64_t>(s); }
+
+uint64_t RandomSalt() {
+  uint64_t salt = 0;
+  if (getrandom(&salt, sizeof salt, 0) != static_cast<ssize_t>(sizeof salt)) {
+    salt = static_cast<uint64_t>(MonotonicNanos()) * 0x9E3779B97F4A7C15ull ^
+           static_cast<uint64_t>(getpid());
+  }
+  salt &= ~kStateMask;
+  return salt == 0 ? 0x5A5A5A5A5A5A5A58ull : salt;
+}
+
+void WakeAll(uint32_t& seq, uint32_t& waiters) {
+  // seq_cst: pairs with the sleeper's seq_cst increment of `waiters` and its
+  // re-check of the condition (Dekker), so a wake-up is never lost.
+  if (std::atomic_ref<uint32_t>(waiters).load(std::memory_order_seq_cst) != 0) {
+    std::atomic_ref<uint32_t>(seq).fetch_add(1, std::memory_order_seq_cst);
+    FutexWakeAll(&seq);
+  }
+}
+
+// Spins, yields or sleeps until ready() or the deadline. The blocking path
+// registers in `waiters` and sleeps on `seq`.
+template <typename Ready>
+bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_t& seq,
+               uint32_t& waiters) {
+  if (ready()) return true;
+  const int64_t deadline = timeout_ns < 0 ? INT64_MAX : MonotonicNanos() + timeout_ns;
+  const int spins = strategy == WaitStrategy::kBusySpin ? INT32_MAX : 2000;
+  for (int i = 0; i < spins; ++i) {
+    if (ready()) return true;
+    CpuRelax();
+    if ((i & 255) == 255 && MonotonicNanos() >= deadline) return ready();
+  }
+  std::atomic_ref<uint32_t> seq_ref(seq);
+  std::atomic_ref<uint32_t> waiters_ref(waiters);
+  for (;;) {
+    if (ready()) return true;
+    const int64_t now = MonotonicNanos();
+    if (now >= deadline) return false;
+    if (strategy == WaitStrategy::kSpinYield) {
+      sched_yield();
+      continue;
+    }
+    waiters_ref.fetch_add(1, std::memory_order_seq_cst);
+    const uint32_t observed = seq_ref.load(std::memory_order_seq_cst);
+    if (!ready()) {
+      // Sleep in slices of at most 100 ms so a waker that died between its
+      // commit and its wake costs a bounded delay.
+      const int64_t slice = std::min<int64_t>(deadline - now, 100'000'000);
+      FutexWait(&seq, observed, slice);
+    }
+    waiters_ref.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Ring
+
+Ring::Ring(internal::RingControl* control, std::byte* data)
+    : control_(control),
+      data_(data),
+      capacity_(control->capacity),
+      mask_(control->capacity - 1),
+      salt_(control->salt),
+      max_frame_length_(control->max_frame_length) {}
+
+Status Ring::ValidateOptions(const RingOptions& o) {
+  if (o.capacity < kRingMinCapacity || o.capacity > kRingMaxCapacity ||
+      (o.capacity & (o.capacity - 1)) != 0) {
+    return Status::InvalidArgument("ring capacity " + std::to_string(o.capacity) +
+                                   " must be a power of two between 64 KiB and 1 GiB");
+  }
+  if (o.max_frame_length != 0 &&
+      (o.max_frame_length < kFrameHeaderLength || o.max_frame_length > o.capacity / 2)) {
+    return Status::InvalidArgument("max frame length " + std::to_string(o.max_frame_length) +
+                                   " must be between 40 bytes and half the ring capacity (" +
+                                   std::to_string(o.capacity / 2) + ")");
+  }
+  if (o.mode != RingMode::kSingleProducer && o.mode != RingMode::kMultiProducer) {
+    return Status::InvalidArgument("unknown ring mode");
+  }
+  return Status::Ok();
+}
+
+Result<Ring> Ring::Create(std::span<std::byte> memory, const RingOptions& options) {
+  RUNNEL_RETURN_IF_ERROR(ValidateOptions(options));
+  if (memory.size() < RequiredBytes(options.capacity)) {
+    return Status::InvalidArgument("ring needs " + std::to_string(RequiredBytes(options.capacity)) +
+                                   " bytes, got " + std::to_string(memory.size()));
+  }
+  if (reinterpret_cast<uintptr_t>(memory.data()) % 128 != 0) {
+    return Status::InvalidArgument("ring memory must be 128-byte aligned");
+  }
+  // Zero-fill: every commit word reads kEmpty, and every page is faulted in
+  // now rather than on the hot path.
+  std::memset(memory.data(), 0, RequiredBytes(options.capacity));
+  auto* c = reinterpret_cast<internal::RingControl*>(memory.data());
+  c->version = (kRingVersionMajor << 16) | kRingVersionMinor;
+  c->mode = static_cast<uint32_t>(options.mode);
+  c->capacity = options.capacity;
+  c->max_frame_length = options.max_frame_length != 0 ? options.max_frame_length
+                                                      : static_cast<uint32_t>(options.capacity / 4);
+  c->gating_slot_count = kMaxGatingSlots;
+  c->salt = options.salt != 0 ? (options.salt & ~kStateMask) : RandomSalt();
+  if (c->salt == 0) c->salt = RandomSalt();
+  c->base_offset = options.base_offset;
+  c->tail = PackTail(0, options.base_offset);
+  c->lap_position = 0;
+  c->lap_offset = options.base_offset;
+  // Release: everything above is visible to whoever sees the magic.
+  Word64(c->magic).store(kRingMagic, std::memory_order_release);
+  return Ring(c, memory.data() + kRingHeaderBytes);
+}
+
+Result<Ring> Ring::Attach(std::span<std::byte> memory) {
+  if (memory.size() < kRingHeaderBytes + kRingMinCapacity) {
+    return Status::Corruption("region of " + std::to_string(memory.size()) +
+                              " bytes is too small to hold a ring");
+  }
+  if (reinterpret_cast<uintptr_t>(memory.data()) % 128 != 0) {
+    return Status::InvalidArgument("ring memory must be 128-byte aligned");
+  }
+  auto* c = reinterpret_cast<internal::RingControl*>(memory.data());
+  // Acquire: pairs with Create's release store of the magic.
+  const uint64_t magic = Word64(c->magic).load(std::memory_order_acquire);
+  if (magic == 0) return Status::Unavailable("ring is not initialized yet");
+  if (magic != kRingMagic) return Status::Corruption("not a runnel ring (bad magic)");
+  const uint32_t major = c->version >> 16;
+  if (major != kRingVersionMajor) {
+    return Status::VersionMismatch("ring layout version " + std::to_string(major) + "." +
+                                   std::to_string(c->version & 0xFFFF) +
+                                   " but this library speaks " + std::to_string(kRingVersionMajor) +
+                                   "." + std::to_string(kRingVersionMinor));
+  }
+  const uint64_t cap = c->capacity;
+  if (cap < kRingMinCapacity || cap > kRingMaxCapacity || (cap & (cap - 1)) != 0 ||
+      RequiredBytes(cap) > memory.size() || c->max_frame_length < kFrameHeaderLength ||
+      c->max_frame_length > cap / 2 || (c->mode != 1 && c->mode != 2) || c->salt == 0 ||
+      (c->salt & kStateMask) != 0) {
+    return Status::Corruption("ring descriptor is invalid (capacity " + std::to_string(cap) +
+                              ", max frame " + std::to_string(c->max_frame_length) + ")");
+  }
+  return Ring(c, memory.data() + kRingHeaderBytes);
+}
+
+RingPosition Ring::tail() const {
+  for (;;) {
+    // Acquire on the tail first, then the lap words: if the lap reference is
+    // newer than the tail snapshot, Unpack fails and we take a new snapshot.
+    const uint64_t packed = Word64(control_->tail).load(std::memory_order_acquire);
+    const uint64_t ref_position = Word64(control_->lap_position).load(std::memory_order_acquire);
+    const uint64_t ref_offset = Word64(control_->lap_offset).load(std::memory_order_acquire);
+    RingPosition out;
+    if (Unpack(packed, ref_position, ref_offset, &out)) return out;
+    CpuRelax();
+  }
+}
+
+RingPosition Ring::earliest() const {
+  for (int tries = 0; tries < 64; ++tries) {
+    // Seqlock read of the lap reference (a consistent position/offset pair).
+    const uint64_t s1 = Word64(control_->lap_seq).load(std::memory_order_acquire);
+    if (s1 & 1) {
+      CpuRelax();
+      continue;
+    }
+    const uint64_t p = Word64(control_->lap_position).load(std::memory_order_acquire);
+    const uint64_t o = Word64(control_->lap_offset).load(std::memory_order_acquire);
+    const uint64_t s2 = Word64(control_->lap_seq).load(std::memory_order_acquire);
+    if (s1 != s2) continue;
+    const RingPosition t = tail();
+    if (p <= t.position && t.position - p <= capacity_) return RingPosition{p, o};
+    return t;
+  }
+  return tail();
+}
+
+void Ring::PublishLap(uint64_t position, uint64_t offset) const {
+  auto seq = Word64(control_->lap_seq);
+  uint64_t s = seq.load(std::memory_order_relaxed);
+  if (s & 1) return;  // somebody else is publishing a reference right now
+  // acq_rel: the stores below cannot move above taking the seqlock.
+  if (!seq.compare_exchange_strong(s, s + 1, std::memory_order_acq_rel,
+                                   std::memory_order_relaxed)) {
+    return;
+  }
+  if (position > Word64(control_->lap_position).load(std::memory_order_relaxed)) {
+    Word64(control_->lap_position).store(position, std::memory_order_release);
+    Word64(control_->lap_offset).store(offset, std::memory_order_release);
+  }
+  // Release: readers that see the even sequence see the pair.
+  seq.store(s + 2, std::memory_order_release);
+}
+
+Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) const {
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    auto& slot = control_->gating[i];
+    uint64_t expected = 0;
+    // acq_rel: a slot taken here is ours; a released slot reads position 0
+    // until we store ours, which only makes producers more conservative.
+    if (Word64(slot.owner).compare_exchange_strong(expected, owner, std::memory_order_acq_rel)) {
+      Word64(slot.offset).store(start.offset, std::memory_order_relaxed);
+      Word64(slot.position).store(start.position, std::memory_order_seq_cst);
+      return i;
+    }
+  }
+  return Status::ResourceExhausted("all " + std::to_string(kMaxGatingSlots) +
+                                   " gating slots of the ring are taken");
+}
+
+void Ring::ReownGatingSlot(uint32_t slot, uint64_t owner) const {
+  Word64(control_->gating[slot].owner).store(owner, std::memory_order_release);
+}
+
+void Ring::ReleaseGatingSlot(uint32_t slot) const {
+  auto& s = control_->gating[slot];
+  // Position 0 first: a producer that still sees the owner sees a low
+  // position and stays conservative.
+  Word64(s.position).store(0, std::memory_order_release);
+  Word64(s.owner).store(0, std::memory_order_release);
+  WakeAll(control_->space_seq, control_->space_waiters);
+}
+
+uint64_t Ring::GatingOwner(uint32_t slot) const {
+  return Word64(control_->gating[slot].owner).load(std::memory_order_acquire);
+}
+
+RingPosition Ring::GatingPosition(uint32_t slot) const {
+  const auto& s = control_->gating[slot];
+  return {Word64(const_cast<uint64_t&>(s.position)).load(std::memory_order_acquire),
+          Word64(const_cast<uint64_t&>(s.offset)).load(std::memory_order_acquire)};
+}
+
+void Ring::AdvanceGatingSlot(uint32_t slot, RingPosition released) const {
+  auto& s = control_->gating[slot];
+  Word64(s.offset).store(released.offset, std::memory_order_relaxed);
+  // seq_cst: orders the release before the check for sleeping producers.
+  Word64(s.position).store(released.position, std::memory_order_seq_cst);
+  WakeAll(control_->space_seq, control_->space_waiters);
+}
+
+std::optional<uint64_t> Ring::MinGatingPosition() const {
+  std::optional<uint64_t> min;
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    auto& s = control_->gating[i];
+    if (Word64(s.owner).load(std::memory_order_acquire) == 0) continue;
+    const uint64_t p = Word64(s.position).load(std::memory_order_acquire);
+    if (!min || p < *min) min = p;
+  }
+  return min;
+}
+
+uint64_t Ring::unblocked_claims() const {
+  return Word64(control_->unblocked_claims).load(std::memory_order_relaxed);
+}
+uint64_t Ring::unblocked_bytes() const {
+  return Word64(control_->unblocked_bytes).load(std::memory_order_relaxed);
+}
+uint64_t Ring::aborted_claims() const {
+  return Word64(control_->aborted_claims).load(std::memory_order_relaxed);
+}
+
+std::string_view ClaimStatusName(ClaimStatus s) {
+  switch (s) {
+    case ClaimStatus::kOk:
+      return "ok";
+    case ClaimStatus::kFull:
+      return "ring full (back-pressure)";
+    case ClaimStatus::kTooLarge:
+      return "record too large";
+    case ClaimStatus::kUnblocked:
+      return "claim was unblocked as dead";
+    case ClaimStatus::kInvalid:
+      return "invalid claim";
+  }
+  return "unknown";
+}
+
+std::string_view CommitStatusName(CommitStatus s) {
+  switch (s) {
+    case CommitStatus::kOk:
+      return "ok";
+    case CommitStatus::kUnblocked:
+      return "claim was unblocked as dead; record lost";
+    case CommitStatus::kNotClaimed:
+      return "no active claim";
+  }
+  return "unknown";
+}
+
+std::string_view ReadStatusName(ReadStatus s) {
+  switch (s) {
+    case ReadStatus::kOk:
+      return "ok";
+    case ReadStatus::kOverrun:
+      return "overrun";
+    case ReadStatus::kCorrupt:
+      return "corrupt";
+  }
+  return "unknown";
+}
+
+// ---------------------------------------------------------------------------
+// Producer
+
+namespace {
+
+// Writes the commit word of the frame at `position` from whatever stale value
+// it holds to `tag | state`, unless an unblocker got there first (it leaves
+// our tag with kPoison or kPadding). Returns false if we lost.
+bool MarkFrame(std::byte* frame, uint64_t tag, FrameState state) {
+  auto w = Word64At(frame);
+  uint64_t old = w.load(std::memory_order_relaxed);
+  for (;;) {
+    if ((old & ~kStateMask) == tag) return false;  // an unblocker owns it
+    // release: the length (and offset) written before are visible to whoever
+    // sees the marker.
+    if (w.compare_exchange_weak(old, tag | S(state), std::memory_order_release,
+                                std::memory_order_relaxed)) {
+      return true;
+    }
+  }
+}
+
+}  // namespace
+
+RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
+  if (this != &other) {
+    if (ok() && ring_ != nullptr) {
+      RingProducer p(*ring_);
+      (void)p.abort(*this);
+    }
+    std::memcpy(static_cast<void*>(this), &other, sizeof(RingClaim));
+    other.frame_ = nullptr;
+    other.status_ = ClaimStatus::kInvalid;
+  }
+  return *this;
+}
+
+RingClaim::~RingClaim() {
+  if (ok() && ring_ != nullptr) {
+    RingProducer p(*ring_);
+    (void)p.abort(*this);
+  }
+}
+
+RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
+                                  uint32_t value_length, bool has_key) {
+  RingClaim c;
+  if (key_length > kMaxKeyLength || headers_length > kMaxHeadersLength ||
+      (!has_key && key_length != 0)) {
+    c.status_ = ClaimStatus::kInvalid;
+    return c;
+  }
+  const uint64_t frame_length = FrameLength(key_length, headers_length, value_length);
+  if (frame_length > ring_.max_frame_length_) {
+    c.status_ = ClaimStatus::kTooLarge;
+    return c;
+  }
+  const uint64_t aligned = AlignedFrameLength(frame_length);
+  const uint64_t cap = ring_.capacity_;
+  internal::RingControl* ctl = ring_.control_;
+  auto tail = Word64(ctl->tail);
+  // Acquire: pairs with other producers' CAS so we reconstruct a current tail.
+  uint64_t packed = tail.load(std::memory_order_acquire);
+  RingPosition at;
+  uint64_t pad = 0;
+  uint64_t ref_position = 0;
+  for (;;) {
+    ref_position = Word64(ctl->lap_position).load(std::memory_order_acquire);
+    const uint64_t ref_offset = Word64(ctl->lap_offset).load(std::memory_order_acquire);
+    if (!Unpack(packed, ref_position, ref_offset, &at)) {
+      packed = tail.load(std::memory_order_acquire);
+      continue;
+    }
+    const uint64_t index = at.position & ring_.mask_;
+    pad = index + aligned > cap ? cap - index : 0;
+    const uint64_t end = at.position + pad + aligned;
+    if (end > gating_cache_position_ + cap) {
+      const std::optional<uint64_t> min = ring_.MinGatingPosition();
+      // No gating reader: producers run free; re-check once per lap so a
+      // newly registered gating reader is noticed.
+      gating_cache_position_ = min ? *min : at.position;
+      if (min && end > *min + cap) {
+        c.status_ = ClaimStatus::kFull;
+        return c;
+      }
+    }
+    const uint64_t next = PackTail(end, at.offset + 1);
+    if (ring_.mode() == RingMode::kSingleProducer) {
+      // Release: readers computing the overwrite horizon see our claim.
+      tail.store(next, std::memory_order_release);
+      break;
+    }
+    // acq_rel: the winner owns [at.position, end); losers reload.
+    if (tail.compare_exchange_weak(packed, next, std::memory_order_acq_rel,
+                                   std::memory_order_acquire)) {
+      break;
+    }
+  }
+  if (pad != 0) {
+    std::byte* p = ring_.At(at.position);
+    if (pad >= kMinPaddingWithLength) {
+      Word32At(p + frame::kLength).store(static_cast<uint32_t>(pad), std::memory_order_relaxed);
+    }
+    if (!MarkFrame(p, ring_.Tag(at.position), FrameState::kPadding)) {
+      c.status_ = ClaimStatus::kUnblocked;
+      return c;
+    }
+    WakeAll(ctl->data_seq, ctl->data_waiters);
+  }
+  const uint64_t record_position = at.position + pad;
+  // A record in a newer lap than the reference: publish it as the new one.
+  if ((record_position & ~ring_.mask_) > (ref_position & ~ring_.mask_)) {
+    ring_.PublishLap(record_position, at.offset);
+  }
+  std::byte* f = ring_.At(record_position);
+  Word32At(f + frame::kLength)
+      .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
+  if (!MarkFrame(f, ring_.Tag(record_position), FrameState::kClaimed)) {
+    c.status_ = ClaimStatus::kUnblocked;
+    return c;
+  }
+  c.ring_ = &ring_;
+  c.frame_ = f;
+  c.position_ = record_position;
+  c.offset_ = at.offset;
+  c.frame_length_ = static_cast<uint32_t>(frame_length);
+  c.key_length_ = key_length;
+  c.headers_length_ = headers_length;
+  c.value_length_ = value_length;
+  c.flags_ = has_key ? kFlagHasKey : 0;
+  c.status_ = ClaimStatus::kOk;
+  return c;
+}
+
+CommitStatus RingProducer::commit(RingClaim& c) {
+  if (!c.ok()) return CommitStatus::kNotClaimed;
+  std::byte* f = c.frame_;
+  // Every field but the length (written at claim; the unblocker may read it).
+  EncodeFixed64(f + frame::kOffset, c.offset_);
+  EncodeFixed64(f + frame::kTimestamp,
+                static_cast<uint64_t>(c.timestamp_ns_ != 0 ? c.timestamp_ns_ : WallClockNanos()));
+  EncodeFixed16(f + frame::kKeyLength, static_cast<uint16_t>(c.key_length_));
+  EncodeFixed16(f + frame::kHeadersLength, static_cast<uint16_t>(c.headers_length_));
+  f[frame::kFlags] = static_cast<std::byte>(c.flags_);
+  f[frame::kReserved8] = std::byte{0};
+  EncodeFixed16(f + frame::kReserved16, 0);
+  const uint64_t aligned = AlignedFrameLength(c.frame_length_);
+  if (aligned != c.frame_length_) std::memset(f + c.frame_length_, 0, aligned - c.frame_length_);
+  SealFrame(f, c.frame_length_);
+  c.frame_ = nullptr;
+  c.status_ = ClaimStatus::kInvalid;
+  uint64_t expected = ring_.Tag(c.position_) | S(FrameState::kClaimed);
+  // seq_cst: publishes the frame (release) and orders it before the check
+  // for sleeping readers in WakeAll.
+  if (!Word64At(f).compare_exchange_strong(expected, ring_.Tag(c.position_) | S(FrameState::kData),
+                                           std::memory_order_seq_cst)) {
+    return CommitStatus::kUnblocked;
+  }
+  WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
+  return CommitStatus::kOk;
+}
+
+CommitStatus RingProducer::abort(RingClaim& c) {
+  if (!c.ok()) return CommitStatus::kNotClaimed;
+  std::byte* f = c.frame_;
+  c.frame_ = nullptr;
+  c.status_ = ClaimStatus::kInvalid;
+  uint64_t expected = ring_.Tag(c.position_) | S(FrameState::kClaimed);
+  // The length written at claim time stays: the padding covers the claim.
+  if (!Word64At(f).compare_exchange_strong(
+          expected, ring_.Tag(c.position_) | S(FrameState::kPadding), std::memory_order_seq_cst)) {
+    return CommitStatus::kUnblocked;
+  }
+  Word64(ring_.control_->aborted_claims).fetch_add(1, std::memory_order_relaxed);
+  WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
+  return CommitStatus::kOk;
+}
+
+WriteResult RingProducer::try_write(std::optional<std::string_view> key,
+                                    std::span<const Header> headers, std::string_view value,
+                                    int64_t timestamp_ns) {
+  WriteResult r;
+  const int64_t hlen = EncodedHeadersLength(headers);
+  if (hlen < 0 || hlen > kMaxHeadersLength || (key && key->size() > kMaxKeyLength) ||
+      value.size() > UINT32_MAX) {
+    r.status = ClaimStatus::kInvalid;
+    return r;
+  }
+  RingClaim c = try_claim(key ? static_cast<uint32_t>(key->size()) : 0, static_cast<uint32_t>(hlen),
+                          static_cast<uint32_t>(value.size()), key.has_value());
+  r.status = c.status();
+  if (!c.ok()) return r;
+  if (key && !key->empty()) std::memcpy(c.key().data(), key->data(), key->size());
+  if (hlen > 0) EncodeHeaders(headers, c.headers().data());
+  if (!value.empty()) std::memcpy(c.value().data(), value.data(), value.size());
+  c.set_timestamp(timestamp_ns);
+  r.offset = c.offset();
+  r.commit = commit(c);
+  return r;
+}
+
+bool RingProducer::WaitForSpace(int64_t timeout_ns) {
+  const uint64_t before = gating_cache_position_;
+  auto moved = [&] {
+    const std::optional<uint64_t> min = ring_.MinGatingPosition();
+    return !min || *min > before;
+  };
+  const bool ok = WaitUntil(moved, WaitStrategy::kBlocking, timeout_ns, ring_.control_->space_seq,
+                            ring_.control_->space_waiters);
+  if (ok) gating_cache_position_ = 0;  // force a refresh on the next claim
+  return ok;
+}
+
+// ---------------------------------------------------------------------------
+// Reader
+
+RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
+  const uint64_t index = at.position & ring_.mask_;
+  const uint64_t room = ring_.capacity_ - index;
+  const std::byte* f = ring_.data_ + index;
+  // Acquire: pairs with the producer's commit CAS; the frame is visible.
+  const uint64_t w = Word64At(const_cast<std::byte*>(f)).load(std::memory_order_acquire);
+  if ((w & ~kStateMask) != ring_.Tag(at.position)) return {Step::kEmpty, 0, FrameCheck::kOk, f};
+  switch (static_cast<FrameState>(StateOf(w))) {
+    case FrameState::kClaimed:
+    case FrameState::kPoison:
+      return {Step::kEmpty, 0, FrameCheck::kOk, f};
+    case FrameState::kPadding: {
+      uint64_t len = room;
+      if (room >= kMinPaddingWithLength) {
+        len = Word32At(const_cast<std::byte*>(f) + frame::kLength).load(std::memory_order_relaxed);
+        len = AlignedFrameLength(len);
+      }
+      if (len < kFrameAlignment || len > room) {
+        return {Step::kCorrupt, 0, FrameCheck::kBadLength, f};
+      }
+      return {Step::kPadding, len, FrameCheck::kOk, f};
+    }
+    case FrameState::kData:
+    case FrameState::kControl: {
+      const FrameCheck check = CheckFrame(f, room, ring_.max_frame_length_, verify_crc);
+      if (check != FrameCheck::kOk) return {Step::kCorrupt, 0, check, f};
+      if (RecordView(f).offset() < at.offset) {
+        return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
+      }
+      return {Step::kRecord, AlignedFrameLength(DecodeFixed32(f + frame::kLength)), FrameCheck::kOk,
+              f};
+    }
+    default:
+      return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
+  }
+}
+
+uint64_t RingReader::OverwriteHorizon() const {
+  const internal::RingControl* ctl = ring_.control_;
+  const uint64_t packed = Word64(const_cast<uint64_t&>(ctl->tail)).load(std::memory_order_acquire);
+  const uint64_t lap =
+      Word64(const_cast<uint64_t&>(ctl->lap_position)).load(std::memory_order_acquire);
+  // Both our position and the lap reference are at or behind the tail.
+  const uint64_t ref = std::max(next_.position, lap);
+  const uint64_t units = (packed - (ref >> 3)) & kLow32;
+  if (units >= (1ull << 31)) return ref;
+  return ref + units * 8;
+}
+
+bool RingReader::HasData() const { return PeekAt(next_, false).step != Step::kEmpty; }
+
+bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
+  const uint64_t tag = ring_.Tag(next_.position);
+  std::byte* f = ring_.data_ + (next_.position & ring_.mask_);
+  auto ready = [&] {
+    // seq_cst: the sleeper's half of the Dekker handshake with WakeAll.
+    const uint64_t w = Word64At(f).load(std::memory_order_seq_cst);
+    if ((w & ~kStateMask) != tag) {
+      // Not written yet, or overwritten by a later lap (then read() says so).
+      return OverwriteHorizon() > next_.position + ring_.capacity_;
+    }
+    const uint64_t s = StateOf(w);
+    return s != S(FrameState::kClaimed) && s != S(FrameState::kPoison);
+  };
+  return WaitUntil(ready, strategy, timeout_ns, ring_.control_->data_seq,
+                   ring_.control_->data_waiters);
+}
+
+Lost RingReader::Resync() {
+  Lost lost;
+  lost.from = next_;
+  RingPosition to = ring_.earliest();
+  if (to.position < next_.position) to = ring_.tail();
+  lost.to = to;
+  lost.bytes = to.position - next_.position;
+  lost.records = to.offset >= next_.offset ? to.offset - next_.offset : 0;
+  next_ = to;
+  return lost;
+}
+
+// ---------------------------------------------------------------------------
+// Unblocker
+
+RingUnblocker::RingUnblocker(Ring ring, int64_t timeout_ns)
+    : ring_(ring), timeout_ns_(timeout_ns), cursor_(ring.earliest()) {}
+
+RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
+  // A lap-reference writer that died mid-publish leaves the seqlock odd.
+  // Whoever notices it odd for a whole timeout closes it.
+  {
+    auto seq = Word64(ring_.control_->lap_seq);
+    const uint64_t s = seq.load(std::memory_order_acquire);
+    if ((s & 1) != 0) {
+      if (s != lap_seq_seen_) {
+        lap_seq_seen_ = s;
+        lap_seq_since_ns_ = now_ns;
+      } else if (now_ns - lap_seq_since_ns_ >= timeout_ns_) {
+        uint64_t expected = s;
+        seq.compare_exchange_strong(expected, s + 1, std::memory_order_acq_rel);
+      }
+    }
+  }
+  RingReader reader(ring_, cursor_);
+  if (reader.OverwriteHorizon() > cursor_.position + ring_.capacity_) {
+    cursor_ = ring_.earliest();
+    reader.Seek(cursor_);
+  }
+  // Follow committed frames up to one ring's worth per poll.
+  uint64_t walked = 0;
+  for (;;) {
+    const RingReader::Peek p = reader.PeekAt(cursor_, false);
+    if (p.step == RingReader::Step::kRecord) {
+      cursor_.position += p.aligned_length;
+      cursor_.offset = RecordView(p.frame).offset() + 1;
+    } else if (p.step == RingReader::Step::kPadding) {
+      cursor_.position += p.aligned_length;
+    } else {
+      break;
+    }
+    walked += p.aligned_length;
+    if (walked >= ring_.capacity_) break;
+  }
+  const RingPosition t = ring_.tail();
+  if (cursor_.position >= t.position) {
+    stuck_position_ = ~0ull;
+    return {};
+  }
+  const RingReader::Peek p = reader.PeekAt(cursor_, false);
+  if (p.step != RingReader::Step::kEmpty) return {};  // corrupt or more to walk next time
+  if (cursor_.position != stuck_position_) {
+    stuck_position_ = cursor_.position;
+    stuck_since_ns_ = now_ns;
+    return {};
+  }
+  if (now_ns - stuck_since_ns_ < timeout_ns_) return {};
+  stuck_position_ = ~0ull;
+  return Unblock(cursor_.position);
+}
+
+RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
+  const uint64_t cap = ring_.capacity_;
+  const uint64_t index = position & ring_.mask_;
+  const uint64_t lap_end = position + (cap - index);
+  std::byte* f = ring_.At(position);
+  const uint64_t tag = ring_.Tag(position);
+  auto w = Word64At(f);
+  internal::RingControl* ctl = ring_.control_;
+  for (;;) {
+    const RingPosition t = ring_.tail();
+    if (position >= t.position) return {};
+    uint64_t old = w.load(std::memory_order_acquire);
+    if ((old & ~kStateMask) == tag) {
+      const uint64_t s = StateOf(old);
+      if (s == S(FrameState::kData) || s == S(FrameState::kPadding) ||
+          s == S(FrameState::kControl)) {
+        return {};  // committed meanwhile
+      }
+      if (s == S(FrameState::kClaimed)) {
+        // The claim is marked: its length is known. Turn it into padding.
+        const uint64_t len =
+            AlignedFrameLength(Word32At(f + frame::kLength).load(std::memory_order_relaxed));
+        if (len >= kFrameHeaderLength && len <= cap - index) {
+          if (w.compare_exchange_strong(old, tag | S(FrameState::kPadding),
+                                        std::memory_order_seq_cst)) {
+            Word64(ctl->unblocked_claims).fetch_add(1, std::memory_order_relaxed);
+            Word64(ctl->unblocked_bytes).fetch_add(len, std::memory_order_relaxed);
+            WakeAll(ctl->data_seq, ctl->data_waiters);
+            return {Action::kPadded, position, len};
+          }
+          continue;  // the producer committed or aborted just now
+        }
+        // A marked claim with an impossible length: treat it as a hole.
+      }
+    }
+    // A hole: the claimer died before marking (or a previous unblocker died).
+    // Poison it so a late producer loses its CAS, then find where it ends.
+    if ((old & ~kStateMask) != tag || StateOf(old) != S(FrameState::kPoison)) {
+      if (!w.compare_exchange_strong(old, tag | S(FrameState::kPoison),
+                                     std::memory_order_seq_cst)) {
+        continue;
+      }
+    }
+    const uint64_t limit =
+        std::min({t.position, lap_end, position + AlignedFrameLength(ring_.max_frame_length_)});
+    uint64_t end = limit;
+    for (uint64_t q = position + kFrameAlignment; q < limit; q += kFrameAlignment) {
+      auto wq = Word64At(ring_.At(q));
+      const uint64_t tq = ring_.Tag(q);
+      uint64_t v = wq.load(std::memory_order_acquire);
+      bool found = false;
+      for (;;) {
+        if ((v & ~kStateMask) == tq) {
+          found = StateOf(v) != S(FrameState::kPoison);
+          break;
+        }
+        if (wq.compare_exchange_weak(v, tq | S(FrameState::kPoison), std::memory_order_seq_cst,
+                                     std::memory_order_acquire)) {
+          break;
+        }
+      }
+      if (found) {
+        end = q;
+        break;
+      }
+    }
+    const uint64_t hole = end - position;
+    if (hole < kMinPaddingWithLength && end != lap_end) return {};  // cannot happen: claims >= 40 B
+    if (hole >= kMinPaddingWithLength) {
+      Word32At(f + frame::kLength).store(static_cast<uint32_t>(hole), std::memory_order_relaxed);
+    }
+    uint64_t poisoned = tag | S(FrameState::kPoison);
+    if (!w.compare_exchange_strong(poisoned, tag | S(FrameState::kPadding),
+                                   std::memory_order_seq_cst)) {
+      continue;
+    }
+    Word64(ctl->unblocked_claims).fetch_add(1, std::memory_order_relaxed);
+    Word64(ctl->unblocked_bytes).fetch_add(hole, std::memory_order_relaxed);
+    WakeAll(ctl->data_seq, ctl->data_waiters);
+    return {Action::kHoleFilled, position, hole};
+  }
+}
+
+}  // namespace runnel

@@ -1,0 +1,547 @@
+// The ring: a lock-free, fan-out record ring over a caller-given span of
+// memory. The span may be a MAP_SHARED mapping used by many processes: the
+// layout holds no pointers, only positions, and is fixed (static_asserts).
+//
+// Roles:
+//  - Producers claim space (try_claim), write the record in place, and commit
+//    (or abort). In kSingleProducer mode at most one RingProducer may exist at
+//    a time (the bus enforces that); in kMultiProducer mode any number claim
+//    concurrently with a CAS on the tail, and ring order is claim order.
+//  - Readers (RingReader) each keep their own position and see every record
+//    (fan-out). They never block producers: a reader that falls a full lap
+//    behind is told it was overrun and how much it lost.
+//  - Gating readers (at most kMaxGatingSlots, e.g. the persistence thread)
+//    publish their position in a slot; producers never overwrite bytes that a
+//    gating reader has not released. When a gating reader lags a full ring,
+//    try_claim returns kFull (back-pressure).
+//  - An unblocker (RingUnblocker, run by the bus housekeeping) turns a claim
+//    whose producer died before committing into padding after a timeout.
+//
+// Positions and offsets: a *position* is a monotonic byte count since the ring
+// was created (index = position & (capacity - 1)); an *offset* is the record's
+// offset in its partition (base_offset + records claimed before it). Every
+// record is contiguous in the ring: a claim that would cross the end of the
+// ring first fills the rest of the lap with a padding frame.
+//
+// Memory layout (kHeaderBytes = 4096, then `capacity` bytes of frames):
+//
+//   0                   1                   2                   3
+//   0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//  +---------------------------------------------------------------+
+//  |  magic (64), published last with a release store               |    0
+//  +---------------------------------------------------------------+
+//  |  version (32): major << 16 | minor                             |    8
+//  |  mode (32): 1 single-producer, 2 multi-producer                |   12
+//  |  capacity (64): data bytes, a power of two                     |   16
+//  |  max_frame_length (32)         |  gating slot count (32)       |   24
+//  |  salt (64): random, mixed into every commit tag                |   32
+//  |  base_offset (64): offset of the first record                  |   40
+//  |  ... reserved to 128                                           |
+//  +---------------------------------------------------------------+
+//  |  tail (64), producers' word: offset mod 2^32 in the high half, |  128
+//  |  position/8 mod 2^32 in the low half; 128 bytes to itself      |
+//  +---------------------------------------------------------------+
+//  |  lap_seq (64) | lap_position (64) | lap_offset (64)            |  256
+//  |  a frame boundary in the newest lap, published on lap change   |
+//  +---------------------------------------------------------------+
+//  |  data_seq (32) | data_waiters (32): futex for sleeping readers |  384
+//  +---------------------------------------------------------------+
+//  |  space_seq (32) | space_waiters (32): futex for producers      |  512
+//  +---------------------------------------------------------------+
+//  |  unblocked_claims (64) | unblocked_bytes (64) | aborted (64)   |  640
+//  +---------------------------------------------------------------+
+//  |  gating slot 0: owner (64) | position (64) | offset (64)       |  768
+//  |  gating slot 1..3, 128 bytes each                              |
+//  +---------------------------------------------------------------+
+//  |  reserved to 4096                                              | 1280
+//  +---------------------------------------------------------------+
+//  |  frames (core/record.h)                                        | 4096
+//
+// The packed tail is reconstructed into full 64-bit values against the lap
+// reference (always within two laps of the tail), which is why a ring is at
+// most 1 GiB. See docs/design.md for the full argument.
+
+#ifndef RUNNEL_CORE_RING_H_
+#define RUNNEL_CORE_RING_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "core/record.h"
+#include "core/status.h"
+#include "core/wait.h"
+
+namespace runnel {
+
+inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
+inline constexpr uint32_t kRingVersionMajor = 1;
+inline constexpr uint32_t kRingVersionMinor = 0;
+inline constexpr uint64_t kRingHeaderBytes = 4096;
+inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
+inline constexpr uint64_t kRingMaxCapacity = 1ull << 30;
+inline constexpr uint32_t kMaxGatingSlots = 4;
+
+enum class RingMode : uint32_t { kSingleProducer = 1, kMultiProducer = 2 };
+
+struct RingOptions {
+  uint64_t capacity = 1 << 20;    // power of two in [kRingMinCapacity, kRingMaxCapacity]
+  uint32_t max_frame_length = 0;  // 0: capacity / 4; at most capacity / 2
+  RingMode mode = RingMode::kMultiProducer;
+  uint64_t base_offset = 0;  // offset of the first record
+  uint64_t salt = 0;         // 0: random
+};
+
+// A position in the ring together with the offset of the record there.
+struct RingPosition {
+  uint64_t position = 0;
+  uint64_t offset = 0;
+  friend bool operator==(const RingPosition&, const RingPosition&) = default;
+};
+
+// The ring's control block (see the ruler above). Lives in shared memory.
+namespace internal {
+struct alignas(128) RingControl {
+  // Descriptor: written once by Create, then read-only.
+  uint64_t magic;
+  uint32_t version;
+  uint32_t mode;
+  uint64_t capacity;
+  uint32_t max_frame_length;
+  uint32_t gating_slot_count;
+  uint64_t salt;
+  uint64_t base_offset;
+  uint8_t reserved0[128 - 48];
+  // Producers.
+  alignas(128) uint64_t tail;
+  alignas(128) uint64_t lap_seq;  // seqlock: odd while a lap reference is written
+  uint64_t lap_position;
+  uint64_t lap_offset;
+  alignas(128) uint32_t data_seq;
+  uint32_t data_waiters;
+  alignas(128) uint32_t space_seq;
+  uint32_t space_waiters;
+  alignas(128) uint64_t unblocked_claims;
+  uint64_t unblocked_bytes;
+  uint64_t aborted_claims;
+  struct alignas(128) GatingSlot {
+    uint64_t owner;     // 0: free
+    uint64_t position;  // released up to here
+    uint64_t offset;    // offset of the record at `position`
+  } gating[kMaxGatingSlots];
+};
+static_assert(offsetof(RingControl, tail) == 128);
+static_assert(offsetof(RingControl, lap_seq) == 256);
+static_assert(offsetof(RingControl, data_seq) == 384);
+static_assert(offsetof(RingControl, space_seq) == 512);
+static_assert(offsetof(RingControl, unblocked_claims) == 640);
+static_assert(offsetof(RingControl, gating) == 768);
+static_assert(sizeof(RingControl) == 1280);
+static_assert(sizeof(RingControl) <= kRingHeaderBytes);
+static_assert(std::is_trivially_copyable_v<RingControl>);
+static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
+}  // namespace internal
+
+// A non-owning handle to a formatted ring. Cheap to copy. The memory must
+// outlive every handle and every producer/reader made from it.
+class Ring {
+ public:
+  // Bytes of memory a ring of `capacity` needs.
+  static constexpr uint64_t RequiredBytes(uint64_t capacity) { return kRingHeaderBytes + capacity; }
+  static Status ValidateOptions(const RingOptions& options);
+
+  // Formats `memory` as an empty ring: zero-fills (and so pre-faults) every
+  // byte, writes the descriptor, and publishes the magic last.
+  // REQUIRES: memory.size() >= RequiredBytes(options.capacity), 128-byte aligned,
+  // and nobody else uses the memory until Create returns.
+  static Result<Ring> Create(std::span<std::byte> memory, const RingOptions& options);
+
+  // Attaches to a ring formatted by Create (possibly in another process).
+  // kUnavailable if the magic is not published yet (retry), kVersionMismatch
+  // for another major layout version, kCorruption if the descriptor does not
+  // describe a valid ring that fits in `memory`.
+  static Result<Ring> Attach(std::span<std::byte> memory);
+
+  uint64_t capacity() const { return capacity_; }
+  RingMode mode() const { return static_cast<RingMode>(control_->mode); }
+  uint32_t max_frame_length() const { return max_frame_length_; }
+  uint64_t base_offset() const { return control_->base_offset; }
+  uint64_t salt() const { return salt_; }
+  std::byte* data() const { return data_; }
+
+  // The newest claimed position and the next offset (includes claims that are
+  // not committed yet). A consistent pair.
+  RingPosition tail() const;
+  // The oldest frame boundary this ring can still be read from: the start of
+  // the newest lap's first record, or the ring start before the first wrap.
+  RingPosition earliest() const;
+
+  // Gating slots. Acquire returns a slot index whose position is `start`;
+  // kResourceExhausted when all slots are taken.
+  // REQUIRES: start is a frame boundary not older than earliest(); owner != 0.
+  Result<uint32_t> AcquireGatingSlot(uint64_t owner, RingPosition start) const;
+  // Takes over a slot whose previous owner died (same slot, same position).
+  void ReownGatingSlot(uint32_t slot, uint64_t owner) const;
+  void ReleaseGatingSlot(uint32_t slot) const;
+  uint64_t GatingOwner(uint32_t slot) const;
+  RingPosition GatingPosition(uint32_t slot) const;
+  // Advances a gating slot (monotonic) and wakes producers waiting for space.
+  void AdvanceGatingSlot(uint32_t slot, RingPosition released) const;
+  // The lowest position of any gating slot in use; nullopt if none is.
+  std::optional<uint64_t> MinGatingPosition() const;
+
+  // Counters.
+  uint64_t unblocked_claims() const;
+  uint64_t unblocked_bytes() const;
+  uint64_t aborted_claims() const;
+
+  // Sleeps until a producer commits after `data_seq` was read, or timeout.
+  // Used by RingReader::Wait; exposed for the bus.
+  internal::RingControl* control() const { return control_; }
+
+  // Tag for the commit word of a frame at `position`.
+  uint64_t Tag(uint64_t position) const { return (position ^ salt_) & ~kStateMask; }
+  std::byte* At(uint64_t position) const { return data_ + (position & mask_); }
+
+ private:
+  Ring(internal::RingControl* control, std::byte* data);
+  friend class RingProducer;
+  friend class RingReader;
+  friend class RingUnblocker;
+
+  void PublishLap(uint64_t position, uint64_t offset) const;
+
+  internal::RingControl* control_ = nullptr;
+  std::byte* data_ = nullptr;
+  uint64_t capacity_ = 0;
+  uint64_t mask_ = 0;
+  uint64_t salt_ = 0;
+  uint32_t max_frame_length_ = 0;
+};
+
+// Result of try_claim. kOk is the only success.
+enum class ClaimStatus : uint8_t {
+  kOk = 0,
+  kFull = 1,       // back-pressure: a gating reader has not released enough space
+  kTooLarge = 2,   // error: the frame exceeds max_frame_length (never truncated)
+  kUnblocked = 3,  // error: an unblocker declared this claim dead before it was marked
+  kInvalid = 4,    // error: bad arguments (key or headers longer than 65535)
+};
+std::string_view ClaimStatusName(ClaimStatus s);
+
+enum class CommitStatus : uint8_t {
+  kOk = 0,
+  kUnblocked = 1,   // the claim was turned into padding before commit: the record is lost
+  kNotClaimed = 2,  // the claim is not active (already committed/aborted, or failed)
+};
+std::string_view CommitStatusName(CommitStatus s);
+
+// An active claim: write the key, headers and value in place, then commit.
+// Move-only; a claim that is destroyed while active is aborted.
+class RingClaim {
+ public:
+  RingClaim() = default;
+  RingClaim(RingClaim&& other) noexcept { *this = std::move(other); }
+  RingClaim& operator=(RingClaim&& other) noexcept;
+  RingClaim(const RingClaim&) = delete;
+  RingClaim& operator=(const RingClaim&) = delete;
+  ~RingClaim();
+
+  ClaimStatus status() const { return status_; }
+  bool ok() const { return status_ == ClaimStatus::kOk && frame_ != nullptr; }
+  uint64_t offset() const { return offset_; }
+  uint64_t position() const { return position_; }
+  std::span<std::byte> key() const { return {frame_ + kFrameHeaderLength, key_length_}; }
+  std::span<std::byte> headers() const {
+    return {frame_ + kFrameHeaderLength + key_length_, headers_length_};
+  }
+  std::span<std::byte> value() const {
+    return {frame_ + kFrameHeaderLength + key_length_ + headers_length_, value_length_};
+  }
+  // Timestamp to stamp at commit; 0 (default) stamps the wall clock then.
+  void set_timestamp(int64_t ns) { timestamp_ns_ = ns; }
+
+ private:
+  friend class RingProducer;
+  const Ring* ring_ = nullptr;
+  std::byte* frame_ = nullptr;
+  uint64_t position_ = 0;
+  uint64_t offset_ = 0;
+  int64_t timestamp_ns_ = 0;
+  uint32_t frame_length_ = 0;
+  uint32_t key_length_ = 0;
+  uint32_t headers_length_ = 0;
+  uint32_t value_length_ = 0;
+  uint8_t flags_ = 0;
+  ClaimStatus status_ = ClaimStatus::kInvalid;
+};
+
+// Result of a convenience write.
+struct WriteResult {
+  ClaimStatus status = ClaimStatus::kInvalid;
+  CommitStatus commit = CommitStatus::kNotClaimed;
+  uint64_t offset = 0;
+  bool ok() const { return status == ClaimStatus::kOk && commit == CommitStatus::kOk; }
+};
+
+// A producer handle. Not thread-safe: one per thread.
+class RingProducer {
+ public:
+  RingProducer() = default;
+  explicit RingProducer(Ring ring) : ring_(ring) {}
+
+  // Claims room for one record. Never blocks, allocates or enters the kernel.
+  // has_key distinguishes an empty key from none.
+  [[nodiscard]] RingClaim try_claim(uint32_t key_length, uint32_t headers_length,
+                                    uint32_t value_length, bool has_key);
+  // Stamps, checksums and publishes the record; wakes sleeping readers.
+  [[nodiscard]] CommitStatus commit(RingClaim& claim);
+  // Turns the claim into padding: readers skip it (the offset is skipped too).
+  [[nodiscard]] CommitStatus abort(RingClaim& claim);
+
+  // Claim + copy + commit.
+  [[nodiscard]] WriteResult try_write(std::optional<std::string_view> key,
+                                      std::span<const Header> headers, std::string_view value,
+                                      int64_t timestamp_ns = 0);
+
+  // Sleeps until a gating reader releases space or timeout_ns passes.
+  // Returns false on timeout. Call after try_claim returned kFull.
+  bool WaitForSpace(int64_t timeout_ns);
+
+  const Ring& ring() const { return ring_; }
+
+ private:
+  Ring ring_;
+  uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
+};
+
+enum class ReadStatus : uint8_t {
+  kOk = 0,       // `records` records were handed over (possibly 0: nothing committed yet)
+  kOverrun = 1,  // the reader was lapped: call Resync; records/torn say what was delivered
+  kCorrupt = 2,  // the frame at position() fails validation (see check)
+};
+std::string_view ReadStatusName(ReadStatus s);
+
+struct ReadResult {
+  ReadStatus status = ReadStatus::kOk;
+  uint32_t records = 0;                // handed to the handler in this call
+  uint32_t torn = 0;                   // of those, how many may have been overwritten while handled
+  FrameCheck check = FrameCheck::kOk;  // for kCorrupt
+};
+
+// What Resync skipped.
+struct Lost {
+  uint64_t bytes = 0;
+  uint64_t records = 0;
+  RingPosition from;  // where the reader was
+  RingPosition to;    // where it is now
+};
+
+struct ReaderOptions {
+  bool verify_crc = false;  // CRC-check every frame read from the ring
+};
+
+// One reader cursor. Not thread-safe. Any number may read the same ring.
+class RingReader {
+ public:
+  RingReader() = default;
+  // REQUIRES: start is a frame boundary of this ring (tail(), earliest(), a
+  // gating position, or a position/offset pair returned by this class).
+  RingReader(Ring ring, RingPosition start, ReaderOptions options = {})
+      : ring_(ring), next_(start), options_(options) {}
+
+  // Hands up to `limit` committed records, in order, to handler(const
+  // RecordView&). The view points into the ring and is valid until the
+  // handler returns, provided this reader is not lapped meanwhile; if it was,
+  // the result says kOverrun and how many of the delivered records may be torn.
+  template <typename Handler>
+  ReadResult read(Handler&& handler, uint32_t limit);
+
+  // True if the frame at position() is committed (a record or padding).
+  bool HasData() const;
+  // Sleeps (per strategy) until HasData() or timeout. Returns HasData().
+  bool Wait(WaitStrategy strategy, int64_t timeout_ns);
+
+  // After kOverrun: moves to the oldest readable frame boundary and says
+  // what was skipped.
+  Lost Resync();
+
+  RingPosition position() const { return next_; }
+  // Sets the cursor. REQUIRES: as for the constructor.
+  void Seek(RingPosition p) { next_ = p; }
+  const Ring& ring() const { return ring_; }
+
+  // Persister support: walks committed frames from position() without a
+  // handler, up to max_bytes and never across the end of the ring lap. The
+  // returned span [begin, end) holds whole frames (trailing wrap padding is
+  // excluded and skipped); `on_frame(const RecordView&, position)` is called
+  // for every data/control frame. Does not advance: call Consume(result).
+  struct Extent {
+    ReadStatus status = ReadStatus::kOk;
+    FrameCheck check = FrameCheck::kOk;
+    uint64_t begin = 0;  // position of the first byte
+    uint64_t end = 0;    // position after the last frame written
+    RingPosition next;   // where the cursor goes after Consume
+    uint32_t records = 0;
+  };
+  template <typename OnFrame>
+  Extent Scan(uint64_t max_bytes, OnFrame&& on_frame) const;
+  void Consume(const Extent& e) { next_ = e.next; }
+
+ private:
+  enum class Step : uint8_t { kRecord, kPadding, kEmpty, kLapped, kCorrupt };
+  struct Peek {
+    Step step;
+    uint64_t aligned_length;  // bytes to advance
+    FrameCheck check;
+    const std::byte* frame;
+  };
+  Peek PeekAt(RingPosition at, bool verify_crc) const;
+  // The highest position producers may have written, reconstructed.
+  uint64_t OverwriteHorizon() const;
+
+  friend class RingUnblocker;
+
+  Ring ring_;
+  RingPosition next_;
+  ReaderOptions options_;
+};
+
+// Turns dead claims into padding. Keeps its own cursor that follows committed
+// frames; when the cursor stays on an uncommitted frame below the tail for
+// `timeout_ns`, the claim there is declared dead.
+class RingUnblocker {
+ public:
+  RingUnblocker(Ring ring, int64_t timeout_ns);
+
+  enum class Action : uint8_t { kNone, kPadded, kHoleFilled };
+  struct Result {
+    Action action = Action::kNone;
+    uint64_t position = 0;
+    uint64_t bytes = 0;
+  };
+  // Advances the cursor and acts if stuck long enough. `now_ns` is monotonic.
+  Result Poll(int64_t now_ns);
+
+  // Unconditionally unblocks the claim at `position` (a frame boundary that is
+  // not committed, below the tail). Exposed for tests and tools.
+  Result Unblock(uint64_t position);
+
+ private:
+  Ring ring_;
+  int64_t timeout_ns_;
+  RingPosition cursor_;
+  uint64_t stuck_position_ = ~0ull;
+  int64_t stuck_since_ns_ = 0;
+  uint64_t lap_seq_seen_ = 0;
+  int64_t lap_seq_since_ns_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Implementation of the templates.
+
+namespace internal {
+inline std::atomic_ref<uint64_t> Word64(uint64_t& w) { return std::atomic_ref<uint64_t>(w); }
+inline std::atomic_ref<uint64_t> Word64At(std::byte* p) {
+  return std::atomic_ref<uint64_t>(*reinterpret_cast<uint64_t*>(p));
+}
+inline std::atomic_ref<uint32_t> Word32At(std::byte* p) {
+  return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(p));
+}
+}  // namespace internal
+
+template <typename Handler>
+ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
+  ReadResult result;
+  const uint64_t batch_start = next_.position;
+  // One look at the producers' tail per batch: frames below the horizon may
+  // already be overwritten by the next lap.
+  if (OverwriteHorizon() > next_.position + ring_.capacity()) {
+    result.status = ReadStatus::kOverrun;
+    return result;
+  }
+  uint32_t delivered = 0;
+  while (delivered < limit) {
+    const Peek p = PeekAt(next_, options_.verify_crc);
+    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kLapped) {
+      result.status = ReadStatus::kOverrun;
+      break;
+    }
+    if (p.step == Step::kCorrupt) {
+      result.status = ReadStatus::kCorrupt;
+      result.check = p.check;
+      break;
+    }
+    if (p.step == Step::kPadding) {
+      next_.position += p.aligned_length;
+      continue;
+    }
+    const RecordView view(p.frame);
+    handler(static_cast<const RecordView&>(view));
+    ++delivered;
+    next_.position += p.aligned_length;
+    next_.offset = view.offset() + 1;
+  }
+  result.records = delivered;
+  if (delivered > 0) {
+    // Anything below horizon - capacity may have been overwritten while handled.
+    const uint64_t horizon = OverwriteHorizon();
+    if (horizon > batch_start + ring_.capacity()) {
+      result.status = ReadStatus::kOverrun;
+      result.torn = delivered;  // conservative: the batch is suspect
+    }
+  }
+  return result;
+}
+
+template <typename OnFrame>
+RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) const {
+  Extent e;
+  e.begin = next_.position;
+  e.end = next_.position;
+  e.next = next_;
+  const uint64_t lap_end = (next_.position | (ring_.capacity() - 1)) + 1;
+  RingPosition at = next_;
+  while (at.position < lap_end && at.position - e.begin < max_bytes) {
+    const Peek p = PeekAt(at, /*verify_crc=*/false);
+    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kLapped) {
+      e.status = ReadStatus::kOverrun;
+      break;
+    }
+    if (p.step == Step::kCorrupt) {
+      e.status = ReadStatus::kCorrupt;
+      e.check = p.check;
+      break;
+    }
+    if (p.step == Step::kPadding) {
+      at.position += p.aligned_length;
+      if (at.position == lap_end) {
+        // Wrap padding: skipped, not part of the extent.
+        e.next = at;
+        break;
+      }
+      e.end = at.position;
+      e.next = at;
+      continue;
+    }
+    const RecordView view(p.frame);
+    if (p.aligned_length > max_bytes - (at.position - e.begin) && e.records > 0) break;
+    on_frame(static_cast<const RecordView&>(view), at.position);
+    at.position += p.aligned_length;
+    at.offset = view.offset() + 1;
+    ++e.records;
+    e.end = at.position;
+    e.next = at;
+  }
+  return e;
+}
+
+}  // namespace runnel
+
+#endif  // RUNNEL_CORE_RING_H_

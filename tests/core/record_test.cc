@@ -1,0 +1,119 @@
+#include "core/record.h"
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+#include "core/crc32c.h"
+
+namespace runnel {
+namespace {
+
+TEST(Crc32c, MatchesTheStandardCheckValue) {
+  EXPECT_EQ(crc32c::Value("123456789", 9), 0xE3069283u);
+  uint32_t running = crc32c::Extend(crc32c::kInit, "1234", 4);
+  running = crc32c::Extend(running, "56789", 5);
+  EXPECT_EQ(crc32c::Finish(running), 0xE3069283u);
+}
+
+// Builds a frame in a vector the way a producer would.
+std::vector<std::byte> MakeFrame(uint64_t offset, std::string_view key, bool has_key,
+                                 std::vector<Header> headers, std::string_view value) {
+  const int64_t hlen = EncodedHeadersLength(headers);
+  const uint64_t len = FrameLength(key.size(), static_cast<uint64_t>(hlen), value.size());
+  std::vector<std::byte> f(AlignedFrameLength(len));
+  WriteFrameHeader(f.data(), static_cast<uint32_t>(len), offset, 1234567, key.size(),
+                   static_cast<uint16_t>(hlen), has_key ? kFlagHasKey : 0);
+  std::memcpy(f.data() + kFrameHeaderLength, key.data(), key.size());
+  EncodeHeaders(headers, f.data() + kFrameHeaderLength + key.size());
+  std::memcpy(f.data() + kFrameHeaderLength + key.size() + hlen, value.data(), value.size());
+  SealFrame(f.data(), static_cast<uint32_t>(len));
+  EncodeFixed64(f.data(), static_cast<uint64_t>(FrameState::kData));
+  return f;
+}
+
+TEST(Record, RoundTripKeepsExactBytes) {
+  const auto f = MakeFrame(42, "user-7", true, {{"trace", "abc"}, {"", "x"}}, "hello\0world");
+  ASSERT_EQ(CheckFrame(f.data(), f.size(), 1 << 20, true), FrameCheck::kOk);
+  RecordView v(f.data());
+  EXPECT_EQ(v.offset(), 42u);
+  EXPECT_EQ(v.timestamp_ns(), 1234567);
+  EXPECT_TRUE(v.has_key());
+  EXPECT_EQ(v.key(), "user-7");
+  EXPECT_EQ(v.value(), std::string_view("hello\0world", 5));
+  HeaderIterator it = v.headers();
+  ASSERT_TRUE(it.valid());
+  EXPECT_EQ(it->name, "trace");
+  EXPECT_EQ(it->value, "abc");
+  it.Next();
+  ASSERT_TRUE(it.valid());
+  EXPECT_EQ(it->name, "");
+  EXPECT_EQ(it->value, "x");
+  it.Next();
+  EXPECT_FALSE(it.valid());
+  EXPECT_TRUE(it.ok());
+}
+
+TEST(Record, HeaderIs40BytesAndFramesAlignTo8) {
+  EXPECT_EQ(FrameLength(0, 0, 8), 48u);
+  EXPECT_EQ(AlignedFrameLength(FrameLength(0, 0, 1)), 48u);
+  EXPECT_EQ(AlignedFrameLength(FrameLength(0, 0, 64)), 104u);
+}
+
+TEST(Record, NoKeyAndEmptyKeyDiffer) {
+  const auto none = MakeFrame(1, "", false, {}, "v");
+  const auto empty = MakeFrame(1, "", true, {}, "v");
+  EXPECT_FALSE(RecordView(none.data()).has_key());
+  EXPECT_TRUE(RecordView(empty.data()).has_key());
+}
+
+TEST(Record, EveryFlippedBitIsDetected) {
+  const auto good = MakeFrame(7, "k", true, {{"h", "v"}}, "some value bytes");
+  const uint32_t len = DecodeFixed32(good.data() + frame::kLength);
+  // The commit word and the CRC field itself are outside the CRC by design.
+  for (uint32_t byte = frame::kLength; byte < len; ++byte) {
+    if (byte >= frame::kCrc && byte < frame::kCrc + 4) continue;
+    for (int bit = 0; bit < 8; ++bit) {
+      auto f = good;
+      f[byte] ^= std::byte(1u << bit);
+      EXPECT_NE(CheckFrame(f.data(), f.size(), 1 << 20, true), FrameCheck::kOk)
+          << "byte " << byte << " bit " << bit;
+    }
+  }
+}
+
+TEST(Record, BadLengthsAreRefusedWithoutReadingPastTheBuffer) {
+  auto f = MakeFrame(7, "k", true, {}, "value");
+  EncodeFixed32(f.data() + frame::kLength, 39);
+  EXPECT_EQ(CheckFrame(f.data(), f.size(), 1 << 20, false), FrameCheck::kBadLength);
+  EncodeFixed32(f.data() + frame::kLength, 1u << 30);
+  EXPECT_EQ(CheckFrame(f.data(), f.size(), 1 << 20, false), FrameCheck::kBadLength);
+  EncodeFixed32(f.data() + frame::kLength, 1000);
+  EXPECT_EQ(CheckFrame(f.data(), f.size(), 1 << 20, false), FrameCheck::kTruncated);
+  EXPECT_EQ(CheckFrame(f.data(), 20, 1 << 20, false), FrameCheck::kTruncated);
+}
+
+TEST(Record, InconsistentKeyAndHeaderLengthsAreBadLayout) {
+  auto f = MakeFrame(7, "k", true, {}, "value");
+  EncodeFixed16(f.data() + frame::kKeyLength, 200);
+  EXPECT_EQ(CheckFrame(f.data(), f.size(), 1 << 20, false), FrameCheck::kBadLayout);
+  auto g = MakeFrame(7, "", false, {{"a", "b"}}, "value");
+  // Claim a header value longer than the area.
+  EncodeFixed16(g.data() + kFrameHeaderLength + 2, 60);
+  SealFrame(g.data(), DecodeFixed32(g.data() + frame::kLength));
+  EXPECT_EQ(CheckFrame(g.data(), g.size(), 1 << 20, true), FrameCheck::kBadHeaders);
+  auto h = MakeFrame(7, "", false, {}, "value");
+  h[frame::kFlags] = std::byte{0x80};
+  EXPECT_EQ(CheckFrame(h.data(), h.size(), 1 << 20, false), FrameCheck::kBadLayout);
+}
+
+TEST(Record, OverlongHeaderIsRefusedByTheEncoder) {
+  std::string big(70000, 'x');
+  std::vector<Header> h{{"n", big}};
+  EXPECT_EQ(EncodedHeadersLength(h), -1);
+}
+
+}  // namespace
+}  // namespace runnel

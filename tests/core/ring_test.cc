@@ -1,0 +1,490 @@
+// Unit tests of the ring: rings built by hand in odd states.
+
+#include "core/ring.h"
+
+#include <gtest/gtest.h>
+
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/core/test_memory.h"
+
+namespace runnel {
+namespace {
+
+using testing::SharedMemory;
+using testing::TestRing;
+
+constexpr uint64_t kCap = 64 * 1024;
+
+RingOptions Options(RingMode mode = RingMode::kMultiProducer, uint64_t base_offset = 0) {
+  RingOptions o;
+  o.capacity = kCap;
+  o.mode = mode;
+  o.base_offset = base_offset;
+  return o;
+}
+
+struct Got {
+  uint64_t offset;
+  std::string key;
+  bool has_key;
+  std::string value;
+};
+
+std::vector<Got> ReadAll(RingReader& r, ReadStatus* status = nullptr) {
+  std::vector<Got> out;
+  for (;;) {
+    const ReadResult res = r.read(
+        [&](const RecordView& v) {
+          out.push_back({v.offset(), std::string(v.key()), v.has_key(), std::string(v.value())});
+        },
+        1000);
+    if (status) *status = res.status;
+    if (res.status != ReadStatus::kOk || res.records == 0) break;
+  }
+  return out;
+}
+
+// Leaves a claim active forever, as a producer that died would.
+RingClaim* Abandon(RingClaim claim) {
+  static std::vector<std::unique_ptr<std::byte[]>> graveyard;
+  graveyard.emplace_back(new std::byte[sizeof(RingClaim)]);
+  return new (graveyard.back().get()) RingClaim(std::move(claim));
+}
+
+TEST(Ring, CreateThenAttachSeesTheSameGeometry) {
+  TestRing t(Options(RingMode::kSingleProducer, 100));
+  Result<Ring> attached = Ring::Attach(t.memory.span());
+  ASSERT_TRUE(attached.ok()) << attached.status().ToString();
+  EXPECT_EQ(attached->capacity(), kCap);
+  EXPECT_EQ(attached->mode(), RingMode::kSingleProducer);
+  EXPECT_EQ(attached->base_offset(), 100u);
+  EXPECT_EQ(attached->max_frame_length(), kCap / 4);
+  EXPECT_EQ(attached->tail(), (RingPosition{0, 100}));
+}
+
+TEST(Ring, AttachBeforeCreateIsUnavailable) {
+  SharedMemory m(Ring::RequiredBytes(kCap));
+  Result<Ring> r = Ring::Attach(m.span());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable);
+}
+
+TEST(Ring, AttachToAnotherMajorVersionNamesBothVersions) {
+  TestRing t(Options());
+  t.ring.control()->version = (7u << 16) | 3;
+  Result<Ring> r = Ring::Attach(t.memory.span());
+  ASSERT_EQ(r.status().code(), StatusCode::kVersionMismatch);
+  EXPECT_NE(r.status().message().find("7.3"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("1.0"), std::string::npos) << r.status().message();
+}
+
+TEST(Ring, AttachToScribbledDescriptorIsCorruption) {
+  TestRing t(Options());
+  t.ring.control()->capacity = 12345;
+  EXPECT_EQ(Ring::Attach(t.memory.span()).status().code(), StatusCode::kCorruption);
+  TestRing u(Options());
+  u.ring.control()->magic = 0xdeadbeef;
+  EXPECT_EQ(Ring::Attach(u.memory.span()).status().code(), StatusCode::kCorruption);
+}
+
+TEST(Ring, InvalidOptionsAreRefused) {
+  RingOptions o = Options();
+  o.capacity = 100000;  // not a power of two
+  EXPECT_EQ(Ring::ValidateOptions(o).code(), StatusCode::kInvalidArgument);
+  o.capacity = 1024;  // too small
+  EXPECT_EQ(Ring::ValidateOptions(o).code(), StatusCode::kInvalidArgument);
+  o = Options();
+  o.max_frame_length = kCap;  // more than half
+  EXPECT_EQ(Ring::ValidateOptions(o).code(), StatusCode::kInvalidArgument);
+  SharedMemory small(4096);
+  EXPECT_EQ(Ring::Create(small.span(), Options()).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(Ring, WriteThenReadKeepsExactBytesAndOffsets) {
+  TestRing t(Options(RingMode::kMultiProducer, 1000));
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  std::vector<Header> h{{"trace", "t-1"}};
+  WriteResult w1 = p.try_write(std::string_view("k1"), h, std::string_view("v\0one", 5));
+  WriteResult w2 = p.try_write(std::nullopt, {}, "");
+  WriteResult w3 = p.try_write(std::string_view(""), {}, "three");
+  ASSERT_TRUE(w1.ok() && w2.ok() && w3.ok());
+  EXPECT_EQ(w1.offset, 1000u);
+  EXPECT_EQ(w3.offset, 1002u);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].offset, 1000u);
+  EXPECT_EQ(got[0].key, "k1");
+  EXPECT_EQ(got[0].value, std::string("v\0one", 5));
+  EXPECT_FALSE(got[1].has_key);
+  EXPECT_EQ(got[1].value, "");
+  EXPECT_TRUE(got[2].has_key);
+  EXPECT_EQ(got[2].key, "");
+  EXPECT_EQ(r.position().offset, 1003u);
+  EXPECT_EQ(t.ring.tail().offset, 1003u);
+}
+
+TEST(Ring, HeadersSurviveTheRing) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  std::vector<Header> h{{"a", "1"}, {"bb", "22"}};
+  ASSERT_TRUE(p.try_write(std::nullopt, h, "v").ok());
+  RingReader r(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  int n = 0;
+  (void)r.read(
+      [&](const RecordView& v) {
+        HeaderIterator it = v.headers();
+        ASSERT_TRUE(it.valid());
+        EXPECT_EQ(it->name, "a");
+        it.Next();
+        EXPECT_EQ(it->value, "22");
+        ++n;
+      },
+      10);
+  EXPECT_EQ(n, 1);
+}
+
+TEST(Ring, EmptyRingReadsNothing) {
+  TestRing t(Options());
+  RingReader r(t.ring, t.ring.tail());
+  const ReadResult res = r.read([](const RecordView&) { FAIL(); }, 10);
+  EXPECT_EQ(res.status, ReadStatus::kOk);
+  EXPECT_EQ(res.records, 0u);
+  EXPECT_FALSE(r.HasData());
+}
+
+TEST(Ring, EveryReaderSeesEveryRecord) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RingReader a(t.ring, t.ring.earliest());
+  RingReader b(t.ring, t.ring.earliest());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, std::to_string(i)).ok());
+  auto ga = ReadAll(a);
+  auto gb = ReadAll(b);
+  ASSERT_EQ(ga.size(), 50u);
+  ASSERT_EQ(gb.size(), 50u);
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(ga[i].value, std::to_string(i));
+    EXPECT_EQ(gb[i].value, std::to_string(i));
+  }
+}
+
+TEST(Ring, OversizedRecordIsRefusedNotTruncated) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  std::string big(kCap / 4, 'x');  // + header > max_frame_length
+  WriteResult w = p.try_write(std::nullopt, {}, big);
+  EXPECT_EQ(w.status, ClaimStatus::kTooLarge);
+  EXPECT_EQ(t.ring.tail(), (RingPosition{0, 0}));
+  std::string fits(kCap / 4 - kFrameHeaderLength, 'y');
+  EXPECT_TRUE(p.try_write(std::nullopt, {}, fits).ok());
+}
+
+TEST(Ring, WrapInsertsPaddingAndRecordsStayContiguous) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  // 1000-byte values: 1040-byte frames do not divide 64 KiB, so laps end in padding.
+  std::vector<std::string> sent;
+  uint64_t next_expected = 0;
+  for (int i = 0; i < 300; ++i) {
+    std::string v(1000, static_cast<char>('a' + i % 26));
+    v.replace(0, std::to_string(i).size(), std::to_string(i));
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+    sent.push_back(v);
+    if (i % 20 == 19) {
+      for (const Got& g : ReadAll(r)) {
+        ASSERT_EQ(g.offset, next_expected);
+        EXPECT_EQ(g.value, sent[next_expected]);
+        ++next_expected;
+      }
+    }
+  }
+  EXPECT_EQ(next_expected, 300u);
+  EXPECT_GT(t.ring.tail().position, 4 * kCap);
+}
+
+TEST(Ring, GatingReaderCausesBackPressureUntilReleased) {
+  TestRing t(Options());
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, t.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.tail());
+  std::string v(1000, 'v');
+  int written = 0;
+  while (p.try_write(std::nullopt, {}, v).ok()) ++written;
+  EXPECT_EQ(p.try_write(std::nullopt, {}, v).status, ClaimStatus::kFull);
+  EXPECT_EQ(written, static_cast<int>(kCap / 1040));
+  // Release what was read; producers continue.
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), static_cast<size_t>(written));
+  t.ring.AdvanceGatingSlot(*slot, r.position());
+  EXPECT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  t.ring.ReleaseGatingSlot(*slot);
+  EXPECT_FALSE(t.ring.MinGatingPosition().has_value());
+}
+
+TEST(Ring, AllGatingSlotsTakenIsResourceExhausted) {
+  TestRing t(Options());
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    ASSERT_TRUE(t.ring.AcquireGatingSlot(i + 1, t.ring.tail()).ok());
+  }
+  EXPECT_EQ(t.ring.AcquireGatingSlot(99, t.ring.tail()).status().code(),
+            StatusCode::kResourceExhausted);
+}
+
+TEST(Ring, UncommittedClaimHoldsBackLaterCommits) {
+  TestRing t(Options());
+  RingProducer p1(t.ring), p2(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  RingClaim a = p1.try_claim(0, 0, 5, false);
+  RingClaim b = p2.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a.offset(), 0u);
+  EXPECT_EQ(b.offset(), 1u);
+  std::memcpy(b.value().data(), "bbbbb", 5);
+  ASSERT_EQ(p2.commit(b), CommitStatus::kOk);
+  EXPECT_TRUE(ReadAll(r).empty());  // claim order is ring order
+  std::memcpy(a.value().data(), "aaaaa", 5);
+  ASSERT_EQ(p1.commit(a), CommitStatus::kOk);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].value, "aaaaa");
+  EXPECT_EQ(got[1].value, "bbbbb");
+}
+
+TEST(Ring, AbortedClaimIsSkippedAndItsOffsetIsNotReused) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  RingClaim a = p.try_claim(0, 0, 5, false);
+  ASSERT_EQ(p.abort(a), CommitStatus::kOk);
+  EXPECT_EQ(p.commit(a), CommitStatus::kNotClaimed);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "after").ok());
+  {
+    RingClaim dropped = p.try_claim(0, 0, 3, false);  // destroyed while active: aborted
+  }
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "last").ok());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 1u);
+  EXPECT_EQ(got[1].offset, 3u);
+  EXPECT_EQ(t.ring.aborted_claims(), 2u);
+}
+
+TEST(Ring, LappedReaderIsToldHowMuchItLost) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  std::string v(1000, 'v');
+  for (int i = 0; i < 200; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  ReadStatus st;
+  auto got = ReadAll(r, &st);
+  EXPECT_TRUE(got.empty());
+  EXPECT_EQ(st, ReadStatus::kOverrun);
+  const Lost lost = r.Resync();
+  EXPECT_EQ(lost.from, (RingPosition{0, 0}));
+  EXPECT_GT(lost.records, 0u);
+  EXPECT_EQ(lost.bytes, lost.to.position);
+  // After the resync the reader gets exactly the rest, in order.
+  got = ReadAll(r, &st);
+  EXPECT_EQ(st, ReadStatus::kOk);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.front().offset, lost.records);
+  EXPECT_EQ(got.back().offset, 199u);
+  EXPECT_EQ(got.size(), 200 - lost.records);
+}
+
+TEST(Ring, CorruptLengthInTheRingIsReportedNotFollowed) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "fine").ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "scribbled").ok());
+  // A hostile peer rewrites the second frame's length to run off the ring.
+  std::byte* second = t.ring.At(48);
+  EncodeFixed32(second + frame::kLength, 0x7FFFFFF0);
+  RingReader r(t.ring, t.ring.earliest());
+  ReadResult res = r.read([](const RecordView&) {}, 10);
+  EXPECT_EQ(res.records, 1u);
+  EXPECT_EQ(res.status, ReadStatus::kCorrupt);
+  EXPECT_EQ(res.check, FrameCheck::kBadLength);
+  // The reader stays on the bad frame: it does not skip silently.
+  res = r.read([](const RecordView&) {}, 10);
+  EXPECT_EQ(res.status, ReadStatus::kCorrupt);
+}
+
+TEST(Ring, CrcVerificationCatchesAScribbledValue) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "payload").ok());
+  t.ring.At(0)[kFrameHeaderLength] ^= std::byte{1};
+  RingReader checked(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  EXPECT_EQ(checked.read([](const RecordView&) {}, 10).check, FrameCheck::kBadCrc);
+}
+
+TEST(Ring, GarbageStateWithAMatchingTagIsCorrupt) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "x").ok());
+  EncodeFixed64(t.ring.At(0), t.ring.Tag(0) | 5);
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_EQ(r.read([](const RecordView&) {}, 10).status, ReadStatus::kCorrupt);
+}
+
+TEST(Ring, DeadMarkedClaimIsTurnedIntoPaddingAfterTheTimeout) {
+  TestRing t(Options());
+  RingProducer dead(t.ring), alive(t.ring);
+  RingClaim* c = Abandon(dead.try_claim(0, 0, 100, false));
+  ASSERT_TRUE(c->ok());
+  ASSERT_TRUE(alive.try_write(std::nullopt, {}, "after").ok());
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_TRUE(ReadAll(r).empty());
+  RingUnblocker u(t.ring, 1'000'000);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);        // stuck: timer starts
+  EXPECT_EQ(u.Poll(999'999).action, RingUnblocker::Action::kNone);  // not yet
+  const auto res = u.Poll(1'000'000);
+  EXPECT_EQ(res.action, RingUnblocker::Action::kPadded);
+  EXPECT_EQ(res.position, 0u);
+  EXPECT_EQ(res.bytes, AlignedFrameLength(FrameLength(0, 0, 100)));
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+  EXPECT_EQ(got[0].offset, 1u);
+  EXPECT_EQ(t.ring.unblocked_claims(), 1u);
+  // The producer was only slow: it learns its record is lost.
+  EXPECT_EQ(dead.commit(*c), CommitStatus::kUnblocked);
+}
+
+TEST(Ring, ClaimThatDiedBeforeMarkingIsFoundAndFilled) {
+  TestRing t(Options());
+  RingProducer dead(t.ring), alive(t.ring);
+  RingClaim* c = Abandon(dead.try_claim(0, 0, 200, false));
+  ASSERT_TRUE(c->ok());
+  // Undo the marker: as if the producer died right after winning the tail CAS.
+  EncodeFixed64(t.ring.At(0), 0);
+  ASSERT_TRUE(alive.try_write(std::nullopt, {}, "after").ok());
+  RingUnblocker u(t.ring, 0);
+  const auto res = u.Unblock(0);
+  EXPECT_EQ(res.action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(res.bytes, AlignedFrameLength(FrameLength(0, 0, 200)));
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+}
+
+TEST(Ring, LateProducerLosesToAnUnblockerThatPoisonedItsSlot) {
+  TestRing t(Options());
+  RingProducer slow(t.ring);
+  RingClaim* c = Abandon(slow.try_claim(0, 0, 16, false));
+  EncodeFixed64(t.ring.At(0), 0);  // not marked yet
+  RingUnblocker u(t.ring, 0);
+  ASSERT_EQ(u.Unblock(0).action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(slow.commit(*c), CommitStatus::kUnblocked);
+}
+
+TEST(Ring, UnblockerLeavesCommittedFramesAlone) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "ok").ok());
+  RingUnblocker u(t.ring, 0);
+  EXPECT_EQ(u.Unblock(0).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(1).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(2).action, RingUnblocker::Action::kNone);
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_EQ(ReadAll(r).size(), 1u);
+}
+
+TEST(Ring, BlockingWaitTimesOutWhenNothingArrives) {
+  TestRing t(Options());
+  RingReader r(t.ring, t.ring.tail());
+  const int64_t start = MonotonicNanos();
+  EXPECT_FALSE(r.Wait(WaitStrategy::kBlocking, 20'000'000));
+  EXPECT_GE(MonotonicNanos() - start, 20'000'000);
+}
+
+TEST(Ring, BlockingWaitIsWokenByACommit) {
+  for (WaitStrategy s :
+       {WaitStrategy::kBlocking, WaitStrategy::kSpinYield, WaitStrategy::kBusySpin}) {
+    TestRing t(Options());
+    RingReader r(t.ring, t.ring.tail());
+    std::thread producer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      RingProducer p(t.ring);
+      ASSERT_TRUE(p.try_write(std::nullopt, {}, "wake").ok());
+    });
+    EXPECT_TRUE(r.Wait(s, 10'000'000'000));
+    producer.join();
+    EXPECT_EQ(ReadAll(r).size(), 1u);
+  }
+}
+
+TEST(Ring, ProducerWaitingForSpaceIsWokenByTheGatingReader) {
+  TestRing t(Options());
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, t.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingProducer p(t.ring);
+  std::string v(1000, 'v');
+  while (p.try_write(std::nullopt, {}, v).ok()) {
+  }
+  RingReader r(t.ring, t.ring.earliest());
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    (void)ReadAll(r);
+    t.ring.AdvanceGatingSlot(*slot, r.position());
+  });
+  EXPECT_TRUE(p.WaitForSpace(10'000'000'000));
+  releaser.join();
+  EXPECT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+}
+
+TEST(Ring, ScanReturnsWholeFramesAndSkipsWrapPadding) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  std::string v(1000, 'v');
+  const int per_lap = static_cast<int>(kCap / 1040);
+  for (int i = 0; i < per_lap; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  RingReader r(t.ring, t.ring.earliest());
+  std::vector<uint64_t> offsets;
+  auto on_frame = [&](const RecordView& view, uint64_t) { offsets.push_back(view.offset()); };
+  auto e = r.Scan(kCap * 2, on_frame);
+  EXPECT_EQ(e.status, ReadStatus::kOk);
+  EXPECT_EQ(e.begin, 0u);
+  EXPECT_EQ(e.end, static_cast<uint64_t>(per_lap) * 1040);
+  EXPECT_EQ(e.records, static_cast<uint32_t>(per_lap));
+  r.Consume(e);
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  // The wrap padding is skipped and not part of any extent.
+  e = r.Scan(kCap, on_frame);
+  EXPECT_EQ(e.records, 0u);
+  EXPECT_EQ(e.end, e.begin);
+  EXPECT_EQ(e.next.position, kCap);
+  r.Consume(e);
+  e = r.Scan(kCap, on_frame);
+  EXPECT_EQ(e.records, 2u);
+  EXPECT_EQ(e.begin, kCap);
+  EXPECT_EQ(e.end, kCap + 2 * 1040);
+  ASSERT_EQ(offsets.size(), static_cast<size_t>(per_lap + 2));
+  for (size_t i = 0; i < offsets.size(); ++i) EXPECT_EQ(offsets[i], i);
+}
+
+TEST(Ring, SingleProducerModeWorksTheSame) {
+  TestRing t(Options(RingMode::kSingleProducer, 5));
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  std::string v(3000, 's');
+  uint64_t expected = 5;
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+    for (const Got& g : ReadAll(r)) EXPECT_EQ(g.offset, expected++);
+  }
+  EXPECT_EQ(expected, 105u);
+}
+
+}  // namespace
+}  // namespace runnel
