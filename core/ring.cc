@@ -243,6 +243,9 @@ Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) con
     // until we store ours, which only makes producers more conservative.
     if (Word64(slot.owner).compare_exchange_strong(expected, owner, std::memory_order_acq_rel)) {
       Word64(slot.offset).store(start.offset, std::memory_order_relaxed);
+      Word64(slot.durable_position).store(start.position, std::memory_order_relaxed);
+      Word64(slot.durable_offset).store(start.offset, std::memory_order_relaxed);
+      std::atomic_ref<int32_t>(slot.error).store(0, std::memory_order_relaxed);
       Word64(slot.position).store(start.position, std::memory_order_seq_cst);
       return i;
     }
@@ -280,6 +283,62 @@ void Ring::AdvanceGatingSlot(uint32_t slot, RingPosition released) const {
   // seq_cst: orders the release before the check for sleeping producers.
   Word64(s.position).store(released.position, std::memory_order_seq_cst);
   WakeAll(control_->space_seq, control_->space_waiters);
+}
+
+void Ring::PublishDurable(uint32_t slot, RingPosition durable) const {
+  auto& s = control_->gating[slot];
+  Word64(s.durable_position).store(durable.position, std::memory_order_relaxed);
+  // seq_cst: orders the publication before the check for sleeping producers.
+  Word64(s.durable_offset).store(durable.offset, std::memory_order_seq_cst);
+  WakeAll(control_->durable_seq, control_->durable_waiters);
+}
+
+RingPosition Ring::Durable(uint32_t slot) const {
+  auto& s = control_->gating[slot];
+  return {Word64(s.durable_position).load(std::memory_order_acquire),
+          Word64(s.durable_offset).load(std::memory_order_acquire)};
+}
+
+std::optional<uint64_t> Ring::MinDurableOffset() const {
+  std::optional<uint64_t> min;
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    auto& s = control_->gating[i];
+    if (Word64(s.owner).load(std::memory_order_acquire) == 0) continue;
+    // seq_cst: the waiter's half of the handshake with PublishDurable.
+    const uint64_t o = Word64(s.durable_offset).load(std::memory_order_seq_cst);
+    if (!min || o < *min) min = o;
+  }
+  return min;
+}
+
+void Ring::SetGatingError(uint32_t slot, int32_t error) const {
+  std::atomic_ref<int32_t>(control_->gating[slot].error).store(error, std::memory_order_release);
+  WakeAll(control_->durable_seq, control_->durable_waiters);
+}
+
+int32_t Ring::GatingError(uint32_t slot) const {
+  return std::atomic_ref<int32_t>(control_->gating[slot].error).load(std::memory_order_acquire);
+}
+
+bool Ring::WaitForDurable(uint64_t offset, int64_t timeout_ns) const {
+  auto durable = [&] {
+    const std::optional<uint64_t> min = MinDurableOffset();
+    return min && *min > offset;
+  };
+  // Also stop waiting when nobody persists, or a persister reports an error.
+  auto settled = [&] {
+    if (durable()) return true;
+    bool any = false;
+    for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+      if (GatingOwner(i) == 0) continue;
+      any = true;
+      if (GatingError(i) != 0) return true;
+    }
+    return !any;
+  };
+  (void)WaitUntil(settled, WaitStrategy::kBlocking, timeout_ns, control_->durable_seq,
+                  control_->durable_waiters);
+  return durable();
 }
 
 std::optional<uint64_t> Ring::MinGatingPosition() const {

@@ -50,10 +50,14 @@
 //  +---------------------------------------------------------------+
 //  |  unblocked_claims (64) | unblocked_bytes (64) | aborted (64)   |  640
 //  +---------------------------------------------------------------+
-//  |  gating slot 0: owner (64) | position (64) | offset (64)       |  768
+//  |  gating slot 0: owner (64) | position (64) | offset (64) |     |  768
+//  |    durable_position (64) | durable_offset (64) | error (32)    |
 //  |  gating slot 1..3, 128 bytes each                              |
 //  +---------------------------------------------------------------+
-//  |  reserved to 4096                                              | 1280
+//  |  durable_seq (32) | durable_waiters (32): futex for producers  | 1280
+//  |  waiting until a record is durable                             |
+//  +---------------------------------------------------------------+
+//  |  reserved to 4096                                              | 1408
 //  +---------------------------------------------------------------+
 //  |  frames (core/record.h)                                        | 4096
 //
@@ -128,10 +132,15 @@ struct alignas(128) RingControl {
   uint64_t unblocked_bytes;
   uint64_t aborted_claims;
   struct alignas(128) GatingSlot {
-    uint64_t owner;     // 0: free
-    uint64_t position;  // released up to here
-    uint64_t offset;    // offset of the record at `position`
+    uint64_t owner;             // 0: free
+    uint64_t position;          // released up to here (e.g. written to a file)
+    uint64_t offset;            // offset of the record at `position`
+    uint64_t durable_position;  // durable up to here (e.g. written and synced)
+    uint64_t durable_offset;    // offset of the record at `durable_position`
+    int32_t error;              // 0, or the errno that stops this reader (ENOSPC, EIO)
   } gating[kMaxGatingSlots];
+  alignas(128) uint32_t durable_seq;
+  uint32_t durable_waiters;
 };
 static_assert(offsetof(RingControl, tail) == 128);
 static_assert(offsetof(RingControl, lap_seq) == 256);
@@ -139,7 +148,8 @@ static_assert(offsetof(RingControl, data_seq) == 384);
 static_assert(offsetof(RingControl, space_seq) == 512);
 static_assert(offsetof(RingControl, unblocked_claims) == 640);
 static_assert(offsetof(RingControl, gating) == 768);
-static_assert(sizeof(RingControl) == 1280);
+static_assert(offsetof(RingControl, durable_seq) == 1280);
+static_assert(sizeof(RingControl) == 1408);
 static_assert(sizeof(RingControl) <= kRingHeaderBytes);
 static_assert(std::is_trivially_copyable_v<RingControl>);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
@@ -191,6 +201,20 @@ class Ring {
   RingPosition GatingPosition(uint32_t slot) const;
   // Advances a gating slot (monotonic) and wakes producers waiting for space.
   void AdvanceGatingSlot(uint32_t slot, RingPosition released) const;
+  // Durability, published by a gating reader that persists what it reads:
+  // every record with an offset below durable().offset survives a crash per
+  // the reader's policy. Wakes producers waiting in WaitForDurable.
+  void PublishDurable(uint32_t slot, RingPosition durable) const;
+  RingPosition Durable(uint32_t slot) const;
+  // The lowest durable offset over the gating slots in use (nullopt: none).
+  std::optional<uint64_t> MinDurableOffset() const;
+  // An errno that stops a gating reader (e.g. ENOSPC); 0 clears it.
+  void SetGatingError(uint32_t slot, int32_t error) const;
+  int32_t GatingError(uint32_t slot) const;
+  // Waits until MinDurableOffset() > offset (the record at `offset` is
+  // durable). Returns false on timeout or if no gating slot is in use.
+  bool WaitForDurable(uint64_t offset, int64_t timeout_ns) const;
+
   // The lowest position of any gating slot in use; nullopt if none is.
   std::optional<uint64_t> MinGatingPosition() const;
 

@@ -119,7 +119,7 @@ TEST_P(RingStress, ThreadsSeeEveryRecordOnceInOrder) {
   o.capacity = 64 * 1024;
   o.mode = mode;
   TestRing t(o);
-  const uint32_t per_producer = size >= 1000 ? 20000 : 200000;
+  const uint32_t per_producer = (size >= 1000 ? 20000 : 200000) / testing::kStressScale;
   std::vector<uint32_t> slots;
   for (uint32_t c = 0; c < consumers; ++c) {
     slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));
@@ -144,7 +144,7 @@ TEST_P(RingStress, ProcessesSeeEveryRecordOnceInOrder) {
   o.capacity = 64 * 1024;
   o.mode = mode;
   TestRing t(o);
-  const uint32_t per_producer = size >= 1000 ? 20000 : 200000;
+  const uint32_t per_producer = (size >= 1000 ? 20000 : 200000) / testing::kStressScale;
   std::vector<uint32_t> slots;
   for (uint32_t c = 0; c < consumers; ++c) {
     slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));

@@ -441,6 +441,34 @@ TEST(Ring, ProducerWaitingForSpaceIsWokenByTheGatingReader) {
   EXPECT_TRUE(p.try_write(std::nullopt, {}, v).ok());
 }
 
+TEST(Ring, ProducerWaitsUntilItsRecordIsDurable) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  const WriteResult w = p.try_write(std::nullopt, {}, "durable me");
+  ASSERT_TRUE(w.ok());
+  EXPECT_FALSE(t.ring.WaitForDurable(w.offset, 1'000'000));
+  std::thread persister([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    t.ring.PublishDurable(slot, t.ring.tail());
+  });
+  EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
+  persister.join();
+  EXPECT_EQ(t.ring.Durable(slot).offset, 1u);
+}
+
+TEST(Ring, DurabilityWaitStopsOnAPersisterError) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  const WriteResult w = p.try_write(std::nullopt, {}, "x");
+  t.ring.SetGatingError(slot, 28 /* ENOSPC */);
+  const int64_t start = MonotonicNanos();
+  EXPECT_FALSE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
+  EXPECT_LT(MonotonicNanos() - start, 1'000'000'000);
+  EXPECT_EQ(t.ring.GatingError(slot), 28);
+}
+
 TEST(Ring, ScanReturnsWholeFramesAndSkipsWrapPadding) {
   TestRing t(Options());
   const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());

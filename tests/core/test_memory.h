@@ -12,6 +12,13 @@
 
 namespace runnel::testing {
 
+// Sanitizer builds run 5-20x slower: stress loops scale their counts down.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+inline constexpr uint32_t kStressScale = 10;
+#else
+inline constexpr uint32_t kStressScale = 1;
+#endif
+
 // An anonymous MAP_SHARED mapping: survives fork() as shared memory, like a
 // /dev/shm region mapped by two processes.
 class SharedMemory {
