@@ -1,0 +1,185 @@
+#include "persistence/format.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "core/coding.h"
+#include "core/crc32c.h"
+
+namespace runnel {
+namespace {
+
+const std::array<char, 8>& MagicOf(FileKind kind) {
+  return kind == FileKind::kSegment ? kSegmentMagic : kTimeIndexMagic;
+}
+
+std::string_view KindName(FileKind kind) {
+  return kind == FileKind::kSegment ? "segment" : "time index";
+}
+
+uint32_t Crc60(const std::byte* p) { return crc32c::Value(p, 60); }
+
+std::optional<uint64_t> ParseBase(std::string_view name, std::string_view suffix) {
+  if (name.size() != kBaseOffsetDigits + suffix.size()) return std::nullopt;
+  if (name.substr(kBaseOffsetDigits) != suffix) return std::nullopt;
+  uint64_t v = 0;
+  for (int i = 0; i < kBaseOffsetDigits; ++i) {
+    const char c = name[static_cast<std::size_t>(i)];
+    if (c < '0' || c > '9') return std::nullopt;
+    const uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;  // 20 digits can exceed 2^64
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+std::string BaseName(uint64_t base, std::string_view suffix) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(base));
+  std::string s(buf);
+  s += suffix;
+  return s;
+}
+
+}  // namespace
+
+std::string FormatVersionString(uint32_t version) {
+  return std::to_string(version >> 16) + "." + std::to_string(version & 0xFFFF);
+}
+
+std::array<std::byte, kFileHeaderLength> EncodeFileHeader(const FileHeader& h) {
+  std::array<std::byte, kFileHeaderLength> b{};
+  std::memcpy(b.data() + file_header::kMagic, MagicOf(h.kind).data(), 8);
+  EncodeFixed32(b.data() + file_header::kVersion, h.version);
+  EncodeFixed32(b.data() + file_header::kHeaderLength, h.header_length);
+  EncodeFixed64(b.data() + file_header::kBaseOffset, h.base_offset);
+  EncodeFixed64(b.data() + file_header::kCreatedNs, static_cast<uint64_t>(h.created_ns));
+  EncodeFixed32(b.data() + file_header::kFlags, h.flags);
+  EncodeFixed32(b.data() + file_header::kIndexInterval, h.index_interval);
+  EncodeFixed64(b.data() + file_header::kSegmentBytes, h.segment_bytes);
+  EncodeFixed32(b.data() + file_header::kCrc, Crc60(b.data()));
+  return b;
+}
+
+Result<FileHeader> DecodeFileHeader(std::span<const std::byte> bytes, FileKind kind,
+                                    std::string_view file_name) {
+  const std::string name(file_name);
+  const std::string_view what = KindName(kind);
+  // The magic and the version come first: a file of another major version
+  // may have a different header layout, so nothing else is trusted before.
+  if (bytes.size() < file_header::kVersion + 4) {
+    return Status::Corruption(std::string(what) + " " + name + " is " +
+                              std::to_string(bytes.size()) + " bytes, shorter than its " +
+                              std::to_string(kFileHeaderLength) +
+                              "-byte header; it was never completely written: delete it "
+                              "or move it out of the partition directory");
+  }
+  if (std::memcmp(bytes.data(), MagicOf(kind).data(), 8) != 0) {
+    return Status::Corruption(name + " is named like a runnel " + std::string(what) +
+                              " but does not start with its magic; move it out of the "
+                              "partition directory");
+  }
+  FileHeader h;
+  h.kind = kind;
+  h.version = DecodeFixed32(bytes.data() + file_header::kVersion);
+  if ((h.version >> 16) != kFormatMajor) {
+    return Status::VersionMismatch(
+        std::string(what) + " " + name + " was written by format version " +
+        FormatVersionString(h.version) + "; this runnel reads " + std::to_string(kFormatMajor) +
+        ".x: open it with a runnel of that version");
+  }
+  if (bytes.size() < kFileHeaderLength) {
+    return Status::Corruption(std::string(what) + " " + name + " is " +
+                              std::to_string(bytes.size()) + " bytes, shorter than its " +
+                              std::to_string(kFileHeaderLength) + "-byte header");
+  }
+  const uint32_t stored_crc = DecodeFixed32(bytes.data() + file_header::kCrc);
+  if (stored_crc != Crc60(bytes.data())) {
+    return Status::Corruption(std::string(what) + " " + name +
+                              ": header CRC mismatch (the first 64 bytes are damaged)");
+  }
+  h.header_length = DecodeFixed32(bytes.data() + file_header::kHeaderLength);
+  if (h.header_length < kFileHeaderLength || h.header_length > kMaxFileHeaderLength ||
+      h.header_length % 8 != 0) {
+    return Status::Corruption(std::string(what) + " " + name + ": header_length " +
+                              std::to_string(h.header_length) + " is not a multiple of 8 in [" +
+                              std::to_string(kFileHeaderLength) + ", " +
+                              std::to_string(kMaxFileHeaderLength) + "]");
+  }
+  h.base_offset = DecodeFixed64(bytes.data() + file_header::kBaseOffset);
+  h.created_ns = static_cast<int64_t>(DecodeFixed64(bytes.data() + file_header::kCreatedNs));
+  h.flags = DecodeFixed32(bytes.data() + file_header::kFlags);
+  h.index_interval = DecodeFixed32(bytes.data() + file_header::kIndexInterval);
+  h.segment_bytes = DecodeFixed64(bytes.data() + file_header::kSegmentBytes);
+  return h;
+}
+
+void EncodeTimeIndexEntry(const TimeIndexEntry& e, std::byte* dst) {
+  EncodeFixed64(dst, static_cast<uint64_t>(e.timestamp_ns));
+  EncodeFixed32(dst + 8, e.relative_offset);
+  EncodeFixed32(dst + 12, e.position);
+}
+
+TimeIndexEntry DecodeTimeIndexEntry(const std::byte* src) {
+  return {static_cast<int64_t>(DecodeFixed64(src)), DecodeFixed32(src + 8),
+          DecodeFixed32(src + 12)};
+}
+
+std::array<std::byte, kCheckpointLength> EncodeCheckpoint(const Checkpoint& c) {
+  std::array<std::byte, kCheckpointLength> b{};
+  std::memcpy(b.data() + checkpoint::kMagic, kCheckpointMagic.data(), 8);
+  EncodeFixed32(b.data() + checkpoint::kVersion, kFormatVersion);
+  EncodeFixed32(b.data() + checkpoint::kLength, kCheckpointLength);
+  EncodeFixed64(b.data() + checkpoint::kSegmentBase, c.segment_base);
+  EncodeFixed64(b.data() + checkpoint::kFilePosition, c.file_position);
+  EncodeFixed64(b.data() + checkpoint::kNextOffset, c.next_offset);
+  EncodeFixed64(b.data() + checkpoint::kMaxTimestamp, static_cast<uint64_t>(c.max_timestamp_ns));
+  EncodeFixed64(b.data() + checkpoint::kWrittenNs, static_cast<uint64_t>(c.written_ns));
+  EncodeFixed32(b.data() + checkpoint::kFlags, 0);
+  EncodeFixed32(b.data() + checkpoint::kCrc, Crc60(b.data()));
+  return b;
+}
+
+Result<Checkpoint> DecodeCheckpoint(std::span<const std::byte> bytes, std::string_view file_name) {
+  const std::string name(file_name);
+  if (bytes.size() < kCheckpointLength) {
+    return Status::Corruption("checkpoint " + name + " is " + std::to_string(bytes.size()) +
+                              " bytes, expected " + std::to_string(kCheckpointLength));
+  }
+  if (std::memcmp(bytes.data(), kCheckpointMagic.data(), 8) != 0) {
+    return Status::Corruption("checkpoint " + name + " does not start with its magic");
+  }
+  const uint32_t version = DecodeFixed32(bytes.data() + checkpoint::kVersion);
+  if ((version >> 16) != kFormatMajor) {
+    return Status::VersionMismatch("checkpoint " + name + " was written by format version " +
+                                   FormatVersionString(version) + "; this runnel reads " +
+                                   std::to_string(kFormatMajor) + ".x");
+  }
+  if (DecodeFixed32(bytes.data() + checkpoint::kCrc) != Crc60(bytes.data())) {
+    return Status::Corruption("checkpoint " + name + ": CRC mismatch");
+  }
+  if (DecodeFixed32(bytes.data() + checkpoint::kLength) != kCheckpointLength) {
+    return Status::Corruption("checkpoint " + name + ": unexpected length field");
+  }
+  Checkpoint c;
+  c.segment_base = DecodeFixed64(bytes.data() + checkpoint::kSegmentBase);
+  c.file_position = DecodeFixed64(bytes.data() + checkpoint::kFilePosition);
+  c.next_offset = DecodeFixed64(bytes.data() + checkpoint::kNextOffset);
+  c.max_timestamp_ns =
+      static_cast<int64_t>(DecodeFixed64(bytes.data() + checkpoint::kMaxTimestamp));
+  c.written_ns = static_cast<int64_t>(DecodeFixed64(bytes.data() + checkpoint::kWrittenNs));
+  return c;
+}
+
+std::string SegmentFileName(uint64_t base_offset) { return BaseName(base_offset, kSegmentSuffix); }
+std::string TimeIndexFileName(uint64_t base_offset) {
+  return BaseName(base_offset, kTimeIndexSuffix);
+}
+std::optional<uint64_t> ParseSegmentFileName(std::string_view name) {
+  return ParseBase(name, kSegmentSuffix);
+}
+std::optional<uint64_t> ParseTimeIndexFileName(std::string_view name) {
+  return ParseBase(name, kTimeIndexSuffix);
+}
+
+}  // namespace runnel

@@ -1,0 +1,96 @@
+#include "persistence/internal/layout.h"
+
+#include <algorithm>
+#include <array>
+
+#include "persistence/internal/file.h"
+
+namespace runnel::internal {
+
+Result<PartitionListing> ListPartition(const std::string& dir) {
+  auto entries = ListDirectory(dir);
+  if (!entries.ok()) return entries.status();
+  PartitionListing l;
+  for (const DirEntry& e : *entries) {
+    if (e.is_regular) {
+      if (auto base = ParseSegmentFileName(e.name)) {
+        l.segments.push_back(*base);
+        continue;
+      }
+      if (auto base = ParseTimeIndexFileName(e.name)) {
+        l.time_indexes.push_back(*base);
+        continue;
+      }
+      if (e.name == kCheckpointFileName) {
+        l.has_checkpoint = true;
+        continue;
+      }
+      if (e.name == kCheckpointTempFileName) {
+        l.has_checkpoint_temp = true;
+        continue;
+      }
+    }
+    l.foreign.push_back(e.name);
+  }
+  std::sort(l.segments.begin(), l.segments.end());
+  std::sort(l.time_indexes.begin(), l.time_indexes.end());
+  std::sort(l.foreign.begin(), l.foreign.end());
+  return l;
+}
+
+Result<FileHeader> ReadFileHeader(int fd, FileKind kind, uint64_t expected_base,
+                                  const std::string& dir, const std::string& name) {
+  std::array<std::byte, kFileHeaderLength> buf{};
+  const std::string path = JoinPath(dir, name);
+  auto n = ReadAt(fd, buf.data(), buf.size(), 0, path);
+  if (!n.ok()) return n.status();
+  auto h = DecodeFileHeader(std::span<const std::byte>(buf.data(), *n), kind, path);
+  if (!h.ok()) return h;
+  if (h->base_offset != expected_base) {
+    return Status::Corruption(path + ": header says base offset " + std::to_string(h->base_offset) +
+                              " but the file name says " + std::to_string(expected_base) +
+                              "; the file was renamed or damaged: move it out of the partition "
+                              "directory");
+  }
+  return h;
+}
+
+bool HeaderNeverWritten(int fd, uint64_t size) {
+  std::array<std::byte, kFileHeaderLength> buf{};
+  const uint64_t want = std::min<uint64_t>(size, buf.size());
+  auto n = ReadAt(fd, buf.data(), want, 0, "");
+  if (!n.ok() || *n != want) return false;
+  return std::all_of(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(want),
+                     [](std::byte b) { return b == std::byte{0}; });
+}
+
+std::optional<uint64_t> TimeIndexView::LastAtOrBeforeOffset(uint32_t rel) const {
+  // First entry with relative_offset > rel, then step back.
+  uint64_t lo = 0, hi = count_;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (at(mid).relative_offset <= rel) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == 0) return std::nullopt;
+  return lo - 1;
+}
+
+std::optional<uint64_t> TimeIndexView::LastBeforeTimestamp(int64_t ts) const {
+  uint64_t lo = 0, hi = count_;
+  while (lo < hi) {
+    const uint64_t mid = lo + (hi - lo) / 2;
+    if (at(mid).timestamp_ns < ts) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo == 0) return std::nullopt;
+  return lo - 1;
+}
+
+}  // namespace runnel::internal

@@ -1,0 +1,665 @@
+#include "persistence/reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+#include <map>
+#include <utility>
+
+#include "core/coding.h"
+#include "persistence/format.h"
+#include "persistence/internal/file.h"
+#include "persistence/internal/layout.h"
+#include "persistence/internal/scan.h"
+
+namespace runnel {
+namespace internal {
+
+struct ReaderState {
+  std::string dir;
+  LogReaderOptions options;
+  uint64_t page_size = 4096;
+  std::vector<uint64_t> bases;  // segments as of the last listing
+
+  // The open segment.
+  bool open = false;
+  uint64_t base = 0;
+  std::string name;
+  ScopedFd fd;
+  Mapping map;
+  uint64_t header_length = kFileHeaderLength;
+  uint64_t pos = 0;
+  bool exhausted = false;        // at rest: nothing more in this segment
+  uint64_t zero_checked_at = 0;  // a zero-word end already verified (at rest)
+
+  // Which segment to open next: the first with base >= want_base.
+  uint64_t want_base = 0;
+
+  // The offset sequence: the next record must have `expected` (or more when
+  // lenient). have_context: a record was read since the last seek/resync.
+  uint64_t expected = 0;
+  bool lenient = true;
+  std::optional<uint64_t> last_offset;
+
+  // Seek targets not reached yet.
+  std::optional<uint64_t> skip_below_offset;
+  std::optional<int64_t> skip_before_ts;
+
+  std::vector<Damage> damages;
+  uint64_t damages_not_kept = 0;
+  Damage last_damage;
+  LogReaderStats stats;
+  std::map<uint64_t, int64_t> segment_max_ts;  // SeekTimestamp cache
+};
+
+namespace {
+
+LogEntry EndEntry() { return LogEntry{}; }
+
+Status Relist(ReaderState& r) {
+  auto listing = ListPartition(r.dir);
+  if (!listing.ok()) return listing.status();
+  r.bases = std::move(listing->segments);
+  return Status::Ok();
+}
+
+bool HasLaterSegment(const ReaderState& r) {
+  return std::upper_bound(r.bases.begin(), r.bases.end(), r.base) != r.bases.end();
+}
+
+LogEntry RecordDamage(ReaderState& r, std::string file, uint64_t position, std::string reason,
+                      std::optional<uint64_t> resume = std::nullopt) {
+  Damage d{std::move(file), position, std::move(reason), r.last_offset, resume};
+  if (r.damages.size() < r.options.max_damages) {
+    r.damages.push_back(d);
+  } else {
+    ++r.damages_not_kept;
+  }
+  r.last_damage = std::move(d);
+  LogEntry e;
+  e.kind = LogEntry::Kind::kDamage;
+  e.damage = &r.last_damage;
+  return e;
+}
+
+void CloseSegment(ReaderState& r) {
+  r.map.reset();
+  r.fd.reset();
+  r.open = false;
+  r.exhausted = false;
+  r.zero_checked_at = 0;
+}
+
+// Re-maps the open segment if the file size changed (it grows, or shrinks
+// once when the writer seals it: a mapping past the end of the file would
+// fault). Returns the current file size.
+uint64_t Refresh(ReaderState& r) {
+  auto size = FileSize(r.fd.get(), r.name);
+  if (!size.ok()) return r.map.size();
+  if (*size != r.map.size()) {
+    auto m = Mapping::Map(r.fd.get(), *size, r.name);
+    if (m.ok()) r.map = std::move(*m);
+  }
+  return *size;
+}
+
+// Opens the first segment with base >= want_base. Returns a damage entry for
+// a malformed header (the segment is skipped), kEnd when there is none (yet).
+std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
+  auto it = std::lower_bound(r.bases.begin(), r.bases.end(), r.want_base);
+  if (it == r.bases.end()) {
+    if (!Relist(r).ok()) return EndEntry();
+    it = std::lower_bound(r.bases.begin(), r.bases.end(), r.want_base);
+    if (it == r.bases.end()) return EndEntry();
+  }
+  const uint64_t base = *it;
+  const std::string name = SegmentFileName(base);
+  auto fd = OpenFile(JoinPath(r.dir, name), O_RDONLY);
+  if (!fd.ok()) {
+    // Deleted by retention since the listing: list again and retry later.
+    (void)Relist(r);
+    if (fd.status().code() == StatusCode::kNotFound) {
+      r.want_base = base + 1;
+      return RecordDamage(r, name, 0, "segment deleted (by retention?) before it was read");
+    }
+    return EndEntry();
+  }
+  auto size = FileSize(fd->get(), name);
+  if (!size.ok()) return EndEntry();
+  const bool last = it + 1 == r.bases.end();
+  if (last && r.options.follow && HeaderNeverWritten(fd->get(), *size)) {
+    return EndEntry();  // being created by the writer right now
+  }
+  auto h = ReadFileHeader(fd->get(), FileKind::kSegment, base, r.dir, name);
+  if (!h.ok() || *size < h->header_length) {
+    r.want_base = base + 1;
+    r.lenient = true;
+    return RecordDamage(r, name, 0,
+                        h.ok() ? "segment shorter than its header" : h.status().message());
+  }
+  auto map = Mapping::Map(fd->get(), *size, name);
+  if (!map.ok()) return EndEntry();
+
+  // Continuity with the previous segment: the writer names a segment by the
+  // offset that follows the last record of the one before.
+  std::optional<LogEntry> gap;
+  if (r.last_offset && !r.lenient && base != r.expected) {
+    gap = RecordDamage(r, name, 0,
+                       base > r.expected
+                           ? "offsets " + std::to_string(r.expected) + ".." +
+                                 std::to_string(base - 1) + " are missing before this segment"
+                           : "segment starts at offset " + std::to_string(base) +
+                                 ", before the end of the previous one (" +
+                                 std::to_string(r.expected) + ")");
+  }
+  const bool strict = r.last_offset && !r.lenient && !gap;
+  r.fd = std::move(*fd);
+  r.map = std::move(*map);
+  r.open = true;
+  r.exhausted = false;
+  r.zero_checked_at = 0;
+  r.base = base;
+  r.name = name;
+  r.header_length = h->header_length;
+  r.pos = h->header_length;
+  r.want_base = base + 1;
+  r.expected = base;
+  r.lenient = !strict;
+  return gap;
+}
+
+// Damage at r.pos: report it and resynchronize at the next valid record of
+// this segment, or give up on the segment.
+LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
+  const uint64_t at = r.pos;
+  limit = std::min(limit, Refresh(r));
+  limit = std::min(limit, r.map.size());
+  const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
+  const std::optional<uint64_t> q = FindNextValidRecord(r.map.data(), limit, at + 8, min_offset);
+  if (q) {
+    r.pos = *q;
+    r.lenient = true;
+  } else {
+    r.exhausted = true;
+  }
+  return RecordDamage(r, r.name, at, std::move(reason), q);
+}
+
+// Reached the end of the open segment's data (a zero word, or the end of the
+// file). Moves on to the next segment when there is one; else kEnd.
+std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t file_size) {
+  bool later = HasLaterSegment(r);
+  // In follow mode, list the directory only when the file looks sealed (its
+  // size ends at our position): that is when the writer may have rolled.
+  if (!later && (!r.options.follow || file_size <= r.pos)) {
+    (void)Relist(r);
+    later = HasLaterSegment(r);
+  }
+  if (!later && r.options.follow) return EndEntry();
+  if (zero_word && r.zero_checked_at != r.pos) {
+    // At rest, or sealed by a later segment: zeros must run to the end.
+    const uint64_t limit = std::min(file_size, r.map.size());
+    const uint64_t extent = NonZeroExtentEnd(r.map.data(), limit, r.pos);
+    r.zero_checked_at = r.pos;
+    if (extent > r.pos) {
+      return DamageAndResync(r, "zero-filled hole followed by non-zero bytes", limit);
+    }
+  }
+  if (!later) {
+    r.exhausted = true;
+    return EndEntry();
+  }
+  CloseSegment(r);
+  return std::nullopt;  // continue with the next segment
+}
+
+bool PassesSkip(ReaderState& r, const RecordView& v) {
+  if (r.skip_below_offset) {
+    if (v.offset() < *r.skip_below_offset) return false;
+    r.skip_below_offset.reset();
+  }
+  if (r.skip_before_ts) {
+    if (v.timestamp_ns() < *r.skip_before_ts) return false;
+    r.skip_before_ts.reset();
+  }
+  return true;
+}
+
+LogEntry NextImpl(ReaderState& r) {
+  for (;;) {
+    if (!r.open) {
+      if (auto e = OpenNextSegment(r)) return *e;
+      if (!r.open) continue;
+    }
+    if (r.exhausted) {
+      // At rest we stay here unless a later segment appears.
+      if (auto e = AtSegmentEnd(r, false, r.map.size())) return *e;
+      continue;
+    }
+    uint64_t size = r.map.size();
+    if (r.pos + 8 > size) {
+      size = Refresh(r);
+      if (r.pos + 8 > std::min(size, r.map.size())) {
+        if (auto e = AtSegmentEnd(r, false, size)) return *e;
+        continue;
+      }
+    }
+    if (r.pos % r.page_size == 0) {
+      // The first word of a page: if the writer sealed (shrank) the file
+      // right here, touching the mapping would fault. pread cannot.
+      std::byte word[8];
+      auto n = ReadAt(r.fd.get(), word, sizeof word, r.pos, r.name);
+      if (!n.ok() || *n < sizeof word) {
+        const uint64_t now = Refresh(r);
+        if (auto e = AtSegmentEnd(r, false, now)) return *e;
+        continue;
+      }
+    }
+    const uint64_t avail = r.map.size() - r.pos;
+    const DiskFrame f = InspectDiskFrame(r.map.data() + r.pos, avail, r.options.verify_crc);
+    switch (f.kind) {
+      case DiskFrameKind::kEnd: {
+        auto e = AtSegmentEnd(r, true, Refresh(r));
+        if (e) return *e;
+        continue;
+      }
+      case DiskFrameKind::kPadding:
+        r.pos += f.aligned_length;
+        r.lenient = true;
+        ++r.stats.padding_frames;
+        r.stats.bytes += f.aligned_length;
+        continue;
+      case DiskFrameKind::kBad: {
+        if (r.options.follow) {
+          // Possibly a frame the writer is still writing; it is damage only
+          // once the writer has moved on to a later segment.
+          if (!HasLaterSegment(r)) (void)Relist(r);
+          if (!HasLaterSegment(r)) return EndEntry();
+          // Sealed: re-check against the exact file size before judging.
+          Refresh(r);
+          if (r.pos + 8 > r.map.size()) continue;
+          const DiskFrame again =
+              InspectDiskFrame(r.map.data() + r.pos, r.map.size() - r.pos, r.options.verify_crc);
+          if (again.kind != DiskFrameKind::kBad) continue;
+        }
+        return DamageAndResync(r, f.reason, r.map.size());
+      }
+      case DiskFrameKind::kRecord:
+        break;
+    }
+    const RecordView v(r.map.data() + r.pos);
+    const uint64_t offset = v.offset();
+    const bool follows =
+        OffsetFollows(offset, r.expected, r.lenient) && (!r.last_offset || *r.last_offset < offset);
+    if (!follows) {
+      // Like a bad frame: in the last segment of a followed log, wait; the
+      // resync could not see records the writer has not written yet.
+      if (r.options.follow) {
+        if (!HasLaterSegment(r)) (void)Relist(r);
+        if (!HasLaterSegment(r)) return EndEntry();
+      }
+      return DamageAndResync(
+          r,
+          "record offset " + std::to_string(offset) + " out of sequence (expected " +
+              std::string(r.lenient ? "at least " : "") + std::to_string(r.expected) + ")",
+          r.map.size());
+    }
+    LogEntry e;
+    e.kind = LogEntry::Kind::kRecord;
+    e.record = v;
+    e.control = f.state == FrameState::kControl;
+    e.segment_base = r.base;
+    e.file_position = r.pos;
+    r.pos += f.aligned_length;
+    r.expected = offset + 1;
+    r.lenient = false;
+    r.last_offset = offset;
+    ++r.stats.records;
+    r.stats.bytes += f.aligned_length;
+    if (!PassesSkip(r, v)) continue;
+    return e;
+  }
+}
+
+// A bounds-checked, read-only view of a segment's time index.
+struct IndexMap {
+  ScopedFd fd;
+  Mapping map;
+  TimeIndexView view;
+};
+std::optional<IndexMap> MapIndex(const std::string& dir, uint64_t base) {
+  const std::string name = TimeIndexFileName(base);
+  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
+  if (!fd.ok()) return std::nullopt;
+  auto h = ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, name);
+  if (!h.ok()) return std::nullopt;
+  auto size = FileSize(fd->get(), name);
+  if (!size.ok() || *size < h->header_length) return std::nullopt;
+  auto map = Mapping::Map(fd->get(), *size, name);
+  if (!map.ok()) return std::nullopt;
+  IndexMap m;
+  m.fd = std::move(*fd);
+  m.map = std::move(*map);
+  m.view = TimeIndexView(m.map.data() + h->header_length, *size - h->header_length);
+  return m;
+}
+
+// True if `e` points at a record of the open segment with the offset it claims.
+bool EntryValid(const ReaderState& r, const TimeIndexEntry& e) {
+  if (e.position < r.header_length || e.position % 8 != 0 || e.position >= r.map.size()) {
+    return false;
+  }
+  const DiskFrame f =
+      InspectDiskFrame(r.map.data() + e.position, r.map.size() - e.position, r.options.verify_crc);
+  return f.kind == DiskFrameKind::kRecord &&
+         RecordView(r.map.data() + e.position).offset() == r.base + e.relative_offset;
+}
+
+// Opens the segment `base` for a seek; positions at its start.
+Status OpenForSeek(ReaderState& r, uint64_t base) {
+  CloseSegment(r);
+  r.want_base = base;
+  r.last_offset.reset();
+  r.lenient = true;
+  r.expected = base;
+  if (auto e = OpenNextSegment(r); e && e->kind == LogEntry::Kind::kDamage) {
+    // Reported again by Next() from the next segment on; nothing to do here.
+  }
+  return Status::Ok();
+}
+
+// The largest timestamp up to the end of segment `base` (its last index
+// entry, written when the segment was sealed); nullopt if unknown.
+std::optional<int64_t> SegmentMaxTimestamp(ReaderState& r, uint64_t base) {
+  if (auto it = r.segment_max_ts.find(base); it != r.segment_max_ts.end()) return it->second;
+  auto idx = MapIndex(r.dir, base);
+  if (!idx || idx->view.size() == 0) return std::nullopt;
+  const int64_t ts = idx->view.at(idx->view.size() - 1).timestamp_ns;
+  r.segment_max_ts.emplace(base, ts);
+  return ts;
+}
+
+}  // namespace
+}  // namespace internal
+
+using internal::ReaderState;
+
+std::string Damage::ToString() const {
+  std::string s = file + ":" + std::to_string(file_position) + ": " + reason;
+  if (offset_before || resume_position) {
+    s += " (";
+    if (offset_before) s += "after offset " + std::to_string(*offset_before);
+    if (offset_before && resume_position) s += "; ";
+    if (resume_position) s += "resumed at " + std::to_string(*resume_position);
+    s += ")";
+  }
+  return s;
+}
+
+LogReader::LogReader(std::unique_ptr<ReaderState> state) : state_(std::move(state)) {}
+LogReader::LogReader(LogReader&&) noexcept = default;
+LogReader& LogReader::operator=(LogReader&&) noexcept = default;
+LogReader::~LogReader() = default;
+
+Result<LogReader> LogReader::Open(std::string dir, LogReaderOptions options) {
+  auto st = std::make_unique<ReaderState>();
+  st->dir = std::move(dir);
+  st->options = options;
+  const long page = ::sysconf(_SC_PAGESIZE);
+  st->page_size = page > 0 ? static_cast<uint64_t>(page) : 4096;
+  auto listing = internal::ListPartition(st->dir);
+  if (!listing.ok()) {
+    if (listing.status().code() == StatusCode::kNotFound) {
+      return Status::NotFound("partition directory " + st->dir + " does not exist");
+    }
+    return listing.status();
+  }
+  st->bases = std::move(listing->segments);
+  // Refuse a log written by another major version up front.
+  for (uint64_t base : st->bases) {
+    const std::string name = SegmentFileName(base);
+    auto fd = internal::OpenFile(internal::JoinPath(st->dir, name), O_RDONLY);
+    if (!fd.ok()) continue;
+    auto h = internal::ReadFileHeader(fd->get(), FileKind::kSegment, base, st->dir, name);
+    if (!h.ok() && h.status().code() == StatusCode::kVersionMismatch) return h.status();
+  }
+  st->want_base = 0;
+  return LogReader(std::move(st));
+}
+
+Status LogReader::SeekToStart() {
+  ReaderState& r = *state_;
+  RUNNEL_RETURN_IF_ERROR(internal::Relist(r));
+  internal::CloseSegment(r);
+  r.want_base = 0;
+  r.last_offset.reset();
+  r.lenient = true;
+  r.skip_below_offset.reset();
+  r.skip_before_ts.reset();
+  return Status::Ok();
+}
+
+Status LogReader::Seek(uint64_t offset) {
+  ReaderState& r = *state_;
+  RUNNEL_RETURN_IF_ERROR(internal::Relist(r));
+  r.skip_before_ts.reset();
+  r.skip_below_offset = offset;
+  if (r.bases.empty()) {
+    internal::CloseSegment(r);
+    r.want_base = 0;
+    return Status::Ok();
+  }
+  if (offset < r.bases.front()) {
+    return Status::OutOfRange("offset " + std::to_string(offset) + " is before the log start " +
+                              std::to_string(r.bases.front()) + " of " + r.dir +
+                              " (removed by retention?); seek to " +
+                              std::to_string(r.bases.front()) + " or later");
+  }
+  const uint64_t base = *(std::upper_bound(r.bases.begin(), r.bases.end(), offset) - 1);
+  RUNNEL_RETURN_IF_ERROR(internal::OpenForSeek(r, base));
+  if (!r.open || r.base != base) return Status::Ok();
+  const uint64_t rel = offset - base;
+  if (rel > std::numeric_limits<uint32_t>::max()) return Status::Ok();
+  if (auto idx = internal::MapIndex(r.dir, base)) {
+    if (auto i = idx->view.LastAtOrBeforeOffset(static_cast<uint32_t>(rel))) {
+      const TimeIndexEntry e = idx->view.at(*i);
+      if (internal::EntryValid(r, e)) {
+        r.pos = e.position;
+        r.expected = base + e.relative_offset;
+        r.lenient = false;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status LogReader::SeekTimestamp(int64_t ts_ns) {
+  ReaderState& r = *state_;
+  RUNNEL_RETURN_IF_ERROR(internal::Relist(r));
+  r.skip_below_offset.reset();
+  r.skip_before_ts = ts_ns;
+  if (r.bases.empty()) {
+    internal::CloseSegment(r);
+    r.want_base = 0;
+    return Status::Ok();
+  }
+  // The first segment whose largest timestamp (max so far, so monotonic over
+  // segments) reaches ts; the last segment is open-ended.
+  std::size_t lo = 0, hi = r.bases.size() - 1;
+  while (lo < hi) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    const std::optional<int64_t> max_ts = internal::SegmentMaxTimestamp(r, r.bases[mid]);
+    if (!max_ts || *max_ts >= ts_ns) {
+      hi = mid;  // unknown: do not skip it
+    } else {
+      lo = mid + 1;
+    }
+  }
+  const uint64_t base = r.bases[lo];
+  RUNNEL_RETURN_IF_ERROR(internal::OpenForSeek(r, base));
+  if (!r.open || r.base != base) return Status::Ok();
+  if (auto idx = internal::MapIndex(r.dir, base)) {
+    if (auto i = idx->view.LastBeforeTimestamp(ts_ns)) {
+      const TimeIndexEntry e = idx->view.at(*i);
+      if (internal::EntryValid(r, e)) {
+        r.pos = e.position;
+        r.expected = base + e.relative_offset;
+        r.lenient = false;
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+LogEntry LogReader::Next() { return internal::NextImpl(*state_); }
+
+uint64_t LogReader::log_start_offset() const {
+  return state_->bases.empty() ? 0 : state_->bases.front();
+}
+const std::vector<Damage>& LogReader::damages() const { return state_->damages; }
+uint64_t LogReader::damages_not_kept() const { return state_->damages_not_kept; }
+const LogReaderStats& LogReader::stats() const { return state_->stats; }
+
+// --- VerifyLog ----------------------------------------------------------------
+
+namespace {
+
+// Checks every entry of one segment's time index against the segment.
+void VerifyIndex(const std::string& dir, uint64_t base, VerifyReport& report) {
+  const std::string seg_name = SegmentFileName(base);
+  const std::string idx_name = TimeIndexFileName(base);
+  auto add = [&](uint64_t position, std::string reason) {
+    if (report.damages.size() < 1000) {
+      report.damages.push_back(Damage{idx_name, position, std::move(reason), {}, {}});
+    } else {
+      ++report.damages_not_kept;
+    }
+  };
+  auto fd = internal::OpenFile(internal::JoinPath(dir, idx_name), O_RDONLY);
+  if (!fd.ok()) {
+    add(0, "missing time index (" + fd.status().message() + "); seeks scan the segment");
+    return;
+  }
+  auto h = internal::ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, idx_name);
+  if (!h.ok()) {
+    add(0, h.status().message());
+    return;
+  }
+  auto seg = internal::OpenFile(internal::JoinPath(dir, seg_name), O_RDONLY);
+  if (!seg.ok()) return;
+  auto seg_size = internal::FileSize(seg->get(), seg_name);
+  auto idx_size = internal::FileSize(fd->get(), idx_name);
+  if (!seg_size.ok() || !idx_size.ok() || *idx_size < h->header_length) return;
+  auto seg_map = internal::Mapping::Map(seg->get(), *seg_size, seg_name);
+  auto idx_map = internal::Mapping::Map(fd->get(), *idx_size, idx_name);
+  if (!seg_map.ok() || !idx_map.ok()) return;
+  const uint64_t area = *idx_size - h->header_length;
+  if (area % kTimeIndexEntryLength != 0) {
+    add(*idx_size - area % kTimeIndexEntryLength, "partial entry at the end of the time index");
+  }
+  const internal::TimeIndexView view(idx_map->data() + h->header_length, area);
+  std::optional<TimeIndexEntry> prev;
+  for (uint64_t i = 0; i < view.size(); ++i) {
+    const TimeIndexEntry e = view.at(i);
+    const uint64_t at = h->header_length + i * kTimeIndexEntryLength;
+    std::string problem;
+    if (e.position < kFileHeaderLength || e.position % 8 != 0 || e.position >= *seg_size) {
+      problem = "points outside the segment's frames";
+    } else {
+      const internal::DiskFrame f = internal::InspectDiskFrame(
+          seg_map->data() + e.position, *seg_size - e.position, /*verify_crc=*/true);
+      if (f.kind != internal::DiskFrameKind::kRecord) {
+        problem = "does not point at a valid record";
+      } else {
+        const RecordView v(seg_map->data() + e.position);
+        if (v.offset() != base + e.relative_offset) {
+          problem = "says offset " + std::to_string(base + e.relative_offset) +
+                    " but the record there has " + std::to_string(v.offset());
+        } else if (v.timestamp_ns() > e.timestamp_ns) {
+          problem = "timestamp is below the record's";
+        }
+      }
+    }
+    if (problem.empty() && prev &&
+        (e.position <= prev->position || e.relative_offset <= prev->relative_offset ||
+         e.timestamp_ns < prev->timestamp_ns)) {
+      problem = "is not after the previous entry";
+    }
+    if (!problem.empty()) {
+      add(at, "time index entry " + std::to_string(i) + " (position " + std::to_string(e.position) +
+                  ") " + problem);
+      return;  // one report per index is enough
+    }
+    prev = e;
+  }
+}
+
+}  // namespace
+
+Result<VerifyReport> VerifyLog(const std::string& dir) {
+  LogReaderOptions options;
+  options.follow = false;
+  options.verify_crc = true;
+  auto reader = LogReader::Open(dir, options);
+  if (!reader.ok()) return reader.status();
+  VerifyReport report;
+  auto listing = internal::ListPartition(dir);
+  if (!listing.ok()) return listing.status();
+  report.segments = listing->segments.size();
+  for (;;) {
+    const LogEntry e = reader->Next();
+    if (e.kind == LogEntry::Kind::kEnd) break;
+    if (e.kind == LogEntry::Kind::kDamage) continue;
+    ++report.records;
+    if (e.control) ++report.control_records;
+    if (!report.first_offset) {
+      report.first_offset = e.record.offset();
+      report.first_timestamp_ns = e.record.timestamp_ns();
+    }
+    report.last_offset = e.record.offset();
+    report.last_timestamp_ns = e.record.timestamp_ns();
+  }
+  report.padding_frames = reader->stats().padding_frames;
+  report.bytes = reader->stats().bytes;
+  report.damages = reader->damages();
+  report.damages_not_kept = reader->damages_not_kept();
+  for (uint64_t base : listing->segments) VerifyIndex(dir, base, report);
+  return report;
+}
+
+// --- data dir helpers -----------------------------------------------------------
+
+std::string PartitionDir(std::string_view data_dir, std::string_view topic, uint32_t partition) {
+  return internal::JoinPath(internal::JoinPath(data_dir, topic), std::to_string(partition));
+}
+
+Result<std::vector<std::string>> ListTopics(const std::string& data_dir) {
+  auto entries = internal::ListDirectory(data_dir);
+  if (!entries.ok()) return entries.status();
+  std::vector<std::string> topics;
+  for (const auto& e : *entries) {
+    if (e.is_dir && !e.name.empty() && e.name[0] != '.') topics.push_back(e.name);
+  }
+  std::sort(topics.begin(), topics.end());
+  return topics;
+}
+
+Result<std::vector<uint32_t>> ListPartitions(const std::string& data_dir, std::string_view topic) {
+  auto entries = internal::ListDirectory(internal::JoinPath(data_dir, topic));
+  if (!entries.ok()) return entries.status();
+  std::vector<uint32_t> parts;
+  for (const auto& e : *entries) {
+    if (!e.is_dir || e.name.empty() || (e.name.size() > 1 && e.name[0] == '0')) continue;
+    uint32_t v = 0;
+    const char* end = e.name.data() + e.name.size();
+    auto [p, ec] = std::from_chars(e.name.data(), end, v);
+    if (ec == std::errc() && p == end) parts.push_back(v);
+  }
+  std::sort(parts.begin(), parts.end());
+  return parts;
+}
+
+}  // namespace runnel
