@@ -1,0 +1,642 @@
+#include "persistence/persister.h"
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <liburing.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <future>
+#include <thread>
+
+#include "persistence/format.h"
+
+namespace runnel {
+
+// ---------------------------------------------------------------------------
+// FsyncPolicy
+
+Result<FsyncPolicy> FsyncPolicy::Parse(std::string_view text) {
+  FsyncPolicy p;
+  if (text == "never") {
+    p.kind = Kind::kNever;
+    return p;
+  }
+  if (text == "always") {
+    p.kind = Kind::kAlways;
+    return p;
+  }
+  if (text == "interval") return p;
+  constexpr std::string_view kPrefix = "interval:";
+  if (text.substr(0, kPrefix.size()) == kPrefix) {
+    std::string_view ms = text.substr(kPrefix.size());
+    uint32_t v = 0;
+    auto [ptr, ec] = std::from_chars(ms.data(), ms.data() + ms.size(), v);
+    if (ec == std::errc() && ptr == ms.data() + ms.size() && v >= 1 && v <= 3'600'000) {
+      p.interval_ms = v;
+      return p;
+    }
+  }
+  return Status::InvalidArgument("fsync policy '" + std::string(text) +
+                                 "' is not one of: never, always, interval:MS (MS 1..3600000)");
+}
+
+std::string FsyncPolicy::ToString() const {
+  switch (kind) {
+    case Kind::kNever:
+      return "never";
+    case Kind::kAlways:
+      return "always";
+    case Kind::kInterval:
+      return "interval:" + std::to_string(interval_ms);
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------
+// The thread
+
+namespace {
+
+enum class Op : uint64_t { kWrite = 1, kSync = 2 };
+constexpr uint64_t kOpMask = 7;
+
+int ErrnoOf(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kResourceExhausted:
+      return ENOSPC;
+    case StatusCode::kPermissionDenied:
+      return EACCES;
+    case StatusCode::kCorruption:
+      return EILSEQ;
+    default:
+      return EIO;
+  }
+}
+
+}  // namespace
+
+struct Persister::Impl {
+  struct Partition {
+    explicit Partition(PersistedPartition p)
+        : spec(std::move(p)), reader(spec.ring, spec.ring.GatingPosition(spec.gating_slot)) {}
+
+    PersistedPartition spec;
+    RingReader reader;
+    RingPosition written;      // on disk (page cache)
+    RingPosition durable;      // synced per policy
+    RingPosition sync_covers;  // what the in-flight sync will make durable
+    LogPosition sync_log_end;  // the log's committed end when that sync was submitted
+    bool dirty = false;        // written beyond the last sync
+    bool removing = false;
+    // The write in flight.
+    bool write_inflight = false;
+    bool sync_inflight = false;
+    RingReader::Extent extent;
+    AppendTarget target;
+    uint64_t length = 0;
+    uint64_t done = 0;
+    std::vector<FrameMeta> frames;
+    // Errors and timing.
+    int32_t error = 0;
+    int64_t retry_at_ns = 0;
+    int64_t last_sync_ns = 0;
+    int64_t last_checkpoint_ns = 0;
+    int64_t last_retention_ns = 0;
+    bool error_reported = false;
+    PersistedPartitionStats stats;
+  };
+
+  struct Command {
+    enum class Kind : uint8_t { kAdd, kRemove, kFlush, kStop, kStats } kind;
+    std::unique_ptr<PersistedPartition> partition;
+    std::string name;
+    std::shared_ptr<std::promise<Status>> done;
+    std::shared_ptr<std::promise<std::vector<PersistedPartitionStats>>> stats;
+  };
+
+  PersisterOptions options;
+  io_uring ring{};
+  uint32_t inflight = 0;  // SQEs submitted and not yet reaped
+  moodycamel::ConcurrentQueue<Command> commands;
+  std::vector<std::unique_ptr<Partition>> parts;
+  std::vector<std::pair<std::string, std::shared_ptr<std::promise<Status>>>> removals;
+  struct FlushRequest {
+    std::shared_ptr<std::promise<Status>> done;
+    std::vector<std::pair<std::string, uint64_t>> targets;  // partition -> tail at request
+  };
+  std::vector<FlushRequest> flushes;
+  FlushRequest NewFlush(std::shared_ptr<std::promise<Status>> done) const;
+  bool stopping = false;
+  std::thread thread;
+  std::atomic<bool> stopped{false};
+
+  ~Impl() { io_uring_queue_exit(&ring); }
+
+  void Run();
+  void DrainCommands();
+  void AddPartition(std::unique_ptr<PersistedPartition> p);
+  bool Pump(Partition& part, int64_t now);
+  void SubmitWrite(Partition& part, bool with_sync);
+  void SubmitSync(Partition& part);
+  io_uring_sqe* GetSqe();
+  void Reap();
+  void OnWrite(Partition& part, int res);
+  void OnSync(Partition& part, int res);
+  void Fail(Partition& part, int err, const char* what);
+  bool Idle(const Partition& part) const;
+  Status SyncNow(Partition& part);
+  void Housekeep(Partition& part, int64_t now);
+  void CheckFlushes();
+  void CheckRemovals();
+  PersistedPartitionStats StatsOf(Partition& part);
+};
+
+io_uring_sqe* Persister::Impl::GetSqe() {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  if (sqe == nullptr) {
+    io_uring_submit(&ring);
+    sqe = io_uring_get_sqe(&ring);
+  }
+  return sqe;
+}
+
+void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
+  auto part = std::make_unique<Partition>(std::move(*p));
+  Partition& pt = *part;
+  pt.stats.name = pt.spec.name;
+  // Skip what the log already holds: a broker that died after its write
+  // completed but before it advanced the gating slot left those records in
+  // both places.
+  const uint64_t next = pt.spec.log.next_offset();
+  while (pt.reader.position().offset < next) {
+    RingReader::Extent e = pt.reader.Scan(1, [](const RecordView&, uint64_t) {});
+    if (e.next == pt.reader.position() || e.status != ReadStatus::kOk) break;
+    pt.reader.Consume(e);
+  }
+  if (pt.reader.position().offset > next) {
+    std::fprintf(stderr,
+                 "runnel persister: %s: ring starts at offset %llu but the log ends at %llu; "
+                 "records in between are not on disk\n",
+                 pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
+                 static_cast<unsigned long long>(next));
+  }
+  pt.written = pt.durable = pt.reader.position();
+  pt.spec.ring.AdvanceGatingSlot(pt.spec.gating_slot, pt.written);
+  pt.spec.ring.PublishDurable(pt.spec.gating_slot, pt.durable);
+  pt.spec.ring.SetGatingError(pt.spec.gating_slot, 0);
+  const int64_t now = MonotonicNanos();
+  pt.last_sync_ns = pt.last_checkpoint_ns = pt.last_retention_ns = now;
+  parts.push_back(std::move(part));
+}
+
+void Persister::Impl::DrainCommands() {
+  Command c;
+  while (commands.try_dequeue(c)) {
+    switch (c.kind) {
+      case Command::Kind::kAdd:
+        AddPartition(std::move(c.partition));
+        break;
+      case Command::Kind::kRemove: {
+        bool found = false;
+        for (auto& p : parts) {
+          if (p->spec.name == c.name) {
+            p->removing = true;
+            found = true;
+          }
+        }
+        if (found) {
+          removals.emplace_back(c.name, c.done);
+        } else {
+          c.done->set_value(Status::Ok());
+        }
+        break;
+      }
+      case Command::Kind::kFlush:
+        flushes.push_back(NewFlush(c.done));
+        break;
+      case Command::Kind::kStop:
+        stopping = true;
+        flushes.push_back(NewFlush(c.done));
+        break;
+      case Command::Kind::kStats: {
+        std::vector<PersistedPartitionStats> out;
+        for (auto& p : parts) out.push_back(StatsOf(*p));
+        c.stats->set_value(std::move(out));
+        break;
+      }
+    }
+  }
+}
+
+PersistedPartitionStats Persister::Impl::StatsOf(Partition& p) {
+  PersistedPartitionStats s = p.stats;
+  s.written = p.written;
+  s.durable = p.durable;
+  s.error = p.error;
+  s.log_start_offset = p.spec.log.log_start_offset();
+  s.disk_bytes = p.spec.log.size_bytes();
+  return s;
+}
+
+bool Persister::Impl::Idle(const Partition& p) const {
+  return !p.write_inflight && !p.sync_inflight;
+}
+
+void Persister::Impl::Fail(Partition& part, int err, const char* what) {
+  part.error = err;
+  part.retry_at_ns = MonotonicNanos() + options.error_retry_ms * 1'000'000;
+  part.spec.ring.SetGatingError(part.spec.gating_slot, err);
+  if (!part.error_reported) {
+    std::fprintf(stderr, "runnel persister: %s: %s: %s (retrying every %lld ms)\n",
+                 part.spec.name.c_str(), what, std::strerror(err),
+                 static_cast<long long>(options.error_retry_ms));
+    part.error_reported = true;
+  }
+}
+
+bool Persister::Impl::Pump(Partition& part, int64_t now) {
+  if (!Idle(part) || part.removing) return false;
+  if (part.error != 0 && now < part.retry_at_ns) return false;
+  if (part.spec.fsync.kind == FsyncPolicy::Kind::kInterval && part.dirty &&
+      now - part.last_sync_ns >= int64_t{part.spec.fsync.interval_ms} * 1'000'000) {
+    SubmitSync(part);
+    return true;
+  }
+  if (inflight + 2 > options.queue_depth / 2) return false;
+  part.frames.clear();
+  // One write never spans segments: cap it at what a segment holds.
+  const uint64_t cap = std::min<uint64_t>(
+      options.max_write_bytes, part.spec.log.options().segment_bytes - kFileHeaderLength);
+  const RingReader::Extent e = part.reader.Scan(cap, [&](const RecordView& v, uint64_t position) {
+    part.frames.push_back(FrameMeta{v.offset(), v.timestamp_ns(), position});
+  });
+  if (e.status != ReadStatus::kOk) {
+    // A frame in shared memory fails validation: somebody scribbled on the
+    // ring. Writing it would put garbage on disk; stop and say so.
+    Fail(part, EILSEQ,
+         e.status == ReadStatus::kCorrupt ? "corrupt frame in the ring"
+                                          : "ring overran its persister");
+    return false;
+  }
+  if (e.end == e.begin) {
+    if (e.next == part.reader.position()) return false;
+    // Only wrap padding: nothing to write, just move on.
+    part.reader.Consume(e);
+    part.written = e.next;
+    part.spec.ring.AdvanceGatingSlot(part.spec.gating_slot, part.written);
+    if (!part.dirty) {
+      part.durable = part.written;
+      part.spec.ring.PublishDurable(part.spec.gating_slot, part.durable);
+    }
+    return true;
+  }
+  const uint64_t length = e.end - e.begin;
+  Result<AppendTarget> target = part.spec.log.PrepareAppend(length);
+  if (!target.ok()) {
+    Fail(part, ErrnoOf(target.status()), target.status().ToString().c_str());
+    return false;
+  }
+  part.extent = e;
+  part.target = *target;
+  part.length = length;
+  part.done = 0;
+  for (FrameMeta& f : part.frames)
+    f.file_position = target->file_position + (f.file_position - e.begin);
+  SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways);
+  return true;
+}
+
+void Persister::Impl::SubmitWrite(Partition& part, bool with_sync) {
+  io_uring_sqe* sqe = GetSqe();
+  // The ring memory is the write buffer: no copy.
+  io_uring_prep_write(sqe, part.target.fd, part.spec.ring.At(part.extent.begin + part.done),
+                      static_cast<unsigned>(part.length - part.done),
+                      part.target.file_position + part.done);
+  io_uring_sqe_set_data64(sqe,
+                          reinterpret_cast<uint64_t>(&part) | static_cast<uint64_t>(Op::kWrite));
+  part.write_inflight = true;
+  ++inflight;
+  if (with_sync) {
+    // The sync runs only after the write completes in full (a short write
+    // breaks the link and the sync completes with -ECANCELED).
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe* s = GetSqe();
+    io_uring_prep_fsync(s, part.target.fd, IORING_FSYNC_DATASYNC);
+    io_uring_sqe_set_data64(s,
+                            reinterpret_cast<uint64_t>(&part) | static_cast<uint64_t>(Op::kSync));
+    part.sync_inflight = true;
+    part.sync_covers = part.extent.next;
+    part.sync_log_end = LogPosition{};  // filled in when the write commits
+    ++inflight;
+  }
+}
+
+void Persister::Impl::SubmitSync(Partition& part) {
+  io_uring_sqe* s = GetSqe();
+  io_uring_prep_fsync(s, part.target.fd, IORING_FSYNC_DATASYNC);
+  io_uring_sqe_set_data64(s, reinterpret_cast<uint64_t>(&part) | static_cast<uint64_t>(Op::kSync));
+  part.sync_inflight = true;
+  part.sync_covers = part.written;
+  part.sync_log_end = part.spec.log.committed_end();
+  ++inflight;
+}
+
+void Persister::Impl::OnWrite(Partition& part, int res) {
+  part.write_inflight = false;
+  if (res == -EAGAIN || res == -EINTR) {
+    SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways && !part.sync_inflight);
+    return;
+  }
+  if (res < 0 || (res == 0 && part.done < part.length)) {
+    // Give the reservation back (the log zeroes it) and retry later with a
+    // new one: nothing is acknowledged, the ring keeps the bytes.
+    Status s = part.spec.log.AbortAppend(part.target);
+    if (!s.ok())
+      std::fprintf(stderr, "runnel persister: %s: %s\n", part.spec.name.c_str(),
+                   s.ToString().c_str());
+    Fail(part, res < 0 ? -res : EIO, "write to segment failed");
+    return;
+  }
+  part.done += static_cast<uint64_t>(res);
+  if (part.done < part.length) {
+    // Short write: the rest, and (for `always`) a new linked sync since the
+    // old one is cancelled.
+    SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways && !part.sync_inflight);
+    return;
+  }
+  part.spec.log.CommitAppend(part.target, part.length, part.frames);
+  if (part.sync_inflight) part.sync_log_end = part.spec.log.committed_end();
+  part.reader.Consume(part.extent);
+  part.written = part.extent.next;
+  part.spec.ring.AdvanceGatingSlot(part.spec.gating_slot, part.written);
+  part.stats.bytes_written += part.length;
+  part.stats.records_written += part.frames.size();
+  ++part.stats.writes;
+  if (part.error != 0) {
+    part.error = 0;
+    part.error_reported = false;
+    part.spec.ring.SetGatingError(part.spec.gating_slot, 0);
+    std::fprintf(stderr, "runnel persister: %s: writing again\n", part.spec.name.c_str());
+  }
+  switch (part.spec.fsync.kind) {
+    case FsyncPolicy::Kind::kNever:
+      part.durable = part.written;
+      part.spec.ring.PublishDurable(part.spec.gating_slot, part.durable);
+      break;
+    case FsyncPolicy::Kind::kInterval:
+      part.dirty = true;
+      break;
+    case FsyncPolicy::Kind::kAlways:
+      part.dirty = true;
+      break;  // the linked sync follows
+  }
+}
+
+void Persister::Impl::OnSync(Partition& part, int res) {
+  part.sync_inflight = false;
+  if (res == -ECANCELED) return;  // link broken by a short or failed write; resubmitted
+  if (res < 0) {
+    Fail(part, -res, "fdatasync of segment failed");
+    return;
+  }
+  ++part.stats.syncs;
+  part.last_sync_ns = MonotonicNanos();
+  part.spec.log.MarkDurable(part.sync_log_end);
+  part.durable = part.sync_covers;
+  part.dirty = part.written != part.durable;
+  part.spec.ring.PublishDurable(part.spec.gating_slot, part.durable);
+}
+
+void Persister::Impl::Reap() {
+  io_uring_cqe* cqe;
+  unsigned head;
+  unsigned n = 0;
+  io_uring_for_each_cqe(&ring, head, cqe) {
+    const uint64_t data = io_uring_cqe_get_data64(cqe);
+    auto* part = reinterpret_cast<Partition*>(data & ~kOpMask);
+    const auto op = static_cast<Op>(data & kOpMask);
+    --inflight;
+    if (op == Op::kWrite) {
+      OnWrite(*part, cqe->res);
+    } else {
+      OnSync(*part, cqe->res);
+    }
+    ++n;
+  }
+  io_uring_cq_advance(&ring, n);
+}
+
+Status Persister::Impl::SyncNow(Partition& part) {
+  // An explicit flush syncs whatever the policy: the caller asked for it.
+  Status s = part.spec.log.Sync();
+  if (!s.ok()) return s;
+  ++part.stats.syncs;
+  part.dirty = false;
+  part.durable = part.written;
+  part.spec.ring.PublishDurable(part.spec.gating_slot, part.durable);
+  part.last_sync_ns = MonotonicNanos();
+  return part.spec.log.WriteCheckpoint();
+}
+
+void Persister::Impl::Housekeep(Partition& part, int64_t now) {
+  if (!Idle(part)) return;
+  // Checkpoint only what is durable: recovery trusts bytes before it.
+  if (!part.dirty && part.error == 0 &&
+      now - part.last_checkpoint_ns >= options.checkpoint_interval_ms * 1'000'000) {
+    part.last_checkpoint_ns = now;
+    Status s = part.spec.log.WriteCheckpoint();
+    if (!s.ok()) Fail(part, ErrnoOf(s), s.ToString().c_str());
+  }
+  if (now - part.last_retention_ns >= options.retention_interval_ms * 1'000'000) {
+    part.last_retention_ns = now;
+    Result<RetentionResult> r = part.spec.log.Retention(part.spec.retention, WallClockNanos());
+    if (!r.ok()) {
+      std::fprintf(stderr, "runnel persister: %s: retention: %s\n", part.spec.name.c_str(),
+                   r.status().ToString().c_str());
+    }
+  }
+}
+
+Persister::Impl::FlushRequest Persister::Impl::NewFlush(
+    std::shared_ptr<std::promise<Status>> done) const {
+  FlushRequest r;
+  r.done = std::move(done);
+  for (const auto& p : parts) r.targets.emplace_back(p->spec.name, p->spec.ring.tail().position);
+  return r;
+}
+
+void Persister::Impl::CheckFlushes() {
+  if (flushes.empty()) return;
+  for (auto f = flushes.begin(); f != flushes.end();) {
+    // Done when every partition wrote up to the tail it had at the request,
+    // or has nothing more committed (a claim still open), or is failing.
+    bool ready = true;
+    for (const auto& [name, tail] : f->targets) {
+      for (const auto& p : parts) {
+        if (p->spec.name != name) continue;
+        if (!Idle(*p)) ready = false;
+        if (p->error == 0 && p->written.position < tail && p->reader.HasData()) ready = false;
+      }
+    }
+    if (!ready) {
+      ++f;
+      continue;
+    }
+    Status first;
+    for (const auto& [name, tail] : f->targets) {
+      for (auto& p : parts) {
+        if (p->spec.name != name) continue;
+        if (p->error != 0) {
+          if (first.ok()) first = Status::IoError(p->spec.name + ": " + std::strerror(p->error));
+          continue;
+        }
+        Status s = SyncNow(*p);
+        if (!s.ok() && first.ok()) first = s;
+      }
+    }
+    f->done->set_value(first);
+    f = flushes.erase(f);
+  }
+}
+
+void Persister::Impl::CheckRemovals() {
+  for (auto it = removals.begin(); it != removals.end();) {
+    bool busy = false;
+    for (auto& p : parts) {
+      if (p->spec.name == it->first && !Idle(*p)) busy = true;
+    }
+    if (busy) {
+      ++it;
+      continue;
+    }
+    Status first;
+    for (auto p = parts.begin(); p != parts.end();) {
+      if ((*p)->spec.name == it->first) {
+        Status s = (*p)->error == 0 ? SyncNow(**p) : Status::Ok();
+        if (first.ok()) first = s;
+        Status c = (*p)->spec.log.Close();
+        if (first.ok()) first = c;
+        p = parts.erase(p);
+      } else {
+        ++p;
+      }
+    }
+    it->second->set_value(first);
+    it = removals.erase(it);
+  }
+}
+
+void Persister::Impl::Run() {
+  int64_t sleep_ns = 1000;
+  for (;;) {
+    DrainCommands();
+    const int64_t now = MonotonicNanos();
+    bool progressed = false;
+    for (auto& p : parts) progressed |= Pump(*p, now);
+    for (auto& p : parts) Housekeep(*p, now);
+    if (io_uring_sq_ready(&ring) > 0) io_uring_submit(&ring);
+    if (inflight > 0) {
+      io_uring_cqe* cqe = nullptr;
+      __kernel_timespec ts{0, 1'000'000};
+      (void)io_uring_wait_cqe_timeout(&ring, &cqe, &ts);
+      Reap();
+      sleep_ns = 1000;
+    } else if (progressed) {
+      sleep_ns = 1000;
+    } else {
+      CheckFlushes();
+      CheckRemovals();
+      if (stopping && flushes.empty()) break;
+      // Idle: back off from 1 us up to idle_sleep_max_ns. The persister must
+      // not compete with spinning producers and consumers for the CPU.
+      timespec ts{0, sleep_ns};
+      nanosleep(&ts, nullptr);
+      sleep_ns = std::min<int64_t>(sleep_ns * 2, options.idle_sleep_max_ns);
+      continue;
+    }
+    CheckFlushes();
+    CheckRemovals();
+  }
+  for (auto& p : parts) (void)p->spec.log.Close();
+  parts.clear();
+  // Answer whatever arrived after the stop.
+  Command c;
+  while (commands.try_dequeue(c)) {
+    if (c.done) c.done->set_value(Status::Ok());
+    if (c.stats) c.stats->set_value({});
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Persister
+
+Persister::Persister(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Result<std::unique_ptr<Persister>> Persister::Start(const PersisterOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (options.queue_depth < 4) return Status::InvalidArgument("persister queue depth below 4");
+  const int rc = io_uring_queue_init(options.queue_depth, &impl->ring, 0);
+  if (rc < 0) return Status::FromErrno(-rc, "io_uring_queue_init");
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] { raw->Run(); });
+  return std::unique_ptr<Persister>(new Persister(std::move(impl)));
+}
+
+Persister::~Persister() { Stop(); }
+
+void Persister::Add(PersistedPartition partition) {
+  Impl::Command c;
+  c.kind = Impl::Command::Kind::kAdd;
+  c.partition = std::make_unique<PersistedPartition>(std::move(partition));
+  impl_->commands.enqueue(std::move(c));
+}
+
+Status Persister::Remove(std::string_view name) {
+  if (impl_->stopped.load(std::memory_order_acquire)) return Status::Ok();
+  Impl::Command c;
+  c.kind = Impl::Command::Kind::kRemove;
+  c.name = std::string(name);
+  c.done = std::make_shared<std::promise<Status>>();
+  std::future<Status> f = c.done->get_future();
+  impl_->commands.enqueue(std::move(c));
+  return f.get();
+}
+
+Status Persister::Flush(int64_t timeout_ns) {
+  if (impl_->stopped.load(std::memory_order_acquire)) return Status::Ok();
+  Impl::Command c;
+  c.kind = Impl::Command::Kind::kFlush;
+  c.done = std::make_shared<std::promise<Status>>();
+  std::shared_future<Status> f = c.done->get_future().share();
+  impl_->commands.enqueue(std::move(c));
+  if (f.wait_for(std::chrono::nanoseconds(timeout_ns)) != std::future_status::ready) {
+    return Status::Timeout("flush did not finish in time (a producer holding a claim?)");
+  }
+  return f.get();
+}
+
+void Persister::Stop() {
+  if (impl_ == nullptr || impl_->stopped.exchange(true, std::memory_order_acq_rel)) return;
+  Impl::Command c;
+  c.kind = Impl::Command::Kind::kStop;
+  c.done = std::make_shared<std::promise<Status>>();
+  impl_->commands.enqueue(std::move(c));
+  impl_->thread.join();
+}
+
+std::vector<PersistedPartitionStats> Persister::Stats() const {
+  if (impl_->stopped.load(std::memory_order_acquire)) return {};
+  Impl::Command c;
+  c.kind = Impl::Command::Kind::kStats;
+  c.stats = std::make_shared<std::promise<std::vector<PersistedPartitionStats>>>();
+  auto f = c.stats->get_future();
+  impl_->commands.enqueue(std::move(c));
+  return f.get();
+}
+
+}  // namespace runnel

@@ -1,0 +1,121 @@
+// The persistence thread: drains partition rings into their logs through
+// io_uring.
+//
+// One thread serves every partition. For each partition it is a gating
+// reader of the ring (producers never overwrite bytes it has not written) and
+// it submits the ring memory itself as the write buffer: the record bytes are
+// written once by the producer and never copied on their way to the page
+// cache. Per partition at most one write is in flight, so completions apply in
+// order; across partitions writes overlap, capped by the queue depth.
+//
+// Positions it publishes in the ring's gating slot (core/ring.h):
+//   position/offset                 written to the segment file (page cache);
+//                                   the ring may reuse the bytes before it
+//   durable_position/durable_offset written and synced per the fsync policy;
+//                                   at-least-once producers wait for this
+//   error                           an errno that stops the partition (ENOSPC,
+//                                   EIO); cleared when a retry succeeds
+//
+// fsync policies: never (durable = written), interval:MS (one fdatasync per
+// partition at most every MS after new writes; durable = what that sync
+// covered), always (every write is linked to an fdatasync with IOSQE_IO_LINK;
+// durable after the sync completes).
+//
+// Control requests (add/remove a partition, flush, stop) from other threads
+// travel through a moodycamel::ConcurrentQueue: the loop never takes a lock.
+//
+// Threading: Start() spawns the thread; every public method may be called from
+// any thread. Flush() and Remove() block until the persister has done them.
+
+#ifndef RUNNEL_PERSISTENCE_PERSISTER_H_
+#define RUNNEL_PERSISTENCE_PERSISTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/ring.h"
+#include "core/status.h"
+#include "persistence/log.h"
+
+namespace runnel {
+
+struct FsyncPolicy {
+  enum class Kind : uint8_t { kNever = 0, kInterval = 1, kAlways = 2 };
+  Kind kind = Kind::kInterval;
+  uint32_t interval_ms = 10;
+
+  // "never", "always", "interval:MS" (MS in 1..3600000), or "interval" (10 ms).
+  static Result<FsyncPolicy> Parse(std::string_view text);
+  std::string ToString() const;
+  friend bool operator==(const FsyncPolicy&, const FsyncPolicy&) = default;
+};
+
+struct PersisterOptions {
+  uint32_t queue_depth = 64;              // io_uring SQ size; in-flight cap is half
+  uint64_t max_write_bytes = 1 << 20;     // largest single write (one ring extent)
+  int64_t idle_sleep_max_ns = 200'000;    // longest sleep between polls when idle
+  int64_t checkpoint_interval_ms = 1000;  // checkpoint after a sync, at most this often
+  int64_t retention_interval_ms = 5000;   // run retention this often
+  int64_t error_retry_ms = 100;           // retry a failed write (ENOSPC) this often
+};
+
+// One partition handed to the persister.
+struct PersistedPartition {
+  std::string name;      // "<topic>/<partition>", for stats and errors
+  Ring ring;             // the partition's ring
+  uint32_t gating_slot;  // a slot of `ring` the caller acquired for the persister
+  PartitionLog log;      // opened and recovered; the persister owns it from now on
+  FsyncPolicy fsync;
+  RetentionPolicy retention;
+};
+
+// Counters of one partition (read with Persister::Stats).
+struct PersistedPartitionStats {
+  std::string name;
+  RingPosition written;
+  RingPosition durable;
+  uint64_t bytes_written = 0;
+  uint64_t records_written = 0;
+  uint64_t writes = 0;
+  uint64_t syncs = 0;
+  int32_t error = 0;  // errno, 0 if healthy
+  uint64_t log_start_offset = 0;
+  uint64_t disk_bytes = 0;
+};
+
+class Persister {
+ public:
+  // Sets up io_uring and starts the thread.
+  static Result<std::unique_ptr<Persister>> Start(const PersisterOptions& options);
+  ~Persister();  // Stop()
+  Persister(const Persister&) = delete;
+  Persister& operator=(const Persister&) = delete;
+
+  // Hands a partition over. Persisting starts at the gating slot's position;
+  // records the log already holds (a broker restarted while the ring lived
+  // on) are skipped, so nothing is written twice.
+  void Add(PersistedPartition partition);
+  // Finishes in-flight I/O of the partition, syncs, checkpoints and closes
+  // its log. Blocks until done. Unknown names are ignored.
+  Status Remove(std::string_view name);
+  // Writes everything committed so far in every ring, fdatasyncs every log
+  // and checkpoints. Blocks until done (or timeout). Returns the first error.
+  Status Flush(int64_t timeout_ns = 30'000'000'000);
+  // Flush, then stop the thread and close every log. Idempotent.
+  void Stop();
+
+  std::vector<PersistedPartitionStats> Stats() const;
+
+ private:
+  struct Impl;
+  explicit Persister(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace runnel
+
+#endif  // RUNNEL_PERSISTENCE_PERSISTER_H_

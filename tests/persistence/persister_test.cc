@@ -1,0 +1,283 @@
+// The io_uring persistence thread: rings drained into segment files.
+
+#include "persistence/persister.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/record.h"
+#include "core/ring.h"
+#include "persistence/format.h"
+#include "persistence/log.h"
+#include "tests/core/test_memory.h"
+
+namespace runnel {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TestRing;
+
+constexpr uint64_t kPersisterOwner = 0x5045525349535445ull;
+
+struct DiskRecord {
+  uint64_t offset;
+  std::string key;
+  std::string value;
+};
+
+// Reads every data frame of every segment in `dir` straight from the files,
+// checking CRCs and offsets: independent of the log and reader code.
+std::vector<DiskRecord> ReadSegments(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".log") files.push_back(e.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<DiskRecord> out;
+  for (const std::string& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const auto* p = reinterpret_cast<const std::byte*>(bytes.data());
+    uint64_t pos = DecodeFixed32(p + 12);  // header_length
+    while (pos + 16 <= bytes.size()) {
+      const uint64_t word = DecodeFixed64(p + pos);
+      if (word == 0) break;
+      const uint32_t len = DecodeFixed32(p + pos + frame::kLength);
+      if ((word & kStateMask) == static_cast<uint64_t>(FrameState::kPadding)) {
+        pos += AlignedFrameLength(len);
+        continue;
+      }
+      EXPECT_EQ(word & kStateMask, static_cast<uint64_t>(FrameState::kData)) << f << ":" << pos;
+      EXPECT_EQ(CheckFrame(p + pos, bytes.size() - pos, 1 << 30, true), FrameCheck::kOk)
+          << f << ":" << pos;
+      RecordView v(p + pos);
+      out.push_back({v.offset(), std::string(v.key()), std::string(v.value())});
+      pos += AlignedFrameLength(len);
+    }
+  }
+  return out;
+}
+
+class PersisterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() /
+            ("runnel-persister-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  PersistedPartition Partition(Ring ring, uint32_t slot, FsyncPolicy fsync,
+                               uint64_t segment_bytes = 1 << 20) {
+    LogOptions lo;
+    lo.segment_bytes = segment_bytes;
+    Result<PartitionLog> log = PartitionLog::Open(dir_ + "/p0", lo);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return PersistedPartition{"t/0", ring, slot, std::move(*log), fsync, RetentionPolicy{}};
+  }
+
+  std::string dir_;
+};
+
+std::string Value(uint64_t i, size_t size) {
+  std::string v(size, static_cast<char>('a' + i % 26));
+  const std::string n = std::to_string(i);
+  v.replace(0, std::min(n.size(), size), n.substr(0, size));
+  return v;
+}
+
+TEST_F(PersisterTest, EveryRecordReachesTheSegmentsExactlyOnceForEachPolicy) {
+  for (const char* policy : {"never", "interval:5", "always"}) {
+    SCOPED_TRACE(policy);
+    TearDown();
+    SetUp();
+    RingOptions ro;
+    ro.capacity = 64 * 1024;  // small: the producer laps it many times
+    TestRing t(ro);
+    const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+    auto persister = Persister::Start({});
+    ASSERT_TRUE(persister.ok()) << persister.status().ToString();
+    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse(policy), 256 * 1024));
+    RingProducer p(t.ring);
+    constexpr int kRecords = 3000;
+    for (int i = 0; i < kRecords; ++i) {
+      const std::string key = "k" + std::to_string(i % 7);
+      WriteResult w;
+      for (;;) {
+        w = p.try_write(std::string_view(key), {}, Value(i, 100 + i % 300));
+        if (w.status != ClaimStatus::kFull) break;
+        ASSERT_TRUE(p.WaitForSpace(5'000'000'000));
+      }
+      ASSERT_TRUE(w.ok());
+    }
+    ASSERT_TRUE((*persister)->Flush().ok());
+    EXPECT_EQ(t.ring.Durable(slot).offset, static_cast<uint64_t>(kRecords));
+    (*persister)->Stop();
+    const auto disk = ReadSegments(dir_ + "/p0");
+    ASSERT_EQ(disk.size(), static_cast<size_t>(kRecords));
+    for (int i = 0; i < kRecords; ++i) {
+      ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
+      ASSERT_EQ(disk[i].key, "k" + std::to_string(i % 7));
+      ASSERT_EQ(disk[i].value, Value(i, 100 + i % 300));
+    }
+    // Segments rolled at the configured size.
+    int segments = 0;
+    for (const auto& e : fs::directory_iterator(dir_ + "/p0")) {
+      segments += e.path().extension() == ".log";
+    }
+    EXPECT_GT(segments, 2);
+  }
+}
+
+TEST_F(PersisterTest, AtLeastOnceProducerIsReleasedOnlyWhenDurable) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  const WriteResult w = p.try_write(std::nullopt, {}, "must be durable");
+  ASSERT_TRUE(w.ok());
+  // Nobody persists yet: the wait times out.
+  EXPECT_FALSE(t.ring.WaitForDurable(w.offset, 20'000'000));
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("always")));
+  EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
+  // Durable means the bytes are in the file already.
+  const auto disk = ReadSegments(dir_ + "/p0");
+  ASSERT_EQ(disk.size(), 1u);
+  EXPECT_EQ(disk[0].value, "must be durable");
+}
+
+TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
+  RingOptions ro;
+  ro.capacity = 256 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  const RingPosition before = t.ring.GatingPosition(slot);
+  {
+    auto persister = Persister::Start({});
+    ASSERT_TRUE(persister.ok());
+    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("interval:5")));
+    ASSERT_TRUE((*persister)->Flush().ok());
+    (*persister)->Stop();
+  }
+  EXPECT_EQ(t.ring.GatingPosition(slot).offset, 100u);
+  // A broker that died after its write but before advancing the gating
+  // slot: the slot still points at the start, the log has everything.
+  t.ring.AdvanceGatingSlot(slot, before);
+  for (int i = 100; i < 150; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  {
+    auto persister = Persister::Start({});
+    ASSERT_TRUE(persister.ok());
+    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("interval:5")));
+    ASSERT_TRUE((*persister)->Flush().ok());
+  }
+  const auto disk = ReadSegments(dir_ + "/p0");
+  ASSERT_EQ(disk.size(), 150u);
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
+    ASSERT_EQ(disk[i].value, Value(i, 50));
+  }
+}
+
+TEST_F(PersisterTest, FsyncPolicyParsing) {
+  EXPECT_EQ(FsyncPolicy::Parse("never")->kind, FsyncPolicy::Kind::kNever);
+  EXPECT_EQ(FsyncPolicy::Parse("always")->kind, FsyncPolicy::Kind::kAlways);
+  EXPECT_EQ(FsyncPolicy::Parse("interval:25")->interval_ms, 25u);
+  EXPECT_EQ(FsyncPolicy::Parse("interval")->interval_ms, 10u);
+  EXPECT_EQ(FsyncPolicy::Parse("interval:25")->ToString(), "interval:25");
+  for (const char* bad :
+       {"", "sometimes", "interval:", "interval:0", "interval:x", "interval:-1"}) {
+    EXPECT_EQ(FsyncPolicy::Parse(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+// A full disk: the persister reports ENOSPC in the gating slot, never
+// acknowledges what it could not write, and resumes when space returns.
+TEST_F(PersisterTest, FullDiskStopsAcknowledgementsAndRecovers) {
+  const std::string mnt = dir_ + "/small";
+  fs::create_directories(mnt);
+  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  // Fill most of the file system.
+  {
+    std::ofstream filler(mnt + "/filler", std::ios::binary);
+    std::string chunk(64 * 1024, 'f');
+    for (int i = 0; i < 12; ++i) filler << chunk;
+  }
+  RingOptions ro;
+  ro.capacity = 1 << 20;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  LogOptions lo;
+  lo.segment_bytes = 64 * 1024;
+  lo.preallocate = false;
+  Result<PartitionLog> log = PartitionLog::Open(mnt + "/p0", lo);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  PersisterOptions po;
+  po.error_retry_ms = 10;
+  auto persister = Persister::Start(po);
+  ASSERT_TRUE(persister.ok());
+  (*persister)
+      ->Add(PersistedPartition{"small/0", t.ring, slot, std::move(*log),
+                               *FsyncPolicy::Parse("always"), RetentionPolicy{}});
+  RingProducer p(t.ring);
+  uint64_t last = 0;
+  int written = 0;
+  for (; written < 600; ++written) {
+    WriteResult w = p.try_write(std::nullopt, {}, Value(written, 1000));
+    if (w.status == ClaimStatus::kFull) break;
+    ASSERT_TRUE(w.ok());
+    last = w.offset;
+  }
+  // Not everything fits: the persister stops with ENOSPC and says so.
+  EXPECT_FALSE(t.ring.WaitForDurable(last, 5'000'000'000));
+  EXPECT_EQ(t.ring.GatingError(slot), ENOSPC);
+  const uint64_t durable = t.ring.Durable(slot).offset;
+  EXPECT_LT(durable, last + 1);
+  // What was acknowledged is on disk; nothing beyond it is claimed durable.
+  EXPECT_GE(ReadSegments(mnt + "/p0").size(), durable);
+  // Space returns: the persister resumes and everything becomes durable.
+  fs::remove(mnt + "/filler");
+  const int64_t start = MonotonicNanos();
+  while (t.ring.GatingError(slot) != 0 && MonotonicNanos() - start < 10'000'000'000) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(t.ring.WaitForDurable(last, 10'000'000'000));
+  EXPECT_EQ(t.ring.GatingError(slot), 0);
+  ASSERT_TRUE((*persister)->Flush().ok());
+  (*persister)->Stop();
+  const auto disk = ReadSegments(mnt + "/p0");
+  ASSERT_EQ(disk.size(), static_cast<size_t>(written));
+  for (int i = 0; i < written; ++i) ASSERT_EQ(disk[i].value, Value(i, 1000));
+}
+
+}  // namespace
+}  // namespace runnel
