@@ -1,0 +1,320 @@
+// Baselines measured in the same run as the ring, with the same drivers and
+// placement (benchmark process on CPU 0, worker on CPU 1):
+//  - a hand-written cache-line ping-pong between two processes: the physical
+//    floor of any cross-core hand-off on this machine;
+//  - boost::interprocess::message_queue between two processes (depth 1024,
+//    blocking send/receive: its normal use);
+//  - moodycamel ReaderWriterQueue and ConcurrentQueue between two threads
+//    (in-process queues; single-item try_enqueue/try_dequeue with a
+//    preallocated capacity of 16384 elements, i.e. 1 MiB of 64-byte
+//    elements like the ring's 1 MiB, so no allocation happens while timing).
+
+#include <concurrentqueue/concurrentqueue.h>
+#include <readerwriterqueue/readerwriterqueue.h>
+#include <unistd.h>
+
+#include <boost/interprocess/ipc/message_queue.hpp>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bench/benchmarks.h"
+#include "bench/drivers.h"
+#include "bench/harness.h"
+
+namespace runnel::bench {
+namespace {
+
+// ---------------------------------------------------------------------------
+// Cache-line ping-pong: one 64-byte line per direction, 128 bytes apart. The
+// benchmark process writes `ping`, the worker answers on `pong`. One
+// iteration = one round trip, timed with the TSC in the benchmark process
+// (manual time: the real time would include the loop's bookkeeping).
+
+struct PingPongLines {
+  StartBarrier barrier;
+  alignas(kFalseSharingRange) std::atomic<uint64_t> ping{0};
+  alignas(kFalseSharingRange) std::atomic<uint64_t> pong{0};
+  alignas(kFalseSharingRange) std::atomic<uint32_t> abort{0};
+};
+
+void PingPong(benchmark::State& state) {
+  if (!HaveTwoCpus() || !PinThisThreadToCpu(kProducerCpu)) {
+    state.SkipWithError("needs CPUs 0 and 1");
+    return;
+  }
+  Shared<PingPongLines> lines;
+  const uint64_t total = static_cast<uint64_t>(state.max_iterations);
+  Worker worker = Worker::Start(Isolation::kProcess, kConsumerCpu, [&]() -> int {
+    if (!lines->barrier.ArriveAndWait(2)) return 2;
+    for (uint64_t i = 1; i <= total; ++i) {
+      if (!SpinUntil([&] {
+            return lines->ping.load(std::memory_order_acquire) >= i ||
+                   lines->abort.load(std::memory_order_relaxed) != 0;
+          }) ||
+          lines->abort.load(std::memory_order_relaxed) != 0) {
+        return 3;
+      }
+      lines->pong.store(i, std::memory_order_release);
+    }
+    return 0;
+  });
+  LatencySamples rtt(total);
+  std::string error;
+  if (!lines->barrier.ArriveAndWait(2)) error = "worker did not start";
+  uint64_t i = 0;
+  for (auto _ : state) {
+    if (!error.empty()) break;
+    ++i;
+    const uint64_t t0 = Tsc::Now();
+    lines->ping.store(i, std::memory_order_release);
+    if (!SpinUntil([&] { return lines->pong.load(std::memory_order_acquire) >= i; })) {
+      error = "no answer";
+      break;
+    }
+    const uint64_t t1 = Tsc::NowAfterLoads();
+    rtt.Add(t1 - t0);
+    state.SetIterationTime(Tsc::ToNanos(t1 - t0) * 1e-9);
+  }
+  if (!error.empty()) lines->abort.store(1, std::memory_order_relaxed);
+  const int rc = worker.Join(error.empty() ? kWaitTimeoutNs : 1'000'000'000);
+  if (rc != 0 && error.empty()) error = "worker exited with " + std::to_string(rc);
+  if (!error.empty()) {
+    state.SkipWithError(error.c_str());
+    return;
+  }
+  const LatencySamples::Summary s = rtt.Summarize();
+  state.counters["rtt_p50_ns"] = s.p50_ns;
+  state.counters["rtt_p99_ns"] = s.p99_ns;
+  state.counters["rtt_max_ns"] = s.max_ns;
+  state.counters["one_way_ns"] = s.p50_ns / 2;
+}
+
+// ---------------------------------------------------------------------------
+// boost::interprocess::message_queue
+
+namespace bip = boost::interprocess;
+constexpr std::size_t kMqDepth = 1024;
+
+// A uniquely named queue, removed from /dev/shm when the benchmark ends.
+class NamedQueue {
+ public:
+  NamedQueue(uint32_t payload)
+      : name_("runnel_bench_mq_" + std::to_string(getpid()) + "_" + std::to_string(payload)) {
+    bip::message_queue::remove(name_.c_str());
+    queue_ =
+        std::make_unique<bip::message_queue>(bip::create_only, name_.c_str(), kMqDepth, payload);
+  }
+  ~NamedQueue() {
+    queue_.reset();
+    bip::message_queue::remove(name_.c_str());
+  }
+  bip::message_queue& queue() { return *queue_; }
+  // The worker opens the queue by name, like an unrelated process would.
+  std::unique_ptr<bip::message_queue> Open() const {
+    return std::make_unique<bip::message_queue>(bip::open_only, name_.c_str());
+  }
+
+ private:
+  std::string name_;
+  std::unique_ptr<bip::message_queue> queue_;
+};
+
+void BoostMqThroughput(benchmark::State& state, uint32_t payload) {
+  try {
+    NamedQueue q(payload);
+    ThroughputConfig config;
+    config.payload = payload;
+    config.records_per_iteration = 50'000;
+    RunThroughput(
+        state, config,
+        [&](uint32_t) {
+          return [&, buf = std::vector<std::byte>(payload),
+                  filler = std::vector<std::byte>(payload, std::byte{0x5A})](
+                     uint64_t first, uint64_t count, const std::atomic<uint32_t>&) mutable {
+            for (uint64_t seq = first; seq < first + count; ++seq) {
+              FillPayload(buf.data(), payload, 0, seq, filler.data());
+              q.queue().send(buf.data(), payload, 0);  // blocks while the queue is full
+            }
+            return true;
+          };
+        },
+        [&](ThroughputConsumer& ctx) -> int {
+          try {
+            std::unique_ptr<bip::message_queue> mq = q.Open();
+            std::vector<std::byte> buf(payload);
+            while (!ctx.finished()) {
+              bip::message_queue::size_type got = 0;
+              unsigned int priority = 0;
+              mq->receive(buf.data(), buf.size(), got, priority);  // blocks while empty
+              ctx.checker().Check(buf.data(), got);
+              ctx.Delivered(1);
+            }
+            return ctx.Finish();
+          } catch (const std::exception&) {
+            return 20;
+          }
+        });
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+void BoostMqLatency(benchmark::State& state, uint32_t payload) {
+  try {
+    NamedQueue q(payload);
+    RunLatency(
+        state, LatencyConfig{},
+        [&] {
+          return [&, buf = std::vector<std::byte>(payload)](uint64_t stamp) mutable {
+            std::memcpy(buf.data(), &stamp, sizeof stamp);
+            q.queue().send(buf.data(), payload, 0);
+            return true;
+          };
+        },
+        [&](LatencyConsumer& ctx) -> int {
+          try {
+            std::unique_ptr<bip::message_queue> mq = q.Open();
+            std::vector<std::byte> buf(payload);
+            while (!ctx.finished()) {
+              bip::message_queue::size_type got = 0;
+              unsigned int priority = 0;
+              mq->receive(buf.data(), buf.size(), got, priority);  // sleeps while empty
+              uint64_t stamp;
+              std::memcpy(&stamp, buf.data(), sizeof stamp);
+              ctx.Received(stamp);
+            }
+            return ctx.Finish();
+          } catch (const std::exception&) {
+            return 20;
+          }
+        });
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
+  }
+}
+
+// ---------------------------------------------------------------------------
+// moodycamel queues between two threads.
+
+constexpr std::size_t kMoodyCapacity = 16384;
+struct Msg64 {
+  std::byte bytes[64];
+};
+
+template <typename Queue>
+int ConsumeMoody(ThroughputConsumer& ctx, Queue& q) {
+  Msg64 m;
+  while (!ctx.finished()) {
+    if (q.try_dequeue(m)) {
+      ctx.checker().Check(m.bytes, sizeof m.bytes);
+      ctx.Delivered(1);
+    } else if (!SpinUntil([&] { return q.try_dequeue(m); }, 10'000'000)) {
+      if (ctx.ShouldGiveUp()) return 12;
+    } else {
+      ctx.checker().Check(m.bytes, sizeof m.bytes);
+      ctx.Delivered(1);
+    }
+  }
+  return ctx.Finish();
+}
+
+void MoodyReaderWriterQueue(benchmark::State& state) {
+  moodycamel::ReaderWriterQueue<Msg64> q(kMoodyCapacity);
+  ThroughputConfig config;
+  config.isolation = Isolation::kThread;
+  config.payload = sizeof(Msg64);
+  config.records_per_iteration = 200'000;
+  RunThroughput(
+      state, config,
+      [&](uint32_t) {
+        return [&, filler = std::vector<std::byte>(sizeof(Msg64), std::byte{0x5A})](
+                   uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
+          Msg64 m;
+          for (uint64_t seq = first; seq < first + count; ++seq) {
+            FillPayload(m.bytes, sizeof m.bytes, 0, seq, filler.data());
+            if (!q.try_enqueue(m) && (!SpinUntil([&] {
+                  return q.try_enqueue(m) || abort.load() != 0;
+                }) || abort.load() != 0)) {
+              return false;
+            }
+          }
+          return true;
+        };
+      },
+      [&](ThroughputConsumer& ctx) { return ConsumeMoody(ctx, q); });
+}
+
+// ConcurrentQueue's consumer side without a token, through a tokenless
+// adaptor, would take a slower path; both sides use tokens (its fast path).
+struct ConcurrentQueueConsumer {
+  moodycamel::ConcurrentQueue<Msg64>& q;
+  moodycamel::ConsumerToken token;
+  bool try_dequeue(Msg64& m) { return q.try_dequeue(token, m); }
+};
+
+void MoodyConcurrentQueue(benchmark::State& state) {
+  moodycamel::ConcurrentQueue<Msg64> q(kMoodyCapacity);
+  ThroughputConfig config;
+  config.isolation = Isolation::kThread;
+  config.payload = sizeof(Msg64);
+  config.records_per_iteration = 200'000;
+  // The producer token lives across iterations: its blocks are the ones
+  // preallocated by the constructor, reused as the consumer frees them.
+  std::unique_ptr<moodycamel::ProducerToken> token;
+  RunThroughput(
+      state, config,
+      [&](uint32_t) {
+        token = std::make_unique<moodycamel::ProducerToken>(q);
+        return [&, filler = std::vector<std::byte>(sizeof(Msg64), std::byte{0x5A})](
+                   uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
+          Msg64 m;
+          for (uint64_t seq = first; seq < first + count; ++seq) {
+            FillPayload(m.bytes, sizeof m.bytes, 0, seq, filler.data());
+            if (!q.try_enqueue(*token, m) && (!SpinUntil([&] {
+                  return q.try_enqueue(*token, m) || abort.load() != 0;
+                }) || abort.load() != 0)) {
+              return false;
+            }
+          }
+          return true;
+        };
+      },
+      [&](ThroughputConsumer& ctx) {
+        ConcurrentQueueConsumer consumer{q, moodycamel::ConsumerToken(q)};
+        return ConsumeMoody(ctx, consumer);
+      });
+}
+
+}  // namespace
+
+void RegisterBaselineBenchmarks() {
+  benchmark::RegisterBenchmark("baseline/pingpong", PingPong)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples)
+      ->Unit(benchmark::kNanosecond);
+  for (uint32_t payload : {8u, 64u}) {
+    const std::string name = "baseline/boost_mq_throughput/" + std::to_string(payload) + "B";
+    benchmark::RegisterBenchmark(name.c_str(), BoostMqThroughput, payload)
+        ->UseManualTime()
+        ->Iterations(10)
+        ->Unit(benchmark::kMillisecond);
+  }
+  // Blocking receive: every record wakes a sleeping process (futex).
+  benchmark::RegisterBenchmark("baseline/boost_mq_latency/64B", BoostMqLatency, 64u)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples / 10)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("baseline/moodycamel_rwq_throughput/64B", MoodyReaderWriterQueue)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("baseline/moodycamel_cq_throughput/64B", MoodyConcurrentQueue)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace runnel::bench

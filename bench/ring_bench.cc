@@ -1,0 +1,317 @@
+// The core ring between two processes: throughput (SPSC, MPMC with one and
+// two producers) and one-way latency, plus single-process diagnostics.
+//
+// Producer side: RingProducer::try_claim -> fill the payload in place ->
+// commit (the zero-copy path; commit stamps the wall clock and the CRC32C).
+// Consumer side: a gating reader (its own slot), read(handler, 1024) and
+// AdvanceGatingSlot after every batch, RingReader::Wait(kBusySpin) when
+// there is nothing to read. A gating reader is never overrun, so every record
+// must arrive: the consumer checks count, sequence and checksum.
+
+#include <sched.h>
+
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/benchmarks.h"
+#include "bench/drivers.h"
+#include "bench/harness.h"
+#include "core/ring.h"
+
+namespace runnel::bench {
+namespace {
+
+constexpr uint64_t kRingCapacity = 1 << 20;  // the RingOptions default
+constexpr uint32_t kReadBatch = 1024;
+constexpr uint64_t kGatingOwner = 1;
+
+// A ring in its own shared mapping, with one gating slot for the consumer.
+struct SharedRing {
+  SharedMapping memory;
+  std::optional<Ring> ring;
+  uint32_t slot = 0;
+  std::string error;
+
+  explicit SharedRing(RingMode mode) : memory(Ring::RequiredBytes(kRingCapacity)) {
+    if (!memory.ok()) {
+      error = "mmap failed";
+      return;
+    }
+    RingOptions options;
+    options.capacity = kRingCapacity;
+    options.mode = mode;
+    Result<Ring> r = Ring::Create(memory.span(), options);
+    if (!r.ok()) {
+      error = r.status().ToString();
+      return;
+    }
+    Result<uint32_t> s = r->AcquireGatingSlot(kGatingOwner, r->tail());
+    if (!s.ok()) {
+      error = s.status().ToString();
+      return;
+    }
+    ring = *r;
+    slot = *s;
+  }
+};
+
+// Sends records through one RingProducer. On kFull (the consumer has not
+// released space yet) it spins, or yields when it shares its CPU with another
+// producer, which may be the one holding the claim the consumer waits for.
+class RingSender {
+ public:
+  RingSender(Ring ring, uint32_t producer, uint32_t payload, bool yield_when_full)
+      : producer_(ring),
+        id_(producer),
+        payload_(payload),
+        yield_(yield_when_full),
+        filler_(payload, std::byte{0x5A}) {}
+
+  bool Produce(uint64_t first_seq, uint64_t count, const std::atomic<uint32_t>& abort) {
+    for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
+      RingClaim claim = Claim(abort);
+      if (!claim.ok()) return false;
+      FillPayload(claim.value().data(), payload_, id_, seq, filler_.data());
+      if (producer_.commit(claim) != CommitStatus::kOk) return false;
+    }
+    return true;
+  }
+
+  // One record carrying `stamp` (latency benchmarks).
+  bool SendStamp(uint64_t stamp) {
+    static const std::atomic<uint32_t> never{0};
+    RingClaim claim = Claim(never);
+    if (!claim.ok()) return false;
+    std::byte* v = claim.value().data();
+    std::memcpy(v, &stamp, sizeof stamp);
+    if (payload_ > 8) std::memcpy(v + 8, filler_.data(), payload_ - 8);
+    return producer_.commit(claim) == CommitStatus::kOk;
+  }
+
+ private:
+  RingClaim Claim(const std::atomic<uint32_t>& abort) {
+    RingClaim claim = producer_.try_claim(0, 0, payload_, false);
+    if (claim.ok() || claim.status() != ClaimStatus::kFull) return claim;
+    const bool ready = SpinUntil(
+        [&] {
+          claim = producer_.try_claim(0, 0, payload_, false);
+          return claim.status() != ClaimStatus::kFull || abort.load(std::memory_order_relaxed) != 0;
+        },
+        kWaitTimeoutNs, yield_);
+    if (!ready || abort.load(std::memory_order_relaxed) != 0) return RingClaim();
+    return claim;
+  }
+
+  RingProducer producer_;
+  uint32_t id_;
+  uint32_t payload_;
+  bool yield_;
+  std::vector<std::byte> filler_;
+};
+
+// Consumer worker: attaches to the ring through the shared bytes (as another
+// process would) and reads every record through its gating slot.
+// idle_backoff_ns == 0: RingReader::Wait(kBusySpin) when there is nothing to
+// read (the documented way). Otherwise (diagnostic) the consumer pauses that
+// long without touching the ring before it polls again.
+int ConsumeRing(ThroughputConsumer& ctx, std::span<std::byte> memory, uint32_t slot,
+                double idle_backoff_ns) {
+  PrefaultInThisProcess(memory);
+  Result<Ring> ring = Ring::Attach(memory);
+  if (!ring.ok()) return 10;
+  RingReader reader(*ring, ring->GatingPosition(slot));
+  PayloadChecker& checker = ctx.checker();
+  auto handler = [&](const RecordView& v) {
+    const std::string_view value = v.value();
+    checker.Check(value.data(), value.size());
+  };
+  while (!ctx.finished()) {
+    const ReadResult r = reader.read(handler, kReadBatch);
+    if (r.status != ReadStatus::kOk) return 11;
+    if (r.records > 0) {
+      // Releases what we read: producers may now reuse that space.
+      ring->AdvanceGatingSlot(slot, reader.position());
+      ctx.Delivered(r.records);
+    } else if (idle_backoff_ns > 0) {
+      const uint64_t until = Tsc::Now() + Tsc::FromNanos(idle_backoff_ns);
+      while (Tsc::Now() < until) CpuRelax();
+      if (ctx.ShouldGiveUp()) return 12;
+    } else if (!reader.Wait(WaitStrategy::kBusySpin, 10'000'000) && ctx.ShouldGiveUp()) {
+      return 12;
+    }
+  }
+  return ctx.Finish();
+}
+
+// How the latency consumer waits for the next record.
+enum class LatencyWait {
+  kWait,     // RingReader::Wait(kBusySpin), then read(): the documented way
+  kHasData,  // spin on RingReader::HasData() (the frame's commit word only)
+};
+
+int ReceiveRing(LatencyConsumer& ctx, std::span<std::byte> memory, uint32_t slot,
+                LatencyWait wait) {
+  PrefaultInThisProcess(memory);
+  Result<Ring> ring = Ring::Attach(memory);
+  if (!ring.ok()) return 10;
+  RingReader reader(*ring, ring->GatingPosition(slot));
+  auto handler = [&](const RecordView& v) {
+    uint64_t stamp;
+    std::memcpy(&stamp, v.value().data(), sizeof stamp);
+    ctx.Received(stamp);
+  };
+  while (!ctx.finished()) {
+    if (wait == LatencyWait::kWait) {
+      if (!reader.Wait(WaitStrategy::kBusySpin, 10'000'000)) {
+        if (ctx.ShouldGiveUp()) return 12;
+        continue;
+      }
+    } else if (!SpinUntil([&] { return reader.HasData(); }, 10'000'000)) {
+      if (ctx.ShouldGiveUp()) return 12;
+      continue;
+    }
+    const ReadResult r = reader.read(handler, 1);
+    if (r.status != ReadStatus::kOk) return 11;
+    if (r.records > 0) ring->AdvanceGatingSlot(slot, reader.position());
+  }
+  return ctx.Finish();
+}
+
+// ---------------------------------------------------------------------------
+
+void RingThroughput(benchmark::State& state, RingMode mode, uint32_t producers, uint32_t payload,
+                    double idle_backoff_ns = 0) {
+  SharedRing shared(mode);
+  if (!shared.error.empty()) {
+    state.SkipWithError(shared.error.c_str());
+    return;
+  }
+  ThroughputConfig config;
+  config.producers = producers;
+  config.payload = payload;
+  config.records_per_iteration = payload >= 1024 ? 50'000 : 200'000;
+  RunThroughput(
+      state, config,
+      [&](uint32_t producer) {
+        // Worker producers attach through the shared bytes like another process
+        // (the bytes were formatted before the fork, so Attach cannot fail).
+        Ring ring = *shared.ring;
+        if (producer != 0) {
+          PrefaultInThisProcess(shared.memory.span());
+          ring = Ring::Attach(shared.memory.span()).value();
+        }
+        return [sender = RingSender(ring, producer, payload, producers > 1)](
+                   uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) mutable {
+          return sender.Produce(first, count, abort);
+        };
+      },
+      [&](ThroughputConsumer& ctx) {
+        return ConsumeRing(ctx, shared.memory.span(), shared.slot, idle_backoff_ns);
+      });
+}
+
+void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, LatencyWait wait) {
+  SharedRing shared(mode);
+  if (!shared.error.empty()) {
+    state.SkipWithError(shared.error.c_str());
+    return;
+  }
+  RunLatency(
+      state, LatencyConfig{},
+      [&] {
+        return [sender = RingSender(*shared.ring, 0, payload, false)](uint64_t stamp) mutable {
+          return sender.SendStamp(stamp);
+        };
+      },
+      [&](LatencyConsumer& ctx) {
+        return ReceiveRing(ctx, shared.memory.span(), shared.slot, wait);
+      });
+}
+
+// Single process, no consumer and no gating reader (the producer runs free
+// around the ring): the cost of try_claim + fill + commit alone.
+void RingProducerCost(benchmark::State& state, uint32_t payload, bool explicit_timestamp) {
+  SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
+  RingOptions options;
+  options.capacity = kRingCapacity;
+  options.mode = RingMode::kSingleProducer;
+  Result<Ring> ring = Ring::Create(memory.span(), options);
+  if (!ring.ok()) {
+    state.SkipWithError(ring.status().ToString().c_str());
+    return;
+  }
+  RingProducer producer(*ring);
+  std::vector<std::byte> filler(payload, std::byte{0x5A});
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    RingClaim claim = producer.try_claim(0, 0, payload, false);
+    if (!claim.ok()) {
+      state.SkipWithError("claim failed");
+      break;
+    }
+    FillPayload(claim.value().data(), payload, 0, seq, filler.data());
+    if (explicit_timestamp) claim.set_timestamp(static_cast<int64_t>(seq) + 1);
+    if (producer.commit(claim) != CommitStatus::kOk) {
+      state.SkipWithError("commit failed");
+      break;
+    }
+    ++seq;
+  }
+  state.counters["records/s"] =
+      benchmark::Counter(static_cast<double>(seq), benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+void RegisterRingBenchmarks() {
+  struct Mode {
+    const char* name;
+    RingMode mode;
+    uint32_t producers;
+  };
+  const Mode modes[] = {{"spsc", RingMode::kSingleProducer, 1},
+                        {"mpmc_1p", RingMode::kMultiProducer, 1},
+                        {"mpmc_2p", RingMode::kMultiProducer, 2}};
+  for (const Mode& m : modes) {
+    for (uint32_t payload : {8u, 64u, 1024u}) {
+      const std::string name =
+          std::string("ring_throughput/") + m.name + "/" + std::to_string(payload) + "B";
+      benchmark::RegisterBenchmark(name.c_str(), RingThroughput, m.mode, m.producers, payload, 0.0)
+          ->UseManualTime()
+          ->Iterations(10)
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  for (uint32_t payload : {8u, 64u}) {
+    const std::string name = "ring_latency/spsc/" + std::to_string(payload) + "B";
+    benchmark::RegisterBenchmark(name.c_str(), RingLatency, RingMode::kSingleProducer, payload,
+                                 LatencyWait::kWait)
+        ->UseManualTime()
+        ->Iterations(kLatencySamples)
+        ->Unit(benchmark::kNanosecond);
+  }
+  benchmark::RegisterBenchmark("ring_latency/mpmc_1p/64B", RingLatency, RingMode::kMultiProducer,
+                               64u, LatencyWait::kWait)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples)
+      ->Unit(benchmark::kNanosecond);
+  // Diagnostics: where the time goes.
+  benchmark::RegisterBenchmark("diag/ring_latency/spsc/64B/spin_on_has_data", RingLatency,
+                               RingMode::kSingleProducer, 64u, LatencyWait::kHasData)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("diag/ring_throughput/spsc/64B/consumer_backoff_1us", RingThroughput,
+                               RingMode::kSingleProducer, 1u, 64u, 1000.0)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/wall_clock_stamp", RingProducerCost, 8u,
+                               false);
+  benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/explicit_timestamp", RingProducerCost,
+                               8u, true);
+}
+
+}  // namespace runnel::bench

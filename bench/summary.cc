@@ -1,0 +1,215 @@
+#include "bench/summary.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "bench/harness.h"
+
+namespace runnel::bench {
+
+bool Collector::ReportContext(const Context& context) { return display_->ReportContext(context); }
+
+void Collector::ReportRuns(const std::vector<Run>& runs) {
+  std::vector<Run> shown;
+  for (const Run& run : runs) {
+    const std::string& name = run.run_name.function_name;
+    if (run.run_type == Run::RT_Iteration) {
+      if (run.error_occurred) {
+        errors_[name] = run.error_message;
+      } else {
+        std::map<std::string, double> counters;
+        for (const auto& [key, counter] : run.counters) counters[key] = counter.value;
+        runs_[name].push_back(std::move(counters));
+      }
+    }
+    if (run.run_type == Run::RT_Aggregate || run.repetitions <= 1 || run.error_occurred) {
+      shown.push_back(run);
+    }
+  }
+  if (!shown.empty()) display_->ReportRuns(shown);
+}
+
+Collector::Figure Collector::Get(std::string_view name, std::string_view counter) const {
+  Figure f;
+  const auto it = runs_.find(name);
+  if (it == runs_.end() || Failed(name)) return f;
+  std::vector<double> values;
+  for (const auto& counters : it->second) {
+    const auto c = counters.find(std::string(counter));
+    if (c != counters.end()) values.push_back(c->second);
+  }
+  if (values.empty()) return f;
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  f.ok = true;
+  f.samples = static_cast<int>(n);
+  f.median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+  f.min = values.front();
+  f.max = values.back();
+  return f;
+}
+
+bool Collector::Failed(std::string_view name) const { return errors_.find(name) != errors_.end(); }
+
+namespace {
+
+std::string Format(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+std::string Cell(const Collector::Figure& f, double scale, const char* fmt) {
+  if (!f.ok) return "n/a";
+  std::string s = Format(fmt, f.median * scale);
+  if (f.samples > 1)
+    s += " [" + Format(fmt, f.min * scale) + "-" + Format(fmt, f.max * scale) + "]";
+  return s;
+}
+
+void Row(std::ostream& out, const std::string& label, const std::vector<std::string>& cells) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "  %-34s", label.c_str());
+  out << buf;
+  for (const std::string& c : cells) {
+    std::snprintf(buf, sizeof buf, " %-24s", c.c_str());
+    out << buf;
+  }
+  out << "\n";
+}
+
+enum class Goal { kAtMost, kAtLeast, kAbove, kNone };
+
+void Ratio(std::ostream& out, const std::string& label, const Collector::Figure& a,
+           const Collector::Figure& b, Goal goal, double target) {
+  char buf[160];
+  if (!a.ok || !b.ok || b.median == 0) {
+    std::snprintf(buf, sizeof buf, "  %-58s %8s   %-8s %s\n", label.c_str(), "n/a", "", "n/a");
+    out << buf;
+    return;
+  }
+  const double r = a.median / b.median;
+  std::string want;
+  bool pass = true;
+  switch (goal) {
+    case Goal::kAtMost:
+      want = "<= " + Format("%.2g", target);
+      pass = r <= target;
+      break;
+    case Goal::kAtLeast:
+      want = ">= " + Format("%.2g", target);
+      pass = r >= target;
+      break;
+    case Goal::kAbove:
+      want = "> " + Format("%.2g", target);
+      pass = r > target;
+      break;
+    case Goal::kNone:
+      break;
+  }
+  std::snprintf(buf, sizeof buf, "  %-58s %8.2f   %-8s %s\n", label.c_str(), r, want.c_str(),
+                goal == Goal::kNone ? "(info)"
+                : pass              ? "PASS"
+                                    : "MISS");
+  out << buf;
+}
+
+}  // namespace
+
+void PrintSummary(const Collector& c, std::ostream& out) {
+  out << "\n=== runnel benchmark summary ===\n"
+      << "Medians over repetitions, [min-max] when repeated. Latency clock: TSC at "
+      << Format("%.3f", Tsc::ticks_per_ns()) << " GHz (calibrated against CLOCK_MONOTONIC).\n"
+      << "Producers on CPU 0, consumer on CPU 1; mpmc_2p: both producers on CPU 0.\n\n";
+
+  out << "Throughput (M records/s; MB/s of payload)\n";
+  struct Tp {
+    const char* label;
+    const char* name;
+  };
+  const Tp tps[] = {
+      {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
+      {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
+      {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
+      {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
+      {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
+      {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
+      {"ring MPMC 2 producers 8 B", "ring_throughput/mpmc_2p/8B"},
+      {"ring MPMC 2 producers 64 B", "ring_throughput/mpmc_2p/64B"},
+      {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
+      {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
+      {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
+      {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
+      {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
+  };
+  Row(out, "", {"M records/s", "MB/s"});
+  for (const Tp& t : tps) {
+    if (c.Failed(t.name)) {
+      Row(out, t.label, {"ERROR (see above)"});
+      continue;
+    }
+    Row(out, t.label,
+        {Cell(c.Get(t.name, "records/s"), 1e-6, "%.2f"),
+         Cell(c.Get(t.name, "bytes/s"), 1e-6, "%.0f")});
+  }
+
+  out << "\nOne-way latency (ns)\n";
+  const Tp lats[] = {
+      {"ring SPSC 8 B", "ring_latency/spsc/8B"},
+      {"ring SPSC 64 B", "ring_latency/spsc/64B"},
+      {"ring MPMC 1 producer 64 B", "ring_latency/mpmc_1p/64B"},
+      {"boost message_queue 64 B", "baseline/boost_mq_latency/64B"},
+  };
+  Row(out, "", {"p50", "p99", "p99.9", "max"});
+  for (const Tp& t : lats) {
+    if (c.Failed(t.name)) {
+      Row(out, t.label, {"ERROR (see above)"});
+      continue;
+    }
+    Row(out, t.label,
+        {Cell(c.Get(t.name, "p50_ns"), 1, "%.0f"), Cell(c.Get(t.name, "p99_ns"), 1, "%.0f"),
+         Cell(c.Get(t.name, "p99.9_ns"), 1, "%.0f"), Cell(c.Get(t.name, "max_ns"), 1, "%.0f")});
+  }
+  const char* pp = "baseline/pingpong";
+  Row(out, "cache-line ping-pong round trip",
+      {Cell(c.Get(pp, "rtt_p50_ns"), 1, "%.0f"), Cell(c.Get(pp, "rtt_p99_ns"), 1, "%.0f"), "",
+       Cell(c.Get(pp, "rtt_max_ns"), 1, "%.0f")});
+  Row(out, "  -> one-way floor (RTT p50 / 2)", {Cell(c.Get(pp, "one_way_ns"), 1, "%.0f")});
+
+  out << "\nRatios (of medians) against the targets\n";
+  char head[160];
+  std::snprintf(head, sizeof head, "  %-58s %8s   %-8s %s\n", "", "ratio", "target", "result");
+  out << head;
+  const Collector::Figure floor = c.Get(pp, "one_way_ns");
+  Ratio(out, "SPSC 8 B one-way p50 / ping-pong floor (RTT p50 / 2)",
+        c.Get("ring_latency/spsc/8B", "p50_ns"), floor, Goal::kAtMost, 1.5);
+  Ratio(out, "SPSC 64 B one-way p50 / ping-pong floor (RTT p50 / 2)",
+        c.Get("ring_latency/spsc/64B", "p50_ns"), floor, Goal::kAtMost, 1.5);
+  Ratio(out, "SPSC 8 B throughput / boost message_queue 8 B",
+        c.Get("ring_throughput/spsc/8B", "records/s"),
+        c.Get("baseline/boost_mq_throughput/8B", "records/s"), Goal::kAtLeast, 10);
+  Ratio(out, "SPSC 64 B throughput / boost message_queue 64 B",
+        c.Get("ring_throughput/spsc/64B", "records/s"),
+        c.Get("baseline/boost_mq_throughput/64B", "records/s"), Goal::kNone, 0);
+  Ratio(out, "SPSC 64 B throughput / moodycamel ReaderWriterQueue 64 B",
+        c.Get("ring_throughput/spsc/64B", "records/s"),
+        c.Get("baseline/moodycamel_rwq_throughput/64B", "records/s"), Goal::kAbove, 1);
+  Ratio(out, "SPSC 64 B throughput / moodycamel ConcurrentQueue 64 B",
+        c.Get("ring_throughput/spsc/64B", "records/s"),
+        c.Get("baseline/moodycamel_cq_throughput/64B", "records/s"), Goal::kAbove, 1);
+  for (const char* size : {"8B", "64B", "1024B"}) {
+    Ratio(out, std::string("MPMC 2 producers / SPSC throughput, ") + size,
+          c.Get(std::string("ring_throughput/mpmc_2p/") + size, "records/s"),
+          c.Get(std::string("ring_throughput/spsc/") + size, "records/s"), Goal::kAtLeast, 0.5);
+  }
+  Ratio(out, "MPMC 1 producer / SPSC throughput, 64B",
+        c.Get("ring_throughput/mpmc_1p/64B", "records/s"),
+        c.Get("ring_throughput/spsc/64B", "records/s"), Goal::kNone, 0);
+  Ratio(out, "boost message_queue / ring SPSC one-way p50, 64 B",
+        c.Get("baseline/boost_mq_latency/64B", "p50_ns"), c.Get("ring_latency/spsc/64B", "p50_ns"),
+        Goal::kNone, 0);
+  out << "\nA ratio against a baseline is only meaningful within one run: cross-core figures\n"
+         "move 2-4x between runs on this VM (../shared/LIMITS.md, far/near vCPU placement).\n";
+}
+
+}  // namespace runnel::bench
