@@ -17,10 +17,10 @@
 namespace runnel {
 
 // ---------------------------------------------------------------------------
-// FsyncPolicy
+// SyncPolicy
 
-Result<FsyncPolicy> FsyncPolicy::Parse(std::string_view text) {
-  FsyncPolicy p;
+Result<SyncPolicy> SyncPolicy::Parse(std::string_view text) {
+  SyncPolicy p;
   if (text == "never") {
     p.kind = Kind::kNever;
     return p;
@@ -44,7 +44,7 @@ Result<FsyncPolicy> FsyncPolicy::Parse(std::string_view text) {
                                  "' is not one of: never, always, interval:MS (MS 1..3600000)");
 }
 
-std::string FsyncPolicy::ToString() const {
+std::string SyncPolicy::ToString() const {
   switch (kind) {
     case Kind::kNever:
       return "never";
@@ -261,7 +261,7 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
 bool Persister::Impl::Pump(Partition& part, int64_t now) {
   if (!Idle(part) || part.removing) return false;
   if (part.error != 0 && now < part.retry_at_ns) return false;
-  if (part.spec.fsync.kind == FsyncPolicy::Kind::kInterval && part.dirty &&
+  if (part.spec.fsync.kind == SyncPolicy::Kind::kInterval && part.dirty &&
       now - part.last_sync_ns >= int64_t{part.spec.fsync.interval_ms} * 1'000'000) {
     SubmitSync(part);
     return true;
@@ -306,7 +306,7 @@ bool Persister::Impl::Pump(Partition& part, int64_t now) {
   part.done = 0;
   for (FrameMeta& f : part.frames)
     f.file_position = target->file_position + (f.file_position - e.begin);
-  SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways);
+  SubmitWrite(part, part.spec.fsync.kind == SyncPolicy::Kind::kAlways);
   return true;
 }
 
@@ -348,7 +348,7 @@ void Persister::Impl::SubmitSync(Partition& part) {
 void Persister::Impl::OnWrite(Partition& part, int res) {
   part.write_inflight = false;
   if (res == -EAGAIN || res == -EINTR) {
-    SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways && !part.sync_inflight);
+    SubmitWrite(part, part.spec.fsync.kind == SyncPolicy::Kind::kAlways && !part.sync_inflight);
     return;
   }
   if (res < 0 || (res == 0 && part.done < part.length)) {
@@ -365,7 +365,7 @@ void Persister::Impl::OnWrite(Partition& part, int res) {
   if (part.done < part.length) {
     // Short write: the rest, and (for `always`) a new linked sync since the
     // old one is cancelled.
-    SubmitWrite(part, part.spec.fsync.kind == FsyncPolicy::Kind::kAlways && !part.sync_inflight);
+    SubmitWrite(part, part.spec.fsync.kind == SyncPolicy::Kind::kAlways && !part.sync_inflight);
     return;
   }
   part.spec.log.CommitAppend(part.target, part.length, part.frames);
@@ -383,14 +383,14 @@ void Persister::Impl::OnWrite(Partition& part, int res) {
     std::fprintf(stderr, "runnel persister: %s: writing again\n", part.spec.name.c_str());
   }
   switch (part.spec.fsync.kind) {
-    case FsyncPolicy::Kind::kNever:
+    case SyncPolicy::Kind::kNever:
       part.durable = part.written;
       part.spec.ring.PublishDurable(part.spec.gating_slot, part.durable);
       break;
-    case FsyncPolicy::Kind::kInterval:
+    case SyncPolicy::Kind::kInterval:
       part.dirty = true;
       break;
-    case FsyncPolicy::Kind::kAlways:
+    case SyncPolicy::Kind::kAlways:
       part.dirty = true;
       break;  // the linked sync follows
   }

@@ -43,15 +43,15 @@
 
 namespace runnel {
 
-struct FsyncPolicy {
+struct SyncPolicy {
   enum class Kind : uint8_t { kNever = 0, kInterval = 1, kAlways = 2 };
   Kind kind = Kind::kInterval;
   uint32_t interval_ms = 10;
 
   // "never", "always", "interval:MS" (MS in 1..3600000), or "interval" (10 ms).
-  static Result<FsyncPolicy> Parse(std::string_view text);
+  static Result<SyncPolicy> Parse(std::string_view text);
   std::string ToString() const;
-  friend bool operator==(const FsyncPolicy&, const FsyncPolicy&) = default;
+  friend bool operator==(const SyncPolicy&, const SyncPolicy&) = default;
 };
 
 struct PersisterOptions {
@@ -69,7 +69,7 @@ struct PersistedPartition {
   Ring ring;             // the partition's ring
   uint32_t gating_slot;  // a slot of `ring` the caller acquired for the persister
   PartitionLog log;      // opened and recovered; the persister owns it from now on
-  FsyncPolicy fsync;
+  SyncPolicy fsync;
   RetentionPolicy retention;
 };
 

@@ -85,7 +85,7 @@ class PersisterTest : public ::testing::Test {
     fs::remove_all(dir_, ec);
   }
 
-  PersistedPartition Partition(Ring ring, uint32_t slot, FsyncPolicy fsync,
+  PersistedPartition Partition(Ring ring, uint32_t slot, SyncPolicy fsync,
                                uint64_t segment_bytes = 1 << 20) {
     LogOptions lo;
     lo.segment_bytes = segment_bytes;
@@ -115,7 +115,7 @@ TEST_F(PersisterTest, EveryRecordReachesTheSegmentsExactlyOnceForEachPolicy) {
     const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
     auto persister = Persister::Start({});
     ASSERT_TRUE(persister.ok()) << persister.status().ToString();
-    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse(policy), 256 * 1024));
+    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse(policy), 256 * 1024));
     RingProducer p(t.ring);
     constexpr int kRecords = 3000;
     for (int i = 0; i < kRecords; ++i) {
@@ -159,7 +159,7 @@ TEST_F(PersisterTest, AtLeastOnceProducerIsReleasedOnlyWhenDurable) {
   EXPECT_FALSE(t.ring.WaitForDurable(w.offset, 20'000'000));
   auto persister = Persister::Start({});
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("always")));
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
   // Durable means the bytes are in the file already.
   const auto disk = ReadSegments(dir_ + "/p0");
@@ -178,7 +178,7 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
   {
     auto persister = Persister::Start({});
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("interval:5")));
+    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:5")));
     ASSERT_TRUE((*persister)->Flush().ok());
     (*persister)->Stop();
   }
@@ -190,7 +190,7 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
   {
     auto persister = Persister::Start({});
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *FsyncPolicy::Parse("interval:5")));
+    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:5")));
     ASSERT_TRUE((*persister)->Flush().ok());
   }
   const auto disk = ReadSegments(dir_ + "/p0");
@@ -202,14 +202,14 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
 }
 
 TEST_F(PersisterTest, FsyncPolicyParsing) {
-  EXPECT_EQ(FsyncPolicy::Parse("never")->kind, FsyncPolicy::Kind::kNever);
-  EXPECT_EQ(FsyncPolicy::Parse("always")->kind, FsyncPolicy::Kind::kAlways);
-  EXPECT_EQ(FsyncPolicy::Parse("interval:25")->interval_ms, 25u);
-  EXPECT_EQ(FsyncPolicy::Parse("interval")->interval_ms, 10u);
-  EXPECT_EQ(FsyncPolicy::Parse("interval:25")->ToString(), "interval:25");
+  EXPECT_EQ(SyncPolicy::Parse("never")->kind, SyncPolicy::Kind::kNever);
+  EXPECT_EQ(SyncPolicy::Parse("always")->kind, SyncPolicy::Kind::kAlways);
+  EXPECT_EQ(SyncPolicy::Parse("interval:25")->interval_ms, 25u);
+  EXPECT_EQ(SyncPolicy::Parse("interval")->interval_ms, 10u);
+  EXPECT_EQ(SyncPolicy::Parse("interval:25")->ToString(), "interval:25");
   for (const char* bad :
        {"", "sometimes", "interval:", "interval:0", "interval:x", "interval:-1"}) {
-    EXPECT_EQ(FsyncPolicy::Parse(bad).status().code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(SyncPolicy::Parse(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }
 }
 
@@ -247,7 +247,7 @@ TEST_F(PersisterTest, FullDiskStopsAcknowledgementsAndRecovers) {
   ASSERT_TRUE(persister.ok());
   (*persister)
       ->Add(PersistedPartition{"small/0", t.ring, slot, std::move(*log),
-                               *FsyncPolicy::Parse("always"), RetentionPolicy{}});
+                               *SyncPolicy::Parse("always"), RetentionPolicy{}});
   RingProducer p(t.ring);
   uint64_t last = 0;
   int written = 0;
