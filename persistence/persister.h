@@ -54,6 +54,11 @@ struct SyncPolicy {
   friend bool operator==(const SyncPolicy&, const SyncPolicy&) = default;
 };
 
+// The owner tag of the persistence thread's gating slot in a partition ring.
+// The slot belongs to the role, not to a process: a broker that takes over
+// finds the slot of its predecessor by this tag and continues from it.
+inline constexpr uint64_t kPersisterGatingOwner = 0x5045525349535452ull;  // "RTSISREP"
+
 struct PersisterOptions {
   uint32_t queue_depth = 64;              // io_uring SQ size; in-flight cap is half
   uint64_t max_write_bytes = 1 << 20;     // largest single write (one ring extent)
