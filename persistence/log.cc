@@ -906,16 +906,17 @@ Result<AppendTarget> PartitionLog::PrepareAppend(uint64_t nbytes) {
   }
   internal::ActiveSegment& a = st.active;
   const bool has_data = a.reserved_end > a.header_length;
-  // A segment with only padding has next_offset == base: a new segment could
-  // not get a different name, so it keeps growing instead.
-  if (a.reserved_end + nbytes > st.options.segment_bytes && has_data && st.next_offset != a.base) {
+  if (a.reserved_end + nbytes > st.options.segment_bytes && has_data) {
     if (a.reserved_end != a.data_end) {
       return Status::Unavailable("segment " + SegmentFileName(a.base) +
                                  " is full: commit the in-flight appends, then prepare again");
     }
-    if (Status s = internal::Roll(st); !s.ok()) {
-      // A failed seal leaves the old segment usable; a failed create too.
-      return s;
+    // A segment holding only padding has next_offset == base: a new segment
+    // could not get another name, so this one grows past segment_bytes.
+    if (st.next_offset != a.base) {
+      // On failure nothing is reserved and the active segment stays usable
+      // (a later PrepareAppend retries the roll).
+      RUNNEL_RETURN_IF_ERROR(internal::Roll(st));
     }
   }
   AppendTarget t;

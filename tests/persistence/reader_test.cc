@@ -1,0 +1,372 @@
+// LogReader and VerifyLog: iteration, seeks by offset and timestamp across
+// segments, damage reports, a concurrent writer, data dir listing.
+
+#include "persistence/reader.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "persistence/format.h"
+#include "persistence/log.h"
+#include "tests/persistence/test_util.h"
+
+namespace runnel {
+namespace {
+
+using testing::MakeFrame;
+using testing::MakeFrames;
+using testing::MakePadding;
+using testing::TempDir;
+using testing::XorByte;
+
+constexpr uint64_t kFrame = 80;
+
+LogOptions Opts(uint64_t segment_bytes) {
+  LogOptions o;
+  o.segment_bytes = segment_bytes;
+  o.index_interval_bytes = 512;
+  return o;
+}
+
+LogReaderOptions AtRest() {
+  LogReaderOptions o;
+  o.follow = false;
+  return o;
+}
+
+// A closed log of `n` records, timestamps 1000 + 10 * offset, in segments of
+// 4 KiB (50 records each).
+void WriteLog(const std::string& dir, uint64_t n) {
+  auto log = PartitionLog::Open(dir, Opts(4096));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, n, 1000, 10)).ok());
+  ASSERT_TRUE(log->Close().ok());
+}
+
+std::optional<uint64_t> NextOffset(LogReader& r) {
+  LogEntry e = r.Next();
+  if (e.kind != LogEntry::Kind::kRecord) return std::nullopt;
+  return e.record.offset();
+}
+
+TEST(LogReader, ReadsEveryRecordInOrderAcrossSegments) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 1000);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < 1000; ++i) {
+    LogEntry e = r->Next();
+    ASSERT_EQ(e.kind, LogEntry::Kind::kRecord) << i;
+    ASSERT_EQ(e.record.offset(), i);
+    EXPECT_EQ(e.record.timestamp_ns(), int64_t(1000 + 10 * i));
+    EXPECT_EQ(e.record.key(), "k");
+    EXPECT_EQ(e.record.value().substr(0, 6), "value-");
+    EXPECT_EQ(e.segment_base, i / 50 * 50);
+    EXPECT_FALSE(e.control);
+  }
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_TRUE(r->damages().empty());
+}
+
+TEST(LogReader, SeekByOffsetUsesTheSegmentAndTheTimeIndex) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 1000);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t target : {0, 1, 49, 50, 51, 333, 777, 998, 999}) {
+    ASSERT_TRUE(r->Seek(target).ok());
+    const uint64_t walked_before = r->stats().records;
+    ASSERT_EQ(NextOffset(*r), target);
+    // The index (an entry per 512 bytes) bounds the scan to a few records.
+    EXPECT_LE(r->stats().records - walked_before, 512 / kFrame + 2) << target;
+    ASSERT_EQ(NextOffset(*r), target == 999 ? std::nullopt : std::optional<uint64_t>(target + 1));
+  }
+  // Past the end: positioned at the end; the record comes when written.
+  ASSERT_TRUE(r->Seek(5000).ok());
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+}
+
+TEST(LogReader, SeekBeforeTheLogStartIsOutOfRange) {
+  TempDir d(/*in_memory=*/true);
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(4096));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
+    auto gone = log->Retention(RetentionPolicy{4096, std::nullopt}, 0);
+    ASSERT_TRUE(gone.ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  const uint64_t start = r->log_start_offset();
+  ASSERT_GT(start, 0u);
+  auto s = r->Seek(start - 1);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(s.message().find("seek to " + std::to_string(start)), std::string::npos);
+  ASSERT_TRUE(r->Seek(start).ok());
+  EXPECT_EQ(NextOffset(*r), start);
+}
+
+TEST(LogReader, SeekTimestampFindsTheFirstRecordAtOrAfterIt) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 1000);  // ts = 1000 + 10 * offset
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  struct Case {
+    int64_t ts;
+    std::optional<uint64_t> want;
+  };
+  for (const Case& c : std::vector<Case>{{1000 + 10 * 137, 137},               // exact
+                                         {1000 + 10 * 137 - 5, 137},           // between records
+                                         {1000 + 10 * 50, 50},                 // first of a segment
+                                         {1000 + 10 * 49 + 1, 50},             // between segments
+                                         {1000 + 10 * 999, 999},               // the last
+                                         {0, 0},                               // before everything
+                                         {1000 + 10 * 1000, std::nullopt}}) {  // after
+    ASSERT_TRUE(r->SeekTimestamp(c.ts).ok());
+    const uint64_t walked_before = r->stats().records;
+    EXPECT_EQ(NextOffset(*r), c.want) << c.ts;
+    if (c.want) {
+      EXPECT_LE(r->stats().records - walked_before, 512 / kFrame + 2) << c.ts;
+    }
+  }
+}
+
+TEST(LogReader, SeekTimestampWithOutOfOrderTimestampsFollowsLogOrder) {
+  TempDir d(/*in_memory=*/true);
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(4096));
+    ASSERT_TRUE(log.ok());
+    // Producers' clocks disagree: timestamps go back and forth.
+    const std::vector<int64_t> ts = {100, 500, 200, 300, 900, 400, 950, 600};
+    for (uint64_t i = 0; i < ts.size(); ++i) {
+      ASSERT_TRUE(log->Append(MakeFrame(i, ts[i], "k", std::string(500, 'x'))).ok());
+    }
+    ASSERT_TRUE(log->Close().ok());
+  }
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->SeekTimestamp(450).ok());
+  EXPECT_EQ(NextOffset(*r), 1u);  // 500 is the first at or after 450
+  EXPECT_EQ(NextOffset(*r), 2u);  // then everything after it, in log order
+  ASSERT_TRUE(r->SeekTimestamp(920).ok());
+  EXPECT_EQ(NextOffset(*r), 6u);
+}
+
+TEST(LogReader, ReportsDamageWithFileAndPositionAndResynchronizes) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 100);
+  const uint64_t pos = kFileHeaderLength + 7 * kFrame;
+  XorByte(d / "00000000000000000000.log", pos + 60, 0x04);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  std::vector<uint64_t> offsets;
+  int damages = 0;
+  for (LogEntry e = r->Next(); e.kind != LogEntry::Kind::kEnd; e = r->Next()) {
+    if (e.kind == LogEntry::Kind::kRecord) {
+      offsets.push_back(e.record.offset());
+    } else {
+      ++damages;
+      ASSERT_NE(e.damage, nullptr);
+      EXPECT_EQ(e.damage->file, "00000000000000000000.log");
+      EXPECT_EQ(e.damage->file_position, pos);
+      EXPECT_EQ(e.damage->reason, "crc mismatch");
+      EXPECT_EQ(e.damage->offset_before, 6u);
+      EXPECT_EQ(e.damage->resume_position, pos + kFrame);
+      EXPECT_EQ(e.damage->ToString(),
+                "00000000000000000000.log:624: crc mismatch (after offset 6; resumed at 704)");
+    }
+  }
+  EXPECT_EQ(damages, 1);
+  EXPECT_EQ(offsets.size(), 99u);
+  EXPECT_EQ(offsets[6], 6u);
+  EXPECT_EQ(offsets[7], 8u);
+}
+
+TEST(LogReader, WaitsAtAFrameTheWriterHasNotFinished) {
+  TempDir d(/*in_memory=*/true);
+  auto log = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 3)).ok());
+  auto r = LogReader::Open(d.path());  // follow
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < 3; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  // Half a frame lands (as a concurrent pwrite may look to an mmap reader).
+  const auto f = MakeFrames(3, 1);
+  auto t = log->PrepareAppend(f.size());
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(pwrite(t->fd, f.data(), 44, static_cast<off_t>(t->file_position)), 44);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  ASSERT_EQ(pwrite(t->fd, f.data() + 44, f.size() - 44, static_cast<off_t>(t->file_position + 44)),
+            static_cast<ssize_t>(f.size() - 44));
+  const FrameMeta m{3, 1030, t->file_position};
+  log->CommitAppend(*t, t->nbytes, std::span<const FrameMeta>(&m, 1));
+  EXPECT_EQ(NextOffset(*r), 3u);
+  EXPECT_TRUE(r->damages().empty());
+  ASSERT_TRUE(log->Close().ok());
+}
+
+TEST(LogReader, StartsOnAnEmptyDirectoryAndPicksUpTheFirstSegment) {
+  TempDir d(/*in_memory=*/true);
+  auto r = LogReader::Open(d.path());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  auto log = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 2)).ok());
+  EXPECT_EQ(NextOffset(*r), 0u);
+  EXPECT_EQ(NextOffset(*r), 1u);
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_EQ(LogReader::Open(d / "missing").status().code(), StatusCode::kNotFound);
+}
+
+// A writer thread appends (rolling segments, with padding frames between some
+// records) while the reader polls: every record exactly once, in order.
+TEST(LogReader, KeepsUpWithAConcurrentAppender) {
+  TempDir d(/*in_memory=*/true);
+  constexpr uint64_t kRecords = 20000;
+  LogOptions o = Opts(16 * 1024);
+  o.sync_on_roll = false;  // speed: durability is not under test here
+  auto opened = PartitionLog::Open(d.path(), o);
+  ASSERT_TRUE(opened.ok());
+  PartitionLog log = std::move(*opened);
+  std::atomic<bool> writer_failed{false};
+  std::thread writer([&] {
+    std::mt19937_64 rng(42);
+    uint64_t next = 0;
+    while (next < kRecords) {
+      std::vector<std::byte> batch;
+      const uint64_t n = std::min<uint64_t>(1 + rng() % 20, kRecords - next);
+      for (uint64_t i = 0; i < n; ++i) {
+        const uint64_t off = next + i;
+        testing::Append(batch,
+                        MakeFrame(off, int64_t(off), "key",
+                                  "v" + std::to_string(off) + std::string(rng() % 200, 'x')));
+      }
+      if (rng() % 10 == 0) testing::Append(batch, MakePadding(16 + 8 * (rng() % 10)));
+      if (!log.Append(batch).ok()) {
+        writer_failed = true;
+        return;
+      }
+      next += n;
+      if (rng() % 50 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  auto r = LogReader::Open(d.path());
+  ASSERT_TRUE(r.ok());
+  uint64_t expected = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (expected < kRecords && std::chrono::steady_clock::now() < deadline && !writer_failed) {
+    LogEntry e = r->Next();
+    if (e.kind == LogEntry::Kind::kEnd) {
+      std::this_thread::yield();
+      continue;
+    }
+    ASSERT_EQ(e.kind, LogEntry::Kind::kRecord) << e.damage->ToString();
+    ASSERT_EQ(e.record.offset(), expected);
+    ASSERT_EQ(e.record.value().substr(0, 1 + std::to_string(expected).size()),
+              "v" + std::to_string(expected));
+    ++expected;
+  }
+  writer.join();
+  EXPECT_FALSE(writer_failed);
+  EXPECT_EQ(expected, kRecords);
+  EXPECT_GT(log.segments().size(), 20u);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_TRUE(r->damages().empty());
+  ASSERT_TRUE(log.Close().ok());
+}
+
+TEST(VerifyLog, SummarizesAHealthyLog) {
+  TempDir d(/*in_memory=*/true);
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(4096));
+    ASSERT_TRUE(log.ok());
+    std::vector<std::byte> b = MakeFrames(0, 120, 5000, 1);
+    testing::Append(b, MakePadding(40));
+    testing::Append(b, MakeFrame(121, 9999, "", "commit", FrameState::kControl));
+    ASSERT_TRUE(log->Append(b).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->segments, 3u);
+  EXPECT_EQ(v->records, 121u);
+  EXPECT_EQ(v->control_records, 1u);
+  EXPECT_EQ(v->padding_frames, 1u);
+  EXPECT_EQ(v->first_offset, 0u);
+  EXPECT_EQ(v->last_offset, 121u);
+  EXPECT_EQ(v->first_timestamp_ns, 5000);
+  EXPECT_EQ(v->last_timestamp_ns, 9999);
+  EXPECT_EQ(v->bytes, 120 * kFrame + 40 + MakeFrame(121, 0, "", "commit").size());
+}
+
+TEST(VerifyLog, ReportsDamagedRecordsAndIndexEntries) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  XorByte(d / "00000000000000000050.log", kFileHeaderLength + 3 * kFrame + 20,
+          0x01);  // offset field
+  XorByte(d / "00000000000000000100.timeindex", kFileHeaderLength + 16 + 12,
+          0x08);  // entry 1 position
+  std::filesystem::remove(d / "00000000000000000150.timeindex");
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok());
+  EXPECT_EQ(v->records, 199u);
+  ASSERT_EQ(v->damages.size(), 3u);
+  EXPECT_EQ(v->damages[0].file, "00000000000000000050.log");
+  EXPECT_EQ(v->damages[0].file_position, kFileHeaderLength + 3 * kFrame);
+  EXPECT_EQ(v->damages[1].file, "00000000000000000100.timeindex");
+  EXPECT_NE(v->damages[1].reason.find("entry 1"), std::string::npos) << v->damages[1].reason;
+  EXPECT_EQ(v->damages[2].file, "00000000000000000150.timeindex");
+  EXPECT_NE(v->damages[2].reason.find("missing"), std::string::npos);
+}
+
+TEST(VerifyLog, ReportsAMissingSegmentAsAGap) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::filesystem::remove(d / "00000000000000000050.log");
+  std::filesystem::remove(d / "00000000000000000050.timeindex");
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->damages.size(), 1u);
+  EXPECT_EQ(v->damages[0].file, "00000000000000000100.log");
+  EXPECT_NE(v->damages[0].reason.find("offsets 50..99 are missing"), std::string::npos)
+      << v->damages[0].reason;
+  EXPECT_EQ(v->records, 150u);
+}
+
+TEST(DataDir, ListsTopicsAndPartitions) {
+  TempDir d(/*in_memory=*/true);
+  for (auto p : {"orders/0", "orders/1", "orders/10", "clicks/3"}) {
+    auto log = PartitionLog::Open(d / p, Opts(4096));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  std::filesystem::create_directories(d / "orders/007");  // not canonical: skipped
+  std::filesystem::create_directories(d / ".trash");
+  testing::WriteFileBytes(d / "README", testing::Bytes("x"));
+  auto topics = ListTopics(d.path());
+  ASSERT_TRUE(topics.ok());
+  EXPECT_EQ(*topics, (std::vector<std::string>{"clicks", "orders"}));
+  auto parts = ListPartitions(d.path(), "orders");
+  ASSERT_TRUE(parts.ok());
+  EXPECT_EQ(*parts, (std::vector<uint32_t>{0, 1, 10}));
+  EXPECT_EQ(PartitionDir(d.path(), "orders", 10), d / "orders/10");
+  EXPECT_EQ(ListPartitions(d.path(), "nope").status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace runnel

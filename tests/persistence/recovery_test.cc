@@ -1,0 +1,403 @@
+// Recovery in PartitionLog::Open, one rule per test (docs/format.md#recovery).
+// A "crash image" is a copy of the files of a log that is still open: what a
+// machine crash leaves when everything written reached the disk, including
+// the zero-filled preallocated tail. Tests then damage it by hand.
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "persistence/format.h"
+#include "persistence/log.h"
+#include "persistence/reader.h"
+#include "tests/persistence/test_util.h"
+
+namespace runnel {
+namespace {
+
+using testing::CopyDir;
+using testing::FileExists;
+using testing::FileSizeOf;
+using testing::MakeFrame;
+using testing::MakeFrames;
+using testing::PatchFile;
+using testing::ReadFileBytes;
+using testing::TempDir;
+using testing::XorByte;
+
+constexpr uint64_t kFrame = 80;  // MakeFrames' frame size
+const std::string kSeg0 = "00000000000000000000.log";
+
+LogOptions Opts(uint64_t segment_bytes = 64 * 1024) {
+  LogOptions o;
+  o.segment_bytes = segment_bytes;
+  o.index_interval_bytes = 256;
+  return o;
+}
+
+uint64_t PositionOf(uint64_t record) { return kFileHeaderLength + record * kFrame; }
+
+// A crash image of a log holding records [0, n) in one segment; the
+// checkpoint is the one Open wrote (at the start), unless `checkpoint_at`.
+void MakeImage(const std::string& image, uint64_t n, std::optional<uint64_t> checkpoint_at = {},
+               uint64_t segment_bytes = 64 * 1024) {
+  TempDir live;
+  auto log = PartitionLog::Open(live.path(), Opts(segment_bytes));
+  ASSERT_TRUE(log.ok());
+  if (checkpoint_at) {
+    ASSERT_TRUE(log->Append(MakeFrames(0, *checkpoint_at)).ok());
+    ASSERT_TRUE(log->Sync().ok());
+    ASSERT_TRUE(log->WriteCheckpoint().ok());
+    ASSERT_TRUE(log->Append(MakeFrames(*checkpoint_at, n - *checkpoint_at)).ok());
+  } else {
+    ASSERT_TRUE(log->Append(MakeFrames(0, n)).ok());
+  }
+  CopyDir(live.path(), image);
+}
+
+std::vector<uint64_t> Offsets(const std::string& dir) {
+  LogReaderOptions ro;
+  ro.follow = false;
+  auto r = LogReader::Open(dir, ro);
+  std::vector<uint64_t> out;
+  if (!r.ok()) return out;
+  for (LogEntry e = r->Next(); e.kind != LogEntry::Kind::kEnd; e = r->Next()) {
+    if (e.kind == LogEntry::Kind::kRecord) out.push_back(e.record.offset());
+  }
+  return out;
+}
+
+void ExpectVerifies(const std::string& dir, uint64_t records) {
+  auto v = VerifyLog(dir);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
+  EXPECT_EQ(v->records, records);
+}
+
+TEST(Recovery, ZeroFilledPreallocatedTailIsTheCleanEndOfData) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  EXPECT_EQ(FileSizeOf(d / kSeg0), 64u * 1024);  // preallocated, mostly zeros
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const RecoveryReport& r = log->recovery();
+  EXPECT_TRUE(r.clean()) << r.ToString();
+  EXPECT_EQ(r.records_recovered, 10u);
+  EXPECT_EQ(r.bytes_dropped, 0u);
+  EXPECT_EQ(log->next_offset(), 10u);
+  EXPECT_EQ(log->committed_end().file_position, PositionOf(10));
+  ASSERT_TRUE(log->Append(MakeFrames(10, 1)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 11);
+}
+
+TEST(Recovery, TornTailIsTruncatedAtTheLastValidFrameAndReported) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  // The write of record 9 stopped after 30 of its 80 bytes; the file ends there.
+  testing::TruncateFile(d / kSeg0, PositionOf(9) + 30);
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const RecoveryReport& r = log->recovery();
+  EXPECT_FALSE(r.clean());
+  EXPECT_EQ(r.records_recovered, 9u);
+  EXPECT_EQ(r.bytes_dropped, 30u);
+  EXPECT_EQ(r.first_dropped_offset, 9u);
+  EXPECT_EQ(r.last_dropped_offset, 9u);
+  EXPECT_EQ(r.file, kSeg0);
+  EXPECT_EQ(r.truncated_at, PositionOf(9));
+  EXPECT_NE(r.reason.find("torn tail"), std::string::npos) << r.reason;
+  EXPECT_NE(r.ToString().find("dropped 30 bytes (offsets 9)"), std::string::npos) << r.ToString();
+  EXPECT_EQ(log->next_offset(), 9u);
+  // The bus continues at the right offset.
+  ASSERT_TRUE(log->Append(MakeFrames(9, 3)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  EXPECT_EQ(Offsets(d.path()).size(), 12u);
+  ExpectVerifies(d.path(), 12);
+}
+
+TEST(Recovery, TornWriteIntoPreallocatedSpaceIsTruncated) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  // Records 7..9 were one write; only its first 100 bytes reached the disk:
+  // record 7 is whole, record 8 is cut, 9 is zeros (still preallocated).
+  PatchFile(d / kSeg0, PositionOf(8) + 20, std::vector<std::byte>(2 * kFrame - 20));
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const RecoveryReport& r = log->recovery();
+  EXPECT_EQ(r.records_recovered, 8u);
+  EXPECT_EQ(r.bytes_dropped, 24u);  // the surviving prefix of record 8
+  EXPECT_EQ(r.first_dropped_offset, 8u);
+  EXPECT_NE(r.reason.find("crc mismatch"), std::string::npos) << r.reason;
+  EXPECT_EQ(log->next_offset(), 8u);
+  // The cut is zeroed: the file never holds stale bytes past the end.
+  const auto bytes = ReadFileBytes(d / kSeg0);
+  for (uint64_t i = PositionOf(8); i < PositionOf(10); ++i) ASSERT_EQ(bytes[i], std::byte{0});
+}
+
+TEST(Recovery, GarbageTailIsCutZeroedAndReported) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  std::vector<std::byte> garbage(300);
+  for (std::size_t i = 0; i < garbage.size(); ++i) garbage[i] = std::byte(i * 7 + 1);
+  PatchFile(d / kSeg0, PositionOf(10), garbage);
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const RecoveryReport& r = log->recovery();
+  EXPECT_EQ(r.records_recovered, 10u);
+  EXPECT_EQ(r.bytes_dropped, 304u);
+  EXPECT_EQ(r.truncated_at, PositionOf(10));
+  EXPECT_EQ(r.first_dropped_offset, 10u);
+  EXPECT_EQ(log->next_offset(), 10u);
+  const auto bytes = ReadFileBytes(d / kSeg0);
+  for (uint64_t i = PositionOf(10); i < PositionOf(10) + 304; ++i) {
+    ASSERT_EQ(bytes[i], std::byte{0}) << i;
+  }
+  ASSERT_TRUE(log->Append(MakeFrames(10, 2)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 12);
+}
+
+TEST(Recovery, CrcMismatchInTheMiddleIsCorruptionNamingFileAndPosition) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  XorByte(d / kSeg0, PositionOf(4) + 50, 0x01);  // a value byte of record 4
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  const std::string& m = log.status().message();
+  EXPECT_NE(m.find(kSeg0 + " at file position " + std::to_string(PositionOf(4))), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("crc mismatch"), std::string::npos) << m;
+  EXPECT_NE(m.find("after offset 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("valid records follow at file position " + std::to_string(PositionOf(5))),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("LogOptions::repair"), std::string::npos) << m;
+  // Nothing was changed by the failed open.
+  EXPECT_EQ(Offsets(d.path()).size(), 9u);  // the reader skips the damaged record
+
+  // repair truncates the log at the damaged frame and says what it dropped.
+  LogOptions o = Opts();
+  o.repair = true;
+  auto repaired = PartitionLog::Open(d.path(), o);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  const RecoveryReport& r = repaired->recovery();
+  EXPECT_EQ(r.truncated_at, PositionOf(4));
+  EXPECT_EQ(r.bytes_dropped, 6 * kFrame);
+  EXPECT_EQ(r.first_dropped_offset, 4u);
+  EXPECT_EQ(r.last_dropped_offset, 9u);
+  EXPECT_NE(r.reason.find("repair"), std::string::npos);
+  EXPECT_EQ(repaired->next_offset(), 4u);
+  ASSERT_TRUE(repaired->Close().ok());
+  ExpectVerifies(d.path(), 4);
+}
+
+TEST(Recovery, DamageInASegmentThatIsNotTheLastIsCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 100, std::nullopt, 1024);  // 12 records per segment
+  // The checkpoint Open wrote points at the start of segment 0: the scan
+  // covers every segment. Damage the last record of segment 0.
+  XorByte(d / kSeg0, PositionOf(11) + 45, 0x80);
+  auto log = PartitionLog::Open(d.path(), Opts(1024));
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  EXPECT_NE(
+      log.status().message().find(kSeg0 + " at file position " + std::to_string(PositionOf(11))),
+      std::string::npos)
+      << log.status().message();
+  EXPECT_NE(log.status().message().find("later segments follow"), std::string::npos);
+
+  LogOptions o = Opts(1024);
+  o.repair = true;
+  auto repaired = PartitionLog::Open(d.path(), o);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->next_offset(), 11u);
+  EXPECT_EQ(repaired->segments().size(), 1u);
+  EXPECT_EQ(repaired->recovery().first_dropped_offset, 11u);
+  EXPECT_EQ(repaired->recovery().last_dropped_offset, 99u);
+  EXPECT_GE(repaired->recovery().segments_removed, 8u);
+  EXPECT_FALSE(FileExists(d / "00000000000000000012.log"));
+}
+
+TEST(Recovery, ZeroHoleFollowedByRecordsIsCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 10);
+  PatchFile(d / kSeg0, PositionOf(3), std::vector<std::byte>(kFrame));  // record 3 zeroed
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(log.status().message().find("zero-filled hole"), std::string::npos)
+      << log.status().message();
+}
+
+TEST(Recovery, ScanStartsAtTheCheckpoint) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok());
+  EXPECT_TRUE(log->recovery().from_checkpoint);
+  EXPECT_EQ(log->recovery().scan_start_position, PositionOf(10));
+  EXPECT_EQ(log->recovery().records_recovered, 5u);
+  EXPECT_EQ(log->next_offset(), 15u);
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 15);
+}
+
+TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  // Bytes before the checkpoint were verified when written: recovery does
+  // not read them again (VerifyLog does).
+  XorByte(d / kSeg0, PositionOf(2) + 50, 0x01);
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->next_offset(), 15u);
+  ASSERT_TRUE(log->Close().ok());
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  ASSERT_EQ(v->damages.size(), 1u);
+  EXPECT_EQ(v->damages[0].file, kSeg0);
+  EXPECT_EQ(v->damages[0].file_position, PositionOf(2));
+}
+
+TEST(Recovery, DamagedCheckpointIsIgnoredAndTheLastSegmentScanned) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  XorByte(d / "checkpoint", 30, 0xFF);
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_FALSE(log->recovery().from_checkpoint);
+  EXPECT_EQ(log->recovery().records_recovered, 15u);
+  EXPECT_EQ(log->next_offset(), 15u);
+  ASSERT_EQ(log->warnings().size(), 1u);
+  EXPECT_NE(log->warnings()[0].find("ignored the checkpoint"), std::string::npos);
+}
+
+TEST(Recovery, CheckpointNamingAMissingSegmentIsCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 60, std::nullopt, 1024);
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(1024));  // checkpoints the end
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const auto names = testing::ListNames(d.path());
+  std::string last_log;
+  for (const auto& n : names) {
+    if (ParseSegmentFileName(n)) last_log = n;
+  }
+  std::filesystem::remove(d / last_log);
+  auto log = PartitionLog::Open(d.path(), Opts(1024));
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(log.status().message().find(last_log), std::string::npos) << log.status().message();
+  EXPECT_NE(log.status().message().find("missing"), std::string::npos);
+}
+
+TEST(Recovery, SegmentOfAnotherFormatVersionIsRefusedNamingBothVersions) {
+  TempDir d;
+  MakeImage(d.path(), 5);
+  PatchFile(d / kSeg0, file_header::kVersion,
+            {std::byte{0}, std::byte{0}, std::byte{2}, std::byte{0}});
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kVersionMismatch);
+  EXPECT_NE(log.status().message().find(kSeg0), std::string::npos);
+  EXPECT_NE(log.status().message().find("format version 2.0"), std::string::npos)
+      << log.status().message();
+  EXPECT_NE(log.status().message().find("reads 1.x"), std::string::npos);
+  // The reader refuses it the same way.
+  EXPECT_EQ(LogReader::Open(d.path()).status().code(), StatusCode::kVersionMismatch);
+}
+
+TEST(Recovery, ForeignFilesAreIgnoredAndListedInWarnings) {
+  TempDir d;
+  MakeImage(d.path(), 5);
+  testing::WriteFileBytes(d / "notes.txt", testing::Bytes("hello"));
+  testing::WriteFileBytes(d / "42.log", testing::Bytes("not ours: name is not 20 digits"));
+  std::filesystem::create_directory(d / "lost+found");
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 5u);
+  std::string all;
+  for (const auto& w : log->warnings()) all += w + "\n";
+  EXPECT_NE(all.find("notes.txt"), std::string::npos) << all;
+  EXPECT_NE(all.find("42.log"), std::string::npos) << all;
+  EXPECT_NE(all.find("lost+found"), std::string::npos) << all;
+  EXPECT_TRUE(FileExists(d / "notes.txt"));  // never touched
+}
+
+TEST(Recovery, FileNamedLikeASegmentWithoutItsMagicIsRefused) {
+  TempDir d;
+  MakeImage(d.path(), 5);
+  testing::WriteFileBytes(d / "00000000000000000003.log",
+                          std::vector<std::byte>(100, std::byte{7}));
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(log.status().message().find("00000000000000000003.log"), std::string::npos);
+  EXPECT_NE(log.status().message().find("magic"), std::string::npos) << log.status().message();
+}
+
+TEST(Recovery, SegmentWhoseHeaderNeverReachedTheDiskIsRewritten) {
+  TempDir d;
+  MakeImage(d.path(), 13, std::nullopt, 1024);  // segment 0: 0..11, segment 12: 12
+  ASSERT_TRUE(FileExists(d / "00000000000000000012.log"));
+  PatchFile(d / "00000000000000000012.log", 0, std::vector<std::byte>(kFileHeaderLength));
+  std::filesystem::remove(d / "00000000000000000012.timeindex");
+  auto log = PartitionLog::Open(d.path(), Opts(1024));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 13u);
+  ASSERT_FALSE(log->warnings().empty());
+  EXPECT_NE(log->warnings()[0].find("rewrote the header"), std::string::npos);
+  ASSERT_TRUE(log->Append(MakeFrames(13, 3)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 16);
+}
+
+TEST(Recovery, MissingOrDamagedTimeIndexIsRebuilt) {
+  TempDir d;
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(1024));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 40)).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  std::filesystem::remove(d / "00000000000000000000.timeindex");
+  XorByte(d / "00000000000000000012.timeindex", 3, 0xFF);  // header magic
+  auto log = PartitionLog::Open(d.path(), Opts(1024));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->warnings().size(), 2u);
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 40);
+}
+
+TEST(Recovery, LeftoversOfInterruptedOperationsAreRemoved) {
+  TempDir d;
+  MakeImage(d.path(), 5);
+  testing::WriteFileBytes(d / "checkpoint.tmp", testing::Bytes("half"));
+  testing::WriteFileBytes(d / "00000000000000000099.timeindex", testing::Bytes("orphan"));
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_FALSE(FileExists(d / "checkpoint.tmp"));
+  EXPECT_FALSE(FileExists(d / "00000000000000000099.timeindex"));
+  EXPECT_EQ(log->warnings().size(), 2u);
+}
+
+TEST(Recovery, EmptyDirectoryWithACheckpointNeedsRepairAndKeepsOffsets) {
+  TempDir d;
+  MakeImage(d.path(), 5);
+  {
+    auto log = PartitionLog::Open(d.path(), Opts());
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  std::filesystem::remove(d / kSeg0);
+  std::filesystem::remove(d / "00000000000000000000.timeindex");
+  EXPECT_EQ(PartitionLog::Open(d.path(), Opts()).status().code(), StatusCode::kCorruption);
+  LogOptions o = Opts();
+  o.repair = true;
+  auto log = PartitionLog::Open(d.path(), o);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(log->next_offset(), 5u);  // offsets are never reused
+}
+
+}  // namespace
+}  // namespace runnel
