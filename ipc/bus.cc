@@ -1,0 +1,254 @@
+#include "ipc/bus.h"
+
+#include <bit>
+
+#include "core/wait.h"
+#include "ipc/broker.h"
+#include "ipc/internal/bus_core.h"
+#include "ipc/internal/names.h"
+#include "ipc/internal/process.h"
+#include "ipc/internal/shm.h"
+
+namespace runnel {
+
+using internal::BusCore;
+using internal::ClientRecord;
+using internal::ClientRole;
+using internal::TopicRecord;
+
+Status ValidateTopicName(std::string_view name) { return internal::ValidateTopicName(name); }
+Status ValidateBusName(std::string_view name) { return internal::ValidateBusName(name); }
+
+Bus::Bus(std::shared_ptr<BusCore> core, std::unique_ptr<Broker> broker)
+    : core_(std::move(core)), broker_(std::move(broker)) {}
+Bus::Bus(Bus&&) noexcept = default;
+Bus& Bus::operator=(Bus&&) noexcept = default;
+Bus::~Bus() = default;  // ~Broker stops the thread
+
+const std::string& Bus::name() const { return core_->name(); }
+
+Result<Bus> Bus::Open(std::string_view name, const BusOptions& options) {
+  Result<std::shared_ptr<BusCore>> core = BusCore::Open(name, options);
+  if (!core.ok()) return core.status();
+  std::unique_ptr<Broker> broker;
+  if (options.embedded_broker) {
+    broker.reset(new Broker(*core, BrokerOptions{}));
+    RUNNEL_RETURN_IF_ERROR(broker->Start(BrokerMode::kStandby));
+  }
+  return Bus(std::move(*core), std::move(broker));
+}
+
+Status Bus::Remove(std::string_view name) {
+  RUNNEL_RETURN_IF_ERROR(internal::ValidateBusName(name));
+  Result<std::vector<std::string>> files = internal::ListShmFiles(internal::BusFilePrefix(name));
+  if (!files.ok()) return files.status();
+  if (files->empty()) {
+    return Status::NotFound("bus '" + std::string(name) + "' has no files under /dev/shm");
+  }
+  Status first;
+  for (const std::string& f : *files) {
+    Status s = internal::SharedRegion::Remove(f);
+    if (!s.ok() && first.ok()) first = s;
+  }
+  return first;
+}
+
+Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
+  return core_->CreateTopic(name, options);
+}
+
+Status Bus::DeleteTopic(std::string_view name) { return core_->DeleteTopic(name); }
+
+namespace {
+
+TopicInfo InfoFromRecord(const TopicRecord& t) {
+  TopicInfo info;
+  info.name = t.name;
+  info.generation = t.generation;
+  info.options = internal::OptionsFromRecord(t);
+  info.created_wall_ns = t.created_wall_ns;
+  return info;
+}
+
+Result<uint64_t> PartitionMask(std::string_view topic, uint32_t partitions,
+                               const std::vector<uint32_t>& wanted) {
+  if (wanted.empty()) return partitions == 64 ? ~0ull : (1ull << partitions) - 1;
+  uint64_t mask = 0;
+  for (uint32_t p : wanted) {
+    if (p >= partitions) {
+      return Status::InvalidArgument("topic '" + std::string(topic) + "' has " +
+                                     std::to_string(partitions) +
+                                     " partitions; there is no partition " + std::to_string(p));
+    }
+    mask |= 1ull << p;
+  }
+  return mask;
+}
+
+}  // namespace
+
+Result<std::vector<TopicInfo>> Bus::ListTopics() const {
+  std::vector<TopicInfo> out;
+  for (const TopicRecord& t : core_->directory().LiveTopics()) out.push_back(InfoFromRecord(t));
+  return out;
+}
+
+Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
+  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(name);
+  if (!t) {
+    return Status::NotFound("topic '" + std::string(name) + "' does not exist on bus '" +
+                            core_->name() + "'");
+  }
+  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
+  if (!m.ok()) return m.status();
+  TopicInfo info = InfoFromRecord(*t);
+  std::vector<uint64_t> next_offsets;
+  for (uint32_t p = 0; p < t->partitions; ++p) {
+    const Ring& ring = (*m)->rings[p];
+    PartitionInfo pi;
+    pi.partition = p;
+    const RingPosition tail = ring.tail();
+    const RingPosition earliest = ring.earliest();
+    pi.next_offset = tail.offset;
+    pi.tail_position = tail.position;
+    pi.earliest_offset = earliest.offset;
+    pi.earliest_position = earliest.position;
+    pi.unblocked_claims = ring.unblocked_claims();
+    pi.unblocked_bytes = ring.unblocked_bytes();
+    pi.aborted_claims = ring.aborted_claims();
+    pi.gating_position = ring.MinGatingPosition();
+    next_offsets.push_back(tail.offset);
+    info.partitions.push_back(pi);
+  }
+  const int64_t now = MonotonicNanos();
+  for (const ClientRecord& c : core_->directory().LiveClients()) {
+    if (c.topic_slot != t->slot || c.topic_generation != t->generation) continue;
+    ClientInfo ci;
+    ci.id = c.client_id;
+    ci.kind = c.role == ClientRole::kProducer ? ClientKind::kProducer : ClientKind::kConsumer;
+    ci.pid = c.pid;
+    ci.alive = internal::CheckProcess(c.pid, c.start_time) == internal::Liveness::kAlive;
+    ci.idle_ms =
+        c.heartbeat_ns > 0 && now > c.heartbeat_ns ? (now - c.heartbeat_ns) / 1'000'000 : 0;
+    ci.group = c.group;
+    for (uint32_t p = 0; p < t->partitions; ++p) {
+      if ((c.partition_mask >> p & 1) == 0) continue;
+      ClientPartition cp;
+      cp.partition = p;
+      cp.position = c.positions[p];
+      if (ci.kind == ClientKind::kConsumer && next_offsets[p] > cp.position) {
+        cp.lag = next_offsets[p] - cp.position;
+      }
+      ci.partitions.push_back(cp);
+    }
+    (ci.kind == ClientKind::kProducer ? info.producers : info.consumers).push_back(std::move(ci));
+  }
+  return info;
+}
+
+Result<BusInfo> Bus::Info() const {
+  const internal::Directory& dir = core_->directory();
+  BusInfo info;
+  info.name = core_->name();
+  info.file_mode = dir.file_mode();
+  const internal::BrokerRecord b = dir.ReadBroker();
+  info.broker_pid = b.pid;
+  info.broker_alive =
+      b.pid != 0 && internal::CheckProcess(b.pid, b.start_time) == internal::Liveness::kAlive;
+  info.broker_epoch = b.epoch;
+  info.topics = static_cast<uint32_t>(dir.LiveTopics().size());
+  info.clients = static_cast<uint32_t>(dir.LiveClients().size());
+  info.clients_reaped = dir.clients_reaped();
+  info.claims_unblocked = dir.claims_unblocked();
+  return info;
+}
+
+Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptions& options) {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(topic));
+  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(topic);
+  if (!t) {
+    return Status::NotFound("topic '" + std::string(topic) + "' does not exist on bus '" +
+                            core_->name() + "'");
+  }
+  Result<uint64_t> mask = PartitionMask(topic, t->partitions, options.partitions);
+  if (!mask.ok()) return mask.status();
+  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
+  if (!m.ok()) return m.status();
+  Result<BusCore::Registration> reg = core_->Register(ClientRole::kProducer, *t, *mask, "");
+  if (!reg.ok()) return reg.status();
+
+  Producer p;
+  p.core_ = core_;
+  p.mapping_ = *m;
+  p.rings_.reserve(t->partitions);
+  for (const Ring& r : (*m)->rings) p.rings_.emplace_back(r);
+  for (uint32_t i = 0; i < t->partitions; ++i) {
+    if (*mask >> i & 1) p.allowed_.push_back(i);
+  }
+  p.allowed_mask_ = *mask;
+  p.max_record_bytes_ = t->max_record_bytes;
+  p.topic_slot_ = t->slot;
+  p.generation_ = t->generation;
+  p.client_slot_ = reg->slot;
+  p.client_id_ = reg->client_id;
+  p.topic_ = t->name;
+  return p;
+}
+
+Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptions& options) {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(topic));
+  if (!options.group.empty()) {
+    if (Status s = internal::ValidateTopicName(options.group); !s.ok()) {
+      return Status::InvalidArgument("consumer group id: " + s.message());
+    }
+  }
+  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(topic);
+  if (!t) {
+    return Status::NotFound("topic '" + std::string(topic) + "' does not exist on bus '" +
+                            core_->name() + "'");
+  }
+  Result<uint64_t> mask = PartitionMask(topic, t->partitions, options.partitions);
+  if (!mask.ok()) return mask.status();
+  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
+  if (!m.ok()) return m.status();
+  Result<BusCore::Registration> reg =
+      core_->Register(ClientRole::kConsumer, *t, *mask, options.group);
+  if (!reg.ok()) return reg.status();
+
+  Consumer c;
+  c.core_ = core_;
+  c.mapping_ = *m;
+  c.cold_reader_ = core_->cold_reader();
+  c.wait_ = options.wait;
+  c.topic_slot_ = t->slot;
+  c.generation_ = t->generation;
+  c.client_slot_ = reg->slot;
+  c.client_id_ = reg->client_id;
+  c.on_overrun_ = options.on_overrun;
+  c.topic_ = t->name;
+  for (int8_t& x : c.cursor_of_) x = -1;
+  ReaderOptions ro;
+  ro.verify_crc = options.verify_crc;
+  for (uint32_t p = 0; p < t->partitions; ++p) {
+    if ((*mask >> p & 1) == 0) continue;
+    const Ring& ring = (*m)->rings[p];
+    const RingPosition start =
+        options.start.kind == StartPosition::Kind::kLatest ? ring.tail() : ring.earliest();
+    Consumer::Cursor cur(p, RingReader(ring, start, ro));
+    cur.skip_until = start.offset;
+    c.cursor_of_[p] = static_cast<int8_t>(c.cursors_.size());
+    c.cursors_.push_back(std::move(cur));
+  }
+  if (options.start.kind == StartPosition::Kind::kOffset) {
+    for (Consumer::Cursor& cur : c.cursors_) {
+      // Past the end: start at the end (Kafka's "latest" reset), not an error.
+      const uint64_t next = cur.reader.ring().tail().offset;
+      RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, std::min(options.start.offset, next)));
+    }
+  }
+  for (const Consumer::Cursor& cur : c.cursors_) c.PublishPosition(cur);
+  return c;
+}
+
+}  // namespace runnel

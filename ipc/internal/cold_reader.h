@@ -1,0 +1,49 @@
+// The seam for persistence (issue 4): a Consumer whose wanted offset is older
+// than its ring holds (it started early, seeked back, or was lapped) asks the
+// bus's ColdReader for those records, then rejoins the ring at exactly the
+// next offset. Without a ColdReader (nullptr, the default) such a consumer is
+// told what it lost (PollStatus::kOverrun) and continues at the ring's
+// earliest record.
+//
+// Install one with BusCore::SetColdReader before creating consumers.
+
+#ifndef RUNNEL_IPC_INTERNAL_COLD_READER_H_
+#define RUNNEL_IPC_INTERNAL_COLD_READER_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "core/record.h"
+#include "core/status.h"
+
+namespace runnel::internal {
+
+struct ColdReadRequest {
+  std::string topic;
+  uint64_t generation = 0;
+  uint32_t partition = 0;
+  uint64_t offset = 0;  // deliver records with offset >= this
+  uint32_t limit = 0;   // at most this many
+};
+
+struct ColdReadBatch {
+  uint32_t records = 0;      // handed to the sink, in offset order
+  uint64_t next_offset = 0;  // where the next request should start
+  // Offsets in [request.offset, first available) that no longer exist on
+  // disk (retention): reported to the consumer as lost.
+  uint64_t skipped = 0;
+};
+
+class ColdReader {
+ public:
+  virtual ~ColdReader() = default;
+  // Called on the consumer's thread. The RecordView is valid until the sink
+  // returns. Must not block for long: it runs inside Consumer::Poll.
+  [[nodiscard]] virtual Result<ColdReadBatch> ReadFrom(
+      const ColdReadRequest& request, const std::function<void(const RecordView&)>& sink) = 0;
+};
+
+}  // namespace runnel::internal
+
+#endif  // RUNNEL_IPC_INTERNAL_COLD_READER_H_

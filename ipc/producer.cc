@@ -1,0 +1,276 @@
+#include "ipc/producer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "core/wait.h"
+#include "ipc/internal/bus_core.h"
+#include "ipc/internal/partitioner.h"
+
+namespace runnel {
+
+std::string_view SendStatusName(SendStatus s) {
+  switch (s) {
+    case SendStatus::kOk:
+      return "ok";
+    case SendStatus::kFull:
+      return "full (back-pressure)";
+    case SendStatus::kTooLarge:
+      return "record too large";
+    case SendStatus::kUnknownPartition:
+      return "unknown partition";
+    case SendStatus::kInvalid:
+      return "invalid";
+    case SendStatus::kUnblocked:
+      return "claim unblocked as dead; record lost";
+    case SendStatus::kTimeout:
+      return "timeout";
+    case SendStatus::kTopicDeleted:
+      return "topic deleted";
+  }
+  return "unknown";
+}
+
+namespace {
+
+SendStatus FromClaim(ClaimStatus s) {
+  switch (s) {
+    case ClaimStatus::kOk:
+      return SendStatus::kOk;
+    case ClaimStatus::kFull:
+      return SendStatus::kFull;
+    case ClaimStatus::kTooLarge:
+      return SendStatus::kTooLarge;
+    case ClaimStatus::kUnblocked:
+      return SendStatus::kUnblocked;
+    case ClaimStatus::kInvalid:
+      return SendStatus::kInvalid;
+  }
+  return SendStatus::kInvalid;
+}
+
+SendStatus FromCommit(CommitStatus s) {
+  switch (s) {
+    case CommitStatus::kOk:
+      return SendStatus::kOk;
+    case CommitStatus::kUnblocked:
+      return SendStatus::kUnblocked;
+    case CommitStatus::kNotClaimed:
+      return SendStatus::kInvalid;
+  }
+  return SendStatus::kInvalid;
+}
+
+}  // namespace
+
+Producer::Producer(Producer&& other) noexcept { *this = std::move(other); }
+
+Producer& Producer::operator=(Producer&& other) noexcept {
+  if (this != &other) {
+    Release();
+    core_ = std::move(other.core_);
+    mapping_ = std::move(other.mapping_);
+    rings_ = std::move(other.rings_);
+    allowed_ = std::move(other.allowed_);
+    allowed_mask_ = other.allowed_mask_;
+    round_robin_ = other.round_robin_;
+    ops_until_check_ = other.ops_until_check_;
+    topic_gone_ = other.topic_gone_;
+    max_record_bytes_ = other.max_record_bytes_;
+    topic_slot_ = other.topic_slot_;
+    generation_ = other.generation_;
+    client_slot_ = other.client_slot_;
+    client_id_ = std::exchange(other.client_id_, 0);
+    last_record_bytes_ = other.last_record_bytes_;
+    topic_ = std::move(other.topic_);
+  }
+  return *this;
+}
+
+Producer::~Producer() { Release(); }
+
+void Producer::Release() {
+  if (core_ && client_id_ != 0) core_->Unregister({client_slot_, client_id_});
+  client_id_ = 0;
+}
+
+void Producer::MaintenanceCheck() {
+  ops_until_check_ = kTopicCheckInterval;
+  const internal::Directory& dir = core_->directory();
+  if (!dir.IsLive(topic_slot_, generation_)) topic_gone_ = true;
+  dir.StoreHeartbeat(client_slot_, MonotonicNanos());
+}
+
+Status Producer::CheckTopic() {
+  MaintenanceCheck();
+  if (topic_gone_) return Status::NotFound("topic '" + topic_ + "' was deleted");
+  return Status::Ok();
+}
+
+uint32_t Producer::KeyPartition(std::string_view key) const {
+  return internal::KeyPartition(key, partition_count());
+}
+
+uint32_t Producer::ChoosePartition(std::optional<std::string_view> key) {
+  if (key) return KeyPartition(*key);
+  const uint32_t p = allowed_[round_robin_];
+  round_robin_ = round_robin_ + 1 == allowed_.size() ? 0 : round_robin_ + 1;
+  return p;
+}
+
+ProducerClaim Producer::TryClaim(uint32_t partition, uint32_t key_length, uint32_t headers_length,
+                                 uint32_t value_length, bool has_key) {
+  ProducerClaim c;
+  if (--ops_until_check_ == 0) [[unlikely]] {
+    MaintenanceCheck();
+  }
+  if (topic_gone_) [[unlikely]] {
+    c.status_ = SendStatus::kTopicDeleted;
+    return c;
+  }
+  if (partition == kAnyPartition) partition = ChoosePartition(std::nullopt);
+  c.partition_ = partition;
+  if (partition >= rings_.size() || (allowed_mask_ >> partition & 1) == 0) [[unlikely]] {
+    c.status_ = SendStatus::kUnknownPartition;
+    return c;
+  }
+  const uint64_t size = uint64_t{key_length} + headers_length + value_length;
+  if (size > max_record_bytes_) [[unlikely]] {
+    last_record_bytes_ = size;
+    c.status_ = SendStatus::kTooLarge;
+    return c;
+  }
+  c.claim_ = rings_[partition].try_claim(key_length, headers_length, value_length, has_key);
+  c.status_ = FromClaim(c.claim_.status());
+  return c;
+}
+
+SendStatus Producer::Commit(ProducerClaim& claim) {
+  if (!claim.ok()) return SendStatus::kInvalid;
+  const uint64_t offset = claim.claim_.offset();
+  const SendStatus s = FromCommit(rings_[claim.partition_].commit(claim.claim_));
+  claim.status_ = SendStatus::kInvalid;
+  if (s == SendStatus::kOk)
+    core_->directory().StorePosition(client_slot_, claim.partition_, offset + 1);
+  return s;
+}
+
+SendStatus Producer::Abort(ProducerClaim& claim) {
+  if (!claim.ok()) return SendStatus::kInvalid;
+  const SendStatus s = FromCommit(rings_[claim.partition_].abort(claim.claim_));
+  claim.status_ = SendStatus::kInvalid;
+  return s;
+}
+
+SendResult Producer::TrySend(std::optional<std::string_view> key, std::string_view value,
+                             std::span<const Header> headers, uint32_t partition) {
+  SendResult r;
+  if (--ops_until_check_ == 0) [[unlikely]] {
+    MaintenanceCheck();
+  }
+  if (topic_gone_) [[unlikely]] {
+    r.status = SendStatus::kTopicDeleted;
+    return r;
+  }
+  if (partition == kAnyPartition) partition = ChoosePartition(key);
+  r.partition = partition;
+  if (partition >= rings_.size() || (allowed_mask_ >> partition & 1) == 0) [[unlikely]] {
+    r.status = SendStatus::kUnknownPartition;
+    return r;
+  }
+  const int64_t hlen = headers.empty() ? 0 : EncodedHeadersLength(headers);
+  if (hlen < 0 || hlen > kMaxHeadersLength || (key && key->size() > kMaxKeyLength)) [[unlikely]] {
+    r.status = SendStatus::kInvalid;
+    return r;
+  }
+  const uint64_t size = (key ? key->size() : 0) + static_cast<uint64_t>(hlen) + value.size();
+  if (size > max_record_bytes_) [[unlikely]] {
+    last_record_bytes_ = size;
+    r.status = SendStatus::kTooLarge;
+    return r;
+  }
+  RingProducer& ring = rings_[partition];
+  RingClaim c =
+      ring.try_claim(key ? static_cast<uint32_t>(key->size()) : 0, static_cast<uint32_t>(hlen),
+                     static_cast<uint32_t>(value.size()), key.has_value());
+  if (!c.ok()) [[unlikely]] {
+    r.status = FromClaim(c.status());
+    return r;
+  }
+  if (key && !key->empty()) std::memcpy(c.key().data(), key->data(), key->size());
+  if (hlen > 0) EncodeHeaders(headers, c.headers().data());
+  if (!value.empty()) std::memcpy(c.value().data(), value.data(), value.size());
+  r.offset = c.offset();
+  r.status = FromCommit(ring.commit(c));
+  if (r.status == SendStatus::kOk)
+    core_->directory().StorePosition(client_slot_, partition, r.offset + 1);
+  return r;
+}
+
+SendResult Producer::Send(std::optional<std::string_view> key, std::string_view value,
+                          std::span<const Header> headers, uint32_t partition,
+                          std::chrono::nanoseconds timeout) {
+  if (partition == kAnyPartition && !topic_gone_) partition = ChoosePartition(key);
+  SendResult r = TrySend(key, value, headers, partition);
+  if (r.status != SendStatus::kFull) return r;
+  const int64_t deadline = MonotonicNanos() + timeout.count();
+  // Spin a little first: space often frees within microseconds.
+  for (int i = 0; i < 256; ++i) {
+    for (int j = 0; j < 16; ++j) CpuRelax();
+    r = TrySend(key, value, headers, partition);
+    if (r.status != SendStatus::kFull) return r;
+  }
+  for (;;) {
+    const int64_t remaining = deadline - MonotonicNanos();
+    if (remaining <= 0) {
+      r.status = SendStatus::kTimeout;
+      return r;
+    }
+    // Sliced, so a deleted topic is noticed while we wait.
+    (void)rings_[partition].WaitForSpace(std::min<int64_t>(remaining, 100'000'000));
+    MaintenanceCheck();
+    r = TrySend(key, value, headers, partition);
+    if (r.status != SendStatus::kFull) return r;
+  }
+}
+
+Status Producer::Explain(const SendResult& r) const {
+  const std::string where = "topic '" + topic_ + "' partition " + std::to_string(r.partition);
+  switch (r.status) {
+    case SendStatus::kOk:
+      return Status::Ok();
+    case SendStatus::kFull:
+      return Status::ResourceExhausted(where +
+                                       " is full: a gating reader (persistence) has not released "
+                                       "space yet; retry, or Send with a timeout");
+    case SendStatus::kTooLarge:
+      return Status::InvalidArgument("record of " + std::to_string(last_record_bytes_) +
+                                     " bytes (key + headers + value) exceeds the max record size " +
+                                     std::to_string(max_record_bytes_) + " of topic '" + topic_ +
+                                     "'");
+    case SendStatus::kUnknownPartition: {
+      std::string list;
+      for (uint32_t p : allowed_) list += (list.empty() ? "" : ",") + std::to_string(p);
+      return Status::InvalidArgument(
+          "topic '" + topic_ + "' has " + std::to_string(partition_count()) +
+          " partitions and this producer writes partitions [" + list + "]; partition " +
+          std::to_string(r.partition) + " is not one of them");
+    }
+    case SendStatus::kInvalid:
+      return Status::InvalidArgument(
+          "key or encoded headers longer than 65535 bytes, or no active "
+          "claim");
+    case SendStatus::kUnblocked:
+      return Status::Timeout(where +
+                             ": the claim was held longer than the unblock timeout and was "
+                             "turned into padding by the broker; the record was not published");
+    case SendStatus::kTimeout:
+      return Status::Timeout(where + " stayed full until the send timeout");
+    case SendStatus::kTopicDeleted:
+      return Status::NotFound("topic '" + topic_ + "' was deleted");
+  }
+  return Status::Internal("unknown send status");
+}
+
+}  // namespace runnel
