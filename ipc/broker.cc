@@ -1,0 +1,131 @@
+#include "ipc/broker.h"
+
+#include <chrono>
+
+#include "core/wait.h"
+#include "ipc/internal/bus_core.h"
+#include "ipc/internal/housekeeper.h"
+#include "ipc/internal/names.h"
+#include "ipc/internal/process.h"
+#include "ipc/internal/shm.h"
+
+namespace runnel {
+
+Broker::Broker(const Bus& bus, BrokerOptions options) : Broker(bus.core(), options) {}
+
+Broker::Broker(std::shared_ptr<internal::BusCore> core, BrokerOptions options)
+    : core_(std::move(core)), options_(options) {
+  if (options_.tick_ms <= 0) options_.tick_ms = core_->options().sweep_period_ms;
+  if (options_.unblock_timeout_ms <= 0) {
+    options_.unblock_timeout_ms = core_->options().unblock_timeout_ms;
+  }
+  if (options_.takeover_retry_ms <= 0) options_.takeover_retry_ms = 100;
+  housekeeper_ =
+      std::make_unique<internal::Housekeeper>(core_, options_.unblock_timeout_ms * 1'000'000);
+}
+
+Broker::~Broker() { Stop(); }
+
+void Broker::AddHooks(std::shared_ptr<BrokerHooks> hooks) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (hooks) hooks_.push_back(std::move(hooks));
+}
+
+bool Broker::TryBecomeActive() {
+  if (!lock_->TryLock()) return false;
+  const internal::ProcessIdentity self = internal::SelfIdentity();
+  core_->directory().WriteBroker(self.pid, self.start_time, MonotonicNanos());
+  // Relaxed: a status flag for IsActive(); nothing is published through it.
+  active_.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+Status Broker::Start(BrokerMode mode) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (thread_.joinable()) return Status::FailedPrecondition("the broker is already started");
+    stop_ = false;
+  }
+  Result<internal::LockFile> lock = internal::LockFile::Open(
+      internal::BrokerLockPath(core_->name()), /*create=*/true, core_->file_mode());
+  if (!lock.ok()) return lock.status();
+  lock_ = std::make_unique<internal::LockFile>(std::move(*lock));
+  if (mode == BrokerMode::kExclusive && !TryBecomeActive()) {
+    const internal::BrokerRecord b = core_->directory().ReadBroker();
+    lock_.reset();
+    std::string who = b.pid != 0 ? " (pid " + std::to_string(b.pid) + ")" : "";
+    return Status::AlreadyExists("a broker is already active for bus '" + core_->name() + "'" +
+                                 who + "; stop it first (only one broker runs per bus)");
+  }
+  // Relaxed: status flag.
+  running_.store(true, std::memory_order_relaxed);
+  thread_ = std::thread([this] { Run(); });
+  return Status::Ok();
+}
+
+void Broker::Stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  lock_.reset();                                     // closing the file drops the broker lock
+  running_.store(false, std::memory_order_relaxed);  // relaxed: status flag
+}
+
+bool Broker::IsActive() const { return active_.load(std::memory_order_relaxed); }
+bool Broker::IsRunning() const { return running_.load(std::memory_order_relaxed); }
+
+Broker::Stats Broker::stats() const {
+  // Relaxed: counters for display and tests.
+  return {ticks_.load(std::memory_order_relaxed), reaped_.load(std::memory_order_relaxed),
+          unblocked_.load(std::memory_order_relaxed)};
+}
+
+void Broker::Run() {
+  std::vector<std::shared_ptr<BrokerHooks>> hooks;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    hooks = hooks_;
+  }
+  const auto tick = std::chrono::milliseconds(options_.tick_ms);
+  const int64_t retry_ns = options_.takeover_retry_ms * 1'000'000;
+  int64_t next_try_ns = 0;
+  bool announced = false;
+  std::unique_lock<std::mutex> lk(mu_);
+  while (!stop_) {
+    lk.unlock();
+    const int64_t now = MonotonicNanos();
+    if (!IsActive() && now >= next_try_ns) {
+      (void)TryBecomeActive();
+      next_try_ns = now + retry_ns;
+    }
+    housekeeper_->HeartbeatOwn(now);
+    if (IsActive()) {
+      if (!announced) {
+        announced = true;
+        const BrokerContext context{core_->name(), core_->options().data_dir};
+        for (const auto& h : hooks) h->OnBecameActive(context);
+      }
+      const internal::Housekeeper::TickResult r = housekeeper_->Tick(now, hooks);
+      core_->directory().StoreBrokerHeartbeat(now);
+      for (const auto& h : hooks) h->OnTick(now);
+      // Relaxed: counters.
+      reaped_.fetch_add(r.clients_reaped, std::memory_order_relaxed);
+      unblocked_.fetch_add(r.claims_unblocked, std::memory_order_relaxed);
+      ticks_.fetch_add(1, std::memory_order_relaxed);
+    }
+    lk.lock();
+    cv_.wait_for(lk, tick, [this] { return stop_; });
+  }
+  lk.unlock();
+  if (IsActive()) {
+    housekeeper_->DropAll(hooks);
+    for (const auto& h : hooks) h->Stop();
+    core_->directory().ClearBroker(internal::SelfIdentity().pid);
+    active_.store(false, std::memory_order_relaxed);  // relaxed: status flag
+  }
+}
+
+}  // namespace runnel

@@ -1,0 +1,99 @@
+#include "ipc/internal/housekeeper.h"
+
+#include <unistd.h>
+
+#include <set>
+
+namespace runnel::internal {
+
+Housekeeper::Housekeeper(std::shared_ptr<BusCore> core, int64_t unblock_timeout_ns)
+    : core_(std::move(core)), unblock_timeout_ns_(unblock_timeout_ns) {}
+
+void Housekeeper::HeartbeatOwn(int64_t now_ns) {
+  const int32_t self = static_cast<int32_t>(::getpid());
+  const Directory& dir = core_->directory();
+  for (const ClientRecord& c : dir.LiveClients()) {
+    if (c.pid == self) dir.StoreHeartbeat(c.slot, now_ns);
+  }
+}
+
+Housekeeper::TickResult Housekeeper::Tick(int64_t now_ns,
+                                          std::span<const std::shared_ptr<BrokerHooks>> hooks) {
+  TickResult result;
+  // Entries left half-written by a process that died holding the directory
+  // lock: repaired by whoever takes the lock next; make sure somebody does.
+  if (core_->NeedsRepair()) {
+    Result<BusCore::Guard> g = core_->TryLock();  // repairs; busy: next tick
+    (void)g;
+  }
+  if (Result<uint32_t> n = core_->ReapDeadClients(/*wait=*/false); n.ok()) {
+    result.clients_reaped = *n;
+  }
+  RefreshTopics(hooks);
+  for (auto& [slot, topic] : topics_) {
+    for (RingUnblocker& u : topic.unblockers) {
+      const RingUnblocker::Result r = u.Poll(now_ns);
+      if (r.action != RingUnblocker::Action::kNone) ++result.claims_unblocked;
+    }
+  }
+  if (result.claims_unblocked > 0) core_->directory().AddClaimsUnblocked(result.claims_unblocked);
+  return result;
+}
+
+void Housekeeper::RefreshTopics(std::span<const std::shared_ptr<BrokerHooks>> hooks) {
+  const Directory& dir = core_->directory();
+  const uint64_t version = dir.topics_version();
+  if (version == seen_topics_version_) return;
+  const std::vector<TopicRecord> live = dir.LiveTopics();
+  std::set<uint32_t> keep;
+  bool complete = true;
+  for (const TopicRecord& t : live) {
+    auto it = topics_.find(t.slot);
+    if (it != topics_.end() && it->second.view.generation == t.generation) {
+      keep.insert(t.slot);
+      continue;
+    }
+    if (it != topics_.end()) {
+      for (const auto& h : hooks) h->OnTopicRemoved(it->second.view);
+      topics_.erase(it);
+    }
+    Result<std::shared_ptr<const TopicMapping>> m = core_->MapTopic(t);
+    if (!m.ok()) {
+      // Deleted meanwhile (a newer version follows), or not mappable now.
+      complete = false;
+      continue;
+    }
+    Topic topic;
+    topic.mapping = *m;
+    topic.view.name = t.name;
+    topic.view.generation = t.generation;
+    topic.view.options = OptionsFromRecord(t);
+    topic.view.rings = topic.mapping->rings;
+    for (const Ring& r : topic.mapping->rings) {
+      topic.unblockers.emplace_back(r, unblock_timeout_ns_);
+    }
+    auto [pos, inserted] = topics_.emplace(t.slot, std::move(topic));
+    (void)inserted;
+    keep.insert(t.slot);
+    for (const auto& h : hooks) h->OnTopicAdded(pos->second.view);
+  }
+  for (auto it = topics_.begin(); it != topics_.end();) {
+    if (keep.count(it->first) == 0) {
+      for (const auto& h : hooks) h->OnTopicRemoved(it->second.view);
+      it = topics_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (complete) seen_topics_version_ = version;
+}
+
+void Housekeeper::DropAll(std::span<const std::shared_ptr<BrokerHooks>> hooks) {
+  for (auto& [slot, topic] : topics_) {
+    for (const auto& h : hooks) h->OnTopicRemoved(topic.view);
+  }
+  topics_.clear();
+  seen_topics_version_ = ~0ull;
+}
+
+}  // namespace runnel::internal
