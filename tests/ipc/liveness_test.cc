@@ -1,0 +1,301 @@
+// kill -9 of producers, consumers and brokers; permissions; broker hooks.
+
+#include <grp.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <mutex>
+
+#include "core/wait.h"
+#include "gtest/gtest.h"
+#include "ipc/broker.h"
+#include "ipc/bus.h"
+#include "ipc/internal/bus_core.h"
+#include "ipc/internal/names.h"
+#include "tests/ipc/test_util.h"
+
+namespace runnel {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::BusFiles;
+using testing::Child;
+using testing::Eventually;
+using testing::ScopedBusName;
+
+TopicOptions Small(uint32_t partitions = 1) {
+  TopicOptions o;
+  o.partitions = partitions;
+  o.ring_bytes = 64 * 1024;
+  return o;
+}
+
+TEST(Liveness, ProducerKilledMidClaimIsUnblockedWithinTheBound) {
+  ScopedBusName name;
+  BusOptions bo;
+  bo.embedded_broker = true;  // unblock_timeout_ms 200, sweep 20 ms
+  auto bus = Bus::Open(*name, bo);
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Small()).ok());
+  auto consumer = bus->CreateConsumer("t");
+  auto producer = bus->CreateProducer("t");
+  ASSERT_TRUE(consumer.ok() && producer.ok());
+
+  Child child({"claim-and-die", *name, "t", "0", "5"});
+  std::optional<std::string> line = child.ReadLine(20s);
+  ASSERT_EQ(line.value_or("(none)"), "claimed 5");
+  std::optional<int> status = child.Wait(10s);
+  ASSERT_TRUE(status && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL);
+  const int64_t died = MonotonicNanos();
+
+  // This record sits behind the dead claim: readers reach it only once the
+  // broker has turned the claim into padding.
+  SendResult r = producer->TrySend(std::nullopt, "after");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.offset, 6u);
+  std::vector<std::string> values;
+  std::vector<uint64_t> offsets;
+  while (values.size() < 6 && MonotonicNanos() - died < 5'000'000'000) {
+    PollResult pr = consumer->PollFor(
+        [&](const ConsumerRecord& rec) {
+          values.emplace_back(rec.value());
+          offsets.push_back(rec.offset());
+        },
+        100, 100ms);
+    ASSERT_EQ(pr.status, PollStatus::kOk);
+  }
+  const int64_t waited = MonotonicNanos() - died;
+  ASSERT_EQ(values.size(), 6u);
+  EXPECT_EQ(values.back(), "after");
+  EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 1, 2, 3, 4, 6}));  // 5 was the dead claim
+  EXPECT_LT(waited, 1'000'000'000) << "unblocked after " << waited / 1'000'000 << " ms";
+  auto info = bus->DescribeTopic("t");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->partitions[0].unblocked_claims, 1u);
+  // The dead producer's registration is released too.
+  EXPECT_TRUE(Eventually([&] { return bus->DescribeTopic("t")->producers.size() == 1; }, 3s));
+}
+
+TEST(Liveness, KilledConsumersRegistrationIsReleased) {
+  ScopedBusName name;
+  BusOptions bo;
+  bo.embedded_broker = true;
+  auto bus = Bus::Open(*name, bo);
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Small(2)).ok());
+  Child child({"consumer-wait", *name, "t"});
+  ASSERT_TRUE(child.WaitForLine("ready", 20s));
+  auto info = bus->DescribeTopic("t");
+  ASSERT_TRUE(info.ok());
+  ASSERT_EQ(info->consumers.size(), 1u);
+  EXPECT_EQ(info->consumers[0].pid, child.pid());
+  EXPECT_TRUE(info->consumers[0].alive);
+  EXPECT_EQ(info->consumers[0].partitions.size(), 2u);
+  const uint64_t reaped_before = bus->Info()->clients_reaped;
+  child.Kill();
+  EXPECT_TRUE(Eventually([&] { return bus->DescribeTopic("t")->consumers.empty(); }, 3s));
+  EXPECT_EQ(bus->Info()->clients_reaped, reaped_before + 1);
+  EXPECT_GE(bus->embedded_broker()->stats().clients_reaped, 1u);
+}
+
+TEST(Liveness, AnotherEmbeddedBrokerTakesOverWhenTheActiveOneIsKilled) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);  // no broker in this process
+  ASSERT_TRUE(bus.ok());
+  Child a({"broker", *name});
+  ASSERT_TRUE(a.WaitForLine("active", 20s));
+  Child b({"broker", *name});
+  ASSERT_TRUE(b.WaitForLine("standby", 20s));
+  EXPECT_FALSE(b.WaitForLine("active", 300ms));  // only one is active
+  auto info = bus->Info();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->broker_pid, a.pid());
+  EXPECT_TRUE(info->broker_alive);
+  const uint64_t epoch = info->broker_epoch;
+
+  a.Kill();
+  const int64_t killed = MonotonicNanos();
+  ASSERT_TRUE(b.WaitForLine("active", 5s));
+  EXPECT_LT(MonotonicNanos() - killed, 2'000'000'000);
+  info = bus->Info();
+  EXPECT_EQ(info->broker_pid, b.pid());
+  EXPECT_TRUE(info->broker_alive);
+  EXPECT_EQ(info->broker_epoch, epoch + 1);
+  b.Kill();
+  EXPECT_FALSE(bus->Info()->broker_alive);
+}
+
+TEST(Liveness, ExclusiveBrokerIsRefusedWhileAnotherIsActive) {
+  ScopedBusName name;
+  BusOptions bo;
+  bo.embedded_broker = true;
+  std::optional<Bus> first;
+  {
+    auto b = Bus::Open(*name, bo);
+    ASSERT_TRUE(b.ok());
+    first.emplace(std::move(*b));
+  }
+  ASSERT_TRUE(Eventually([&] { return first->embedded_broker()->IsActive(); }, 2s));
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  Broker standalone(*bus);
+  Status s = standalone.Start(BrokerMode::kExclusive);
+  EXPECT_EQ(s.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(s.message().find("pid " + std::to_string(::getpid())), std::string::npos)
+      << s.message();
+  first.reset();  // stops the embedded broker, releasing the lock
+  ASSERT_TRUE(standalone.Start(BrokerMode::kExclusive).ok());
+  EXPECT_TRUE(standalone.IsActive());
+  EXPECT_EQ(standalone.Start().code(), StatusCode::kFailedPrecondition);
+  standalone.Stop();
+  EXPECT_FALSE(standalone.IsActive());
+}
+
+TEST(Liveness, SingleProducerPartitionHeldByAnotherProcessIsFreedWhenItDies) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);  // no broker: Register reclaims a dead holder itself
+  ASSERT_TRUE(bus.ok());
+  TopicOptions o = Small(2);
+  o.single_producer = true;
+  ASSERT_TRUE(bus->CreateTopic("spsc", o).ok());
+  Child child({"producer-wait", *name, "spsc", "1"});
+  ASSERT_TRUE(child.WaitForLine("ready", 20s));
+  ProducerOptions p1;
+  p1.partitions = {1};
+  auto refused = bus->CreateProducer("spsc", p1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status().message().find("pid " + std::to_string(child.pid())),
+            std::string::npos)
+      << refused.status().message();
+  ProducerOptions p0;
+  p0.partitions = {0};
+  auto other = bus->CreateProducer("spsc", p0);
+  EXPECT_TRUE(other.ok());
+  // And the reverse: the child is refused a partition we hold.
+  Child second({"producer-wait", *name, "spsc", "0"});
+  EXPECT_TRUE(second.WaitForLine("refused failed_precondition", 20s));
+  child.Kill();
+  auto now = bus->CreateProducer("spsc", p1);
+  ASSERT_TRUE(now.ok()) << now.status().ToString();
+  EXPECT_TRUE(now->TrySend(std::nullopt, "mine now").ok());
+}
+
+TEST(Liveness, AnotherUserIsRefusedWithAClearError) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root to run a child as another user (setuid to nobody)";
+  }
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Small()).ok());
+  Child child({"open-as-nobody", *name});
+  std::optional<std::string> line = child.ReadLine(20s);
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->rfind("status permission_denied", 0), 0u) << *line;
+  EXPECT_NE(line->find("/dev/shm/runnel." + *name + ".dir"), std::string::npos) << *line;
+  EXPECT_EQ(child.ExitCode(10s), 0);
+}
+
+TEST(Liveness, GroupSharedBusIsUsableByAnotherUserOfTheGroup) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root to run a child as another user (setuid to nobody)";
+  }
+  ScopedBusName name;
+  BusOptions bo;
+  bo.group_shared = true;
+  auto bus = Bus::Open(*name, bo);
+  ASSERT_TRUE(bus.ok());
+  // Hand the bus's group to nogroup (65534), the child's group.
+  for (const std::string& f : BusFiles(*name)) {
+    ASSERT_EQ(::chown(("/dev/shm/" + f).c_str(), 0, 65534), 0) << f;
+  }
+  Child child({"open-as-nobody", *name});
+  EXPECT_EQ(child.ReadLine(20s).value_or("(none)"), "status ok");
+  EXPECT_EQ(child.ExitCode(10s), 0);
+}
+
+class RecordingHooks : public BrokerHooks {
+ public:
+  void OnBecameActive(const BrokerContext& c) override { Add("active " + c.bus_name); }
+  void OnTopicAdded(const BrokerTopic& t) override {
+    Add("added " + t.name + " " + std::to_string(t.rings.size()));
+  }
+  void OnTopicRemoved(const BrokerTopic& t) override { Add("removed " + t.name); }
+  void Stop() override { Add("stop"); }
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return events_;
+  }
+  bool Has(const std::string& e) {
+    auto ev = events();
+    return std::find(ev.begin(), ev.end(), e) != ev.end();
+  }
+
+ private:
+  void Add(std::string e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    events_.push_back(std::move(e));
+  }
+  std::mutex mu_;
+  std::vector<std::string> events_;
+};
+
+TEST(Liveness, BrokerHooksSeeActivationTopicsAndStop) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("before", Small(3)).ok());
+  auto hooks = std::make_shared<RecordingHooks>();
+  {
+    Broker broker(*bus);
+    broker.AddHooks(hooks);
+    ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+    ASSERT_TRUE(Eventually([&] { return hooks->Has("added before 3"); }, 2s));
+    ASSERT_TRUE(bus->CreateTopic("later", Small(2)).ok());
+    ASSERT_TRUE(Eventually([&] { return hooks->Has("added later 2"); }, 2s));
+    ASSERT_TRUE(bus->DeleteTopic("before").ok());
+    ASSERT_TRUE(Eventually([&] { return hooks->Has("removed before"); }, 2s));
+  }
+  const std::vector<std::string> ev = hooks->events();
+  ASSERT_GE(ev.size(), 5u);
+  EXPECT_EQ(ev.front(), "active " + *name);
+  EXPECT_EQ(ev[ev.size() - 2], "removed later");
+  EXPECT_EQ(ev.back(), "stop");
+}
+
+TEST(Liveness, TopicLeftHalfCreatedByADeadProcessIsCleanedUp) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  internal::BusCore& core = *bus->core();
+  {
+    // What a creator that died mid-create leaves: an entry in "creating" and
+    // part of its ring files.
+    auto guard = core.Lock();
+    ASSERT_TRUE(guard.ok());
+    internal::TopicRecord t;
+    t.slot = 5;
+    t.generation = core.directory().NextGeneration();
+    t.state = internal::TopicState::kCreating;
+    t.name = "ghost";
+    t.partitions = 2;
+    t.ring_capacity = 64 * 1024;
+    core.directory().WriteTopic(t);
+    auto region = internal::SharedRegion::Create(
+        internal::RingShmName(*name, "ghost", 0, t.generation), 4096, 0600);
+    ASSERT_TRUE(region.ok());
+  }
+  EXPECT_TRUE(core.NeedsRepair());
+  EXPECT_EQ(BusFiles(*name).size(), 3u);
+  ASSERT_TRUE(bus->CreateTopic("ghost", Small()).ok());  // takes the lock: repairs
+  EXPECT_FALSE(core.NeedsRepair());
+  auto topics = bus->ListTopics();
+  ASSERT_EQ(topics->size(), 1u);
+  EXPECT_EQ((*topics)[0].options.partitions, 1u);
+  EXPECT_EQ(BusFiles(*name).size(), 3u);  // dir, lock, the new ring; the ghost ring is gone
+}
+
+}  // namespace
+}  // namespace runnel

@@ -1,0 +1,508 @@
+// Producers and consumers in one process: the API contract, partitioning,
+// back-pressure, overrun reporting, seeking, waiting, SPSC exclusivity and
+// the cold-reader seam.
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "core/wait.h"
+#include "gtest/gtest.h"
+#include "ipc/bus.h"
+#include "ipc/internal/bus_core.h"
+#include "ipc/internal/cold_reader.h"
+#include "ipc/internal/partitioner.h"
+#include "tests/ipc/test_util.h"
+
+namespace runnel {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ScopedBusName;
+
+class ProducerConsumerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto bus = Bus::Open(*name_);
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    bus_.emplace(std::move(*bus));
+  }
+  Status Create(const std::string& topic, uint32_t partitions, uint64_t ring = 64 * 1024,
+                bool spsc = false) {
+    TopicOptions o;
+    o.partitions = partitions;
+    o.ring_bytes = ring;
+    o.single_producer = spsc;
+    return bus_->CreateTopic(topic, o);
+  }
+
+  ScopedBusName name_;
+  std::optional<Bus> bus_;
+};
+
+struct Got {
+  uint32_t partition;
+  uint64_t offset;
+  bool has_key;
+  std::string key;
+  std::string value;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+std::vector<Got> Drain(Consumer& c, uint32_t limit = 100000) {
+  std::vector<Got> out;
+  c.Poll(
+      [&](const ConsumerRecord& r) {
+        Got g{r.partition(),          r.offset(), r.has_key(), std::string(r.key()),
+              std::string(r.value()), {}};
+        for (HeaderIterator it = r.headers(); it.valid(); it.Next()) {
+          g.headers.emplace_back(std::string(it->name), std::string(it->value));
+        }
+        out.push_back(std::move(g));
+      },
+      limit);
+  return out;
+}
+
+TEST_F(ProducerConsumerTest, SendThenPollDeliversExactKeyHeadersValueAndOffsets) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  const Header headers[] = {{"trace", "abc"}, {"empty", ""}};
+  SendResult r0 = p->TrySend("key0", "value0", headers);
+  SendResult r1 = p->TrySend(std::nullopt, "no key");
+  SendResult r2 = p->TrySend(std::string_view(""), std::string(5000, 'z'));
+  ASSERT_TRUE(r0.ok() && r1.ok() && r2.ok());
+  EXPECT_EQ(r0.offset, 0u);
+  EXPECT_EQ(r1.offset, 1u);
+  EXPECT_EQ(r2.offset, 2u);
+  const std::vector<Got> got = Drain(*c);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_TRUE(got[0].has_key);
+  EXPECT_EQ(got[0].key, "key0");
+  EXPECT_EQ(got[0].value, "value0");
+  ASSERT_EQ(got[0].headers.size(), 2u);
+  EXPECT_EQ(got[0].headers[0], std::make_pair(std::string("trace"), std::string("abc")));
+  EXPECT_FALSE(got[1].has_key);
+  EXPECT_EQ(got[1].value, "no key");
+  EXPECT_TRUE(got[2].has_key);  // an empty key is not "no key"
+  EXPECT_EQ(got[2].value, std::string(5000, 'z'));
+  EXPECT_EQ(got[2].offset, 2u);
+  EXPECT_EQ(*c->Position(0), 3u);
+}
+
+TEST_F(ProducerConsumerTest, ZeroCopyClaimCommitAndAbortSkipsTheAbortedOffset) {
+  ASSERT_TRUE(Create("t", 2).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  ProducerClaim a = p->TryClaim(1, 3, 0, 5, true);
+  ASSERT_TRUE(a.ok());
+  std::memcpy(a.key().data(), "abc", 3);
+  std::memcpy(a.value().data(), "hello", 5);
+  a.set_timestamp(12345);
+  EXPECT_EQ(p->Commit(a), SendStatus::kOk);
+  EXPECT_EQ(p->Commit(a), SendStatus::kInvalid);  // already committed
+  ProducerClaim b = p->TryClaim(1, 0, 0, 5, false);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(p->Abort(b), SendStatus::kOk);
+  { ProducerClaim dropped = p->TryClaim(1, 0, 0, 5, false); }  // destroyed: aborted
+  ASSERT_TRUE(p->TrySend(std::nullopt, "after", {}, 1).ok());
+  int64_t ts = 0;
+  std::vector<uint64_t> offsets;
+  c->Poll(
+      [&](const ConsumerRecord& r) {
+        offsets.push_back(r.offset());
+        if (r.offset() == 0) ts = r.timestamp_ns();
+      },
+      10);
+  EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 3}));
+  EXPECT_EQ(ts, 12345);
+  auto info = bus_->DescribeTopic("t");
+  EXPECT_EQ(info->partitions[1].aborted_claims, 2u);
+}
+
+TEST_F(ProducerConsumerTest, RecordsWithoutKeyGoRoundRobinOverTheProducersPartitions) {
+  ASSERT_TRUE(Create("t", 4).ok());
+  ProducerOptions po;
+  po.partitions = {1, 3};
+  auto p = bus_->CreateProducer("t", po);
+  ASSERT_TRUE(p.ok());
+  std::vector<uint32_t> used;
+  for (int i = 0; i < 6; ++i) {
+    SendResult r = p->TrySend(std::nullopt, "v");
+    ASSERT_TRUE(r.ok());
+    used.push_back(r.partition);
+  }
+  EXPECT_EQ(used, (std::vector<uint32_t>{1, 3, 1, 3, 1, 3}));
+  SendResult bad = p->TrySend(std::nullopt, "v", {}, 0);
+  EXPECT_EQ(bad.status, SendStatus::kUnknownPartition);
+  EXPECT_NE(p->Explain(bad).message().find("[1,3]"), std::string::npos);
+  EXPECT_EQ(p->TrySend(std::nullopt, "v", {}, 9).status, SendStatus::kUnknownPartition);
+  ProducerOptions wrong;
+  wrong.partitions = {4};
+  EXPECT_EQ(bus_->CreateProducer("t", wrong).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ProducerConsumerTest, KeyedRecordsGoToTheKafkaPartition) {
+  ASSERT_TRUE(Create("t", 5).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 200; ++i) {
+    const std::string key = "user-" + std::to_string(i);
+    SendResult r = p->TrySend(key, "v");
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.partition, internal::KeyPartition(key, 5));
+    EXPECT_EQ(r.partition, p->KeyPartition(key));
+  }
+  // The hand-computed Kafka value for "foobar" over 5 partitions.
+  EXPECT_EQ(p->KeyPartition("foobar"), (static_cast<uint32_t>(-790332482) & 0x7fffffffu) % 5);
+}
+
+TEST_F(ProducerConsumerTest, TooLargeRecordIsRefusedWithTheLimitInTheMessage) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const uint32_t max = p->max_record_bytes();
+  EXPECT_EQ(max, 64u * 1024 / 4 - kRecordOverheadBytes);
+  EXPECT_TRUE(p->TrySend(std::nullopt, std::string(max, 'a')).ok());
+  SendResult r = p->TrySend("k", std::string(max, 'a'));
+  EXPECT_EQ(r.status, SendStatus::kTooLarge);
+  const Status s = p->Explain(r);
+  EXPECT_NE(s.message().find(std::to_string(max + 1) + " bytes"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("max record size " + std::to_string(max)), std::string::npos);
+  EXPECT_EQ(p->TryClaim(0, 0, 0, max + 1, false).status(), SendStatus::kTooLarge);
+  EXPECT_EQ(p->TrySend(std::string(70000, 'k'), "v").status, SendStatus::kInvalid);
+}
+
+// A gating reader (what persistence will be) that never releases makes the
+// ring fill: TrySend says kFull, Send times out; releasing lets it through.
+TEST_F(ProducerConsumerTest, BackPressureIsFullThenSendWaitsForSpaceUntilTimeout) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto topic = bus_->core()->directory().FindLiveTopic("t");
+  auto mapping = bus_->core()->MapTopic(*topic);
+  ASSERT_TRUE(mapping.ok());
+  const Ring ring = (*mapping)->rings[0];
+  auto slot = ring.AcquireGatingSlot(42, ring.tail());
+  ASSERT_TRUE(slot.ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const std::string value(1000, 'v');
+  SendResult r;
+  int sent = 0;
+  while ((r = p->TrySend(std::nullopt, value)).ok()) ++sent;
+  EXPECT_EQ(r.status, SendStatus::kFull);
+  EXPECT_GT(sent, 50);
+  EXPECT_EQ(p->Explain(r).code(), StatusCode::kResourceExhausted);
+  const int64_t t0 = MonotonicNanos();
+  r = p->Send(std::nullopt, value, {}, kAnyPartition, 50ms);
+  EXPECT_EQ(r.status, SendStatus::kTimeout);
+  EXPECT_GE(MonotonicNanos() - t0, 50'000'000);
+
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(30ms);
+    ring.AdvanceGatingSlot(*slot, ring.tail());
+  });
+  r = p->Send(std::nullopt, value, {}, kAnyPartition, 5s);
+  releaser.join();
+  EXPECT_TRUE(r.ok()) << SendStatusName(r.status);
+  ring.ReleaseGatingSlot(*slot);
+}
+
+TEST_F(ProducerConsumerTest, OverrunIsReportedWithCountsAndTheConsumerContinues) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  std::vector<OverrunInfo> overruns;
+  ConsumerOptions co;
+  co.on_overrun = [&](const OverrunInfo& o) { overruns.push_back(o); };
+  auto c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(p.ok() && c.ok());
+  const std::string value(200, 'v');  // 240-byte frames: ~273 per 64 KiB lap
+  const int total = 2000;
+  for (int i = 0; i < total; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, value).ok());
+  uint64_t delivered = 0;
+  uint64_t last = 0;
+  PollResult r = c->Poll(
+      [&](const ConsumerRecord& rec) {
+        ++delivered;
+        last = rec.offset();
+      },
+      100000);
+  EXPECT_EQ(r.status, PollStatus::kOverrun);
+  EXPECT_GT(r.lost_records, 1000u);
+  EXPECT_GT(r.lost_bytes, 1000u * 240);
+  ASSERT_EQ(overruns.size(), 1u);
+  EXPECT_EQ(overruns[0].partition, 0u);
+  EXPECT_EQ(overruns[0].from_offset, 0u);
+  EXPECT_EQ(overruns[0].to_offset, overruns[0].lost_records);
+  EXPECT_EQ(c->overruns(), 1u);
+  // It continues at the oldest record still in the ring; nothing is lost
+  // without being counted.
+  for (;;) {
+    PollResult more = c->Poll(
+        [&](const ConsumerRecord& rec) {
+          EXPECT_EQ(rec.offset(), delivered == 0 ? rec.offset() : last + 1);
+          ++delivered;
+          last = rec.offset();
+        },
+        100000);
+    if (more.records == 0) break;
+    EXPECT_EQ(more.status, PollStatus::kOk);
+  }
+  EXPECT_EQ(last, total - 1u);
+  EXPECT_EQ(delivered + c->lost_records(), static_cast<uint64_t>(total));
+}
+
+TEST_F(ProducerConsumerTest, StartLatestSkipsWhatWasAlreadyThere) {
+  ASSERT_TRUE(Create("t", 2).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, "old").ok());
+  ConsumerOptions co;
+  co.start = StartPosition::Latest();
+  auto c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(Drain(*c).empty());
+  ASSERT_TRUE(p->TrySend(std::nullopt, "new").ok());
+  const auto got = Drain(*c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "new");
+}
+
+TEST_F(ProducerConsumerTest, SeekAndStartAtAnOffset) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, std::to_string(i)).ok());
+  ConsumerOptions co;
+  co.start = StartPosition::Offset(15);
+  auto c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c->Position(0), 15u);
+  auto got = Drain(*c);
+  ASSERT_EQ(got.size(), 5u);
+  EXPECT_EQ(got[0].value, "15");
+  ASSERT_TRUE(c->Seek(0, 3).ok());
+  EXPECT_EQ(*c->Position(0), 3u);
+  got = Drain(*c, 2);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 3u);
+  ASSERT_TRUE(c->Seek(0, 18).ok());  // forward from the current cursor
+  got = Drain(*c);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].offset, 18u);
+  ASSERT_TRUE(c->Seek(0, 20).ok());  // the end is a valid position
+  EXPECT_EQ(c->Seek(0, 21).code(), StatusCode::kOutOfRange);
+  EXPECT_EQ(c->Seek(1, 0).code(), StatusCode::kNotFound);
+  EXPECT_EQ(c->Position(1).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ProducerConsumerTest, SeekOlderThanTheRingIsReportedAsLossWithoutAColdReader) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, std::string(200, 'x')).ok());
+  const uint64_t earliest = bus_->DescribeTopic("t")->partitions[0].earliest_offset;
+  ASSERT_GT(earliest, 10u);
+  ASSERT_TRUE(c->Seek(0, 10).ok());
+  uint64_t first = ~0ull;
+  PollResult r =
+      c->Poll([&](const ConsumerRecord& rec) { first = std::min(first, rec.offset()); }, 10);
+  // Reported, then read on from the oldest record in the same call.
+  EXPECT_EQ(r.status, PollStatus::kOverrun);
+  EXPECT_EQ(r.lost_records, earliest - 10);
+  EXPECT_EQ(r.records, 10u);
+  EXPECT_EQ(first, earliest);
+}
+
+// The persistence seam: a fake cold reader serves offsets the ring lost, and
+// the consumer rejoins the ring without a gap or a duplicate.
+class FakeColdReader : public internal::ColdReader {
+ public:
+  explicit FakeColdReader(std::map<uint64_t, std::string> log) : log_(std::move(log)) {}
+  Result<internal::ColdReadBatch> ReadFrom(
+      const internal::ColdReadRequest& req,
+      const std::function<void(const RecordView&)>& sink) override {
+    ++calls;
+    internal::ColdReadBatch b;
+    b.next_offset = req.offset;
+    for (auto it = log_.lower_bound(req.offset); it != log_.end() && b.records < req.limit; ++it) {
+      // Build a frame the way a segment holds it.
+      std::vector<std::byte> frame(AlignedFrameLength(FrameLength(0, 0, it->second.size())));
+      WriteFrameHeader(frame.data(), static_cast<uint32_t>(FrameLength(0, 0, it->second.size())),
+                       it->first, 1, 0, 0, 0);
+      std::memcpy(frame.data() + kFrameHeaderLength, it->second.data(), it->second.size());
+      sink(RecordView(frame.data()));
+      ++b.records;
+      b.next_offset = it->first + 1;
+    }
+    return b;
+  }
+  int calls = 0;
+
+ private:
+  std::map<uint64_t, std::string> log_;
+};
+
+TEST_F(ProducerConsumerTest, ColdReaderServesWhatTheRingLostThenTheConsumerRejoins) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  std::map<uint64_t, std::string> log;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string v = "v" + std::to_string(i) + std::string(200, '.');
+    SendResult r = p->TrySend(std::nullopt, v);
+    ASSERT_TRUE(r.ok());
+    log[r.offset] = v;
+  }
+  auto cold = std::make_shared<FakeColdReader>(log);
+  bus_->core()->SetColdReader(cold);
+  auto c = bus_->CreateConsumer("t");  // earliest: in the ring, no cold read yet
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Seek(0, 0).ok());  // older than the ring: cold
+  std::vector<uint64_t> offsets;
+  for (int i = 0; i < 100; ++i) {
+    PollResult r = c->Poll(
+        [&](const ConsumerRecord& rec) {
+          offsets.push_back(rec.offset());
+          EXPECT_EQ(rec.value(), log[rec.offset()]);
+        },
+        64);
+    EXPECT_EQ(r.status, PollStatus::kOk);
+  }
+  ASSERT_EQ(offsets.size(), 1000u);
+  for (uint64_t i = 0; i < offsets.size(); ++i) ASSERT_EQ(offsets[i], i);
+  EXPECT_GT(cold->calls, 0);
+  bus_->core()->SetColdReader(nullptr);
+}
+
+TEST_F(ProducerConsumerTest, PollForWakesWhenARecordArrives) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  std::thread sender([&] {
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(p->TrySend(std::nullopt, "wake").ok());
+  });
+  const int64_t t0 = MonotonicNanos();
+  PollResult r = c->PollFor([](const ConsumerRecord&) {}, 10, 5s);
+  sender.join();
+  EXPECT_EQ(r.records, 1u);
+  EXPECT_LT(MonotonicNanos() - t0, 2'000'000'000);
+}
+
+TEST_F(ProducerConsumerTest, PollForWakesOnAnyOfSeveralPartitions) {
+  ASSERT_TRUE(Create("t", 8).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (WaitStrategy w : {WaitStrategy::kBlocking, WaitStrategy::kSpinYield}) {
+    ConsumerOptions co;
+    co.wait = w;
+    co.start = StartPosition::Latest();
+    auto c = bus_->CreateConsumer("t", co);
+    ASSERT_TRUE(c.ok());
+    for (uint32_t part : {5u, 0u, 7u}) {
+      std::thread sender([&] {
+        std::this_thread::sleep_for(20ms);
+        EXPECT_TRUE(p->TrySend(std::nullopt, "x", {}, part).ok());
+      });
+      const int64_t t0 = MonotonicNanos();
+      uint32_t seen = 99;
+      PollResult r = c->PollFor([&](const ConsumerRecord& rec) { seen = rec.partition(); }, 10, 5s);
+      sender.join();
+      EXPECT_EQ(r.records, 1u);
+      EXPECT_EQ(seen, part);
+      // Far below the 100 ms sleep slice: woken by the commit, not by a timeout.
+      EXPECT_LT(MonotonicNanos() - t0, 90'000'000);
+    }
+  }
+}
+
+TEST_F(ProducerConsumerTest, PollForTimesOutWithNothing) {
+  ASSERT_TRUE(Create("t", 3).ok());
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(c.ok());
+  const int64_t t0 = MonotonicNanos();
+  PollResult r = c->PollFor([](const ConsumerRecord&) {}, 10, 30ms);
+  const int64_t took = MonotonicNanos() - t0;
+  EXPECT_EQ(r.records, 0u);
+  EXPECT_EQ(r.status, PollStatus::kOk);
+  EXPECT_GE(took, 30'000'000);
+  EXPECT_LT(took, 1'000'000'000);
+}
+
+TEST_F(ProducerConsumerTest, SecondProducerOnASingleProducerPartitionIsRefused) {
+  ASSERT_TRUE(Create("spsc", 2, 64 * 1024, /*spsc=*/true).ok());
+  auto first = bus_->CreateProducer("spsc");
+  ASSERT_TRUE(first.ok());
+  auto second = bus_->CreateProducer("spsc");
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status().message().find("single-producer"), std::string::npos);
+  EXPECT_NE(second.status().message().find("pid " + std::to_string(::getpid())), std::string::npos);
+  // Disjoint partitions are fine once the first gives them up.
+  { Producer gone = std::move(*first); }
+  ProducerOptions p0, p1;
+  p0.partitions = {0};
+  p1.partitions = {1};
+  auto a = bus_->CreateProducer("spsc", p0);
+  auto b = bus_->CreateProducer("spsc", p1);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(bus_->CreateProducer("spsc", p1).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(a->TrySend(std::nullopt, "x").ok());
+  EXPECT_TRUE(b->TrySend(std::nullopt, "y").ok());
+  // Consumers are never limited.
+  EXPECT_TRUE(bus_->CreateConsumer("spsc").ok());
+  EXPECT_TRUE(bus_->CreateConsumer("spsc").ok());
+}
+
+TEST_F(ProducerConsumerTest, ManyThreadsProduceIntoOneMpmcPartitionInOrderPerThread) {
+  ASSERT_TRUE(Create("t", 1, 4 << 20).ok());  // holds all 15000 frames: no overrun possible
+  constexpr int kThreads = 3;
+  constexpr int kEach = 5000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto p = bus_->CreateProducer("t");
+      ASSERT_TRUE(p.ok());
+      for (int i = 0; i < kEach; ++i) {
+        ASSERT_TRUE(p->TrySend(std::nullopt, testing::MakeValue(t, i, 32)).ok());
+      }
+    });
+  }
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(c.ok());
+  std::vector<int64_t> last(kThreads, -1);
+  int total = 0;
+  bool in_order = true;
+  PollStatus status = PollStatus::kOk;
+  const int64_t deadline = MonotonicNanos() + 20'000'000'000;
+  while (total < kThreads * kEach && in_order && status == PollStatus::kOk &&
+         MonotonicNanos() < deadline) {
+    status = c->PollFor(
+                  [&](const ConsumerRecord& rec) {
+                    uint32_t producer = 0;
+                    uint64_t seq = 0;
+                    if (!testing::ParseValue(rec.value(), &producer, &seq) ||
+                        static_cast<int64_t>(seq) != last[producer] + 1) {
+                      in_order = false;
+                      return;
+                    }
+                    last[producer] = static_cast<int64_t>(seq);
+                    ++total;
+                  },
+                  1000, 100ms)
+                 .status;
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(status, PollStatus::kOk);
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(total, kThreads * kEach);
+}
+
+}  // namespace
+}  // namespace runnel
