@@ -561,8 +561,7 @@ Status Recover(LogState& st) {
                                  cp->file_position % 8 == 0 && cp->next_offset >= it->base;
         if (position_ok && cp->file_position > it->size && !st.options.repair) {
           return Status::Corruption("the checkpoint says " + SegmentFileName(it->base) +
-                                    " holds durable data up to file "
-                                    "position " +
+                                    " holds durable data up to file position " +
                                     std::to_string(cp->file_position) + " (offset " +
                                     std::to_string(cp->next_offset) + "), but the file has only " +
                                     std::to_string(it->size) +
@@ -844,10 +843,21 @@ PartitionLog::~PartitionLog() {
 Result<PartitionLog> PartitionLog::Open(std::string dir, LogOptions options) {
   RUNNEL_RETURN_IF_ERROR(internal::ValidateOptions(options));
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  const bool created = std::filesystem::create_directories(dir, ec);
   if (ec) {
     return Status::FromErrno(ec.value(), "cannot create partition directory " + dir +
                                              " (check the data dir and its permissions)");
+  }
+  if (created) {
+    // Make the new directory entries durable: the partition and topic
+    // directories live in their parents.
+    const std::filesystem::path p = std::filesystem::path(dir).lexically_normal();
+    const std::filesystem::path topic =
+        p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
+    if (!topic.empty()) {
+      RUNNEL_RETURN_IF_ERROR(internal::SyncDir(topic.string()));
+      if (topic.has_parent_path()) (void)internal::SyncDir(topic.parent_path().string());
+    }
   }
   auto st = std::make_unique<LogState>();
   st->dir = std::move(dir);

@@ -211,7 +211,10 @@ class PartitionLog {
   // control frame that passes its CRC, or an unblock padding frame; offsets
   // continue next_offset() (a gap only right after padding). Splits the
   // bytes across segments at frame boundaries as needed. kInvalidArgument for
-  // bytes that are not such frames (nothing is written then).
+  // bytes that are not such frames: everything is validated first, so
+  // nothing is written then. On an I/O error (kResourceExhausted for a full
+  // disk) the frames of earlier segments stay appended, the failed part is
+  // zeroed, and next_offset() says where to resume.
   // REQUIRES: no outstanding reservations (else kFailedPrecondition).
   [[nodiscard]] Status Append(std::span<const std::byte> frames);
 

@@ -217,6 +217,40 @@ TEST(LogReader, WaitsAtAFrameTheWriterHasNotFinished) {
   ASSERT_TRUE(log->Close().ok());
 }
 
+// The writer seals a segment by cutting it to its data. A reader whose
+// mapping still covers the preallocated size must not touch the page past
+// the new end (SIGBUS): it probes a page-aligned end with pread.
+TEST(LogReader, SurvivesTheWriterSealingTheSegmentUnderIt) {
+  TempDir d(/*in_memory=*/true);
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  auto log = PartitionLog::Open(d.path(), Opts(4 * page));
+  ASSERT_TRUE(log.ok());
+  // Fill exactly to the first page boundary: 64-byte header + frames.
+  const uint64_t n = (page - kFileHeaderLength) / kFrame;
+  const uint64_t rest = page - kFileHeaderLength - n * kFrame;
+  ASSERT_TRUE(log->Append(MakeFrames(0, n)).ok());
+  if (rest > 0) {
+    ASSERT_GE(rest, kMinPaddingWithLength);
+    ASSERT_TRUE(log->Append(MakePadding(static_cast<uint32_t>(rest))).ok());
+  }
+  ASSERT_EQ(log->committed_end().file_position, page);
+  auto r = LogReader::Open(d.path());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);  // at the zero word at `page`
+  ASSERT_TRUE(log->Close().ok());                   // the file shrinks to `page`
+  ASSERT_EQ(testing::FileSizeOf(d / "00000000000000000000.log"), page);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  // A later writer appends to the same segment again.
+  auto again = PartitionLog::Open(d.path(), Opts(4 * page));
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->Append(MakeFrames(n, 2)).ok());
+  EXPECT_EQ(NextOffset(*r), n);
+  EXPECT_EQ(NextOffset(*r), n + 1);
+  EXPECT_TRUE(r->damages().empty());
+}
+
 TEST(LogReader, StartsOnAnEmptyDirectoryAndPicksUpTheFirstSegment) {
   TempDir d(/*in_memory=*/true);
   auto r = LogReader::Open(d.path());
