@@ -15,6 +15,8 @@ inline constexpr int64_t kLatencySamples = 200'000;
 void RegisterRingBenchmarks();
 // baseline/*  (bench/baselines.cc)
 void RegisterBaselineBenchmarks();
+// bus_throughput/*, bus_latency/*  (bench/bus_bench.cc; built when ipc/ is)
+void RegisterBusBenchmarks();
 
 }  // namespace runnel::bench
 

@@ -12,17 +12,31 @@ bool ConsumerBase::ShouldGiveUp() {
   return MonotonicNanos() - stalled_since_ns_ > kWaitTimeoutNs;
 }
 
+void ThroughputConsumer::IterationDone() {
+  // The latest completion over all consumers ends the iteration.
+  const int64_t now = MonotonicNanos();
+  int64_t latest = sync_.done_ns.load(std::memory_order_relaxed);
+  while (latest < now &&
+         !sync_.done_ns.compare_exchange_weak(latest, now, std::memory_order_relaxed)) {
+  }
+  // Release: done_ns (and everything received) before the count.
+  sync_.done.fetch_add(1, std::memory_order_release);
+  boundary_ += per_iteration_;
+}
+
+// Verdicts are summed over consumers. The worker's exit (waitpid/join) orders
+// these before the benchmark process reads them.
 int ThroughputConsumer::Finish() {
-  sync_.records.store(checker_.records(), std::memory_order_relaxed);
-  sync_.checksum.store(checker_.checksum(), std::memory_order_relaxed);
-  sync_.errors.store(checker_.errors(), std::memory_order_relaxed);
-  return 0;  // the worker's exit (waitpid/join) orders these before the reads
+  sync_.records.fetch_add(checker_.records(), std::memory_order_relaxed);
+  sync_.checksum.fetch_add(checker_.checksum(), std::memory_order_relaxed);
+  sync_.errors.fetch_add(checker_.errors(), std::memory_order_relaxed);
+  return 0;
 }
 
 int LatencyConsumer::Finish() {
-  sync_.records.store(received_, std::memory_order_relaxed);
-  sync_.checksum.store(checksum_, std::memory_order_relaxed);
-  sync_.clock_skews.store(clock_skews_, std::memory_order_relaxed);
+  sync_.records.fetch_add(received_, std::memory_order_relaxed);
+  sync_.checksum.fetch_add(checksum_, std::memory_order_relaxed);
+  sync_.clock_skews.fetch_add(clock_skews_, std::memory_order_relaxed);
   return 0;
 }
 
@@ -33,19 +47,21 @@ void FinishThroughput(benchmark::State& state, const ThroughputConfig& config, R
     const uint64_t records = sync.records.load(std::memory_order_relaxed);
     const uint64_t errors = sync.errors.load(std::memory_order_relaxed);
     const uint64_t checksum = sync.checksum.load(std::memory_order_relaxed);
-    if (records != total || errors != 0 ||
-        checksum != PayloadChecker::Expected(config.producers, per_producer, config.payload)) {
-      error = "verification failed: " + std::to_string(records) + " of " + std::to_string(total) +
-              " records, " + std::to_string(errors) + " out of sequence or wrong size, checksum " +
-              (checksum == PayloadChecker::Expected(config.producers, per_producer, config.payload)
-                   ? "ok"
-                   : "wrong");
+    const uint64_t expected_checksum =
+        PayloadChecker::Expected(config.producers, per_producer, config.payload) * config.consumers;
+    const uint64_t expected_records = total * config.consumers;
+    if (records != expected_records || errors != 0 || checksum != expected_checksum) {
+      error = "verification failed: " + std::to_string(records) + " of " +
+              std::to_string(expected_records) + " deliveries, " + std::to_string(errors) +
+              " out of sequence or wrong size, checksum " +
+              (checksum == expected_checksum ? "ok" : "wrong");
     }
   }
   if (!error.empty()) {
     state.SkipWithError(error.c_str());
     return;
   }
+  // Records produced per second; each was delivered to every consumer.
   const double records = static_cast<double>(total);
   state.counters["records/s"] = benchmark::Counter(records, benchmark::Counter::kIsRate);
   state.counters["bytes/s"] =

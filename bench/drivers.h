@@ -1,20 +1,20 @@
 // The two measurement loops behind every cross-CPU benchmark, so the ring and
 // its baselines are measured the same way:
 //
-//  - RunThroughput: producers on CPU 0 (the benchmark process, plus a second
-//    producer worker if asked), a consumer worker on CPU 1. One benchmark
-//    iteration = `records_per_iteration` records, timed from the moment the
-//    producers are released until the consumer has received the last one.
-//    The end of that interval happens in the consumer, i.e. in another
-//    process or thread, hence UseManualTime(): the consumer stamps
-//    CLOCK_MONOTONIC (same clock in every process) and the benchmark process
-//    reports the interval with SetIterationTime().
+//  - RunThroughput: producers on CPU 0 (the benchmark process, plus producer
+//    workers if asked), consumer workers on CPU 1. One benchmark iteration =
+//    `records_per_iteration` records, timed from the moment the producers
+//    are released until every consumer has received the last one. The end of
+//    that interval happens in a consumer, i.e. in another process or thread,
+//    hence UseManualTime(): consumers stamp CLOCK_MONOTONIC (same clock in
+//    every process) and the benchmark process reports the interval with
+//    SetIterationTime().
 //  - RunLatency: one record in flight. The benchmark process stamps the TSC,
-//    sends, and waits until the consumer worker acknowledges with the
+//    sends, and waits until every consumer worker acknowledges with the
 //    one-way latency it measured (its TSC when it saw the record - the
 //    stamp). Sends are paced (one per `gap_ns` at most) so a record never
-//    queues behind the previous one. Iteration time = that one-way latency
-//    (manual time again: measured in the worker).
+//    queues behind the previous one. Iteration time = the one-way latency to
+//    the last consumer (manual time again: measured in the workers).
 //
 // Every record is verified by the consumer (count, per-producer sequence,
 // checksum; see PayloadChecker); a benchmark whose records did not all
@@ -25,6 +25,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -34,19 +35,24 @@
 
 namespace runnel::bench {
 
+inline constexpr uint32_t kMaxConsumers = 4;
+
 // Shared between the benchmark process and its workers. Each group of words
 // written by one side sits on its own 128-byte span.
 struct RunSync {
   StartBarrier barrier;
   // Benchmark process -> producer workers: iterations released so far.
   alignas(kFalseSharingRange) std::atomic<uint64_t> go{0};
-  // Consumer -> benchmark process: iterations fully received, and the
-  // CLOCK_MONOTONIC time at which the last one completed.
+  // Consumers -> benchmark process: iterations fully received (summed over
+  // consumers), and the latest CLOCK_MONOTONIC time one completed.
   alignas(kFalseSharingRange) std::atomic<uint64_t> done{0};
   std::atomic<int64_t> done_ns{0};
-  // Consumer -> benchmark process (latency): records seen, latest latency.
-  alignas(kFalseSharingRange) std::atomic<uint64_t> ack_seq{0};
-  std::atomic<uint64_t> ack_ticks{0};
+  // Consumer i -> benchmark process (latency): records seen, latest latency.
+  struct alignas(kFalseSharingRange) Ack {
+    std::atomic<uint64_t> seq{0};
+    std::atomic<uint64_t> ticks{0};
+  };
+  Ack acks[kMaxConsumers];
   // Benchmark process -> everyone: give up (something failed).
   alignas(kFalseSharingRange) std::atomic<uint32_t> abort{0};
   // Consumer's verdict, written before it exits.
@@ -59,14 +65,21 @@ struct RunSync {
 // Tracks what a consumer worker has received and tells the benchmark process.
 class ConsumerBase {
  public:
-  ConsumerBase(RunSync& sync, uint64_t total) : sync_(sync), total_(total) {}
+  ConsumerBase(RunSync& sync, uint32_t index, bool shares_cpu, uint64_t total)
+      : sync_(sync), index_(index), shares_cpu_(shares_cpu), total_(total) {}
   bool finished() const { return received_ >= total_; }
+  // Which consumer this is (0-based).
+  uint32_t index() const { return index_; }
+  // True if other consumers run on the same CPU: waits should yield.
+  bool shares_cpu() const { return shares_cpu_; }
   // For idle paths only: true if the run was aborted or nothing arrived for
   // kWaitTimeoutNs. Reads the clock only when progress stalled.
   bool ShouldGiveUp();
 
  protected:
   RunSync& sync_;
+  const uint32_t index_;
+  const bool shares_cpu_;
   const uint64_t total_;
   uint64_t received_ = 0;
 
@@ -77,9 +90,9 @@ class ConsumerBase {
 
 class ThroughputConsumer : public ConsumerBase {
  public:
-  ThroughputConsumer(RunSync& sync, uint32_t producers, uint32_t payload, uint64_t per_iteration,
-                     uint64_t total)
-      : ConsumerBase(sync, total),
+  ThroughputConsumer(RunSync& sync, uint32_t index, bool shares_cpu, uint32_t producers,
+                     uint32_t payload, uint64_t per_iteration, uint64_t total)
+      : ConsumerBase(sync, index, shares_cpu, total),
         checker_(producers, payload),
         per_iteration_(per_iteration),
         boundary_(per_iteration) {}
@@ -87,17 +100,14 @@ class ThroughputConsumer : public ConsumerBase {
   // Call after every delivered batch of `n` records (each already checked).
   void Delivered(uint64_t n) {
     received_ += n;
-    while (received_ >= boundary_) {
-      sync_.done_ns.store(MonotonicNanos(), std::memory_order_relaxed);
-      // Release: done_ns (and everything received) before the count.
-      sync_.done.fetch_add(1, std::memory_order_release);
-      boundary_ += per_iteration_;
-    }
+    while (received_ >= boundary_) IterationDone();
   }
   // Publishes the verdict; returns the worker's exit code.
   int Finish();
 
  private:
+  void IterationDone();
+
   PayloadChecker checker_;
   const uint64_t per_iteration_;
   uint64_t boundary_;
@@ -105,7 +115,8 @@ class ThroughputConsumer : public ConsumerBase {
 
 class LatencyConsumer : public ConsumerBase {
  public:
-  LatencyConsumer(RunSync& sync, uint64_t total) : ConsumerBase(sync, total) {}
+  LatencyConsumer(RunSync& sync, uint32_t index, bool shares_cpu, uint64_t total)
+      : ConsumerBase(sync, index, shares_cpu, total) {}
   // Call as soon as the next record is seen, with the stamp it carries.
   void Received(uint64_t stamp) {
     const uint64_t now = Tsc::NowAfterLoads();
@@ -116,9 +127,10 @@ class LatencyConsumer : public ConsumerBase {
     }
     checksum_ += stamp;
     ++received_;
-    sync_.ack_ticks.store(ticks, std::memory_order_relaxed);
+    RunSync::Ack& ack = sync_.acks[index_];
+    ack.ticks.store(ticks, std::memory_order_relaxed);
     // Release: the latency before the sequence the benchmark process waits on.
-    sync_.ack_seq.store(received_, std::memory_order_release);
+    ack.seq.store(received_, std::memory_order_release);
   }
   int Finish();
 
@@ -130,6 +142,7 @@ class LatencyConsumer : public ConsumerBase {
 struct ThroughputConfig {
   Isolation isolation = Isolation::kProcess;
   uint32_t producers = 1;  // > 1: the extra producers share CPU 0 with the first
+  uint32_t consumers = 1;  // each receives every record; > 1: they share CPU 1
   uint32_t payload = 64;   // bytes of user data per record
   uint64_t records_per_iteration = 100'000;
 };
@@ -143,7 +156,7 @@ void FinishThroughput(benchmark::State& state, const ThroughputConfig& config, R
 // (after fork for a worker) and returns a callable
 //   bool(uint64_t first_seq, uint64_t count, const std::atomic<uint32_t>& abort)
 // that sends records first_seq .. first_seq + count - 1 (false on failure).
-// consume(ThroughputConsumer&) runs in the consumer worker and returns its
+// consume(ThroughputConsumer&) runs in each consumer worker and returns its
 // exit code (ThroughputConsumer::Finish() on success).
 template <typename MakeProducer, typename Consume>
 void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
@@ -161,15 +174,20 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
   const uint64_t share = config.records_per_iteration / config.producers;
   const uint64_t per_iteration = share * config.producers;
   const uint64_t total = per_iteration * iterations;
-  const uint32_t parties = 1 + config.producers;
+  const uint32_t parties = config.consumers + config.producers;
   // Producers that share CPU 0 yield instead of spinning while they wait.
   const bool shared_cpu = config.producers > 1;
+  const bool consumers_share_cpu = config.consumers > 1;
 
-  Worker consumer = Worker::Start(config.isolation, kConsumerCpu, [&]() -> int {
-    ThroughputConsumer ctx(*sync, config.producers, config.payload, per_iteration, total);
-    if (!sync->barrier.ArriveAndWait(parties)) return 2;
-    return consume(ctx);
-  });
+  std::vector<Worker> consumers;
+  for (uint32_t c = 0; c < config.consumers; ++c) {
+    consumers.push_back(Worker::Start(config.isolation, kConsumerCpu, [&, c]() -> int {
+      ThroughputConsumer ctx(*sync, c, consumers_share_cpu, config.producers, config.payload,
+                             per_iteration, total);
+      if (!sync->barrier.ArriveAndWait(parties, consumers_share_cpu)) return 2;
+      return consume(ctx);
+    }));
+  }
   std::vector<Worker> extra_producers;
   for (uint32_t p = 1; p < config.producers; ++p) {
     extra_producers.push_back(Worker::Start(config.isolation, kProducerCpu, [&, p]() -> int {
@@ -203,7 +221,8 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
         error = "producer failed or timed out";
         break;
       }
-      if (!SpinUntil([&] { return sync->done.load(std::memory_order_acquire) > it; },
+      const uint64_t target = (it + 1) * config.consumers;
+      if (!SpinUntil([&] { return sync->done.load(std::memory_order_acquire) >= target; },
                      kWaitTimeoutNs, shared_cpu)) {
         error = "consumer did not receive every record in time";
         break;
@@ -219,20 +238,25 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
     const int rc = w.Join(join_timeout);
     if (rc != 0 && error.empty()) error = "producer worker exited with " + std::to_string(rc);
   }
-  const int rc = consumer.Join(join_timeout);
-  if (rc != 0 && error.empty()) error = "consumer worker exited with " + std::to_string(rc);
+  for (Worker& w : consumers) {
+    const int rc = w.Join(join_timeout);
+    if (rc != 0 && error.empty()) error = "consumer worker exited with " + std::to_string(rc);
+  }
   FinishThroughput(state, config, *sync, share * iterations, std::move(error));
 }
 
 struct LatencyConfig {
   Isolation isolation = Isolation::kProcess;
-  double gap_ns = 2000;  // at most one send per gap
+  uint32_t consumers = 1;  // each sees every record; > 1: they share CPU 1
+  double gap_ns = 2000;    // at most one send per gap
+  uint64_t warmup = 1000;  // records sent before the timed ones, not recorded
 };
 
 // make_sender() is called in the benchmark process and returns a callable
 // bool(uint64_t stamp) that sends one record carrying `stamp` in its first 8
-// bytes. receive(LatencyConsumer&) runs in the worker, calls Received(stamp)
-// for every record as soon as it sees it, and returns its exit code.
+// bytes. receive(LatencyConsumer&) runs in each consumer worker, calls
+// Received(stamp) for every record as soon as it sees it, and returns its
+// exit code. Percentiles are over every (record, consumer) pair.
 template <typename MakeSender, typename Receive>
 void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender&& make_sender,
                 Receive&& receive) {
@@ -245,27 +269,34 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
     state.SkipWithError("mmap failed");
     return;
   }
-  const uint64_t total = static_cast<uint64_t>(state.max_iterations);
-  Worker consumer = Worker::Start(config.isolation, kConsumerCpu, [&]() -> int {
-    LatencyConsumer ctx(*sync, total);
-    if (!sync->barrier.ArriveAndWait(2)) return 2;
-    return receive(ctx);
-  });
+  const uint64_t samples_wanted = static_cast<uint64_t>(state.max_iterations);
+  const uint64_t total = config.warmup + samples_wanted;
+  const uint32_t parties = 1 + config.consumers;
+  const bool consumers_share_cpu = config.consumers > 1;
+  std::vector<Worker> consumers;
+  for (uint32_t c = 0; c < config.consumers; ++c) {
+    consumers.push_back(Worker::Start(config.isolation, kConsumerCpu, [&, c]() -> int {
+      LatencyConsumer ctx(*sync, c, consumers_share_cpu, total);
+      if (!sync->barrier.ArriveAndWait(parties, consumers_share_cpu)) return 2;
+      return receive(ctx);
+    }));
+  }
 
-  LatencySamples samples(total);
+  LatencySamples samples(samples_wanted * config.consumers);
   // How long send() itself took in the benchmark process (stamp to return):
   // the producer's share of the latency, including its cache-line stalls.
-  LatencySamples send_samples(total);
+  LatencySamples send_samples(samples_wanted);
   std::string error;
   uint64_t stamp_sum = 0;
   {
     auto send = make_sender();
-    if (!sync->barrier.ArriveAndWait(2)) error = "worker did not start";
+    if (!sync->barrier.ArriveAndWait(parties)) error = "workers did not start";
     const uint64_t gap = Tsc::FromNanos(config.gap_ns);
     uint64_t next_send = 0;
     uint64_t seq = 0;
-    for (auto _ : state) {
-      if (!error.empty()) break;
+    uint64_t one_way_ticks[kMaxConsumers] = {};
+    // One paced record, acknowledged by every consumer. False on failure.
+    auto round = [&](uint64_t* send_ticks) {
       while (Tsc::Now() < next_send) CpuRelax();
       const uint64_t stamp = Tsc::Now();
       next_send = stamp + gap;
@@ -273,24 +304,43 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
       stamp_sum += stamp;
       if (!send(stamp)) {
         error = "send failed";
-        break;
+        return false;
       }
-      send_samples.Add(Tsc::Now() - stamp);
-      if (!SpinUntil([&] { return sync->ack_seq.load(std::memory_order_acquire) >= seq; })) {
-        error = "consumer did not see the record in time";
-        break;
+      *send_ticks = Tsc::Now() - stamp;
+      for (uint32_t c = 0; c < config.consumers; ++c) {
+        RunSync::Ack& ack = sync->acks[c];
+        if (!SpinUntil([&] { return ack.seq.load(std::memory_order_acquire) >= seq; })) {
+          error = "consumer did not see the record in time";
+          return false;
+        }
+        one_way_ticks[c] = ack.ticks.load(std::memory_order_relaxed);
       }
-      const uint64_t ticks = sync->ack_ticks.load(std::memory_order_relaxed);
-      samples.Add(ticks);
-      state.SetIterationTime(Tsc::ToNanos(ticks) * 1e-9);
+      return true;
+    };
+    uint64_t send_ticks = 0;
+    // Warm-up, not recorded: the first records pay for cold caches and TLBs.
+    for (uint64_t i = 0; i < config.warmup && error.empty(); ++i) (void)round(&send_ticks);
+    for (auto _ : state) {
+      if (!error.empty() || !round(&send_ticks)) break;
+      send_samples.Add(send_ticks);
+      uint64_t last = 0;
+      for (uint32_t c = 0; c < config.consumers; ++c) {
+        samples.Add(one_way_ticks[c]);
+        last = std::max(last, one_way_ticks[c]);
+      }
+      state.SetIterationTime(Tsc::ToNanos(last) * 1e-9);
     }
   }
   if (!error.empty()) sync->abort.store(1, std::memory_order_relaxed);
-  const int rc = consumer.Join(error.empty() ? kWaitTimeoutNs : 1'000'000'000);
-  if (rc != 0 && error.empty()) error = "consumer worker exited with " + std::to_string(rc);
-  if (error.empty() && (sync->records.load() != total || sync->checksum.load() != stamp_sum)) {
-    error = "consumer saw " + std::to_string(sync->records.load()) + " of " +
-            std::to_string(total) + " records or a wrong checksum";
+  for (Worker& w : consumers) {
+    const int rc = w.Join(error.empty() ? kWaitTimeoutNs : 1'000'000'000);
+    if (rc != 0 && error.empty()) error = "consumer worker exited with " + std::to_string(rc);
+  }
+  const uint64_t expected = total * config.consumers;
+  if (error.empty() &&
+      (sync->records.load() != expected || sync->checksum.load() != stamp_sum * config.consumers)) {
+    error = "consumers saw " + std::to_string(sync->records.load()) + " of " +
+            std::to_string(expected) + " records or a wrong checksum";
   }
   if (!error.empty()) {
     state.SkipWithError(error.c_str());

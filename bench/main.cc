@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
 
   RegisterRingBenchmarks();
   RegisterBaselineBenchmarks();
+#if defined(RUNNEL_BENCH_HAVE_BUS)
+  RegisterBusBenchmarks();
+#endif
 
   // Owned by the library (a static), not by us.
   benchmark::BenchmarkReporter* display = benchmark::CreateDefaultDisplayReporter();

@@ -263,6 +263,51 @@ void RingProducerCost(benchmark::State& state, uint32_t payload, bool explicit_t
       benchmark::Counter(static_cast<double>(seq), benchmark::Counter::kIsRate);
 }
 
+// Single process: the cost of RingReader::read per record, on a ring
+// pre-filled (untimed) with one lap's worth of records.
+void RingConsumerCost(benchmark::State& state, uint32_t payload) {
+  SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
+  RingOptions options;
+  options.capacity = kRingCapacity;
+  options.mode = RingMode::kSingleProducer;
+  Result<Ring> ring = Ring::Create(memory.span(), options);
+  if (!ring.ok()) {
+    state.SkipWithError(ring.status().ToString().c_str());
+    return;
+  }
+  const uint64_t per_lap = kRingCapacity / 2 / AlignedFrameLength(FrameLength(0, 0, payload));
+  RingProducer producer(*ring);
+  RingReader reader(*ring, ring->tail());
+  std::vector<std::byte> filler(payload, std::byte{0x5A});
+  PayloadChecker checker(1, payload);
+  uint64_t seq = 0;
+  uint64_t records = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (uint64_t i = 0; i < per_lap; ++i, ++seq) {
+      RingClaim claim = producer.try_claim(0, 0, payload, false);
+      FillPayload(claim.value().data(), payload, 0, seq, filler.data());
+      (void)producer.commit(claim);
+    }
+    state.ResumeTiming();
+    uint64_t got = 0;
+    while (got < per_lap) {
+      const ReadResult r = reader.read(
+          [&](const RecordView& v) {
+            const std::string_view value = v.value();
+            checker.Check(value.data(), value.size());
+          },
+          kReadBatch);
+      if (r.status != ReadStatus::kOk || r.records == 0) break;
+      got += r.records;
+    }
+    records += got;
+  }
+  if (checker.errors() != 0 || checker.records() != seq) state.SkipWithError("lost records");
+  state.counters["records/s"] =
+      benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
+}
+
 }  // namespace
 
 void RegisterRingBenchmarks() {
@@ -308,6 +353,7 @@ void RegisterRingBenchmarks() {
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("diag/ring_consumer_cost/64B", RingConsumerCost, 64u);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/wall_clock_stamp", RingProducerCost, 8u,
                                false);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/explicit_timestamp", RingProducerCost,

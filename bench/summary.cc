@@ -208,6 +208,52 @@ void PrintSummary(const Collector& c, std::ostream& out) {
   Ratio(out, "boost message_queue / ring SPSC one-way p50, 64 B",
         c.Get("baseline/boost_mq_latency/64B", "p50_ns"), c.Get("ring_latency/spsc/64B", "p50_ns"),
         Goal::kNone, 0);
+  const char* bus_rows[][2] = {
+      {"bus 1 producer, 1 consumer", "bus_throughput/1p_1c/64B"},
+      {"bus 2 producers, 1 consumer", "bus_throughput/2p_1c/64B"},
+      {"bus 1 producer, 3 consumers", "bus_throughput/1p_3c/64B"},
+      {"bus 2 producers, 3 consumers", "bus_throughput/2p_3c/64B"},
+  };
+  const char* bus_lat_rows[][2] = {
+      {"bus SPSC topic, 1 consumer", "bus_latency/spsc_topic_1c/64B"},
+      {"bus MPMC topic, 1 consumer", "bus_latency/mpmc_topic_1c/64B"},
+      {"bus SPSC topic, 3 consumers", "bus_latency/spsc_topic_3c/64B"},
+  };
+  bool any_bus = false;
+  for (const auto& r : bus_rows) any_bus = any_bus || c.Ran(r[1]);
+  for (const auto& r : bus_lat_rows) any_bus = any_bus || c.Ran(r[1]);
+  if (any_bus) {
+    out << "\nBus API (ipc/), 64 B records: throughput (M records/s produced; each to every "
+           "consumer)\n";
+    for (const auto& r : bus_rows) {
+      Row(out, r[0],
+          {c.Failed(r[1]) ? "ERROR (see above)" : Cell(c.Get(r[1], "records/s"), 1e-6, "%.2f")});
+    }
+    out << "Bus API one-way latency (ns): p50, p99, p99.9, max\n";
+    for (const auto& r : bus_lat_rows) {
+      if (c.Failed(r[1])) {
+        Row(out, r[0], {"ERROR (see above)"});
+        continue;
+      }
+      Row(out, r[0],
+          {Cell(c.Get(r[1], "p50_ns"), 1, "%.0f"), Cell(c.Get(r[1], "p99_ns"), 1, "%.0f"),
+           Cell(c.Get(r[1], "p99.9_ns"), 1, "%.0f"), Cell(c.Get(r[1], "max_ns"), 1, "%.0f")});
+    }
+    out << "Bus API against the raw ring of this run\n";
+    out << head;
+    Ratio(out, "bus p50 one-way (SPSC topic, 1c) / ring SPSC 64 B p50",
+          c.Get("bus_latency/spsc_topic_1c/64B", "p50_ns"),
+          c.Get("ring_latency/spsc/64B", "p50_ns"), Goal::kAtMost, 1.2);
+    Ratio(out, "bus p50 one-way (MPMC topic, 1c) / ring MPMC 64 B p50",
+          c.Get("bus_latency/mpmc_topic_1c/64B", "p50_ns"),
+          c.Get("ring_latency/mpmc_1p/64B", "p50_ns"), Goal::kAtMost, 1.2);
+    Ratio(out, "bus throughput 1p 1c / ring SPSC 64 B",
+          c.Get("bus_throughput/1p_1c/64B", "records/s"),
+          c.Get("ring_throughput/spsc/64B", "records/s"), Goal::kAtLeast, 0.8);
+    Ratio(out, "bus throughput 2p 1c / ring MPMC 2 producers 64 B",
+          c.Get("bus_throughput/2p_1c/64B", "records/s"),
+          c.Get("ring_throughput/mpmc_2p/64B", "records/s"), Goal::kAtLeast, 0.8);
+  }
   out << "\nA ratio against a baseline is only meaningful within one run: cross-core figures\n"
          "move 2-4x between runs on this VM (../shared/LIMITS.md, far/near vCPU placement).\n";
 }

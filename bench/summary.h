@@ -36,6 +36,8 @@ class Collector : public benchmark::BenchmarkReporter {
   Figure Get(std::string_view name, std::string_view counter) const;
   // True if any run of `name` reported an error.
   bool Failed(std::string_view name) const;
+  // True if `name` ran (with or without error).
+  bool Ran(std::string_view name) const { return runs_.find(name) != runs_.end() || Failed(name); }
 
  private:
   benchmark::BenchmarkReporter* display_;
