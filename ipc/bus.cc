@@ -100,7 +100,8 @@ Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
     return Status::NotFound("topic '" + std::string(name) + "' does not exist on bus '" +
                             core_->name() + "'");
   }
-  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
+  // Only ring headers are read: no need to pre-fault the data.
+  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t, /*populate=*/false);
   if (!m.ok()) return m.status();
   TopicInfo info = InfoFromRecord(*t);
   std::vector<uint64_t> next_offsets;

@@ -341,7 +341,8 @@ Status BusCore::DeleteTopic(std::string_view name) {
   return Status::Ok();
 }
 
-Result<std::shared_ptr<const TopicMapping>> BusCore::MapTopic(const TopicRecord& topic) {
+Result<std::shared_ptr<const TopicMapping>> BusCore::MapTopic(const TopicRecord& topic,
+                                                              bool populate) {
   std::lock_guard<std::mutex> lk(mu_);
   const auto key = std::make_pair(topic.slot, topic.generation);
   for (auto it = cache_.begin(); it != cache_.end();) {
@@ -357,7 +358,7 @@ Result<std::shared_ptr<const TopicMapping>> BusCore::MapTopic(const TopicRecord&
   const std::string gone = TopicQuoted(topic.name) + " was deleted";
   for (uint32_t p = 0; p < topic.partitions; ++p) {
     const std::string shm = RingShmName(name_, topic.name, p, topic.generation);
-    Result<SharedRegion> region = SharedRegion::Open(shm, /*populate=*/true);
+    Result<SharedRegion> region = SharedRegion::Open(shm, populate);
     if (!region.ok()) {
       if (region.status().code() == StatusCode::kNotFound) {
         return Status::NotFound(gone + " (" + ShmPath(shm) + " is gone)");
@@ -386,7 +387,7 @@ Result<std::shared_ptr<const TopicMapping>> BusCore::MapTopic(const TopicRecord&
   }
   if (!dir_.IsLive(topic.slot, topic.generation)) return Status::NotFound(gone);
   std::shared_ptr<const TopicMapping> out = m;
-  cache_[key] = out;
+  if (populate) cache_[key] = out;  // only pre-faulted mappings are shared
   return out;
 }
 

@@ -73,9 +73,13 @@ class BusCore {
                                    std::span<const uint64_t> base_offsets = {});
   [[nodiscard]] Status DeleteTopic(std::string_view name);
 
-  // Maps the rings of a live topic (shared with other users in this process
-  // while any holds it). kNotFound if it is gone.
-  [[nodiscard]] Result<std::shared_ptr<const TopicMapping>> MapTopic(const TopicRecord& topic);
+  // Maps the rings of a live topic. kNotFound if it is gone. With `populate`
+  // the mapping is pre-faulted (MAP_POPULATE: no page faults on hot paths)
+  // and shared with other users in this process while any holds it; without,
+  // it reuses a shared mapping if there is one, else maps lazily (for tools
+  // that only read ring headers).
+  [[nodiscard]] Result<std::shared_ptr<const TopicMapping>> MapTopic(const TopicRecord& topic,
+                                                                     bool populate = true);
 
   struct Registration {
     uint32_t slot = 0;
