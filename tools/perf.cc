@@ -894,7 +894,10 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
   sub->add_option("TOPIC", o->topic, "Topic to use (created if missing)")->required();
   sub->add_option("--records", o->records, "Records in total, split over the producers")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check([](const std::string& v) -> std::string {
+        std::optional<uint64_t> n = ParseUint(v);
+        return n && *n > 0 ? std::string() : "--records takes a whole number of at least 1";
+      });
   sub->add_option("--size", o->size,
                   "Value bytes per record (no key); the first 24 carry a stamp, the run id, "
                   "the producer and its sequence number")
