@@ -131,6 +131,15 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
   const std::string lock_path = DirectoryLockPath(name);
 
   Result<SharedRegion> region = SharedRegion::Open(dir_name, /*populate=*/true);
+  if (!options.create_if_missing) {
+    // Size 0: a creator is between creating and sizing it; give it a moment.
+    const int64_t until = MonotonicNanos() + kAttachWaitNs;
+    while (!region.ok() && region.status().code() == StatusCode::kUnavailable &&
+           MonotonicNanos() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      region = SharedRegion::Open(dir_name, true);
+    }
+  }
   if (!region.ok() && region.status().code() != StatusCode::kNotFound &&
       region.status().code() != StatusCode::kUnavailable) {
     return region.status();
@@ -254,8 +263,7 @@ void BusCore::RepairLocked() {
 
 bool BusCore::NeedsRepair() const {
   for (uint32_t slot = 0; slot < kMaxTopics; ++slot) {
-    const std::optional<TopicRecord> t = dir_.ReadTopic(slot);
-    if (!t || t->state == TopicState::kCreating || t->state == TopicState::kDeleting) return true;
+    if (dir_.TopicInTransition(slot)) return true;
   }
   return false;
 }

@@ -61,6 +61,21 @@ void EndWrite(uint64_t& seq) {
 
 constexpr int kReadRetries = 1000;
 
+// The directory is shared memory: a bug or a hostile peer may have written
+// anything. Entries that do not make sense are ignored rather than used to
+// index arrays or build file names.
+bool Sane(const TopicRecord& t) {
+  if (t.partitions < 1 || t.partitions > kMaxPartitions) return false;
+  if (t.ring_capacity == 0 || (t.ring_capacity & (t.ring_capacity - 1)) != 0) return false;
+  if (t.name.empty()) return false;
+  for (char c : t.name) {
+    const bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return t.name != "." && t.name != "..";
+}
+
 }  // namespace
 
 void Directory::Format(std::span<std::byte> memory, std::string_view bus_name, uint32_t file_mode) {
@@ -178,7 +193,7 @@ std::optional<TopicRecord> Directory::FindLiveTopic(std::string_view name) const
       continue;
     }
     std::optional<TopicRecord> t = ReadTopic(i);
-    if (t && t->state == TopicState::kLive && t->name == name) return t;
+    if (t && t->state == TopicState::kLive && t->name == name && Sane(*t)) return t;
   }
   return std::nullopt;
 }
@@ -191,7 +206,7 @@ std::vector<TopicRecord> Directory::LiveTopics() const {
       continue;
     }
     std::optional<TopicRecord> t = ReadTopic(i);
-    if (t && t->state == TopicState::kLive) out.push_back(std::move(*t));
+    if (t && t->state == TopicState::kLive && Sane(*t)) out.push_back(std::move(*t));
   }
   return out;
 }
@@ -252,6 +267,15 @@ std::vector<ClientRecord> Directory::LiveClients() const {
 uint64_t Directory::topics_version() const {
   // Acquire: a reader that sees a new version then reads the new entries.
   return Load(d_->header.topics_version, std::memory_order_acquire);
+}
+
+bool Directory::TopicInTransition(uint32_t slot) const {
+  const TopicEntry& e = d_->topics[slot];
+  // Relaxed: a hint for the broker, which then takes the lock to repair.
+  if ((Load(e.seq, std::memory_order_relaxed) & 1) != 0) return true;
+  const uint32_t state = Load(e.state, std::memory_order_relaxed);
+  return state == static_cast<uint32_t>(TopicState::kCreating) ||
+         state == static_cast<uint32_t>(TopicState::kDeleting);
 }
 
 BrokerRecord Directory::ReadBroker() const {

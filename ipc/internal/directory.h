@@ -326,7 +326,9 @@ class Directory {
   // A consistent copy of slot `slot` (any state); nullopt if it kept changing
   // (a writer is active) for the whole retry budget.
   std::optional<TopicRecord> ReadTopic(uint32_t slot) const;
-  // The live topic called `name`.
+  // The live topic called `name`. Live topics whose entry does not make
+  // sense (partitions outside 1..64, a capacity that is not a power of two,
+  // a bad name: shared memory is untrusted) are ignored.
   std::optional<TopicRecord> FindLiveTopic(std::string_view name) const;
   std::vector<TopicRecord> LiveTopics() const;
   // True while slot `slot` holds a live topic of `generation`.
@@ -334,6 +336,9 @@ class Directory {
   std::optional<ClientRecord> ReadClient(uint32_t slot) const;
   std::vector<ClientRecord> LiveClients() const;
   uint64_t topics_version() const;
+  // True if topic slot `slot` is mid-mutation: odd seq or a transitional
+  // state. Under the lock that means its writer died (see BusCore).
+  bool TopicInTransition(uint32_t slot) const;
   BrokerRecord ReadBroker() const;
   uint64_t clients_reaped() const;
 

@@ -67,7 +67,11 @@ bool WaitAny(std::span<const RingReader* const> readers, WaitStrategy strategy,
              int64_t deadline_ns) {
   readers = readers.first(std::min(readers.size(), kMaxReaders));
   if (AnyReady(readers)) return true;
-  const int spins = strategy == WaitStrategy::kBusySpin ? INT32_MAX : 2000;
+  // Spin about as long as RingReader::Wait does (2000 checks of one ring),
+  // whatever the number of rings.
+  const int spins = strategy == WaitStrategy::kBusySpin
+                        ? INT32_MAX
+                        : std::max<int>(64, 2000 / static_cast<int>(readers.size()));
   for (int i = 0; i < spins; ++i) {
     if (AnyReady(readers)) return true;
     CpuRelax();

@@ -100,6 +100,36 @@ TEST(Directory, TopicRoundTripAndLiveness) {
   EXPECT_GT(d.NextGeneration(), t.generation);  // never reused
 }
 
+TEST(Directory, NonsensicalTopicEntriesAreIgnored) {
+  DirectoryMemory m;
+  Directory::Format(m.span(), "b", 0600);
+  Directory d(m.data());
+  TopicRecord t;
+  t.state = TopicState::kLive;
+  t.generation = 1;
+  t.ring_capacity = 1 << 16;
+  t.partitions = 1;
+  t.name = "ok";
+  d.WriteTopic(t);
+  t.slot = 1;
+  t.name = "too-many";
+  t.partitions = 1000;  // would index past 64-entry arrays
+  d.WriteTopic(t);
+  t.slot = 2;
+  t.name = "../escape";
+  t.partitions = 1;
+  d.WriteTopic(t);
+  t.slot = 3;
+  t.name = "odd-ring";
+  t.ring_capacity = 12345;
+  d.WriteTopic(t);
+  const std::vector<TopicRecord> live = d.LiveTopics();
+  ASSERT_EQ(live.size(), 1u);
+  EXPECT_EQ(live[0].name, "ok");
+  EXPECT_FALSE(d.FindLiveTopic("too-many"));
+  EXPECT_FALSE(d.FindLiveTopic("../escape"));
+}
+
 TEST(Directory, SeqlockReadersNeverSeeAHalfWrittenEntry) {
   DirectoryMemory m;
   Directory::Format(m.span(), "b", 0600);
