@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -80,6 +81,13 @@ struct PerfOptions {
 // ---------------------------------------------------------------------------
 // Worker processes.
 
+// SIGINT/SIGTERM to the coordinator: the workers are told to stop (SIGTERM)
+// and report what they did; the run is printed and the exit code is 130.
+std::atomic<bool> g_interrupted{false};
+std::vector<pid_t> g_worker_pids;  // every worker started, for forwarding
+
+void OnInterrupt(int) { g_interrupted.store(true, std::memory_order_relaxed); }
+
 struct Worker {
   std::string name;
   pid_t pid = -1;
@@ -125,6 +133,7 @@ Status Spawn(Worker& w, const std::vector<std::string>& args) {
   }
   w.to = in[1];
   w.from = out[0];
+  g_worker_pids.push_back(w.pid);
   return Status::Ok();
 }
 
@@ -167,6 +176,14 @@ bool Collect(const std::vector<Worker*>& ws, int64_t deadline_ns,
       which.push_back(i);
     }
     if (fds.empty()) return true;
+    if (g_interrupted.load(std::memory_order_relaxed)) {
+      // Once is enough; the signal handler of a worker only sets a flag.
+      static bool forwarded = false;
+      if (!forwarded) {
+        forwarded = true;
+        for (pid_t pid : g_worker_pids) (void)::kill(pid, SIGTERM);
+      }
+    }
     const int64_t now = MonotonicNanos();
     if (now >= deadline_ns) return false;
     const int64_t wait_ms = std::min<int64_t>((deadline_ns - now) / 1'000'000 + 1, 1000);
@@ -566,6 +583,11 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
     cpus = *list;
   }
   (void)signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa {};
+  sa.sa_handler = OnInterrupt;
+  sigemptyset(&sa.sa_mask);
+  (void)sigaction(SIGINT, &sa, nullptr);
+  (void)sigaction(SIGTERM, &sa, nullptr);
 
   BusOptions bo;
   bo.create_if_missing = true;
@@ -879,6 +901,8 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
   }
   sum.bytes = sum.records * o.size;
   sum.verified = sum.problems.empty();
+  const bool interrupted = g_interrupted.load(std::memory_order_relaxed);
+  if (interrupted) PrintWarning(cmd, "interrupted: the figures cover the run up to the signal");
   if (o.json) {
     PrintJson(o, sum);
   } else {
@@ -887,6 +911,7 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
   if (!sum.verified && o.json) {
     for (const std::string& p : sum.problems) PrintError(cmd, p);
   }
+  if (interrupted) return 130;
   return sum.verified ? kExitOk : kExitRuntime;
 }
 

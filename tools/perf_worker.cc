@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -71,7 +72,7 @@ std::optional<std::string> ReadLineBlocking() {
     const ssize_t n = ::read(STDIN_FILENO, &c, 1);
     if (n == 0) return std::nullopt;
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR && !g_stop.load(std::memory_order_relaxed)) continue;
       return std::nullopt;
     }
     if (c == '\n') return line;
@@ -137,16 +138,21 @@ bool AwaitGo() {
 
 // Sleeps or spins until MonotonicNanos() >= t. Sleeps only for long gaps: a
 // timer wake-up on this kind of VM is tens of microseconds late.
-void PaceUntil(int64_t t) {
-  int64_t now = MonotonicNanos();
-  const int64_t gap = t - now;
-  if (gap > 200'000) {
-    const int64_t sleep_ns = gap - 100'000;
-    timespec ts{static_cast<time_t>(sleep_ns / 1'000'000'000),
-                static_cast<long>(sleep_ns % 1'000'000'000)};
-    (void)nanosleep(&ts, nullptr);
+// Returns false if told to stop meanwhile.
+bool PaceUntil(int64_t t) {
+  for (;;) {
+    const int64_t gap = t - MonotonicNanos();
+    if (gap <= 0) return true;
+    if (g_stop.load(std::memory_order_relaxed)) return false;
+    if (gap > 200'000) {
+      const int64_t sleep_ns = std::min<int64_t>(gap - 100'000, 100'000'000);
+      timespec ts{static_cast<time_t>(sleep_ns / 1'000'000'000),
+                  static_cast<long>(sleep_ns % 1'000'000'000)};
+      (void)nanosleep(&ts, nullptr);  // a signal cuts it short: fine
+    } else {
+      CpuRelax();
+    }
   }
-  while (MonotonicNanos() < t) CpuRelax();
 }
 
 int RunProducer(const GlobalOptions& global, const PerfWorkerOptions& o) {
@@ -194,12 +200,13 @@ int RunProducer(const GlobalOptions& global, const PerfWorkerOptions& o) {
   uint64_t seq = 0;
   std::string error;
   for (; seq < o.records; ++seq) {
-    if ((seq & 1023) == 0 &&
-        (g_stop.load(std::memory_order_relaxed) || MonotonicNanos() >= deadline_ns)) {
+    if (g_stop.load(std::memory_order_relaxed) ||
+        ((seq & 1023) == 0 && MonotonicNanos() >= deadline_ns)) {
       break;
     }
     if (interval_ns > 0) {
-      PaceUntil(start_ns + static_cast<int64_t>(static_cast<double>(seq) * interval_ns));
+      const int64_t due = start_ns + static_cast<int64_t>(static_cast<double>(seq) * interval_ns);
+      if (due >= deadline_ns || !PaceUntil(due)) break;
       if (send_latency) t_prev = Ticks();
     }
     const uint32_t partition = partitions[(seq + o.index) % nparts];
@@ -498,7 +505,11 @@ int RunConsumer(const GlobalOptions& global, const PerfWorkerOptions& o) {
   int64_t last_progress_ns = MonotonicNanos();
   uint64_t idle_polls = 0;
   uint64_t last_received = 0;  // progress is measured in records received
-  while (!verifier.complete() && !g_stop.load(std::memory_order_relaxed)) {
+  // A stop signal (Ctrl-C) does not end the loop at once: the producers stop
+  // too, and the consumer drains what they committed, so the partial run
+  // still checks out.
+  while (!verifier.complete()) {
+    const bool stopping = g_stop.load(std::memory_order_relaxed);
     const PollResult r = busy ? consumer.Poll(handler, 256)
                               : consumer.PollFor(handler, 256, std::chrono::milliseconds(2));
     if (r.status == PollStatus::kOverrun) {
@@ -517,7 +528,7 @@ int RunConsumer(const GlobalOptions& global, const PerfWorkerOptions& o) {
       continue;
     }
     // Idle: look at the control pipe now and then (a read is a syscall).
-    if (busy && (++idle_polls & 4095) != 0) continue;
+    if (busy && !stopping && (++idle_polls & 4095) != 0) continue;
     const int64_t now = MonotonicNanos();
     for (const std::string& line : ReadLinesNonBlocking(pending, &eof)) {
       std::optional<ReportLine> msg = ReportLine::Parse(line);
@@ -532,8 +543,10 @@ int RunConsumer(const GlobalOptions& global, const PerfWorkerOptions& o) {
       last_received = verifier.received();
       last_progress_ns = now;
     }
+    const int64_t idle_limit_ns =
+        stopping ? 300'000'000 : static_cast<int64_t>(o.idle_timeout_ms) * 1'000'000;
     if (ended && (verifier.received() + lost >= verifier.expected_total() ||
-                  now - last_progress_ns > static_cast<int64_t>(o.idle_timeout_ms) * 1'000'000)) {
+                  now - last_progress_ns > idle_limit_ns)) {
       break;  // the rest is not coming (lapped: lost, or never sent)
     }
   }
