@@ -1,6 +1,7 @@
 #include "ipc/broker.h"
 
 #include <chrono>
+#include <system_error>
 
 #include "core/wait.h"
 #include "ipc/internal/bus_core.h"
@@ -59,7 +60,15 @@ Status Broker::Start(BrokerMode mode) {
   }
   // Relaxed: status flag.
   running_.store(true, std::memory_order_relaxed);
-  thread_ = std::thread([this] { Run(); });
+  try {
+    thread_ = std::thread([this] { Run(); });
+  } catch (const std::system_error& e) {
+    running_.store(false, std::memory_order_relaxed);  // relaxed: status flag
+    if (IsActive()) core_->directory().ClearBroker(internal::SelfIdentity().pid);
+    active_.store(false, std::memory_order_relaxed);  // relaxed: status flag
+    lock_.reset();
+    return Status::ResourceExhausted(std::string("cannot start the broker thread: ") + e.what());
+  }
   return Status::Ok();
 }
 
