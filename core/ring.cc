@@ -212,8 +212,18 @@ RingPosition Ring::earliest() const {
     const uint64_t s2 = Word64(control_->lap_seq).load(std::memory_order_acquire);
     if (s1 != s2) continue;
     const RingPosition t = tail();
-    if (p <= t.position && t.position - p <= capacity_) return RingPosition{p, o};
-    return t;
+    RingPosition best = t;
+    if (p <= t.position && t.position - p <= capacity_) best = RingPosition{p, o};
+    // A gating reader's position is a frame boundary producers cannot pass.
+    for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+      if (GatingOwner(i) == 0) continue;
+      const RingPosition g = GatingPosition(i);
+      if (g.position < best.position && g.position <= t.position &&
+          t.position - g.position <= capacity_ && g.offset >= base_offset()) {
+        best = g;
+      }
+    }
+    return best;
   }
   return tail();
 }
@@ -242,11 +252,14 @@ Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) con
     // acq_rel: a slot taken here is ours; a released slot reads position 0
     // until we store ours, which only makes producers more conservative.
     if (Word64(slot.owner).compare_exchange_strong(expected, owner, std::memory_order_acq_rel)) {
-      Word64(slot.offset).store(start.offset, std::memory_order_relaxed);
+      const uint64_t seq = Word64(slot.seq).load(std::memory_order_relaxed);
+      Word64(slot.seq).fetch_add(1, std::memory_order_acq_rel);
+      Word64(slot.offset).store(start.offset, std::memory_order_release);
       Word64(slot.durable_position).store(start.position, std::memory_order_relaxed);
       Word64(slot.durable_offset).store(start.offset, std::memory_order_relaxed);
       std::atomic_ref<int32_t>(slot.error).store(0, std::memory_order_relaxed);
       Word64(slot.position).store(start.position, std::memory_order_seq_cst);
+      Word64(slot.seq).store(seq + 2, std::memory_order_release);
       return i;
     }
   }
@@ -262,7 +275,10 @@ void Ring::ReleaseGatingSlot(uint32_t slot) const {
   auto& s = control_->gating[slot];
   // Position 0 first: a producer that still sees the owner sees a low
   // position and stays conservative.
+  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
+  Word64(s.seq).fetch_add(1, std::memory_order_acq_rel);
   Word64(s.position).store(0, std::memory_order_release);
+  Word64(s.seq).store(seq + 2, std::memory_order_release);
   Word64(s.owner).store(0, std::memory_order_release);
   WakeAll(control_->space_seq, control_->space_waiters);
 }
@@ -272,16 +288,29 @@ uint64_t Ring::GatingOwner(uint32_t slot) const {
 }
 
 RingPosition Ring::GatingPosition(uint32_t slot) const {
-  const auto& s = control_->gating[slot];
-  return {Word64(const_cast<uint64_t&>(s.position)).load(std::memory_order_acquire),
-          Word64(const_cast<uint64_t&>(s.offset)).load(std::memory_order_acquire)};
+  auto& s = control_->gating[slot];
+  // Seqlock read: the slot has a single writer (its owner).
+  for (;;) {
+    const uint64_t s1 = Word64(s.seq).load(std::memory_order_acquire);
+    if ((s1 & 1) != 0) {
+      CpuRelax();
+      continue;
+    }
+    const RingPosition p{Word64(s.position).load(std::memory_order_acquire),
+                         Word64(s.offset).load(std::memory_order_acquire)};
+    if (Word64(s.seq).load(std::memory_order_acquire) == s1) return p;
+  }
 }
 
 void Ring::AdvanceGatingSlot(uint32_t slot, RingPosition released) const {
   auto& s = control_->gating[slot];
-  Word64(s.offset).store(released.offset, std::memory_order_relaxed);
+  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
+  // acq_rel RMW: the stores below stay after the odd sequence.
+  Word64(s.seq).fetch_add(1, std::memory_order_acq_rel);
+  Word64(s.offset).store(released.offset, std::memory_order_release);
   // seq_cst: orders the release before the check for sleeping producers.
   Word64(s.position).store(released.position, std::memory_order_seq_cst);
+  Word64(s.seq).store(seq + 2, std::memory_order_release);
   WakeAll(control_->space_seq, control_->space_waiters);
 }
 

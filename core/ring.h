@@ -52,6 +52,7 @@
 //  +---------------------------------------------------------------+
 //  |  gating slot 0: owner (64) | position (64) | offset (64) |     |  768
 //  |    durable_position (64) | durable_offset (64) | error (32)    |
+//  |    reserved (32) | seq (64): seqlock over position/offset       |
 //  |  gating slot 1..3, 128 bytes each                              |
 //  +---------------------------------------------------------------+
 //  |  durable_seq (32) | durable_waiters (32): futex for producers  | 1280
@@ -138,6 +139,8 @@ struct alignas(128) RingControl {
     uint64_t durable_position;  // durable up to here (e.g. written and synced)
     uint64_t durable_offset;    // offset of the record at `durable_position`
     int32_t error;              // 0, or the errno that stops this reader (ENOSPC, EIO)
+    uint32_t reserved;
+    uint64_t seq;  // seqlock over position/offset: odd while advancing
   } gating[kMaxGatingSlots];
   alignas(128) uint32_t durable_seq;
   uint32_t durable_waiters;
@@ -186,8 +189,9 @@ class Ring {
   // The newest claimed position and the next offset (includes claims that are
   // not committed yet). A consistent pair.
   RingPosition tail() const;
-  // The oldest frame boundary this ring can still be read from: the start of
-  // the newest lap's first record, or the ring start before the first wrap.
+  // The oldest frame boundary this ring can still be read from: the lowest
+  // gating position (always intact), or the first record the producers saw in
+  // the newest lap, or the ring start before the first wrap.
   RingPosition earliest() const;
 
   // Gating slots. Acquire returns a slot index whose position is `start`;

@@ -227,6 +227,23 @@ TEST(Ring, GatingReaderCausesBackPressureUntilReleased) {
   EXPECT_FALSE(t.ring.MinGatingPosition().has_value());
 }
 
+TEST(Ring, EarliestIsTheSlowestGatingReaderWhenItIsOlderThanTheLap) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  std::string v(1000, 'v');
+  while (p.try_write(std::nullopt, {}, v).ok()) {
+  }
+  t.ring.AdvanceGatingSlot(slot, RingPosition{10 * 1040, 10});
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  EXPECT_GT(t.ring.tail().position, kCap);  // wrapped: the lap reference is in lap 1
+  EXPECT_EQ(t.ring.earliest(), (RingPosition{10 * 1040, 10}));
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.front().offset, 10u);
+}
+
 TEST(Ring, AllGatingSlotsTakenIsResourceExhausted) {
   TestRing t(Options());
   for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
