@@ -4,10 +4,13 @@
 
 #include "core/wait.h"
 #include "ipc/broker.h"
+#include "ipc/durability.h"
 #include "ipc/internal/bus_core.h"
+#include "ipc/internal/log_cold_reader.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
 #include "ipc/internal/shm.h"
+#include "persistence/persister.h"
 
 namespace runnel {
 
@@ -30,9 +33,16 @@ const std::string& Bus::name() const { return core_->name(); }
 Result<Bus> Bus::Open(std::string_view name, const BusOptions& options) {
   Result<std::shared_ptr<BusCore>> core = BusCore::Open(name, options);
   if (!core.ok()) return core.status();
+  if (!options.data_dir.empty())
+    (*core)->SetColdReader(internal::MakeLogColdReader(options.data_dir));
   std::unique_ptr<Broker> broker;
   if (options.embedded_broker) {
     broker.reset(new Broker(*core, BrokerOptions{}));
+    if (!options.data_dir.empty()) {
+      DurabilityOptions d;
+      d.data_dir = options.data_dir;
+      broker->AddHooks(MakeDurabilityHooks(d));
+    }
     RUNNEL_RETURN_IF_ERROR(broker->Start(BrokerMode::kStandby));
   }
   return Bus(std::move(*core), std::move(broker));
@@ -54,7 +64,24 @@ Status Bus::Remove(std::string_view name) {
 }
 
 Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
-  return core_->CreateTopic(name, options);
+  const std::string& data_dir = core_->options().data_dir;
+  if (!options.durable || data_dir.empty() || !ValidateTopicName(name).ok() ||
+      options.partitions == 0 || options.partitions > 64) {
+    return core_->CreateTopic(name, options);
+  }
+  // A topic whose log is already on disk (the bus's shared memory was lost)
+  // continues at the offsets recovered there.
+  std::vector<uint64_t> base(options.partitions, 0);
+  for (uint32_t p = 0; p < options.partitions; ++p) {
+    Result<uint64_t> next = NextOffsetOnDisk(data_dir, name, p);
+    if (!next.ok()) {
+      return Status(next.status().code(), "topic '" + std::string(name) + "' partition " +
+                                              std::to_string(p) +
+                                              " on disk: " + next.status().message());
+    }
+    base[p] = *next;
+  }
+  return core_->CreateTopic(name, options, base);
 }
 
 Status Bus::DeleteTopic(std::string_view name) { return core_->DeleteTopic(name); }
@@ -119,6 +146,12 @@ Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
     pi.unblocked_bytes = ring.unblocked_bytes();
     pi.aborted_claims = ring.aborted_claims();
     pi.gating_position = ring.MinGatingPosition();
+    for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+      if (ring.GatingOwner(i) != kPersisterGatingOwner) continue;
+      pi.written_offset = ring.GatingPosition(i).offset;
+      pi.durable_offset = ring.Durable(i).offset;
+      pi.persist_error = ring.GatingError(i);
+    }
     next_offsets.push_back(tail.offset);
     info.partitions.push_back(pi);
   }
@@ -240,6 +273,44 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
     cur.skip_until = start.offset;
     c.cursor_of_[p] = static_cast<int8_t>(c.cursors_.size());
     c.cursors_.push_back(std::move(cur));
+  }
+  const std::shared_ptr<internal::ColdReader>& cold = c.cold_reader_;
+  if (options.start.kind == StartPosition::Kind::kEarliest && cold) {
+    // The oldest retained record may be on disk, older than the ring holds.
+    for (Consumer::Cursor& cur : c.cursors_) {
+      const std::optional<uint64_t> first =
+          cold->EarliestOffset(c.topic_, c.generation_, cur.partition);
+      if (first && *first < cur.reader.position().offset) {
+        RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *first));
+      }
+    }
+  }
+  if (options.start.kind == StartPosition::Kind::kTimestamp) {
+    for (Consumer::Cursor& cur : c.cursors_) {
+      std::optional<uint64_t> at;
+      if (cold)
+        at = cold->OffsetForTimestamp(c.topic_, c.generation_, cur.partition,
+                                      options.start.timestamp_ns);
+      if (!at) {
+        // Not on disk: the first record in the ring with a late enough stamp.
+        const Ring& ring = cur.reader.ring();
+        RingReader scan(ring, ring.earliest());
+        at = ring.tail().offset;
+        bool found = false;
+        for (;;) {
+          const ReadResult r = scan.read(
+              [&](const RecordView& v) {
+                if (!found && v.timestamp_ns() >= options.start.timestamp_ns) {
+                  found = true;
+                  at = v.offset();
+                }
+              },
+              1024);
+          if (found || r.records == 0 || r.status != ReadStatus::kOk) break;
+        }
+      }
+      RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *at));
+    }
   }
   if (options.start.kind == StartPosition::Kind::kOffset) {
     for (Consumer::Cursor& cur : c.cursors_) {

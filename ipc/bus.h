@@ -56,8 +56,14 @@ struct BusOptions {
   int64_t unblock_timeout_ms = 200;
   // Broker housekeeping period: liveness sweep and unblocker polls.
   int64_t sweep_period_ms = 20;
-  // Where persistence keeps segment files (issue 4). Stored, not used yet.
-  std::string data_dir = "./runnel-data";
+  // Where persistence keeps segment files: DATA_DIR/<topic>/<partition>/.
+  // Empty (the library default): this process does not persist and reads no
+  // disk; topics it creates are ring-only. Set (the CLI's default is
+  // ./runnel-data): durable topics it creates reserve the persistence
+  // thread's gating slot and continue at the offsets found on disk; its
+  // consumers read offsets older than the ring from the segment files; its
+  // embedded broker persists. Every process of a bus should use the same one.
+  std::string data_dir;
 };
 
 enum class FsyncPolicy : uint8_t {
@@ -102,6 +108,13 @@ struct PartitionInfo {
   uint64_t unblocked_bytes = 0;
   uint64_t aborted_claims = 0;
   std::optional<uint64_t> gating_position;  // slowest gating reader (persistence)
+  // The persistence thread's progress (durable topics of a bus with a data
+  // dir): records below written_offset are in the segment files, below
+  // durable_offset also synced per the fsync policy. persist_error is the
+  // errno that stops it (ENOSPC: disk full), 0 when healthy.
+  std::optional<uint64_t> written_offset;
+  std::optional<uint64_t> durable_offset;
+  int32_t persist_error = 0;
 };
 
 enum class ClientKind : uint8_t { kProducer = 1, kConsumer = 2 };

@@ -46,15 +46,20 @@ class ColdReader;
 
 // Where a new consumer starts in each partition.
 struct StartPosition {
-  enum class Kind : uint8_t { kEarliest, kLatest, kOffset };
+  enum class Kind : uint8_t { kEarliest, kLatest, kOffset, kTimestamp };
   Kind kind = Kind::kEarliest;
   uint64_t offset = 0;
-  // The oldest record still in the ring (later: on disk).
-  static StartPosition Earliest() { return {Kind::kEarliest, 0}; }
+  int64_t timestamp_ns = 0;
+  // The oldest retained record: on disk when the bus has a data dir, else
+  // the oldest still in the ring.
+  static StartPosition Earliest() { return {Kind::kEarliest, 0, 0}; }
   // Only records claimed after the consumer was created.
-  static StartPosition Latest() { return {Kind::kLatest, 0}; }
+  static StartPosition Latest() { return {Kind::kLatest, 0, 0}; }
   // The first record with offset >= n (as Consumer::Seek).
-  static StartPosition Offset(uint64_t n) { return {Kind::kOffset, n}; }
+  static StartPosition Offset(uint64_t n) { return {Kind::kOffset, n, 0}; }
+  // The first record with timestamp >= ns (nanoseconds since the epoch),
+  // found through the time index on disk, else in the ring; the end if none.
+  static StartPosition Timestamp(int64_t ns) { return {Kind::kTimestamp, 0, ns}; }
 };
 
 struct OverrunInfo {

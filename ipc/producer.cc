@@ -1,12 +1,14 @@
 #include "ipc/producer.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "core/wait.h"
 #include "ipc/internal/bus_core.h"
 #include "ipc/internal/partitioner.h"
+#include "persistence/persister.h"
 
 namespace runnel {
 
@@ -271,6 +273,41 @@ Status Producer::Explain(const SendResult& r) const {
       return Status::NotFound("topic '" + topic_ + "' was deleted");
   }
   return Status::Internal("unknown send status");
+}
+
+}  // namespace runnel
+
+namespace runnel {
+
+Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
+                             std::chrono::nanoseconds timeout) {
+  if (partition >= rings_.size()) {
+    return Status::InvalidArgument("topic '" + topic_ + "' has no partition " +
+                                   std::to_string(partition));
+  }
+  const Ring& ring = rings_[partition].ring();
+  std::optional<uint32_t> slot;
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    if (ring.GatingOwner(i) == kPersisterGatingOwner) slot = i;
+  }
+  if (!slot) {
+    return Status::Unavailable("topic '" + topic_ + "' partition " + std::to_string(partition) +
+                               " is not persisted (not durable, or created without a data dir)");
+  }
+  if (ring.WaitForDurable(offset, timeout.count())) return Status::Ok();
+  const int32_t err = ring.GatingError(*slot);
+  const std::string where = "topic '" + topic_ + "' partition " + std::to_string(partition);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
+    return Status::ResourceExhausted(where + ": the broker cannot write: " + std::strerror(err) +
+                                     " (free disk space; it retries and resumes by itself)");
+  }
+  if (err != 0) {
+    return Status::IoError(where + ": the broker cannot persist: " + std::strerror(err));
+  }
+  return Status::Timeout(where + ": offset " + std::to_string(offset) + " not durable after " +
+                         std::to_string(timeout.count() / 1'000'000) + " ms (durable up to " +
+                         std::to_string(ring.Durable(*slot).offset) +
+                         "); is a broker running? (runnel broker)");
 }
 
 }  // namespace runnel

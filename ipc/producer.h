@@ -142,6 +142,14 @@ class Producer {
 
   // A Status that explains a failed result, with the numbers (limits, sizes).
   [[nodiscard]] Status Explain(const SendResult& result) const;
+  // Waits until the record at `offset` of `partition` is durable per the
+  // topic's fsync policy (the persistence thread's durable position passed
+  // it). kTimeout; kResourceExhausted when the broker reports a full disk;
+  // kIoError for another persistence error; kUnavailable if the partition is
+  // not persisted (not a durable topic, or a bus without a data dir).
+  [[nodiscard]] Status WaitDurable(uint32_t partition, uint64_t offset,
+                                   std::chrono::nanoseconds timeout);
+
   // Cold check: kNotFound once the topic was deleted.
   [[nodiscard]] Status CheckTopic();
 

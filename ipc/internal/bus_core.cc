@@ -10,6 +10,7 @@
 #include "core/wait.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
+#include "persistence/persister.h"
 
 namespace runnel::internal {
 
@@ -322,6 +323,14 @@ Status BusCore::CreateTopic(std::string_view name, const TopicOptions& options,
       ro.base_offset = base_offsets.empty() ? 0 : base_offsets[p];
       Result<Ring> ring = Ring::Create(region->bytes(), ro);
       s = ring.status();
+      if (ring.ok() && (t.flags & kTopicFlagDurable) && !options_.data_dir.empty()) {
+        // The persistence thread's slot exists from the start: until a
+        // broker persists the partition, producers cannot overwrite what
+        // is not on disk yet (they see back-pressure instead).
+        Result<uint32_t> slot =
+            ring->AcquireGatingSlot(kPersisterGatingOwner, RingPosition{0, ro.base_offset});
+        s = slot.status();
+      }
     }
     if (!s.ok()) {
       UnlinkRings(t, p + 1);

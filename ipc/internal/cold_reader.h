@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "core/record.h"
@@ -42,6 +43,18 @@ class ColdReader {
   // returns. Must not block for long: it runs inside Consumer::Poll.
   [[nodiscard]] virtual Result<ColdReadBatch> ReadFrom(
       const ColdReadRequest& request, const std::function<void(const RecordView&)>& sink) = 0;
+  // The oldest offset the log still holds (nullopt: no log).
+  virtual std::optional<uint64_t> EarliestOffset(const std::string& /*topic*/,
+                                                 uint64_t /*generation*/, uint32_t /*partition*/) {
+    return std::nullopt;
+  }
+  // The offset of the first record on disk with timestamp >= ts_ns (nullopt:
+  // none on disk; look in the ring).
+  virtual std::optional<uint64_t> OffsetForTimestamp(const std::string& /*topic*/,
+                                                     uint64_t /*generation*/,
+                                                     uint32_t /*partition*/, int64_t /*ts_ns*/) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace runnel::internal

@@ -1,0 +1,105 @@
+#include "ipc/internal/log_cold_reader.h"
+
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "persistence/reader.h"
+
+namespace runnel::internal {
+
+namespace {
+
+class LogColdReader : public ColdReader {
+ public:
+  explicit LogColdReader(std::string data_dir) : data_dir_(std::move(data_dir)) {}
+
+  Result<ColdReadBatch> ReadFrom(const ColdReadRequest& req,
+                                 const std::function<void(const RecordView&)>& sink) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Result<Open*> open = Get(req.topic, req.generation, req.partition);
+    if (!open.ok()) return open.status();
+    Open& o = **open;
+    ColdReadBatch batch;
+    batch.next_offset = req.offset;
+    if (o.next != req.offset) {
+      Status s = o.reader.Seek(req.offset);
+      if (s.code() == StatusCode::kOutOfRange) {
+        // Retention removed it: continue at the log start, say what was lost.
+        const uint64_t start = o.reader.log_start_offset();
+        batch.skipped = start > req.offset ? start - req.offset : 0;
+        s = o.reader.Seek(start);
+      }
+      if (!s.ok()) return s;
+      o.next = req.offset + batch.skipped;
+    }
+    const uint32_t limit = req.limit == 0 ? 256 : req.limit;
+    while (batch.records < limit) {
+      const LogEntry e = o.reader.Next();
+      if (e.kind == LogEntry::Kind::kEnd) break;
+      if (e.kind == LogEntry::Kind::kDamage) continue;  // reported in the reader's damages()
+      if (e.control) continue;
+      const uint64_t offset = e.record.offset();
+      if (offset < o.next) continue;
+      sink(e.record);
+      ++batch.records;
+      o.next = offset + 1;
+    }
+    batch.next_offset = o.next;
+    return batch;
+  }
+
+  std::optional<uint64_t> EarliestOffset(const std::string& topic, uint64_t generation,
+                                         uint32_t partition) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Result<Open*> open = Get(topic, generation, partition);
+    if (!open.ok()) return std::nullopt;
+    return (*open)->reader.log_start_offset();
+  }
+
+  std::optional<uint64_t> OffsetForTimestamp(const std::string& topic, uint64_t generation,
+                                             uint32_t partition, int64_t ts_ns) override {
+    std::lock_guard<std::mutex> lk(mu_);
+    Result<Open*> open = Get(topic, generation, partition);
+    if (!open.ok()) return std::nullopt;
+    Open& o = **open;
+    o.next = UINT64_MAX;  // the reader moves: the next ReadFrom seeks
+    if (!o.reader.SeekTimestamp(ts_ns).ok()) return std::nullopt;
+    for (;;) {
+      const LogEntry e = o.reader.Next();
+      if (e.kind == LogEntry::Kind::kEnd) return std::nullopt;
+      if (e.kind == LogEntry::Kind::kRecord && e.record.timestamp_ns() >= ts_ns) {
+        return e.record.offset();
+      }
+    }
+  }
+
+ private:
+  struct Open {
+    explicit Open(LogReader r) : reader(std::move(r)) {}
+    LogReader reader;
+    uint64_t next = UINT64_MAX;  // offset the reader returns next, if known
+  };
+
+  Result<Open*> Get(const std::string& topic, uint64_t generation, uint32_t partition) {
+    const auto key = std::make_tuple(topic, generation, partition);
+    auto it = open_.find(key);
+    if (it != open_.end()) return &it->second;
+    const std::string dir = data_dir_ + "/" + topic + "/" + std::to_string(partition);
+    Result<LogReader> r = LogReader::Open(dir);
+    if (!r.ok()) return r.status();
+    return &open_.emplace(key, Open(std::move(*r))).first->second;
+  }
+
+  std::string data_dir_;
+  std::mutex mu_;
+  std::map<std::tuple<std::string, uint64_t, uint32_t>, Open> open_;
+};
+
+}  // namespace
+
+std::shared_ptr<ColdReader> MakeLogColdReader(std::string data_dir) {
+  return std::make_shared<LogColdReader>(std::move(data_dir));
+}
+
+}  // namespace runnel::internal
