@@ -163,6 +163,8 @@ static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
 // outlive every handle and every producer/reader made from it.
 class Ring {
  public:
+  // An empty handle; only assignment and destruction are valid on it.
+  Ring() = default;
   // Bytes of memory a ring of `capacity` needs.
   static constexpr uint64_t RequiredBytes(uint64_t capacity) { return kRingHeaderBytes + capacity; }
   static Status ValidateOptions(const RingOptions& options);
@@ -391,6 +393,8 @@ class RingReader {
 
   // True if the frame at position() is committed (a record or padding).
   bool HasData() const;
+  // True if producers lapped this reader (read() would say kOverrun).
+  bool Lapped() const { return OverwriteHorizon() > next_.position + ring_.capacity(); }
   // Sleeps (per strategy) until HasData() or timeout. Returns HasData().
   bool Wait(WaitStrategy strategy, int64_t timeout_ns);
 
