@@ -1,0 +1,153 @@
+// `runnel broker`: the bus's housekeeping and persistence in the foreground.
+//
+// SIGINT and SIGTERM are blocked in every thread before the broker starts
+// and taken with sigwait() in main, so no signal handler runs and the broker
+// thread is never interrupted; Stop() then flushes (writes, fdatasync,
+// checkpoint) before the process exits 0.
+
+#include "ipc/broker.h"
+
+#include <fmt/core.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "ipc/bus.h"
+#include "persistence/persister.h"
+#include "tools/api_compat.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+
+namespace runnel::cli {
+namespace {
+
+struct BrokerArgs {
+  std::string fsync;  // empty: each topic's own policy
+};
+
+int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
+  constexpr std::string_view kCmd = "broker";
+  std::optional<SyncPolicy> fsync_override;
+  if (!args.fsync.empty()) {
+    Result<SyncPolicy> p = SyncPolicy::Parse(args.fsync);
+    if (!p.ok()) {  // already validated by the option check
+      PrintError(kCmd, p.status().message());
+      return kExitUsage;
+    }
+    fsync_override = *p;
+  }
+
+  // Block the stop signals before any thread exists: every thread inherits
+  // the mask, so only sigwait below ever takes them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  if (int err = pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr); err != 0) {
+    PrintError(kCmd, fmt::format("cannot block SIGINT/SIGTERM: {}", std::strerror(err)));
+    return kExitRuntime;
+  }
+
+  BusOptions bus_options;
+  bus_options.create_if_missing = true;
+  bus_options.embedded_broker = false;
+  bus_options.data_dir = global.data_dir;
+  Result<Bus> bus = Bus::Open(global.bus, bus_options);
+  if (!bus.ok()) {
+    PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
+    return kExitRuntime;
+  }
+
+  Broker broker(*bus);
+#if RUNNEL_TOOLS_HAVE_DURABILITY
+  DurabilityOptions durability;
+  durability.data_dir = global.data_dir;
+  durability.fsync_override = fsync_override;
+  broker.AddHooks(MakeDurabilityHooks(durability));
+  const bool persisting = true;
+#else
+  const bool persisting = false;
+  PrintWarning(kCmd,
+               "this build has no persistence (ipc/durability.h): running housekeeping only, "
+               "nothing is written to the data dir");
+#endif
+
+  if (Status s = broker.Start(BrokerMode::kExclusive); !s.ok()) {
+    if (s.code() == StatusCode::kAlreadyExists) {
+      Result<BusInfo> info = bus->Info();
+      const int32_t pid = info.ok() ? info->broker_pid : 0;
+      if (pid > 0) {
+        PrintError(kCmd, fmt::format("another broker is already active on bus '{}' (pid {}); stop "
+                                     "it first (kill -TERM {}), or use another --bus",
+                                     global.bus, pid, pid));
+      } else {
+        PrintError(kCmd, fmt::format("another broker is already active on bus '{}' ({}); stop it "
+                                     "first, or use another --bus",
+                                     global.bus, s.message()));
+      }
+    } else {
+      PrintError(kCmd,
+                 fmt::format("cannot start the broker on bus '{}': {}", global.bus, s.ToString()));
+    }
+    return kExitRuntime;
+  }
+
+  // Announce only after the first tick: by then the hooks have restored the
+  // topics found in the data dir and taken over every live topic, so a
+  // script that waits for the line below can use them at once.
+  const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (broker.stats().ticks == 0 && std::chrono::steady_clock::now() < ready_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+
+  std::string policy = fsync_override ? fsync_override->ToString() : "per topic";
+  if (persisting) {
+    fmt::print(stderr,
+               "runnel broker: active on bus '{}' (pid {}), persisting to {} (fsync: {}); stop "
+               "with Ctrl-C or SIGTERM\n",
+               global.bus, getpid(), global.data_dir, policy);
+  } else {
+    fmt::print(stderr,
+               "runnel broker: active on bus '{}' (pid {}), no persistence; stop with Ctrl-C or "
+               "SIGTERM\n",
+               global.bus, getpid());
+  }
+  std::fflush(stderr);
+
+  int signal_number = 0;
+  while (sigwait(&stop_signals, &signal_number) != 0) {
+  }
+  fmt::print(stderr, "runnel broker: {} received, flushing and stopping\n",
+             signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  std::fflush(stderr);
+  broker.Stop();
+  fmt::print(stderr, "runnel broker: stopped\n");
+  return kExitOk;
+}
+
+}  // namespace
+
+void RegisterBroker(CLI::App& app, const GlobalOptions& global) {
+  CLI::App* sub = app.add_subcommand(
+      "broker",
+      "Run the bus's broker in the foreground: housekeeping (liveness, dead-claim unblocking) and "
+      "persistence of every durable topic to DATA_DIR/<topic>/<partition>/. Re-creates topics "
+      "found in the data dir. Stops on SIGINT/SIGTERM after flushing.");
+  auto args = std::make_shared<BrokerArgs>();
+  sub->add_option("--fsync", args->fsync,
+                  "Override every topic's fsync policy: never | interval:MS | always")
+      ->type_name("POLICY")
+      ->check([](const std::string& text) -> std::string {
+        Result<SyncPolicy> p = SyncPolicy::Parse(text);
+        return p.ok() ? std::string() : p.status().message();
+      });
+  SetRunner(sub, [args, &global] { return RunBroker(global, *args); });
+}
+
+}  // namespace runnel::cli

@@ -1,0 +1,121 @@
+// `runnel bus info|remove`: the bus itself (its /dev/shm files).
+
+#include <fmt/core.h>
+
+#include <memory>
+#include <string>
+
+#include "ipc/bus.h"
+#include "tools/bus_util.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+
+namespace runnel::cli {
+namespace {
+
+struct InfoArgs {
+  bool json = false;
+};
+
+int RunInfo(const GlobalOptions& global, const InfoArgs& args) {
+  constexpr std::string_view kCmd = "bus info";
+  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  if (!bus) return kExitRuntime;
+  Result<BusInfo> info = bus->Info();
+  if (!info.ok()) {
+    PrintError(kCmd, info.status().ToString());
+    return kExitRuntime;
+  }
+  if (args.json) {
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("bus").String(info->name);
+    w.Key("file_mode").String(fmt::format("{:04o}", info->file_mode));
+    w.Key("broker").BeginObject().Key("pid").Int(info->broker_pid);
+    w.Key("alive").Bool(info->broker_alive).Key("epoch").Uint(info->broker_epoch).EndObject();
+    w.Key("topics").Uint(info->topics).Key("clients").Uint(info->clients);
+    w.Key("clients_reaped").Uint(info->clients_reaped);
+    w.Key("claims_unblocked").Uint(info->claims_unblocked);
+    w.Key("data_dir").String(IsValidUtf8(global.data_dir) ? global.data_dir : "?");
+    w.EndObject();
+    fmt::print("{}\n", w.str());
+    return kExitOk;
+  }
+  fmt::print("bus '{}': files /dev/shm/runnel.{}.*, mode {:04o}\n", info->name, info->name,
+             info->file_mode);
+  fmt::print("  broker: {}\n",
+             info->broker_pid == 0 ? std::string("none has run yet")
+             : info->broker_alive
+                 ? fmt::format("pid {} (alive), epoch {}", info->broker_pid, info->broker_epoch)
+                 : fmt::format("pid {} (not running; start one with: {} broker)", info->broker_pid,
+                               RunnelCommand(global)));
+  fmt::print("  topics {}, clients {} (reaped {}), claims unblocked {}\n", info->topics,
+             info->clients, info->clients_reaped, info->claims_unblocked);
+  return kExitOk;
+}
+
+struct RemoveArgs {
+  bool force = false;
+};
+
+int RunRemove(const GlobalOptions& global, const RemoveArgs& args) {
+  constexpr std::string_view kCmd = "bus remove";
+  if (!args.force) {
+    BusOptions options;
+    options.create_if_missing = false;
+    Result<Bus> bus = Bus::Open(global.bus, options);
+    if (bus.ok()) {
+      Result<BusInfo> info = bus->Info();
+      if (info.ok() && info->broker_alive) {
+        PrintError(kCmd, fmt::format("a broker (pid {}) is running on bus '{}': stop it first "
+                                     "(kill -TERM {}), or use --force",
+                                     info->broker_pid, global.bus, info->broker_pid));
+        return kExitRuntime;
+      }
+      if (info.ok() && info->clients > 0) {
+        PrintError(kCmd, fmt::format("bus '{}' has {} registered producers/consumers; stop them "
+                                     "first, or use --force (they keep a private copy)",
+                                     global.bus, info->clients));
+        return kExitRuntime;
+      }
+    }
+  }
+  Status s = Bus::Remove(global.bus);
+  if (s.code() == StatusCode::kNotFound) {
+    fmt::print("bus '{}' has no files in /dev/shm\n", global.bus);
+    return kExitOk;
+  }
+  if (!s.ok()) {
+    PrintError(kCmd, s.ToString());
+    return kExitRuntime;
+  }
+  fmt::print("removed bus '{}' from /dev/shm (the data dir {} is untouched)\n", global.bus,
+             global.data_dir);
+  return kExitOk;
+}
+
+}  // namespace
+
+void RegisterBus(CLI::App& app, const GlobalOptions& global) {
+  CLI::App* group = app.add_subcommand("bus",
+                                       "The bus itself: its state, and removing its "
+                                       "shared memory");
+  group->require_subcommand(1);
+  {
+    CLI::App* sub = group->add_subcommand("info", "Broker, topic and client counts of the bus");
+    auto a = std::make_shared<InfoArgs>();
+    sub->add_flag("--json", a->json, "One JSON object");
+    SetRunner(sub, [a, &global] { return RunInfo(global, *a); });
+  }
+  {
+    CLI::App* sub = group->add_subcommand(
+        "remove",
+        "Unlink the bus's files in /dev/shm (rings, directory, locks). The data dir stays: a "
+        "broker started later re-creates the durable topics from it");
+    auto a = std::make_shared<RemoveArgs>();
+    sub->add_flag("--force", a->force, "Remove even while a broker or clients are attached");
+    SetRunner(sub, [a, &global] { return RunRemove(global, *a); });
+  }
+}
+
+}  // namespace runnel::cli

@@ -1,0 +1,90 @@
+#include "tools/bus_util.h"
+
+#include <fmt/core.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "persistence/persister.h"
+
+namespace runnel::cli {
+
+std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command) {
+  BusOptions options;
+  options.create_if_missing = false;
+  options.embedded_broker = false;
+  options.data_dir = global.data_dir;
+  Result<Bus> bus = Bus::Open(global.bus, options);
+  if (!bus.ok()) {
+    PrintError(command, ExplainBusOpen(bus.status(), global.bus));
+    return std::nullopt;
+  }
+  return std::move(*bus);
+}
+
+std::string FsyncString(const TopicOptions& o) {
+  switch (o.fsync) {
+    case FsyncPolicy::kNever:
+      return "never";
+    case FsyncPolicy::kAlways:
+      return "always";
+    case FsyncPolicy::kInterval:
+      return fmt::format("interval:{}", o.fsync_interval_ms);
+  }
+  return fmt::format("unknown({})", static_cast<int>(o.fsync));
+}
+
+Status ApplyFsync(std::string_view text, TopicOptions& o) {
+  Result<SyncPolicy> p = SyncPolicy::Parse(text);
+  if (!p.ok()) return p.status();
+  switch (p->kind) {
+    case SyncPolicy::Kind::kNever:
+      o.fsync = FsyncPolicy::kNever;
+      break;
+    case SyncPolicy::Kind::kAlways:
+      o.fsync = FsyncPolicy::kAlways;
+      break;
+    case SyncPolicy::Kind::kInterval:
+      o.fsync = FsyncPolicy::kInterval;
+      o.fsync_interval_ms = p->interval_ms;
+      break;
+  }
+  return Status::Ok();
+}
+
+void WriteTopicSettingsJson(JsonWriter& w, const TopicInfo& t) {
+  const TopicOptions& o = t.options;
+  w.Key("name").String(t.name);
+  w.Key("generation").Uint(t.generation);
+  w.Key("partitions").Uint(o.partitions);
+  w.Key("ring_bytes").Uint(o.ring_bytes);
+  w.Key("max_record_bytes").Uint(o.max_record_bytes);
+  w.Key("single_producer").Bool(o.single_producer);
+  w.Key("durable").Bool(o.durable);
+  w.Key("segment_bytes").Uint(o.segment_bytes);
+  w.Key("retention_bytes").Uint(o.retention_bytes);
+  w.Key("retention_ms").Uint(o.retention_ms);
+  w.Key("fsync").String(FsyncString(o));
+  w.Key("created_ms").Int(t.created_wall_ns / 1'000'000);
+}
+
+std::string RunnelCommand(const GlobalOptions& global) {
+  return global.bus == "default" ? std::string("runnel") : "runnel --bus " + global.bus;
+}
+
+std::optional<uint64_t> DiskUsage(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::nullopt;
+  uint64_t total = static_cast<uint64_t>(st.st_blocks) * 512;
+  if (!S_ISDIR(st.st_mode)) return total;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           path, std::filesystem::directory_options::skip_permission_denied, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+}  // namespace runnel::cli

@@ -1,0 +1,41 @@
+// Bus helpers shared by the subcommands that talk to a live bus.
+
+#ifndef RUNNEL_TOOLS_BUS_UTIL_H_
+#define RUNNEL_TOOLS_BUS_UTIL_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "core/status.h"
+#include "ipc/bus.h"
+#include "tools/cli_common.h"
+
+namespace runnel::cli {
+
+// Opens the existing bus named by --bus (data dir from --data-dir, no
+// embedded broker). On failure prints an error for `command` that says what
+// to do and returns nullopt.
+std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command);
+
+// "never", "interval:10", "always".
+std::string FsyncString(const TopicOptions& o);
+// Maps `--fsync` text onto TopicOptions::fsync / fsync_interval_ms.
+Status ApplyFsync(std::string_view text, TopicOptions& o);
+
+// The topic's settings as JSON members (no braces): name, generation,
+// partitions, ring_bytes, max_record_bytes, single_producer, durable,
+// segment_bytes, retention_bytes, retention_ms, fsync, created_ms.
+void WriteTopicSettingsJson(JsonWriter& w, const TopicInfo& t);
+
+// "runnel" or "runnel --bus NAME": the prefix of commands in hints.
+std::string RunnelCommand(const GlobalOptions& global);
+
+// Bytes allocated on disk under `path` (a file or a directory tree), from
+// st_blocks; nullopt if it does not exist.
+std::optional<uint64_t> DiskUsage(const std::string& path);
+
+}  // namespace runnel::cli
+
+#endif  // RUNNEL_TOOLS_BUS_UTIL_H_

@@ -1,0 +1,219 @@
+// `runnel consume TOPIC`: prints records, one per line, as they arrive.
+//
+// Output is flushed after every poll batch, so pipes see records at once.
+// Stops after --max records, after --idle-exit-ms without a new record, on
+// SIGINT/SIGTERM (the handler only sets a flag; the loop polls in slices of
+// at most 100 ms), or quietly with exit 0 when the reader of stdout goes
+// away (EPIPE).
+
+#include <fmt/core.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ipc/bus.h"
+#include "ipc/consumer.h"
+#include "tools/api_compat.h"
+#include "tools/bus_util.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+#include "tools/record_format.h"
+
+namespace runnel::cli {
+namespace {
+
+constexpr std::string_view kCmd = "consume";
+
+volatile sig_atomic_t g_stop = 0;
+
+void OnStopSignal(int) { g_stop = 1; }
+
+struct ConsumeArgs {
+  std::string topic;
+  std::optional<uint32_t> partition;
+  std::string from = "latest";
+  std::optional<uint64_t> max;
+  std::optional<int64_t> idle_exit_ms;
+  std::string format = "value";
+  std::string key_separator = "\t";
+  bool verify_crc = false;
+};
+
+// Parses --from: earliest | latest | OFFSET | @EPOCH_MS.
+std::string CheckFrom(const std::string& text) {
+  if (text == "earliest" || text == "latest" || ParseUint(text)) return {};
+  if (!text.empty() && text[0] == '@' && ParseUint(std::string_view(text).substr(1))) return {};
+  return "'" + text +
+         "' is not a start position: use earliest, latest, an offset (e.g. 42) or @EPOCH_MS "
+         "(e.g. @1714566896000)";
+}
+
+// Writes `out` to stdout and flushes. False if the reader went away (EPIPE)
+// or another write error happened (*error set then).
+bool WriteOut(std::string& out, int* error) {
+  if (!out.empty()) {
+    std::size_t done = std::fwrite(out.data(), 1, out.size(), stdout);
+    if (done != out.size()) {
+      *error = errno;
+      return false;
+    }
+    out.clear();
+  }
+  if (std::fflush(stdout) != 0) {
+    *error = errno;
+    return false;
+  }
+  return true;
+}
+
+int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
+  const std::optional<OutputFormat> format = ParseOutputFormat(args.format);
+  if (!format) return kExitUsage;  // the option check refuses it first
+
+  ConsumerOptions copts;
+  if (args.partition) copts.partitions = {*args.partition};
+  copts.verify_crc = args.verify_crc;
+  if (args.from == "earliest") {
+    copts.start = StartPosition::Earliest();
+  } else if (args.from == "latest") {
+    copts.start = StartPosition::Latest();
+  } else if (args.from[0] == '@') {
+    const uint64_t ms = *ParseUint(std::string_view(args.from).substr(1));
+    if (ms > static_cast<uint64_t>(INT64_MAX / 1'000'000)) {
+      PrintError(kCmd, fmt::format("--from {}: timestamp out of range", args.from));
+      return kExitUsage;
+    }
+    std::optional<StartPosition> at = StartAtTimestamp(static_cast<int64_t>(ms) * 1'000'000);
+    if (!at) {
+      PrintError(kCmd,
+                 "--from @EPOCH_MS needs the persistence API (StartPosition::Timestamp), "
+                 "which this build lacks");
+      return kExitRuntime;
+    }
+    copts.start = *at;
+  } else {
+    copts.start = StartPosition::Offset(*ParseUint(args.from));
+  }
+  copts.on_overrun = [](const OverrunInfo& o) {
+    PrintWarning(kCmd, fmt::format("partition {}: lost {} records (offsets {}..{}): the consumer "
+                                   "fell behind the ring and they could not be read from disk",
+                                   o.partition, o.lost_records, o.from_offset,
+                                   o.to_offset == 0 ? 0 : o.to_offset - 1));
+  };
+
+  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  if (!bus) return kExitRuntime;
+  Result<Consumer> consumer = bus->CreateConsumer(args.topic, copts);
+  if (!consumer.ok()) {
+    const Status& s = consumer.status();
+    if (s.code() == StatusCode::kNotFound) {
+      PrintError(kCmd, ExplainTopicNotFound(args.topic, global));
+      return kExitRuntime;
+    }
+    PrintError(kCmd, s.message());
+    return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime;
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  using Clock = std::chrono::steady_clock;
+  const std::string sep = UnescapeSeparator(args.key_separator);
+  uint64_t remaining = args.max.value_or(UINT64_MAX);
+  uint64_t total = 0;
+  auto last_record = Clock::now();
+  std::string out;
+  int write_error = 0;
+  int rc = kExitOk;
+  auto handler = [&](const ConsumerRecord& r) {
+    AppendRecord(out, *format, r.topic(), r.partition(), r.view(), sep);
+  };
+  while (remaining > 0 && g_stop == 0) {
+    auto slice = std::chrono::milliseconds(100);
+    if (args.idle_exit_ms) {
+      const auto idle_left =
+          std::chrono::milliseconds(*args.idle_exit_ms) -
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_record);
+      if (idle_left.count() <= 0) break;
+      slice = std::min(slice, idle_left);
+    }
+    const uint32_t limit = static_cast<uint32_t>(std::min<uint64_t>(remaining, 1024));
+    PollResult r = consumer->PollFor(handler, limit, slice);
+    if (r.records > 0) {
+      total += r.records;
+      remaining -= std::min<uint64_t>(remaining, r.records);
+      last_record = Clock::now();
+      if (!WriteOut(out, &write_error)) break;
+    }
+    if (r.status == PollStatus::kTopicDeleted) {
+      PrintError(kCmd, fmt::format("topic '{}' was deleted", args.topic));
+      rc = kExitRuntime;
+      break;
+    }
+    if (r.status == PollStatus::kCorrupt) {
+      PrintError(kCmd, fmt::format("partition {}: a record in the ring failed validation "
+                                   "(corrupt shared memory); stopping",
+                                   r.partition));
+      rc = kExitRuntime;
+      break;
+    }
+  }
+  if (write_error == 0) (void)WriteOut(out, &write_error);
+  if (write_error != 0 && write_error != EPIPE) {
+    PrintError(kCmd, fmt::format("cannot write to stdout: {}", std::strerror(write_error)));
+    return kExitRuntime;
+  }
+  if (isatty(STDERR_FILENO)) fmt::print(stderr, "runnel consume: {} records\n", total);
+  return rc;
+}
+
+}  // namespace
+
+void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
+  CLI::App* sub = app.add_subcommand(
+      "consume",
+      "Print a topic's records to stdout, one per line, as they arrive. Records older than the "
+      "ring are read from the data dir.");
+  auto a = std::make_shared<ConsumeArgs>();
+  sub->add_option("TOPIC", a->topic, "Topic to read")->required();
+  sub->add_option("--partition,-p", a->partition, "Read only this partition (default: all)")
+      ->type_name("P");
+  sub->add_option("--from", a->from,
+                  "Where to start in each partition: earliest (oldest retained record, on disk "
+                  "or in the ring), latest (only new records), an OFFSET, or @EPOCH_MS (first "
+                  "record with timestamp >= that many ms since the epoch)")
+      ->capture_default_str()
+      ->type_name("POSITION")
+      ->check(CheckFrom);
+  sub->add_option("--max,-n", a->max, "Exit 0 after N records")->type_name("N");
+  sub->add_option("--idle-exit-ms", a->idle_exit_ms,
+                  "Exit 0 after MS milliseconds without a new record")
+      ->type_name("MS")
+      ->check(CLI::Range(int64_t{0}, int64_t{INT64_MAX / 1'000'000}));
+  sub->add_option("--format,-f", a->format,
+                  "value (the value), kv (key SEP value) or json (one object per line: topic, "
+                  "partition, offset, timestamp_ms, timestamp_ns, key, value, headers)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"value", "kv", "json"}));
+  sub->add_option("--key-separator,-k", a->key_separator,
+                  "Separator between key and value for --format kv (default: tab)")
+      ->type_name("SEP");
+  sub->add_flag("--verify-crc", a->verify_crc, "CRC-check every record read from the ring");
+  SetRunner(sub, [a, &global] { return RunConsume(global, *a); });
+}
+
+}  // namespace runnel::cli

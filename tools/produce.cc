@@ -1,0 +1,453 @@
+// `runnel produce TOPIC`: one record per stdin line.
+//
+// Delivery (docs/cli.md):
+//  - at-most-once: a record is accepted once it is committed into the ring.
+//    Nothing is retried.
+//  - at-least-once: a record is accepted once it is durable (the broker wrote
+//    it and synced it per the topic's fsync policy). Sent records wait in a
+//    pending list; before blocking on stdin, and whenever the list grows
+//    large, the producer waits for the highest pending offset of each
+//    partition to become durable (durability is in offset order). When the
+//    wait times out (--timeout-ms), the records that are still not durable
+//    are sent again (--retries times): the first copies may still be
+//    persisted later, so duplicates are possible, losses are not.
+
+#include <fmt/core.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipc/bus.h"
+#include "ipc/producer.h"
+#include "tools/api_compat.h"
+#include "tools/bus_util.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+#include "tools/record_format.h"
+
+namespace runnel::cli {
+namespace {
+
+constexpr std::string_view kCmd = "produce";
+
+struct ProduceArgs {
+  std::string topic;
+  std::optional<uint32_t> partition;
+  std::string key_separator;  // empty: no keys
+  std::string delivery;       // empty: at-least-once for durable topics, else at-most-once
+  int64_t timeout_ms = 5000;
+  uint32_t retries = 3;
+  std::vector<std::string> headers;  // NAME=VALUE
+};
+
+// Reads newline-separated lines from a file descriptor with its own buffer,
+// so the caller can tell "a line is buffered" from "the next line needs a
+// (possibly blocking) read".
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+
+  // The next complete buffered line (without '\n'); at EOF also a final line
+  // without '\n'. Valid until the next call.
+  std::optional<std::string_view> NextBuffered() {
+    const std::size_t nl = buffer_.find('\n', start_);
+    if (nl != std::string::npos) {
+      std::string_view line(buffer_.data() + start_, nl - start_);
+      start_ = nl + 1;
+      return line;
+    }
+    if (eof_ && start_ < buffer_.size()) {
+      std::string_view line(buffer_.data() + start_, buffer_.size() - start_);
+      start_ = buffer_.size();
+      return line;
+    }
+    return std::nullopt;
+  }
+
+  // True if a read would not block (data or EOF waiting).
+  bool ReadReady() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+
+  // Reads more input (blocking). False at EOF or on error (error() says).
+  bool Fill() {
+    if (eof_) return false;
+    if (start_ > 0) {
+      buffer_.erase(0, start_);
+      start_ = 0;
+    }
+    const std::size_t old = buffer_.size();
+    buffer_.resize(old + kChunk);
+    for (;;) {
+      const ssize_t n = ::read(fd_, buffer_.data() + old, kChunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error_ = errno;
+        n_ = 0;
+      } else {
+        n_ = static_cast<std::size_t>(n);
+      }
+      break;
+    }
+    buffer_.resize(old + n_);
+    if (n_ == 0) eof_ = true;
+    return n_ > 0;
+  }
+
+  bool eof() const { return eof_; }
+  int error() const { return error_; }
+
+ private:
+  static constexpr std::size_t kChunk = 1 << 16;
+  int fd_;
+  std::string buffer_;
+  std::size_t start_ = 0;
+  std::size_t n_ = 0;
+  bool eof_ = false;
+  int error_ = 0;
+};
+
+struct PendingRecord {
+  std::optional<std::string> key;
+  std::string value;
+  uint32_t partition = 0;
+  uint64_t offset = 0;
+};
+
+class Run {
+ public:
+  Run(const GlobalOptions& global, const ProduceArgs& args, Bus& bus, Producer& producer,
+      bool at_least_once, std::vector<Header> headers)
+      : global_(global),
+        args_(args),
+        bus_(bus),
+        producer_(producer),
+        at_least_once_(at_least_once),
+        headers_(std::move(headers)),
+        timeout_(std::chrono::milliseconds(args.timeout_ms)),
+        waiter_(bus, producer) {}
+
+  int Go() {
+    const auto start = std::chrono::steady_clock::now();
+    LineReader in(STDIN_FILENO);
+    const std::string sep = UnescapeSeparator(args_.key_separator);
+    bool failed = false;
+    while (!failed) {
+      std::optional<std::string_view> line = in.NextBuffered();
+      if (!line) {
+        if (in.eof()) break;
+        // About to block on stdin: settle what is pending first, so an
+        // interactive user sees each line acknowledged.
+        if (at_least_once_ && !pending_.empty() && !in.ReadReady() && !SettlePending()) {
+          failed = true;
+          break;
+        }
+        if (!in.Fill() && in.error() != 0) {
+          PrintError(kCmd, fmt::format("cannot read stdin: {}", std::strerror(in.error())));
+          failed = true;
+        }
+        continue;
+      }
+      ++line_number_;
+      std::optional<std::string_view> key;
+      std::string_view value = *line;
+      if (!sep.empty()) {
+        const std::size_t at = line->find(sep);
+        if (at != std::string_view::npos) {
+          key = line->substr(0, at);
+          value = line->substr(at + sep.size());
+        }
+      }
+      if (!SendOne(key, value, args_.partition.value_or(kAnyPartition), /*resend=*/false)) {
+        failed = true;
+        break;
+      }
+      if (at_least_once_ &&
+          (pending_.size() >= kMaxPending || pending_bytes_ >= kMaxPendingBytes) &&
+          !SettlePending()) {
+        failed = true;
+      }
+    }
+    if (!failed && at_least_once_ && !pending_.empty() && !SettlePending()) failed = true;
+
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const double safe = seconds > 0 ? seconds : 1e-9;
+    std::string delivery =
+        at_least_once_ ? (failed ? fmt::format("at-least-once: {} durable, {} not confirmed",
+                                               durable_, accepted_ - durable_)
+                                 : fmt::format("at-least-once: all durable"))
+                       : std::string("at-most-once");
+    if (resent_ > 0) {
+      delivery += fmt::format(", {} resent after timeouts (duplicates possible)", resent_);
+    }
+    fmt::print(stderr, "runnel produce: {} records, {} in {:.3f} s ({:.0f} records/s, {}/s); {}\n",
+               at_least_once_ ? durable_ : accepted_, FormatSize(bytes_), seconds,
+               static_cast<double>(at_least_once_ ? durable_ : accepted_) / safe,
+               FormatSize(static_cast<uint64_t>(static_cast<double>(bytes_) / safe)), delivery);
+    return failed ? kExitRuntime : kExitOk;
+  }
+
+ private:
+  static constexpr std::size_t kMaxPending = 8192;
+  static constexpr uint64_t kMaxPendingBytes = 32ull << 20;
+
+  // Sends one record; false (error printed) if it was not accepted.
+  bool SendOne(std::optional<std::string_view> key, std::string_view value, uint32_t partition,
+               bool resend) {
+    SendResult r = producer_.Send(key, value, headers_, partition, timeout_);
+    if (r.status == SendStatus::kUnblocked && at_least_once_) {
+      // Our claim was declared dead (we stalled past the unblock timeout):
+      // the record was lost before anyone saw it; send it again.
+      r = producer_.Send(key, value, headers_, partition, timeout_);
+    }
+    if (!r.ok()) {
+      ReportSendFailure(r);
+      return false;
+    }
+    if (!resend) {
+      ++accepted_;
+      bytes_ += value.size() + (key ? key->size() : 0);
+    } else {
+      ++resent_;
+    }
+    if (at_least_once_) {
+      PendingRecord p;
+      if (key) p.key = std::string(*key);
+      p.value = std::string(value);
+      p.partition = r.partition;
+      p.offset = r.offset;
+      pending_bytes_ += p.value.size() + (p.key ? p.key->size() : 0);
+      pending_.push_back(std::move(p));
+    }
+    return true;
+  }
+
+  void ReportSendFailure(const SendResult& r) {
+    const std::string where = fmt::format("line {}", line_number_);
+    switch (r.status) {
+      case SendStatus::kTimeout:
+      case SendStatus::kFull:
+        PrintError(
+            kCmd,
+            fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the broker "
+                        "is not keeping up or not running (start one with: {} broker), "
+                        "or raise --timeout-ms",
+                        where, r.partition, args_.topic, args_.timeout_ms, RunnelCommand(global_)));
+        return;
+      case SendStatus::kTopicDeleted:
+        PrintError(kCmd,
+                   fmt::format("{}: topic '{}' was deleted while producing", where, args_.topic));
+        return;
+      default:
+        PrintError(kCmd, fmt::format("{}: {}", where, producer_.Explain(r).message()));
+    }
+  }
+
+  // Waits until every pending record is durable, resending on timeouts.
+  bool SettlePending() {
+    std::string last_problem;
+    for (uint32_t attempt = 0;; ++attempt) {
+      const auto deadline = std::chrono::steady_clock::now() + timeout_;
+      std::map<uint32_t, uint64_t> highest;
+      for (const PendingRecord& p : pending_) {
+        uint64_t& h = highest[p.partition];
+        h = std::max(h, p.offset);
+      }
+      bool all = true;
+      for (const auto& [partition, offset] : highest) {
+        for (;;) {
+          const auto left =
+              std::max(std::chrono::nanoseconds(0),
+                       std::chrono::nanoseconds(deadline - std::chrono::steady_clock::now()));
+          Status s = waiter_.Wait(partition, offset, left);
+          if (s.ok()) break;
+          if (s.code() == StatusCode::kResourceExhausted && left.count() > 0) {
+            // The broker reports a full disk: keep waiting for space until
+            // the deadline, then report it.
+            last_problem = s.message();
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+          }
+          if (s.code() == StatusCode::kUnavailable) {
+            PrintError(kCmd, fmt::format("cannot confirm durability on topic '{}': {}", args_.topic,
+                                         s.message()));
+            return false;
+          }
+          if (s.code() != StatusCode::kTimeout && s.code() != StatusCode::kResourceExhausted) {
+            PrintError(kCmd, fmt::format("waiting for durability failed: {}", s.ToString()));
+            return false;
+          }
+          if (s.code() == StatusCode::kTimeout && last_problem.empty()) last_problem = s.message();
+          all = false;
+          break;
+        }
+        if (!all) break;
+      }
+      if (all) {
+        durable_ += pending_.size();
+        pending_.clear();
+        pending_bytes_ = 0;
+        return true;
+      }
+      // Timed out: keep only the records that are not durable yet.
+      std::vector<PendingRecord> left;
+      for (PendingRecord& p : pending_) {
+        if (!waiter_.Wait(p.partition, p.offset, std::chrono::nanoseconds(0)).ok()) {
+          left.push_back(std::move(p));
+        }
+      }
+      const std::size_t now_durable = pending_.size() - left.size();
+      durable_ += now_durable;
+      pending_ = std::move(left);
+      pending_bytes_ = 0;
+      for (const PendingRecord& p : pending_) {
+        pending_bytes_ += p.value.size() + (p.key ? p.key->size() : 0);
+      }
+      if (pending_.empty()) return true;
+
+      Result<BusInfo> info = bus_.Info();
+      if (info.ok() && !info->broker_alive) {
+        PrintError(kCmd, fmt::format("no broker is running for bus '{}' (start one with: {} "
+                                     "broker); {} records are not confirmed durable",
+                                     global_.bus, RunnelCommand(global_), pending_.size()));
+        return false;
+      }
+      if (attempt >= args_.retries) {
+        PrintError(kCmd, fmt::format("{} records are still not durable after {} attempts of {} ms "
+                                     "({}); raise --timeout-ms or --retries, or check the broker",
+                                     pending_.size(), attempt + 1, args_.timeout_ms,
+                                     last_problem.empty() ? "timeout" : last_problem));
+        return false;
+      }
+      // Send them again: the first copies may still become durable later
+      // (duplicates), but none is lost.
+      std::vector<PendingRecord> again = std::move(pending_);
+      pending_.clear();
+      pending_bytes_ = 0;
+      for (PendingRecord& p : again) {
+        std::optional<std::string_view> key;
+        if (p.key) key = *p.key;
+        if (!SendOne(key, p.value, p.partition, /*resend=*/true)) return false;
+      }
+    }
+  }
+
+  const GlobalOptions& global_;
+  const ProduceArgs& args_;
+  Bus& bus_;
+  Producer& producer_;
+  const bool at_least_once_;
+  const std::vector<Header> headers_;
+  const std::chrono::nanoseconds timeout_;
+  DurabilityWaiter waiter_;
+
+  std::vector<PendingRecord> pending_;
+  uint64_t pending_bytes_ = 0;
+  uint64_t line_number_ = 0;
+  uint64_t accepted_ = 0;  // records sent (first copies)
+  uint64_t durable_ = 0;   // at-least-once: records confirmed durable
+  uint64_t resent_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
+  std::vector<Header> headers;
+  for (const std::string& h : args.headers) {
+    const std::size_t eq = h.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      PrintError(kCmd, fmt::format("--header '{}' is not NAME=VALUE", h));
+      return kExitUsage;
+    }
+    headers.push_back(
+        Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
+  }
+  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  if (!bus) return kExitRuntime;
+  Result<TopicInfo> info = bus->DescribeTopic(args.topic);
+  if (!info.ok()) {
+    PrintError(kCmd, info.status().code() == StatusCode::kNotFound
+                         ? ExplainTopicNotFound(args.topic, global)
+                         : info.status().ToString());
+    return kExitRuntime;
+  }
+  if (args.partition && *args.partition >= info->options.partitions) {
+    PrintError(kCmd, fmt::format("topic '{}' has {} partition{} (0..{}); there is no partition {}",
+                                 args.topic, info->options.partitions,
+                                 info->options.partitions == 1 ? "" : "s",
+                                 info->options.partitions - 1, *args.partition));
+    return kExitUsage;
+  }
+  bool at_least_once = info->options.durable;
+  if (!args.delivery.empty()) at_least_once = args.delivery == "at-least-once";
+  if (at_least_once && !info->options.durable) {
+    PrintError(kCmd, fmt::format("topic '{}' is not durable (created with --no-durable): "
+                                 "at-least-once needs a durable topic; use --delivery at-most-once",
+                                 args.topic));
+    return kExitRuntime;
+  }
+  ProducerOptions popts;
+  if (args.partition) popts.partitions = {*args.partition};
+  Result<Producer> producer = bus->CreateProducer(args.topic, popts);
+  if (!producer.ok()) {
+    PrintError(kCmd, producer.status().code() == StatusCode::kNotFound
+                         ? ExplainTopicNotFound(args.topic, global)
+                         : producer.status().ToString());
+    return kExitRuntime;
+  }
+  Run run(global, args, *bus, *producer, at_least_once, std::move(headers));
+  return run.Go();
+}
+
+}  // namespace
+
+void RegisterProduce(CLI::App& app, const GlobalOptions& global) {
+  CLI::App* sub = app.add_subcommand(
+      "produce",
+      "Send stdin to a topic, one record per line (the line without its newline is the value, "
+      "or KEY<sep>VALUE with --key-separator). Exits 0 only if every record was accepted per "
+      "--delivery; prints a summary on stderr.");
+  auto a = std::make_shared<ProduceArgs>();
+  sub->add_option("TOPIC", a->topic, "Topic to write to")->required();
+  sub->add_option("--partition,-p", a->partition,
+                  "Write every record to this partition (default: by key hash, round-robin "
+                  "without a key)")
+      ->type_name("P");
+  sub->add_option("--key-separator,-k", a->key_separator,
+                  "Split each line at the first SEP into key and value (\\t or 'tab' for a tab); "
+                  "a line without SEP is sent without a key")
+      ->type_name("SEP")
+      ->check([](const std::string& s) {
+        return s.empty() ? std::string("the key separator must not be empty") : std::string();
+      });
+  sub->add_option("--delivery", a->delivery,
+                  "at-most-once (accepted when in the ring) or at-least-once (accepted when "
+                  "durable; retried on timeout, duplicates possible). Default: at-least-once for "
+                  "durable topics, at-most-once otherwise")
+      ->type_name("MODE")
+      ->check(CLI::IsMember({"at-most-once", "at-least-once"}));
+  sub->add_option("--timeout-ms", a->timeout_ms,
+                  "How long to wait for ring space, and (at-least-once) for durability before "
+                  "resending")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  sub->add_option("--retries", a->retries,
+                  "at-least-once: how many times to resend records that are not durable in time")
+      ->capture_default_str();
+  sub->add_option("--header,-H", a->headers, "Add header NAME=VALUE to every record (repeatable)")
+      ->type_name("NAME=VALUE");
+  SetRunner(sub, [a, &global] { return RunProduce(global, *a); });
+}
+
+}  // namespace runnel::cli

@@ -1,0 +1,562 @@
+// `runnel replay DIR`: reads segment files directly (persistence/reader.h),
+// with no bus and no broker: prints records, verifies logs (--verify), or
+// re-publishes records into a live topic (--into).
+//
+// DIR may be a data dir (DIR/<topic>/<partition>/), a topic dir
+// (DIR/<partition>/) or a partition dir (segment files in DIR itself).
+// Partitions are replayed one after the other, topics and partitions in
+// sorted order. Any damage (a frame that fails its checks) is reported on
+// stderr with its file and byte position, and makes the exit code 3.
+
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "ipc/bus.h"
+#include "ipc/producer.h"
+#include "persistence/format.h"
+#include "persistence/reader.h"
+#include "tools/bus_util.h"
+#include "tools/cli_common.h"
+#include "tools/commands.h"
+#include "tools/record_format.h"
+
+namespace runnel::cli {
+namespace {
+
+constexpr std::string_view kCmd = "replay";
+namespace fs = std::filesystem;
+
+struct ReplayArgs {
+  std::string dir;
+  std::optional<std::string> topic;
+  std::optional<uint32_t> partition;
+  std::string from;  // "": the log start; OFFSET; @EPOCH_MS
+  std::optional<uint64_t> to;
+  bool verify = false;
+  std::string format = "value";
+  std::string key_separator = "\t";
+  std::optional<std::string> into;
+  int64_t timeout_ms = 5000;
+  bool progress = false;
+  bool no_progress = false;
+};
+
+// One partition directory to read.
+struct Source {
+  std::string topic;
+  uint32_t partition = 0;
+  std::string dir;
+};
+
+bool LooksLikePartitionDir(const fs::path& dir) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (ParseSegmentFileName(name) || name == kCheckpointFileName) return true;
+  }
+  return false;
+}
+
+// Finds the partition directories under `dir` that pass the filters.
+Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
+  std::error_code ec;
+  const fs::path dir = fs::absolute(args.dir, ec).lexically_normal();
+  const fs::path clean = dir.filename().empty() ? dir.parent_path() : dir;
+  if (!fs::is_directory(clean, ec)) {
+    return Status::NotFound(fmt::format("{} is not a directory", args.dir));
+  }
+  std::vector<Source> out;
+  auto wanted = [&](const std::string& topic, uint32_t partition) {
+    return (!args.topic || *args.topic == topic) &&
+           (!args.partition || *args.partition == partition);
+  };
+  if (LooksLikePartitionDir(clean)) {
+    // A partition dir: its name is the partition, its parent's the topic.
+    const std::string topic = clean.parent_path().filename().string();
+    const std::optional<uint64_t> p = ParseUint(clean.filename().string());
+    const uint32_t partition = p && *p <= UINT32_MAX ? static_cast<uint32_t>(*p) : 0;
+    if (wanted(topic, partition)) {
+      out.push_back({topic, partition, clean.string()});
+    }
+    return out;
+  }
+  // A topic dir?
+  const std::string parent = clean.parent_path().string();
+  const std::string name = clean.filename().string();
+  Result<std::vector<uint32_t>> as_topic = ListPartitions(parent, name);
+  if (as_topic.ok() && !as_topic->empty() &&
+      LooksLikePartitionDir(PartitionDir(parent, name, as_topic->front()))) {
+    for (uint32_t p : *as_topic) {
+      if (wanted(name, p)) {
+        out.push_back({name, p, PartitionDir(parent, name, p)});
+      }
+    }
+    return out;
+  }
+  // A data dir.
+  Result<std::vector<std::string>> topics = ListTopics(clean.string());
+  if (!topics.ok()) return topics.status();
+  for (const std::string& t : *topics) {
+    if (args.topic && *args.topic != t) continue;
+    Result<std::vector<uint32_t>> parts = ListPartitions(clean.string(), t);
+    if (!parts.ok()) continue;
+    for (uint32_t p : *parts) {
+      if (wanted(t, p)) out.push_back({t, p, PartitionDir(clean.string(), t, p)});
+    }
+  }
+  if (out.empty() && args.topic) {
+    std::string names;
+    for (const std::string& t : *topics) names += (names.empty() ? "" : ", ") + t;
+    return Status::NotFound(
+        fmt::format("no topic '{}'{} in {} (topics there: {})", *args.topic,
+                    args.partition ? fmt::format(" partition {}", *args.partition) : std::string(),
+                    clean.string(), names.empty() ? "none" : names));
+  }
+  return out;
+}
+
+uint64_t SegmentBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (!ParseSegmentFileName(it->path().filename().string())) continue;
+    std::error_code size_ec;
+    const uint64_t size = it->file_size(size_ec);
+    if (!size_ec) total += size;
+  }
+  return total;
+}
+
+std::string FormatDamage(const std::string& dir, const Damage& d) {
+  std::string s = fmt::format("{}/{} at byte {}: {}", dir, d.file, d.file_position, d.reason);
+  if (d.offset_before || d.resume_position) {
+    s += " (";
+    if (d.offset_before) s += fmt::format("after offset {}", *d.offset_before);
+    if (d.offset_before && d.resume_position) s += "; ";
+    if (d.resume_position) s += fmt::format("resumed at byte {}", *d.resume_position);
+    s += ")";
+  }
+  return s;
+}
+
+// A progress bar on stderr, redrawn at most every 100 ms; silent unless
+// enabled (stderr is a terminal, or --progress).
+class Progress {
+ public:
+  Progress(bool enabled, uint64_t total) : enabled_(enabled), total_(total) {}
+  ~Progress() { Finish(); }
+
+  void Update(uint64_t done, uint64_t records, std::string_view label) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (drawn_ && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    drawn_ = true;
+    constexpr int kWidth = 30;
+    const double fraction =
+        total_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
+    const int filled = static_cast<int>(fraction * kWidth);
+    fmt::print(stderr, "\r[{}{}] {:3.0f}% {} / {}, {} records  {}\x1b[K",
+               std::string(static_cast<std::size_t>(filled), '#'),
+               std::string(static_cast<std::size_t>(kWidth - filled), '.'), fraction * 100,
+               FormatSize(done), FormatSize(total_), records, label);
+    std::fflush(stderr);
+  }
+
+  void Finish() {
+    if (enabled_ && drawn_) {
+      fmt::print(stderr, "\r\x1b[K");
+      std::fflush(stderr);
+      drawn_ = false;
+    }
+  }
+
+ private:
+  bool enabled_;
+  uint64_t total_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+// Re-publishes records into a live topic, keeping key, headers and
+// timestamp. Partition: by key hash, round-robin without a key (as
+// `runnel produce` without --partition).
+class Republisher {
+ public:
+  Republisher(Producer producer, int64_t timeout_ms)
+      : producer_(std::move(producer)), timeout_ms_(timeout_ms) {}
+
+  Status Publish(const RecordView& r) {
+    const uint32_t partition =
+        r.has_key() ? producer_.KeyPartition(r.key()) : producer_.ChoosePartition(std::nullopt);
+    const std::string_view key = r.key();
+    const std::span<const std::byte> headers = r.headers_bytes();
+    const std::string_view value = r.value();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+    for (int spins = 0;; ++spins) {
+      ProducerClaim claim = producer_.TryClaim(partition, static_cast<uint32_t>(key.size()),
+                                               static_cast<uint32_t>(headers.size()),
+                                               static_cast<uint32_t>(value.size()), r.has_key());
+      if (claim.ok()) {
+        std::memcpy(claim.key().data(), key.data(), key.size());
+        std::memcpy(claim.headers().data(), headers.data(), headers.size());
+        std::memcpy(claim.value().data(), value.data(), value.size());
+        claim.set_timestamp(r.timestamp_ns());
+        const SendStatus s = producer_.Commit(claim);
+        if (s != SendStatus::kOk) {
+          return Status::Internal(fmt::format("commit failed: {}", SendStatusName(s)));
+        }
+        ++published_;
+        return Status::Ok();
+      }
+      if (claim.status() != SendStatus::kFull) {
+        SendResult sr;
+        sr.status = claim.status();
+        sr.partition = partition;
+        return producer_.Explain(sr);
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return Status::Timeout(
+            fmt::format("partition {} of topic '{}' stayed full for {} ms: is its broker running?",
+                        partition, producer_.topic(), timeout_ms_));
+      }
+      if (spins > 64) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+
+  uint64_t published() const { return published_; }
+
+ private:
+  Producer producer_;
+  int64_t timeout_ms_;
+  uint64_t published_ = 0;
+};
+
+class Output {
+ public:
+  // False once stdout is gone (EPIPE) or failed.
+  bool Write(std::string& buf, bool force) {
+    if (failed_) return false;
+    if (!force && buf.size() < (1 << 16)) return true;
+    if (!buf.empty() && std::fwrite(buf.data(), 1, buf.size(), stdout) != buf.size()) {
+      error_ = errno;
+      failed_ = true;
+      return false;
+    }
+    buf.clear();
+    if (force && std::fflush(stdout) != 0) {
+      error_ = errno;
+      failed_ = true;
+    }
+    return !failed_;
+  }
+  int error() const { return error_; }
+
+ private:
+  bool failed_ = false;
+  int error_ = 0;
+};
+
+// ---- --verify ---------------------------------------------------------------
+
+int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool json) {
+  Progress progress(args.progress || (!args.no_progress && isatty(STDERR_FILENO)), sources.size());
+  JsonWriter w;
+  if (json) w.BeginObject().Key("dir").String(args.dir).Key("partitions").BeginArray();
+  uint64_t segments = 0, records = 0, bytes = 0, damaged = 0, damage_count = 0;
+  bool error = false;
+  for (std::size_t i = 0; i < sources.size(); ++i) {
+    const Source& src = sources[i];
+    progress.Update(i, records, fmt::format("{}/{}", src.topic, src.partition));
+    Result<VerifyReport> report = VerifyLog(src.dir);
+    progress.Finish();
+    if (!report.ok()) {
+      PrintError(kCmd, fmt::format("cannot verify {}: {}", src.dir, report.status().ToString()));
+      error = true;
+      continue;
+    }
+    const VerifyReport& r = *report;
+    segments += r.segments;
+    records += r.records;
+    bytes += r.bytes;
+    damage_count += r.damages.size() + r.damages_not_kept;
+    if (!r.ok()) ++damaged;
+    if (json) {
+      w.BeginObject();
+      w.Key("topic").String(IsValidUtf8(src.topic) ? src.topic : "?");
+      w.Key("partition").Uint(src.partition);
+      w.Key("dir").String(IsValidUtf8(src.dir) ? src.dir : "?");
+      w.Key("segments").Uint(r.segments).Key("records").Uint(r.records);
+      w.Key("control_records").Uint(r.control_records);
+      w.Key("padding_frames").Uint(r.padding_frames).Key("bytes").Uint(r.bytes);
+      w.Key("first_offset").OptionalUint(r.first_offset);
+      w.Key("last_offset").OptionalUint(r.last_offset);
+      w.Key("first_timestamp_ns");
+      r.first_timestamp_ns ? w.Int(*r.first_timestamp_ns) : w.Null();
+      w.Key("last_timestamp_ns");
+      r.last_timestamp_ns ? w.Int(*r.last_timestamp_ns) : w.Null();
+      w.Key("damages").BeginArray();
+      for (const Damage& d : r.damages) {
+        w.BeginObject();
+        w.Key("file").String(IsValidUtf8(d.file) ? d.file : "?");
+        w.Key("file_position").Uint(d.file_position);
+        w.Key("reason").String(IsValidUtf8(d.reason) ? d.reason : "?");
+        w.Key("offset_before").OptionalUint(d.offset_before);
+        w.Key("resume_position").OptionalUint(d.resume_position);
+        w.EndObject();
+      }
+      w.EndArray();
+      w.Key("damages_not_kept").Uint(r.damages_not_kept);
+      w.Key("ok").Bool(r.ok());
+      w.EndObject();
+      continue;
+    }
+    fmt::print("{}/{}  ({})\n", src.topic, src.partition, src.dir);
+    fmt::print("  segments {}, records {}{}, padding frames {}, bytes {}\n", r.segments, r.records,
+               r.control_records ? fmt::format(" ({} control)", r.control_records) : "",
+               r.padding_frames, r.bytes);
+    if (r.first_offset) {
+      fmt::print("  offsets {}..{}, timestamps {} .. {}\n", *r.first_offset,
+                 r.last_offset.value_or(*r.first_offset),
+                 r.first_timestamp_ns ? FormatTimestamp(*r.first_timestamp_ns) : "-",
+                 r.last_timestamp_ns ? FormatTimestamp(*r.last_timestamp_ns) : "-");
+    } else {
+      fmt::print("  no records\n");
+    }
+    for (const Damage& d : r.damages) fmt::print("  DAMAGE {}\n", FormatDamage(src.dir, d));
+    if (r.damages_not_kept > 0) {
+      fmt::print("  ... and {} more damaged places\n", r.damages_not_kept);
+    }
+    fmt::print("  {}\n", r.ok() ? "clean" : "DAMAGED");
+  }
+  progress.Finish();
+  if (json) {
+    w.EndArray();
+    w.Key("partitions_checked").Uint(sources.size()).Key("segments").Uint(segments);
+    w.Key("records").Uint(records).Key("bytes").Uint(bytes);
+    w.Key("damaged_partitions").Uint(damaged).Key("damages").Uint(damage_count);
+    w.Key("ok").Bool(damaged == 0 && !error).EndObject();
+    fmt::print("{}\n", w.str());
+  } else {
+    fmt::print("summary: {} partition{}, {} segments, {} records, {}: {}\n", sources.size(),
+               sources.size() == 1 ? "" : "s", segments, records, FormatSize(bytes),
+               damaged == 0 ? std::string("clean")
+                            : fmt::format("{} damaged partition{} ({} damaged places)", damaged,
+                                          damaged == 1 ? "" : "s", damage_count));
+  }
+  std::fflush(stdout);
+  if (damaged > 0) return kExitDamage;
+  return error ? kExitRuntime : kExitOk;
+}
+
+// ---- reading ----------------------------------------------------------------
+
+int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vector<Source>& sources,
+            OutputFormat format) {
+  std::optional<Republisher> into;
+  std::optional<Bus> bus;
+  if (args.into) {
+    bus = OpenExistingBus(global, kCmd);
+    if (!bus) return kExitRuntime;
+    Result<Producer> producer = bus->CreateProducer(*args.into);
+    if (!producer.ok()) {
+      PrintError(kCmd, producer.status().code() == StatusCode::kNotFound
+                           ? ExplainTopicNotFound(*args.into, global)
+                           : producer.status().ToString());
+      return kExitRuntime;
+    }
+    into.emplace(std::move(*producer), args.timeout_ms);
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+
+  uint64_t total_bytes = 0;
+  for (const Source& s : sources) total_bytes += SegmentBytes(s.dir);
+  Progress progress(args.progress || (!args.no_progress && isatty(STDERR_FILENO)), total_bytes);
+
+  const std::string sep = UnescapeSeparator(args.key_separator);
+  Output output;
+  std::string buf;
+  uint64_t done_bytes = 0, records = 0, damages = 0;
+  bool failed = false;
+  for (const Source& src : sources) {
+    LogReaderOptions ropts;
+    ropts.verify_crc = true;
+    ropts.follow = false;
+    Result<LogReader> reader = LogReader::Open(src.dir, ropts);
+    if (!reader.ok()) {
+      PrintError(kCmd, fmt::format("cannot read {}: {}", src.dir, reader.status().ToString()));
+      failed = true;
+      continue;
+    }
+    Status seek = Status::Ok();
+    if (args.from.empty()) {
+      seek = reader->SeekToStart();
+    } else if (args.from[0] == '@') {
+      const uint64_t ms = *ParseUint(std::string_view(args.from).substr(1));
+      seek = reader->SeekTimestamp(static_cast<int64_t>(ms) * 1'000'000);
+    } else {
+      seek = reader->Seek(*ParseUint(args.from));
+      if (seek.code() == StatusCode::kOutOfRange) {
+        PrintWarning(kCmd,
+                     fmt::format("{}: {}; starting at the log start", src.dir, seek.message()));
+        seek = reader->SeekToStart();
+      }
+    }
+    if (!seek.ok()) {
+      PrintError(kCmd, fmt::format("cannot position in {}: {}", src.dir, seek.ToString()));
+      failed = true;
+      continue;
+    }
+    for (;;) {
+      LogEntry e = reader->Next();
+      if (e.kind == LogEntry::Kind::kEnd) break;
+      if (e.kind == LogEntry::Kind::kDamage) {
+        ++damages;
+        progress.Finish();
+        PrintWarning(kCmd, fmt::format("damage: {}", FormatDamage(src.dir, *e.damage)));
+        continue;
+      }
+      if (e.control) continue;
+      if (args.to && e.record.offset() > *args.to) break;
+      ++records;
+      if (into) {
+        if (Status s = into->Publish(e.record); !s.ok()) {
+          progress.Finish();
+          PrintError(kCmd, fmt::format("cannot publish offset {} of {}/{} into '{}': {}",
+                                       e.record.offset(), src.topic, src.partition, *args.into,
+                                       s.message()));
+          failed = true;
+          break;
+        }
+      } else {
+        AppendRecord(buf, format, src.topic, src.partition, e.record, sep);
+        if (!output.Write(buf, false)) break;
+      }
+      if ((records & 1023) == 0) {
+        progress.Update(done_bytes + reader->stats().bytes, records,
+                        fmt::format("{}/{}", src.topic, src.partition));
+      }
+    }
+    done_bytes += SegmentBytes(src.dir);
+    if (failed || !output.Write(buf, true)) break;
+  }
+  progress.Finish();
+  if (!output.Write(buf, true) && output.error() != EPIPE) {
+    PrintError(kCmd, fmt::format("cannot write to stdout: {}", std::strerror(output.error())));
+    return kExitRuntime;
+  }
+  if (into) {
+    fmt::print(stderr, "runnel replay: republished {} records into topic '{}' on bus '{}'\n",
+               into->published(), *args.into, global.bus);
+  }
+  if (damages > 0) {
+    PrintError(kCmd, fmt::format("{} damaged place{} found (records there were skipped); run "
+                                 "`runnel replay {} --verify` for a report",
+                                 damages, damages == 1 ? "" : "s", args.dir));
+    return kExitDamage;
+  }
+  return failed ? kExitRuntime : kExitOk;
+}
+
+int RunReplay(const GlobalOptions& global, const ReplayArgs& args) {
+  const std::optional<OutputFormat> format = ParseOutputFormat(args.format);
+  if (!format) return kExitUsage;
+  if (args.verify && (!args.from.empty() || args.to || args.into)) {
+    PrintError(kCmd,
+               "--verify checks whole logs: it cannot be combined with --from, --to or --into");
+    return kExitUsage;
+  }
+  if (args.verify && *format == OutputFormat::kKv) {
+    PrintError(kCmd, "--verify prints a report: use --format value (text) or --format json");
+    return kExitUsage;
+  }
+  if (args.to && !args.from.empty() && args.from[0] != '@' && *ParseUint(args.from) > *args.to) {
+    PrintError(kCmd, fmt::format("--from {} is after --to {}", args.from, *args.to));
+    return kExitUsage;
+  }
+  Result<std::vector<Source>> sources = FindSources(args);
+  if (!sources.ok()) {
+    PrintError(kCmd, sources.status().message());
+    return kExitRuntime;
+  }
+  if (sources->empty()) {
+    PrintError(kCmd, fmt::format("{} holds no partition logs (expected a data dir DIR/<topic>/"
+                                 "<partition>/, a topic dir or a partition dir with .log "
+                                 "segment files)",
+                                 args.dir));
+    return kExitRuntime;
+  }
+  if (args.verify) return RunVerify(args, *sources, *format == OutputFormat::kJson);
+  return RunRead(global, args, *sources, *format);
+}
+
+}  // namespace
+
+void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
+  CLI::App* sub = app.add_subcommand(
+      "replay",
+      "Read segment files directly (no bus or broker needed): print records, verify the logs "
+      "(--verify), or re-publish the records into a live topic (--into). Exit 3 if damage was "
+      "found.");
+  auto a = std::make_shared<ReplayArgs>();
+  sub->add_option("DIR", a->dir,
+                  "A data dir (DIR/<topic>/<partition>/), a topic dir, or a partition dir")
+      ->required();
+  sub->add_option("--topic,-t", a->topic, "Only this topic (in a data dir)")->type_name("T");
+  sub->add_option("--partition,-p", a->partition, "Only this partition")->type_name("P");
+  sub->add_option("--from", a->from,
+                  "First offset to read in each partition (default: the log start), or "
+                  "@EPOCH_MS: the first record with a timestamp at or after it")
+      ->type_name("OFFSET")
+      ->check([](const std::string& text) -> std::string {
+        if (ParseUint(text)) return {};
+        if (!text.empty() && text[0] == '@' && ParseUint(std::string_view(text).substr(1)) &&
+            *ParseUint(std::string_view(text).substr(1)) <= uint64_t{INT64_MAX} / 1'000'000) {
+          return {};
+        }
+        return "'" + text + "' is not an offset (a whole number, e.g. 42) or @EPOCH_MS";
+      });
+  sub->add_option("--to", a->to, "Last offset to read in each partition (inclusive)")
+      ->type_name("OFFSET");
+  sub->add_flag("--verify", a->verify,
+                "Check every CRC, the offset sequence, segment continuity and the time indexes; "
+                "print a report (segments, records, bytes, offsets, timestamps, damage with file "
+                "and byte position)");
+  sub->add_option("--format,-f", a->format,
+                  "value, kv or json (as consume); with --verify: value (text report) or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"value", "kv", "json"}));
+  sub->add_option("--key-separator,-k", a->key_separator,
+                  "Separator between key and value for --format kv (default: tab)")
+      ->type_name("SEP");
+  sub->add_option("--into", a->into,
+                  "Re-publish the records into this topic of the live bus (--bus), keeping key, "
+                  "headers and timestamp; partition by key hash, round-robin without a key")
+      ->type_name("TOPIC");
+  sub->add_option("--timeout-ms", a->timeout_ms,
+                  "--into: how long to wait for ring space before giving up")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
+  sub->add_flag("--progress", a->progress,
+                "Show the progress bar even if stderr is not a terminal");
+  sub->add_flag("--no-progress", a->no_progress, "Never show the progress bar");
+  SetRunner(sub, [a, &global] { return RunReplay(global, *a); });
+}
+
+}  // namespace runnel::cli
