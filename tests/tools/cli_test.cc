@@ -1,0 +1,601 @@
+// End-to-end tests of the `runnel` command line: the real binary, run as a
+// user would (subprocesses, pipes, exit codes), each test on its own bus and
+// data dir, with brokers as child processes that are always stopped.
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "ipc/bus.h"
+#include "tests/tools/cli_test_util.h"
+
+namespace runnel::clitest {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    static int counter = 0;
+    bus_ = "t" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+    (void)Bus::Remove(bus_);
+    char tmpl[] = "/tmp/runnel-cli-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    root_ = tmpl;
+    data_dir_ = root_ + "/data";
+  }
+
+  void TearDown() override {
+    brokers_.clear();  // SIGKILL + reap any broker still running
+    (void)Bus::Remove(bus_);
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+
+  // `runnel --bus B --data-dir D args...`
+  std::vector<std::string> Argv(const std::vector<std::string>& args) const {
+    std::vector<std::string> argv = {RunnelPath(), "--bus", bus_, "--data-dir", data_dir_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  RunResult Runnel(const std::vector<std::string>& args, const std::string& input = "",
+                   milliseconds timeout = seconds(30)) {
+    return RunProcess(Argv(args), input, timeout);
+  }
+
+  // Starts `runnel broker` and waits until it is active.
+  Child& StartBroker(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"broker"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    brokers_.push_back(std::make_unique<Child>(Argv(args)));
+    Child& b = *brokers_.back();
+    EXPECT_TRUE(b.WaitForStderr("active on bus", seconds(10))) << b.err();
+    return b;
+  }
+
+  // Stops the newest broker with SIGTERM; returns its exit code.
+  int StopBroker() {
+    const int code = brokers_.back()->Stop(SIGTERM);
+    return code;
+  }
+
+  void CreateTopic(const std::string& name, const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"topic", "create", name};
+    args.insert(args.end(), extra.begin(), extra.end());
+    RunResult r = Runnel(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+
+  std::string bus_;
+  std::string root_;
+  std::string data_dir_;
+  std::vector<std::unique_ptr<Child>> brokers_;
+};
+
+std::string Join(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const std::string& l : lines) out += l + "\n";
+  return out;
+}
+
+// Values with spaces, tabs, UTF-8, an empty line, a separator in the value.
+const std::vector<std::string> kValues = {"hello world",
+                                          "  leading and trailing  ",
+                                          "tab\tinside",
+                                          "héllo wörld ✓ 日本語",
+                                          "",
+                                          "a:b:c",
+                                          "x"};
+
+// ---- usage errors -------------------------------------------------------------------
+
+struct UsageCase {
+  std::vector<std::string> args;
+  std::string expect_in_stderr;
+};
+
+TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
+  const std::vector<UsageCase> cases = {
+      {{}, "needs a command"},
+      {{"frobnicate"}, "unknown command 'frobnicate'"},
+      {{"topic"}, "needs a command: create"},
+      {{"topic", "frob"}, "unknown command 'frob'"},
+      {{"consume"}, "TOPIC is required"},
+      {{"produce"}, "TOPIC is required"},
+      {{"topic", "create"}, "NAME is required"},
+      {{"consume", "t", "--from", "yesterday"}, "earliest, latest, an offset"},
+      {{"consume", "t", "--from", "@soon"}, "@EPOCH_MS"},
+      {{"consume", "t", "--from", "-5"}, "--from"},
+      {{"topic", "create", "t", "--ring-size", "64QiB"}, "unknown suffix"},
+      {{"topic", "create", "t", "--segment-size", "1.5GiB"}, "--segment-size"},
+      {{"topic", "create", "t", "--retention-bytes", "lots"}, "not a size"},
+      {{"consume", "t", "--format", "yaml"}, "--format"},
+      {{"replay", "/tmp", "--format", "xml"}, "--format"},
+      {{"stat", "--format", "csv"}, "--format"},
+      {{"broker", "--fsync", "sometimes"}, "never, always, interval:MS"},
+      {{"topic", "create", "t", "--fsync", "interval:0"}, "interval:MS"},
+      {{"produce", "t", "--delivery", "exactly-twice"}, "--delivery"},
+      {{"consume", "t", "--bogus"}, "--bogus"},
+      {{"--bus", "bad.name", "topic", "list"}, "bus name"},
+      {{"replay"}, "DIR is required"},
+      {{"inspect"}, "PATH is required"},
+      {{"replay", "/tmp", "--from", "ten"}, "not an offset"},
+  };
+  for (const UsageCase& c : cases) {
+    std::vector<std::string> argv = {RunnelPath()};
+    argv.insert(argv.end(), c.args.begin(), c.args.end());
+    RunResult r = RunProcess(argv);
+    std::string shown;
+    for (const std::string& a : c.args) shown += a + " ";
+    EXPECT_EQ(r.exit_code, 2) << "runnel " << shown << "\n" << r.err;
+    EXPECT_NE(r.err.find(c.expect_in_stderr), std::string::npos)
+        << "runnel " << shown << ": stderr lacks '" << c.expect_in_stderr << "':\n"
+        << r.err;
+    EXPECT_NE(r.err.find("--help"), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+  }
+}
+
+TEST_F(CliTest, HelpExits0OnEveryLevel) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"--help"},
+                                             {"topic", "--help"},
+                                             {"topic", "create", "--help"},
+                                             {"produce", "--help"},
+                                             {"consume", "--help"},
+                                             {"replay", "--help"},
+                                             {"inspect", "--help"},
+                                             {"stat", "--help"},
+                                             {"broker", "--help"}}) {
+    std::vector<std::string> argv = {RunnelPath()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunResult r = RunProcess(argv);
+    EXPECT_EQ(r.exit_code, 0) << args[0] << "\n" << r.err;
+    EXPECT_NE(r.out.find("Usage"), std::string::npos) << r.out;
+  }
+}
+
+// ---- topics ------------------------------------------------------------------------
+
+TEST_F(CliTest, TopicCreateIsIdempotentAndNamesConflictingSettings) {
+  CreateTopic("orders", {"--partitions", "3", "--ring-size", "256KiB"});
+  RunResult same =
+      Runnel({"topic", "create", "orders", "--partitions", "3", "--ring-size", "256KiB"});
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_NE(same.out.find("already exists"), std::string::npos) << same.out;
+
+  RunResult other =
+      Runnel({"topic", "create", "orders", "--partitions", "4", "--ring-size", "256KiB"});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("--partitions 4 (the topic has 3)"), std::string::npos) << other.err;
+
+  RunResult bad_name = Runnel({"topic", "create", "../etc"});
+  EXPECT_EQ(bad_name.exit_code, 2) << bad_name.err;
+
+  RunResult not_pow2 = Runnel({"topic", "create", "odd", "--ring-size", "100KiB"});
+  EXPECT_NE(not_pow2.exit_code, 0);
+  EXPECT_FALSE(not_pow2.err.empty());
+}
+
+TEST_F(CliTest, TopicListAndDescribeJsonParse) {
+  ASSERT_TRUE(Python()) << "python3 is needed to check JSON (scripts/setup installs it)";
+  CreateTopic("alpha", {"--partitions", "2"});
+  CreateTopic("beta", {"--no-durable", "--single-producer"});
+  RunResult list = Runnel({"topic", "list", "--json"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_TRUE(IsJson(list.out)) << list.out;
+  EXPECT_NE(list.out.find("\"alpha\""), std::string::npos);
+  EXPECT_NE(list.out.find("\"beta\""), std::string::npos);
+
+  RunResult table = Runnel({"topic", "list"});
+  EXPECT_EQ(table.exit_code, 0);
+  EXPECT_NE(table.out.find("alpha"), std::string::npos);
+
+  RunResult describe = Runnel({"topic", "describe", "alpha", "--json"});
+  ASSERT_EQ(describe.exit_code, 0) << describe.err;
+  EXPECT_TRUE(IsJson(describe.out)) << describe.out;
+  EXPECT_NE(describe.out.find("\"partition_info\""), std::string::npos);
+
+  RunResult missing = Runnel({"topic", "describe", "gamma"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("runnel topic create gamma"), std::string::npos) << missing.err;
+
+  RunResult del = Runnel({"topic", "delete", "beta"});
+  EXPECT_EQ(del.exit_code, 0) << del.err;
+  RunResult after = Runnel({"topic", "list", "--json"});
+  EXPECT_EQ(after.out.find("\"beta\""), std::string::npos) << after.out;
+}
+
+TEST_F(CliTest, CommandsOnAMissingBusSayHowToCreateIt) {
+  RunResult r = Runnel({"topic", "list"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("broker"), std::string::npos) << r.err;
+  RunResult c = Runnel({"consume", "nope", "--idle-exit-ms", "10"});
+  EXPECT_EQ(c.exit_code, 1);
+}
+
+TEST_F(CliTest, BusInfoAndRemove) {
+  ASSERT_TRUE(Python());
+  CreateTopic("kept");
+  RunResult info = Runnel({"bus", "info", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_TRUE(IsJson(info.out)) << info.out;
+  EXPECT_NE(info.out.find("\"topics\":1"), std::string::npos) << info.out;
+  StartBroker();
+  RunResult refused = Runnel({"bus", "remove"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("a broker (pid"), std::string::npos) << refused.err;
+  EXPECT_EQ(StopBroker(), 0);
+  RunResult removed = Runnel({"bus", "remove"});
+  EXPECT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + ".dir"));
+  RunResult gone = Runnel({"bus", "info"});
+  EXPECT_EQ(gone.exit_code, 1);
+}
+
+// ---- broker -------------------------------------------------------------------------
+
+TEST_F(CliTest, SecondBrokerOnTheSameBusExits1) {
+  Child& first = StartBroker();
+  RunResult second = Runnel({"broker"}, "", seconds(10));
+  EXPECT_EQ(second.exit_code, 1) << second.err;
+  EXPECT_NE(second.err.find("already active"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find(std::to_string(first.pid())), std::string::npos) << second.err;
+  EXPECT_EQ(StopBroker(), 0) << brokers_.back()->err();
+}
+
+TEST_F(CliTest, BrokerStopsCleanlyOnSigint) {
+  Child& b = StartBroker({"--fsync", "always"});
+  EXPECT_EQ(b.Stop(SIGINT), 0) << b.err();
+  EXPECT_NE(b.err().find("stopped"), std::string::npos) << b.err();
+}
+
+// ---- produce / consume ------------------------------------------------------------------
+
+TEST_F(CliTest, ProducedLinesComeBackExactly) {
+  StartBroker();
+  CreateTopic("lines");
+  RunResult p = Runnel({"produce", "lines", "--delivery", "at-least-once"}, Join(kValues));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_NE(p.err.find("7 records"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("records/s"), std::string::npos) << p.err;
+
+  RunResult c = Runnel({"consume", "lines", "--from", "earliest", "--idle-exit-ms", "500"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, Join(kValues));
+
+  // --max stops early; --from OFFSET starts there.
+  RunResult two = Runnel({"consume", "lines", "--from", "3", "--max", "2"});
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_EQ(two.out, Join({kValues[3], kValues[4]}));
+
+  // A line without a final newline is a record too.
+  RunResult last = Runnel({"produce", "lines"}, "no newline at the end");
+  ASSERT_EQ(last.exit_code, 0) << last.err;
+  RunResult tail = Runnel({"consume", "lines", "--from", "7", "--max", "1"});
+  EXPECT_EQ(tail.out, "no newline at the end\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, KeysHeadersAndJsonLines) {
+  ASSERT_TRUE(Python());
+  StartBroker();
+  CreateTopic("kv", {"--partitions", "3"});
+  const std::string input = "user1:login\nuser2:click here\nuser1:logout\nno separator\n";
+  RunResult p = Runnel({"produce", "kv", "--key-separator", ":", "-H", "source=test"}, input);
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+
+  RunResult c =
+      Runnel({"consume", "kv", "--from", "earliest", "--idle-exit-ms", "400", "--format", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::vector<std::string> lines = Lines(c.out);
+  ASSERT_EQ(lines.size(), 4u) << c.out;
+  for (const std::string& l : lines) {
+    EXPECT_TRUE(IsJson(l)) << l;
+    for (const char* key : {"\"topic\":\"kv\"", "\"partition\":", "\"offset\":",
+                            "\"timestamp_ms\":", "\"timestamp_ns\":", "\"key\":", "\"value\":",
+                            "\"headers\":[{\"name\":\"source\",\"value\":\"test\"}]"}) {
+      EXPECT_NE(l.find(key), std::string::npos) << key << " in " << l;
+    }
+  }
+  EXPECT_NE(c.out.find("\"key\":null,\"value\":\"no separator\""), std::string::npos) << c.out;
+  // The same key lands on the same partition, in order.
+  std::regex login(R"("partition":(\d+),"offset":(\d+),.*"key":"user1","value":"login")");
+  std::regex logout(R"("partition":(\d+),"offset":(\d+),.*"key":"user1","value":"logout")");
+  std::smatch a, b;
+  ASSERT_TRUE(std::regex_search(c.out, a, login)) << c.out;
+  ASSERT_TRUE(std::regex_search(c.out, b, logout)) << c.out;
+  EXPECT_EQ(a[1], b[1]);
+  EXPECT_LT(std::stoul(a[2]), std::stoul(b[2]));
+
+  // kv format round-trips keys with another separator.
+  RunResult kvout = Runnel({"consume", "kv", "--from", "earliest", "--idle-exit-ms", "300",
+                            "--format", "kv", "--key-separator", "="});
+  ASSERT_EQ(kvout.exit_code, 0);
+  EXPECT_NE(kvout.out.find("user2=click here\n"), std::string::npos) << kvout.out;
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, NonUtf8BytesAreBase64InJson) {
+  StartBroker();
+  CreateTopic("bin");
+  RunResult p = Runnel({"produce", "bin", "-k", "|"}, std::string("k\xff|\xfe\xff v\n", 8));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  RunResult c = Runnel({"consume", "bin", "--from", "earliest", "--max", "1", "--format", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("\"key_b64\":\"a/8=\""), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("\"value_b64\":\"/v8gdg==\""), std::string::npos) << c.out;
+  EXPECT_TRUE(IsJson(c.out)) << c.out;
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, ConsumeFollowsNewRecordsAndExitsWhenIdle) {
+  StartBroker();
+  CreateTopic("live");
+  Child consumer(Argv({"consume", "live", "--idle-exit-ms", "3000", "--max", "3"}));
+  // Give the consumer time to attach at "latest" before producing.
+  std::this_thread::sleep_for(milliseconds(300));
+  RunResult p = Runnel({"produce", "live"}, "one\ntwo\nthree\nfour\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
+  EXPECT_EQ(consumer.out(), "one\ntwo\nthree\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, AtLeastOnceWithoutABrokerFailsAndSaysSo) {
+  CreateTopic("nobroker");
+  RunResult p = Runnel({"produce", "nobroker", "--delivery", "at-least-once", "--timeout-ms", "300",
+                        "--retries", "0"},
+                       "a\nb\n");
+  EXPECT_EQ(p.exit_code, 1);
+  EXPECT_NE(p.err.find("no broker is running for bus '" + bus_ + "'"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("runnel --bus " + bus_ + " broker"), std::string::npos) << p.err;
+  // at-most-once needs no broker.
+  RunResult q = Runnel({"produce", "nobroker", "--delivery", "at-most-once"}, "c\n");
+  EXPECT_EQ(q.exit_code, 0) << q.err;
+  RunResult unknown = Runnel({"produce", "missing"}, "x\n");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.err.find("runnel topic create missing"), std::string::npos) << unknown.err;
+}
+
+TEST_F(CliTest, RecordsSurviveABrokerRestart) {
+  StartBroker();
+  CreateTopic("durable", {"--partitions", "2"});
+  std::vector<std::string> values;
+  for (int i = 0; i < 500; ++i) values.push_back("record " + std::to_string(i));
+  RunResult p = Runnel({"produce", "durable", "--partition", "0", "--delivery", "at-least-once"},
+                       Join(values));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(StopBroker(), 0) << brokers_.back()->err();
+
+  StartBroker();
+  std::vector<std::string> more = {"after restart 1", "after restart 2"};
+  RunResult p2 =
+      Runnel({"produce", "durable", "--partition", "0", "--delivery", "at-least-once"}, Join(more));
+  ASSERT_EQ(p2.exit_code, 0) << p2.err;
+  RunResult c = Runnel(
+      {"consume", "durable", "--partition", "0", "--from", "earliest", "--idle-exit-ms", "500"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  values.insert(values.end(), more.begin(), more.end());
+  EXPECT_EQ(c.out, Join(values));
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, RecordsSurviveLosingTheSharedMemory) {
+  StartBroker();
+  CreateTopic("reboot");
+  std::vector<std::string> values;
+  for (int i = 0; i < 200; ++i) values.push_back("v" + std::to_string(i));
+  RunResult p = Runnel({"produce", "reboot", "--delivery", "at-least-once"}, Join(values));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(StopBroker(), 0);
+  // A reboot: the bus's shared memory is gone, the data dir stays.
+  ASSERT_TRUE(Bus::Remove(bus_).ok());
+
+  StartBroker();  // re-creates the topic from the data dir
+  RunResult c = Runnel({"consume", "reboot", "--from", "earliest", "--idle-exit-ms", "500"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, Join(values));
+  RunResult p2 = Runnel({"produce", "reboot", "--delivery", "at-least-once"}, "next\n");
+  ASSERT_EQ(p2.exit_code, 0) << p2.err;
+  RunResult c2 = Runnel({"consume", "reboot", "--from", "200", "--max", "1", "--idle-exit-ms",
+                         "2000", "--format", "json"});
+  EXPECT_NE(c2.out.find("\"offset\":200,"), std::string::npos) << c2.out;
+  EXPECT_NE(c2.out.find("\"value\":\"next\""), std::string::npos) << c2.out;
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+// ---- replay and inspect -------------------------------------------------------------------
+
+TEST_F(CliTest, ReplayReadsTheDataDirWithNoBusOrBroker) {
+  StartBroker();
+  CreateTopic("replayed");
+  RunResult p = Runnel({"produce", "replayed", "--delivery", "at-least-once", "-k", ":"},
+                       "k0:zero\nk1:one\nk2:two\nk3:three\nk4:four\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_EQ(StopBroker(), 0);
+  ASSERT_TRUE(Bus::Remove(bus_).ok());
+
+  // The data dir, the topic dir and the partition dir all work.
+  for (const std::string& dir : {data_dir_, data_dir_ + "/replayed", data_dir_ + "/replayed/0"}) {
+    RunResult r = RunProcess({RunnelPath(), "replay", dir});
+    ASSERT_EQ(r.exit_code, 0) << dir << "\n" << r.err;
+    EXPECT_EQ(r.out, "zero\none\ntwo\nthree\nfour\n") << dir;
+  }
+  RunResult range =
+      RunProcess({RunnelPath(), "replay", data_dir_, "--topic", "replayed", "--partition", "0",
+                  "--from", "1", "--to", "3", "--format", "kv", "-k", "="});
+  ASSERT_EQ(range.exit_code, 0) << range.err;
+  EXPECT_EQ(range.out, "k1=one\nk2=two\nk3=three\n");
+
+  RunResult json = RunProcess({RunnelPath(), "replay", data_dir_, "--format", "json"});
+  ASSERT_EQ(json.exit_code, 0);
+  for (const std::string& line : Lines(json.out)) EXPECT_TRUE(IsJson(line)) << line;
+
+  RunResult none = RunProcess({RunnelPath(), "replay", data_dir_, "--topic", "nope"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("replayed"), std::string::npos) << none.err;  // lists what exists
+}
+
+TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
+  StartBroker();
+  CreateTopic("verified");
+  std::vector<std::string> values;
+  for (int i = 0; i < 100; ++i) values.push_back("value number " + std::to_string(i));
+  RunResult p = Runnel({"produce", "verified", "--delivery", "at-least-once"}, Join(values));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_EQ(StopBroker(), 0);
+
+  RunResult clean = RunProcess({RunnelPath(), "replay", data_dir_, "--verify"});
+  EXPECT_EQ(clean.exit_code, 0) << clean.out << clean.err;
+  EXPECT_NE(clean.out.find("records 100"), std::string::npos) << clean.out;
+  EXPECT_NE(clean.out.find("offsets 0..99"), std::string::npos) << clean.out;
+  RunResult clean_json =
+      RunProcess({RunnelPath(), "replay", data_dir_, "--verify", "--format", "json"});
+  EXPECT_EQ(clean_json.exit_code, 0);
+  EXPECT_TRUE(IsJson(clean_json.out)) << clean_json.out;
+
+  // Flip one byte inside the value of a record in the middle of a copy.
+  const std::string copy = root_ + "/copy";
+  fs::copy(data_dir_, copy, fs::copy_options::recursive);
+  const std::string segment = copy + "/verified/0/00000000000000000000.log";
+  std::string bytes;
+  {
+    std::ifstream in(segment, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::size_t at = bytes.find("value number 50");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] ^= 0x20;
+  {
+    std::ofstream out(segment, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  RunResult damaged = RunProcess({RunnelPath(), "replay", copy, "--verify"});
+  EXPECT_EQ(damaged.exit_code, 3) << damaged.out << damaged.err;
+  EXPECT_NE(damaged.out.find("00000000000000000000.log at byte "), std::string::npos)
+      << damaged.out;
+  EXPECT_NE(damaged.out.find("crc"), std::string::npos) << damaged.out;
+  EXPECT_NE(damaged.out.find("DAMAGED"), std::string::npos) << damaged.out;
+  // The frame starts before the value: the reported position is within
+  // 4 KiB before the flipped byte.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(damaged.out, m, std::regex(R"(\.log at byte (\d+))")));
+  const std::size_t reported = std::stoul(m[1]);
+  EXPECT_LE(reported, at);
+  EXPECT_GT(reported + 200, at);
+
+  // Plain replay skips the damaged record, says where, and exits 3 too.
+  RunResult read = RunProcess({RunnelPath(), "replay", copy});
+  EXPECT_EQ(read.exit_code, 3);
+  EXPECT_EQ(read.out.find("value number 50\n"), std::string::npos);
+  EXPECT_NE(read.out.find("value number 51\n"), std::string::npos);
+  EXPECT_NE(read.err.find("at byte " + std::to_string(reported)), std::string::npos) << read.err;
+
+  RunResult inspect = RunProcess({RunnelPath(), "inspect", segment});
+  EXPECT_EQ(inspect.exit_code, 3) << inspect.out;
+  EXPECT_NE(inspect.out.find("DAMAGE at byte " + std::to_string(reported)), std::string::npos)
+      << inspect.out;
+}
+
+TEST_F(CliTest, ReplayIntoALiveTopic) {
+  StartBroker();
+  CreateTopic("source");
+  RunResult p = Runnel({"produce", "source", "--delivery", "at-least-once"}, "a\nb\nc\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  CreateTopic("copy");
+  RunResult r = Runnel({"replay", data_dir_ + "/source", "--into", "copy"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  RunResult c = Runnel({"consume", "copy", "--from", "earliest", "--max", "3"});
+  EXPECT_EQ(c.out, "a\nb\nc\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
+  StartBroker();
+  CreateTopic("seen");
+  RunResult p = Runnel({"produce", "seen", "--delivery", "at-least-once"}, "1\n2\n3\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const std::string part = data_dir_ + "/seen/0";
+  RunResult seg = RunProcess({RunnelPath(), "inspect", part + "/00000000000000000000.log"});
+  EXPECT_EQ(seg.exit_code, 0) << seg.out << seg.err;
+  EXPECT_NE(seg.out.find("records 3"), std::string::npos) << seg.out;
+  EXPECT_NE(seg.out.find("offsets 0..2"), std::string::npos) << seg.out;
+  RunResult idx = RunProcess({RunnelPath(), "inspect", part + "/00000000000000000000.timeindex"});
+  EXPECT_EQ(idx.exit_code, 0) << idx.out << idx.err;
+  RunResult dir = RunProcess({RunnelPath(), "inspect", part});
+  EXPECT_EQ(dir.exit_code, 0) << dir.out << dir.err;
+  RunResult shm = RunProcess({RunnelPath(), "inspect", "/dev/shm/runnel." + bus_ + ".dir"});
+  EXPECT_EQ(shm.exit_code, 0) << shm.out << shm.err;
+  EXPECT_NE(shm.out.find("seen"), std::string::npos) << shm.out;
+  EXPECT_NE(shm.out.find("broker: pid " + std::to_string(brokers_.back()->pid())),
+            std::string::npos)
+      << shm.out;
+  EXPECT_EQ(StopBroker(), 0);
+  RunResult cp = RunProcess({RunnelPath(), "inspect", part + "/checkpoint"});
+  EXPECT_EQ(cp.exit_code, 0) << cp.out << cp.err;
+  EXPECT_NE(cp.out.find("next_offset 3"), std::string::npos) << cp.out;
+  RunResult missing = RunProcess({RunnelPath(), "inspect", root_ + "/nothing"});
+  EXPECT_EQ(missing.exit_code, 1);
+}
+
+// ---- stat ---------------------------------------------------------------------------
+
+TEST_F(CliTest, StatFormats) {
+  ASSERT_TRUE(Python());
+  StartBroker();
+  CreateTopic("watched", {"--partitions", "2"});
+  RunResult p = Runnel({"produce", "watched"}, "a\nb\nc\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+
+  RunResult json = Runnel({"stat", "--format", "json", "--interval-ms", "100"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_TRUE(IsJson(json.out)) << json.out;
+  EXPECT_NE(json.out.find("\"name\":\"watched\""), std::string::npos) << json.out;
+
+  RunResult prom = Runnel({"stat", "--format", "prometheus", "--interval-ms", "100"});
+  ASSERT_EQ(prom.exit_code, 0) << prom.err;
+  EXPECT_NE(prom.out.find("# TYPE runnel_partition_next_offset gauge"), std::string::npos);
+  EXPECT_NE(prom.out.find("# HELP runnel_partition_next_offset "), std::string::npos);
+  EXPECT_NE(prom.out.find("runnel_partition_next_offset{bus=\"" + bus_ +
+                          "\",topic=\"watched\",partition=\"0\"}"),
+            std::string::npos)
+      << prom.out;
+  // Every sample line is NAME{LABELS} VALUE.
+  std::regex sample(R"(^[a-z_]+\{[^}]*\} (-?[0-9.e+]+|NaN|[+-]Inf)$)");
+  for (const std::string& line : Lines(prom.out)) {
+    if (line.empty() || line[0] == '#') continue;
+    EXPECT_TRUE(std::regex_match(line, sample)) << line;
+  }
+
+  RunResult table = Runnel({"stat", "--interval-ms", "100"});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("topic watched"), std::string::npos) << table.out;
+
+  Child watch(Argv({"stat", "--watch", "--format", "json", "--interval-ms", "100"}));
+  std::this_thread::sleep_for(milliseconds(450));
+  EXPECT_EQ(watch.Stop(SIGINT), 0);
+  const std::vector<std::string> samples = Lines(watch.out());
+  EXPECT_GE(samples.size(), 2u);
+  for (const std::string& s : samples) EXPECT_TRUE(IsJson(s)) << s;
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+}  // namespace
+}  // namespace runnel::clitest
