@@ -18,6 +18,7 @@
 #include "bench/benchmarks.h"
 #include "bench/drivers.h"
 #include "bench/harness.h"
+#include "core/record.h"
 #include "core/ring.h"
 
 namespace runnel::bench {
@@ -308,6 +309,21 @@ void RingConsumerCost(benchmark::State& state, uint32_t payload) {
       benchmark::Counter(static_cast<double>(records), benchmark::Counter::kIsRate);
 }
 
+// What commit() spends per record on its CRC32C (ComputeFrameCrc, ISA-L).
+void FrameCrcCost(benchmark::State& state, uint32_t payload) {
+  const uint32_t frame_length = static_cast<uint32_t>(FrameLength(0, 0, payload));
+  std::vector<std::byte> frame(AlignedFrameLength(frame_length), std::byte{0x5A});
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(frame.data());
+    benchmark::DoNotOptimize(ComputeFrameCrc(frame.data(), frame_length));
+  }
+}
+
+// What commit() spends per record on its wall-clock stamp (no timestamp set).
+void WallClockCost(benchmark::State& state) {
+  for (auto _ : state) benchmark::DoNotOptimize(WallClockNanos());
+}
+
 }  // namespace
 
 void RegisterRingBenchmarks() {
@@ -354,6 +370,11 @@ void RegisterRingBenchmarks() {
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("diag/ring_consumer_cost/64B", RingConsumerCost, 64u);
+  for (uint32_t payload : {8u, 64u, 1024u}) {
+    const std::string name = "diag/frame_crc/" + std::to_string(payload) + "B_payload";
+    benchmark::RegisterBenchmark(name.c_str(), FrameCrcCost, payload);
+  }
+  benchmark::RegisterBenchmark("diag/wall_clock_stamp", WallClockCost);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/wall_clock_stamp", RingProducerCost, 8u,
                                false);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/explicit_timestamp", RingProducerCost,
