@@ -1,0 +1,799 @@
+// runnel_persist_bench: the io_uring persistence thread (persistence/
+// persister.h) against the disk it writes to, in one process and one run:
+//
+//  1. Disk baselines: fio --ioengine=io_uring sequential buffered 1 MiB writes
+//     with end_fsync=1 (fork/exec, JSON output; run before and after the
+//     persisted runs, the better one is the baseline), and an in-process
+//     pwrite loop doing the same.
+//  2. Sustained persisted throughput: one producer fills a 64 MiB ring with
+//     1 KiB (and 64 B) records while the persister drains it into a
+//     PartitionLog (256 MiB segments), policies interval:10 and never, for
+//     ~1 GiB or ~5 s; the time includes the final Flush() (write + fdatasync),
+//     like fio's end_fsync. Ratio against fio.
+//  3. One-way producer -> consumer latency of 64 B records, paced (100k/s),
+//     consumer busy-spinning, without and with the persister draining the
+//     same ring (interval:10). Ratio of the p50s.
+//  4. Diagnostic: a bare io_uring loop writing 1 MiB blocks from a ring-sized
+//     buffer into the page cache, plain IORING_OP_WRITE (what the persister
+//     does) against WRITE_FIXED from a registered buffer (and a registered
+//     file).
+//
+// Placement on the 2-vCPU machine (../shared/LIMITS.md): the producer runs on
+// CPU 0. Throughput: the persister on CPU 1 (nothing else spins there).
+// Latency: the consumer spins on CPU 1, so the persister shares CPU 0 with
+// the paced producer, which yields the CPU while it waits for its next send
+// (with and without the persister alike); a diagnostic run puts the
+// persister on the spinning consumer's CPU instead.
+//
+//   runnel_persist_bench [--persist_data_dir=DIR] [--persist_bytes=N]
+//       [--persist_seconds=S] [--persist_rate=R] [--persist_samples=N]
+//       [--persist_fio=PATH] [--persist_fio_iodepth=N] [Google Benchmark flags]
+//
+// The data dir defaults to persist-bench-data next to the executable (under
+// the build dir: the same file system as the work tree, not a tmpfs /tmp).
+// Everything written there is deleted after each run.
+
+#include <benchmark/benchmark.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/harness.h"
+#include "bench/persist_disk.h"
+#include "bench/summary.h"
+#include "core/record.h"
+#include "core/ring.h"
+#include "persistence/log.h"
+#include "persistence/persister.h"
+
+namespace runnel::bench {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint64_t kRingCapacity = 64ull << 20;
+constexpr uint64_t kSegmentBytes = 256ull << 20;
+constexpr int kProducerCpu = 0;
+constexpr int kPersisterCpuForThroughput = 1;
+constexpr int kConsumerCpu = 1;
+constexpr double kThroughputTarget = 0.80;  // of fio
+constexpr double kLatencyTarget = 1.20;     // p50 with / without persister
+
+struct Config {
+  std::string data_dir;
+  std::string fio = "fio";
+  uint32_t fio_iodepth = 1;
+  uint64_t bytes = 1ull << 30;
+  double seconds = 5;
+  double rate = 100'000;
+  uint64_t samples = 200'000;
+};
+Config g_config;
+FsInfo g_fs;
+
+std::string PolicyName(const SyncPolicy& p) { return p.ToString(); }
+
+// ---------------------------------------------------------------------------
+// Set-up shared by the persisted runs
+
+// A ring of kRingCapacity in its own pre-faulted shared mapping.
+struct BenchRing {
+  SharedMapping memory{Ring::RequiredBytes(kRingCapacity)};
+  std::optional<Ring> ring;
+  std::string error;
+
+  BenchRing() {
+    if (!memory.ok()) {
+      error = "mmap of the ring failed";
+      return;
+    }
+    RingOptions o;
+    o.capacity = kRingCapacity;
+    o.mode = RingMode::kSingleProducer;
+    Result<Ring> r = Ring::Create(memory.span(), o);
+    if (!r.ok()) {
+      error = r.status().ToString();
+      return;
+    }
+    ring = *r;
+  }
+};
+
+// A persister whose thread runs on `cpu` (-1: anywhere), handed one
+// partition: `ring` through a fresh gating slot, logged to `dir`.
+struct RunningPersister {
+  std::unique_ptr<Persister> persister;
+  pid_t tid = -1;  // the persistence thread
+  uint32_t slot = 0;
+  std::string error;
+
+  RunningPersister(const Ring& ring, const std::string& dir, SyncPolicy policy, int cpu) {
+    RemoveTree(dir);
+    Result<uint32_t> s = ring.AcquireGatingSlot(kPersisterGatingOwner, ring.tail());
+    if (!s.ok()) {
+      error = s.status().ToString();
+      return;
+    }
+    slot = *s;
+    LogOptions lo;
+    lo.segment_bytes = kSegmentBytes;
+    lo.sync_on_roll = policy.kind != SyncPolicy::Kind::kNever;  // as the broker does
+    Result<PartitionLog> log = PartitionLog::Open(dir + "/bench/0", lo);
+    if (!log.ok()) {
+      error = log.status().ToString();
+      return;
+    }
+    // A thread starts with the affinity of the thread that creates it: pin
+    // ourselves where the persister should run while it is created.
+    if (cpu >= 0) {
+      PinThisThreadToCpu(cpu);
+    } else {
+      UnpinThisThread();
+    }
+    const std::vector<pid_t> before = ThreadIds();
+    Result<std::unique_ptr<Persister>> p = Persister::Start(PersisterOptions{});
+    const std::vector<pid_t> after = ThreadIds();
+    if (!p.ok()) {
+      error = p.status().ToString();
+      return;
+    }
+    for (pid_t t : after) {
+      if (!std::binary_search(before.begin(), before.end(), t)) tid = t;
+    }
+    persister = std::move(*p);
+    persister->Add(PersistedPartition{"bench/0", ring, slot, std::move(*log), policy, {}});
+  }
+};
+
+// Claims room for one record; on back-pressure spins briefly, then sleeps in
+// WaitForSpace. Adds the TSC ticks spent blocked to *blocked.
+RingClaim ClaimBlocking(RingProducer& producer, uint32_t payload, uint64_t* blocked,
+                        uint64_t* full_events) {
+  RingClaim claim = producer.try_claim(0, 0, payload, false);
+  if (claim.status() != ClaimStatus::kFull) return claim;
+  ++*full_events;
+  const uint64_t t0 = Tsc::Now();
+  const int64_t give_up = MonotonicNanos() + kWaitTimeoutNs;
+  for (uint32_t i = 0;; ++i) {
+    if (i < 256) {
+      CpuRelax();
+    } else {
+      (void)producer.WaitForSpace(1'000'000);
+    }
+    claim = producer.try_claim(0, 0, payload, false);
+    if (claim.status() != ClaimStatus::kFull) break;
+    if ((i & 255) == 255 && MonotonicNanos() > give_up) break;
+  }
+  *blocked += Tsc::Now() - t0;
+  return claim;
+}
+
+// ---------------------------------------------------------------------------
+// 1. Disk baselines
+
+void FioBaseline(benchmark::State& state) {
+  for (auto _ : state) {
+    const WriteFigures f =
+        RunFio(g_config.fio, g_config.data_dir, g_config.bytes, g_config.fio_iodepth);
+    if (!f.ok) {
+      state.SkipWithError(f.error.c_str());
+      break;
+    }
+    state.SetIterationTime(f.seconds);
+    state.counters["MB/s"] = f.MBps();
+    state.counters["GiB"] = static_cast<double>(f.bytes) / (1ull << 30);
+  }
+}
+
+void PwriteBaseline(benchmark::State& state) {
+  for (auto _ : state) {
+    const WriteFigures f = PwriteSequential(g_config.data_dir, g_config.bytes);
+    if (!f.ok) {
+      state.SkipWithError(f.error.c_str());
+      break;
+    }
+    state.SetIterationTime(f.seconds);
+    state.counters["MB/s"] = f.MBps();
+    state.counters["cpu_%"] = 100 * f.cpu_seconds / f.seconds;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 2. Sustained persisted throughput
+
+void PersistThroughput(benchmark::State& state, uint32_t payload, SyncPolicy policy) {
+  for (auto _ : state) {
+    BenchRing br;
+    if (!br.error.empty()) {
+      state.SkipWithError(br.error.c_str());
+      break;
+    }
+    const Ring ring = *br.ring;
+    const std::string dir = g_config.data_dir + "/throughput";
+    RunningPersister rp(ring, dir, policy, kPersisterCpuForThroughput);
+    PinThisThreadToCpu(kProducerCpu);
+    if (!rp.error.empty()) {
+      state.SkipWithError(rp.error.c_str());
+      break;
+    }
+    RingProducer producer(ring);
+    const std::vector<std::byte> filler(payload, std::byte{0x5A});
+    const uint64_t frame = AlignedFrameLength(FrameLength(0, 0, payload));
+    const uint64_t target_records = g_config.bytes / frame;
+    const uint64_t dev0 = DeviceBytesWritten(g_fs.device);
+    const int64_t cpu0 = ProcessCpuNanos();
+    const int64_t main_cpu0 = ThisThreadCpuNanos();
+    const int64_t persister_cpu0 = ThreadRunNanos(rp.tid);
+    const int64_t t0 = MonotonicNanos();
+    const int64_t deadline = t0 + static_cast<int64_t>(g_config.seconds * 1e9);
+    uint64_t records = 0;
+    uint64_t blocked_ticks = 0;
+    uint64_t full_events = 0;
+    std::string error;
+    for (; records < target_records; ++records) {
+      if ((records & 1023) == 0 && MonotonicNanos() > deadline) break;
+      RingClaim claim = ClaimBlocking(producer, payload, &blocked_ticks, &full_events);
+      if (!claim.ok()) {
+        error = std::string("claim failed: ") + std::string(ClaimStatusName(claim.status()));
+        break;
+      }
+      FillPayload(claim.value().data(), payload, 0, records, filler.data());
+      if (producer.commit(claim) != CommitStatus::kOk) {
+        error = "commit failed";
+        break;
+      }
+    }
+    const int64_t t_produced = MonotonicNanos();
+    const Status flushed = rp.persister->Flush();
+    const int64_t t1 = MonotonicNanos();
+    const int64_t persister_cpu = ThreadRunNanos(rp.tid) - persister_cpu0;
+    const int64_t main_cpu = ThisThreadCpuNanos() - main_cpu0;
+    const int64_t all_cpu = ProcessCpuNanos() - cpu0;
+    const uint64_t dev_bytes = DeviceBytesWritten(g_fs.device) - dev0;
+    const std::vector<PersistedPartitionStats> stats = rp.persister->Stats();
+    const RingPosition durable = ring.Durable(rp.slot);
+    rp.persister->Stop();
+    rp.persister.reset();
+    RemoveTree(dir);
+    if (error.empty() && !flushed.ok()) error = "flush: " + flushed.ToString();
+    if (error.empty() && durable.offset != records) {
+      error = "durable offset " + std::to_string(durable.offset) + " != records " +
+              std::to_string(records);
+    }
+    if (error.empty() && stats.size() != 1) error = "no persister stats";
+    if (!error.empty()) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+    const PersistedPartitionStats& s = stats[0];
+    const double seconds = static_cast<double>(t1 - t0) / 1e9;
+    state.SetIterationTime(seconds);
+    state.counters["MB/s"] = static_cast<double>(s.bytes_written) / seconds / 1e6;
+    state.counters["payload_MB/s"] = static_cast<double>(records * payload) / seconds / 1e6;
+    state.counters["records/s"] = static_cast<double>(records) / seconds;
+    state.counters["GiB"] = static_cast<double>(s.bytes_written) / (1ull << 30);
+    state.counters["flush_ms"] = static_cast<double>(t1 - t_produced) / 1e6;
+    state.counters["producer_blocked_%"] =
+        100 * Tsc::ToNanos(blocked_ticks) / static_cast<double>(t_produced - t0);
+    state.counters["full_events"] = static_cast<double>(full_events);
+    state.counters["persister_cpu_%"] =
+        100.0 * static_cast<double>(persister_cpu) / static_cast<double>(t1 - t0);
+    // Everything else the process ran: io_uring workers (iou-wrk-*) that
+    // carried writes the kernel could not do inline.
+    state.counters["io_workers_cpu_%"] =
+        100.0 * static_cast<double>(std::max<int64_t>(0, all_cpu - main_cpu - persister_cpu)) /
+        static_cast<double>(t1 - t0);
+    state.counters["writes"] = static_cast<double>(s.writes);
+    state.counters["mean_write_KiB"] =
+        s.writes ? static_cast<double>(s.bytes_written) / static_cast<double>(s.writes) / 1024 : 0;
+    state.counters["syncs"] = static_cast<double>(s.syncs);
+    state.counters["device_MB/s"] = static_cast<double>(dev_bytes) / seconds / 1e6;
+  }
+  UnpinThisThread();
+}
+
+// ---------------------------------------------------------------------------
+// 3. Latency with and without the persister
+
+void PersistLatency(benchmark::State& state, std::optional<SyncPolicy> policy, int persister_cpu) {
+  constexpr uint32_t kPayload = 64;
+  for (auto _ : state) {
+    BenchRing br;
+    if (!br.error.empty()) {
+      state.SkipWithError(br.error.c_str());
+      break;
+    }
+    const Ring ring = *br.ring;
+    const std::string dir = g_config.data_dir + "/latency";
+    std::optional<RunningPersister> rp;
+    if (policy) {
+      rp.emplace(ring, dir, *policy, persister_cpu);
+      if (!rp->error.empty()) {
+        state.SkipWithError(rp->error.c_str());
+        break;
+      }
+    }
+    PinThisThreadToCpu(kProducerCpu);
+    const uint64_t warmup = std::max<uint64_t>(g_config.samples / 10, 1000);
+    const uint64_t total = warmup + g_config.samples;
+    LatencySamples samples(g_config.samples);
+    std::atomic<bool> abort{false};
+    std::atomic<uint64_t> consumer_error{0};
+    // The consumer: a plain (non-gating) reader that busy-spins on the ring.
+    std::thread consumer([&] {
+      if (!PinThisThreadToCpu(kConsumerCpu)) {
+        consumer_error.store(1, std::memory_order_relaxed);
+        return;
+      }
+      RingReader reader(ring, RingPosition{});
+      uint64_t received = 0;
+      auto handler = [&](const RecordView& v) {
+        const uint64_t now = Tsc::NowAfterLoads();
+        uint64_t stamp;
+        std::memcpy(&stamp, v.value().data(), sizeof stamp);
+        if (received >= warmup) samples.Add(now - stamp);
+        ++received;
+      };
+      while (received < total) {
+        if (!reader.Wait(WaitStrategy::kBusySpin, 10'000'000)) {
+          if (abort.load(std::memory_order_relaxed)) return;
+          continue;
+        }
+        const ReadResult r = reader.read(handler, 1);
+        if (r.status != ReadStatus::kOk) {
+          consumer_error.store(2, std::memory_order_relaxed);
+          return;
+        }
+      }
+    });
+    RingProducer producer(ring);
+    std::vector<std::byte> filler(kPayload, std::byte{0x5A});
+    const uint64_t gap = Tsc::FromNanos(1e9 / g_config.rate);
+    const uint64_t yield_margin = Tsc::FromNanos(3000);
+    uint64_t blocked_ticks = 0;
+    uint64_t full_events = 0;
+    uint64_t late = 0;
+    std::string error;
+    const int64_t persister_cpu0 = rp ? ThreadRunNanos(rp->tid) : 0;
+    const int64_t t0 = MonotonicNanos();
+    uint64_t next = Tsc::Now() + gap;
+    for (uint64_t i = 0; i < total; ++i) {
+      // Pacing: give the CPU away (to the persister, when it shares this
+      // CPU) while the next send is more than a few microseconds off.
+      for (uint64_t now = Tsc::Now(); now < next; now = Tsc::Now()) {
+        if (next - now > yield_margin) {
+          sched_yield();
+        } else {
+          CpuRelax();
+        }
+      }
+      const uint64_t stamp = Tsc::Now();
+      RingClaim claim = ClaimBlocking(producer, kPayload, &blocked_ticks, &full_events);
+      if (!claim.ok()) {
+        error = "claim failed";
+        break;
+      }
+      std::byte* v = claim.value().data();
+      std::memcpy(v, filler.data(), kPayload);
+      std::memcpy(v, &stamp, sizeof stamp);
+      if (producer.commit(claim) != CommitStatus::kOk) {
+        error = "commit failed";
+        break;
+      }
+      next += gap;
+      if (const uint64_t now = Tsc::Now(); now > next + gap) {
+        ++late;  // fell more than a gap behind (preempted): no burst to catch up
+        next = now + gap;
+      }
+    }
+    if (!error.empty()) abort.store(true, std::memory_order_relaxed);
+    consumer.join();
+    const int64_t t1 = MonotonicNanos();
+    std::vector<PersistedPartitionStats> stats;
+    if (rp) {
+      const int64_t persister_cpu_ns = ThreadRunNanos(rp->tid) - persister_cpu0;
+      stats = rp->persister->Stats();
+      const Status flushed = rp->persister->Flush();
+      if (error.empty() && !flushed.ok()) error = "flush: " + flushed.ToString();
+      if (error.empty() && ring.Durable(rp->slot).offset != total) error = "not all durable";
+      rp->persister->Stop();
+      rp.reset();
+      RemoveTree(dir);
+      state.counters["persister_cpu_%"] =
+          100.0 * static_cast<double>(persister_cpu_ns) / static_cast<double>(t1 - t0);
+      if (stats.size() == 1) {
+        state.counters["writes"] = static_cast<double>(stats[0].writes);
+        state.counters["syncs"] = static_cast<double>(stats[0].syncs);
+      }
+    }
+    if (error.empty() && consumer_error.load() != 0) {
+      error = consumer_error.load() == 1 ? "cannot pin the consumer" : "consumer read failed";
+    }
+    if (error.empty() && samples.count() != g_config.samples) error = "samples missing";
+    if (!error.empty()) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+    const LatencySamples::Summary s = samples.Summarize();
+    state.SetIterationTime(static_cast<double>(t1 - t0) / 1e9);
+    state.counters["p50_ns"] = s.p50_ns;
+    state.counters["p99_ns"] = s.p99_ns;
+    state.counters["p99.9_ns"] = s.p999_ns;
+    state.counters["max_ns"] = s.max_ns;
+    state.counters["mean_ns"] = s.mean_ns;
+    state.counters["late_sends"] = static_cast<double>(late);
+    state.counters["full_events"] = static_cast<double>(full_events);
+  }
+  UnpinThisThread();
+}
+
+// ---------------------------------------------------------------------------
+// 4. Registered buffers
+
+// Two rounds of plain / fixed / fixed+file, alternating so that a noisy
+// neighbour hurts every mode alike; the better round of each is reported.
+void RegisteredBuffers(benchmark::State& state) {
+  const UringBufferMode modes[] = {UringBufferMode::kPlain, UringBufferMode::kFixed,
+                                   UringBufferMode::kFixedAndFile};
+  const char* keys[] = {"write", "fixed", "fixed_file"};
+  for (auto _ : state) {
+    PinThisThreadToCpu(kPersisterCpuForThroughput);
+    SharedMapping buffer(kRingCapacity);  // a ring-sized buffer, like the ring memory
+    if (!buffer.ok()) {
+      state.SkipWithError("mmap failed");
+      break;
+    }
+    std::memset(buffer.data(), 0x5A, buffer.size());
+    const uint64_t bytes = std::min<uint64_t>(g_config.bytes, 512ull << 20);
+    double best[3] = {0, 0, 0};
+    double cpu_per_gib[3] = {1e9, 1e9, 1e9};
+    double write_us[3] = {0, 0, 0};
+    int workers = 0;
+    std::string error;
+    double total_seconds = 0;
+    for (int round = 0; round < 2 && error.empty(); ++round) {
+      for (int m = 0; m < 3; ++m) {
+        const UringLoopFigures f = UringSequential(g_config.data_dir, buffer.span(), bytes, 1 << 20,
+                                                   1, modes[m], /*sync_at_end=*/false);
+        if (!f.ok) {
+          error = std::string(UringBufferModeName(modes[m])) + ": " + f.error;
+          break;
+        }
+        total_seconds += f.seconds;
+        workers = std::max(workers, f.io_workers);
+        if (f.MBps() > best[m]) {
+          best[m] = f.MBps();
+          write_us[m] = f.mean_write_us;
+        }
+        cpu_per_gib[m] = std::min(cpu_per_gib[m],
+                                  f.cpu_seconds * static_cast<double>(1ull << 30) / f.bytes * 1e3);
+      }
+    }
+    UnpinThisThread();
+    if (!error.empty()) {
+      state.SkipWithError(error.c_str());
+      break;
+    }
+    state.SetIterationTime(total_seconds);
+    for (int m = 0; m < 3; ++m) {
+      state.counters[std::string(keys[m]) + "_MB/s"] = best[m];
+      state.counters[std::string(keys[m]) + "_us/MiB"] = write_us[m];
+      state.counters[std::string(keys[m]) + "_cpu_ms/GiB"] = cpu_per_gib[m];
+    }
+    state.counters["io_workers"] = workers;
+    state.counters["registered_MiB"] = static_cast<double>(kRingCapacity >> 20);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Registration and summary
+
+const char* kFioBefore = "baseline/fio_io_uring_seq_write/before";
+const char* kFioAfter = "baseline/fio_io_uring_seq_write/after";
+const char* kPwrite = "baseline/pwrite_seq_write";
+const char* kLatencyOff = "persist_latency/64B/persistence_off";
+const char* kLatencyOn = "persist_latency/64B/interval:10/persister_cpu0";
+const char* kLatencyBadCpu = "diag/persist_latency/64B/interval:10/persister_on_consumer_cpu";
+const char* kRegistered = "diag/uring_page_cache_write/registered_buffers";
+
+std::string ThroughputName(uint32_t payload, const SyncPolicy& p) {
+  return "persist_throughput/" + std::to_string(payload) + "B/" + PolicyName(p);
+}
+
+const SyncPolicy kInterval10{SyncPolicy::Kind::kInterval, 10};
+const SyncPolicy kNever{SyncPolicy::Kind::kNever, 10};
+
+void Register() {
+  auto once = [](benchmark::internal::Benchmark* b) {
+    b->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+  };
+  once(benchmark::RegisterBenchmark(kFioBefore, FioBaseline));
+  once(benchmark::RegisterBenchmark(kPwrite, PwriteBaseline));
+  for (uint32_t payload : {1024u, 64u}) {
+    for (const SyncPolicy& p : {kInterval10, kNever}) {
+      once(benchmark::RegisterBenchmark(ThroughputName(payload, p).c_str(), PersistThroughput,
+                                        payload, p));
+    }
+  }
+  once(benchmark::RegisterBenchmark(kFioAfter, FioBaseline));
+  once(benchmark::RegisterBenchmark(kLatencyOff, PersistLatency, std::nullopt, -1));
+  once(benchmark::RegisterBenchmark(kLatencyOn, PersistLatency, kInterval10, kProducerCpu));
+  once(benchmark::RegisterBenchmark(kLatencyBadCpu, PersistLatency, kInterval10, kConsumerCpu));
+  once(benchmark::RegisterBenchmark(kRegistered, RegisteredBuffers));
+}
+
+std::string Fmt(const char* fmt, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, fmt, v);
+  return buf;
+}
+
+std::string Fig(const Collector::Figure& f, const char* fmt) {
+  if (!f.ok) return "n/a";
+  std::string s = Fmt(fmt, f.median);
+  if (f.samples > 1) s += " [" + Fmt(fmt, f.min) + "-" + Fmt(fmt, f.max) + "]";
+  return s;
+}
+
+double Load1() {
+  double l = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+    std::fclose(f);
+  }
+  return l;
+}
+
+void PrintSummary(const Collector& c, double load_before, double load_after, std::ostream& out) {
+  out << "\n=== runnel_persist_bench summary\n";
+  out << "data dir " << g_config.data_dir << " (" << g_fs.type << ")"
+      << (g_fs.tmpfs ? "  WARNING: tmpfs, not a disk" : "") << "; load average "
+      << Fmt("%.2f", load_before) << " before, " << Fmt("%.2f", load_after) << " after"
+      << (std::max(load_before, load_after) > 1.0 ? "  (busy machine: figures are noisy)" : "")
+      << "\n";
+  out << "placement: producer CPU " << kProducerCpu << "; throughput: persister CPU "
+      << kPersisterCpuForThroughput << "; latency: consumer spins on CPU " << kConsumerCpu
+      << ", persister on CPU " << kProducerCpu << " with the paced producer\n\n";
+
+  // Baselines.
+  const Collector::Figure fio_before = c.Get(kFioBefore, "MB/s");
+  const Collector::Figure fio_after = c.Get(kFioAfter, "MB/s");
+  const Collector::Figure pw = c.Get(kPwrite, "MB/s");
+  out << "disk baselines (1 MiB sequential buffered writes + final fsync, "
+      << (g_config.bytes >> 20) << " MiB):\n";
+  out << "  fio io_uring iodepth=" << g_config.fio_iodepth << "  before " << Fig(fio_before, "%.0f")
+      << " MB/s, after " << Fig(fio_after, "%.0f") << " MB/s\n";
+  out << "  pwrite loop (in process)  " << Fig(pw, "%.0f") << " MB/s\n";
+  double fio = 0;
+  if (fio_before.ok) fio = fio_before.median;
+  if (fio_after.ok) fio = std::max(fio, fio_after.median);
+  if (fio > 0) {
+    out << "  baseline for the ratios: the better fio run, " << Fmt("%.0f", fio) << " MB/s\n";
+    if (fio_before.ok && fio_after.ok) {
+      const double spread = std::abs(fio_before.median - fio_after.median) / fio;
+      if (spread > 0.2)
+        out << "  note: fio moved " << Fmt("%.0f", 100 * spread)
+            << "% between before and after: the disk is shared and noisy\n";
+    }
+  } else {
+    out << "  no fio figure (" << (c.Failed(kFioBefore) ? "fio failed or is missing" : "not run")
+        << "): throughput ratios skipped\n";
+  }
+
+  // Throughput.
+  out << "\nsustained persisted throughput (1 producer, ring 64 MiB, segments 256 MiB, time "
+         "includes the final Flush):\n";
+  char line[320];
+  std::snprintf(line, sizeof line, "  %-8s %-12s %10s %10s %10s %8s %9s %9s %9s  %s\n", "payload",
+                "policy", "log MB/s", "payload", "Mrec/s", "vs fio", "blocked", "persister",
+                "device", "verdict");
+  out << line;
+  for (uint32_t payload : {1024u, 64u}) {
+    for (const SyncPolicy& p : {kInterval10, kNever}) {
+      const std::string name = ThroughputName(payload, p);
+      const Collector::Figure mb = c.Get(name, "MB/s");
+      if (!mb.ok) {
+        std::snprintf(line, sizeof line, "  %-8s %-12s %s\n",
+                      (std::to_string(payload) + "B").c_str(), PolicyName(p).c_str(),
+                      c.Failed(name) ? "failed" : "not run");
+        out << line;
+        continue;
+      }
+      const double ratio = fio > 0 ? mb.median / fio : 0;
+      std::string verdict = "n/a (no fio)";
+      if (fio > 0) {
+        const bool pass = ratio >= kThroughputTarget;
+        verdict = p.kind == SyncPolicy::Kind::kInterval
+                      ? (pass ? "PASS (>= 80% of fio)" : "MISS (< 80% of fio)")
+                      : (pass ? "info: >= 80%" : "info: < 80%");
+      }
+      std::snprintf(line, sizeof line, "  %-8s %-12s %10s %10s %10s %8s %9s %9s %9s  %s\n",
+                    (std::to_string(payload) + "B").c_str(), PolicyName(p).c_str(),
+                    Fig(mb, "%.0f").c_str(), Fig(c.Get(name, "payload_MB/s"), "%.0f").c_str(),
+                    Fmt("%.2f", c.Get(name, "records/s").median / 1e6).c_str(),
+                    fio > 0 ? Fmt("%.0f%%", 100 * ratio).c_str() : "n/a",
+                    Fmt("%.0f%%", c.Get(name, "producer_blocked_%").median).c_str(),
+                    Fmt("%.0f%%", c.Get(name, "persister_cpu_%").median).c_str(),
+                    Fmt("%.0f", c.Get(name, "device_MB/s").median).c_str(), verdict.c_str());
+      out << line;
+    }
+  }
+  out << "  (log MB/s: frame bytes made durable per second; blocked: share of the producer's "
+         "time spent\n   waiting for ring space; persister: CPU of the persistence thread; "
+         "device: bytes the block\n   device wrote, whole machine)\n";
+
+  // Latency.
+  out << "\none-way latency, 64 B records at " << Fmt("%.0f", g_config.rate)
+      << "/s, consumer busy-spinning (ns):\n";
+  std::snprintf(line, sizeof line, "  %-58s %8s %8s %8s %9s\n", "", "p50", "p99", "p99.9", "max");
+  out << line;
+  for (const char* name : {kLatencyOff, kLatencyOn, kLatencyBadCpu}) {
+    if (!c.Ran(name)) continue;
+    if (c.Failed(name)) {
+      out << "  " << name << ": failed\n";
+      continue;
+    }
+    std::snprintf(
+        line, sizeof line, "  %-58s %8s %8s %8s %9s\n", name,
+        Fig(c.Get(name, "p50_ns"), "%.0f").c_str(), Fig(c.Get(name, "p99_ns"), "%.0f").c_str(),
+        Fig(c.Get(name, "p99.9_ns"), "%.0f").c_str(), Fig(c.Get(name, "max_ns"), "%.0f").c_str());
+    out << line;
+  }
+  const Collector::Figure off = c.Get(kLatencyOff, "p50_ns");
+  const Collector::Figure on = c.Get(kLatencyOn, "p50_ns");
+  if (off.ok && on.ok && off.median > 0) {
+    const double r = on.median / off.median;
+    out << "  p50 ratio persistence on / off: " << Fmt("%.2f", r) << "  "
+        << (r <= kLatencyTarget ? "PASS" : "MISS") << " (target <= 1.2)";
+    const Collector::Figure p99off = c.Get(kLatencyOff, "p99_ns");
+    const Collector::Figure p99on = c.Get(kLatencyOn, "p99_ns");
+    if (p99off.ok && p99on.ok && p99off.median > 0)
+      out << "; p99 ratio " << Fmt("%.2f", p99on.median / p99off.median) << " (no target)";
+    out << "\n";
+  } else {
+    out << "  p50 ratio: n/a (a latency run failed)\n";
+  }
+
+  // Registered buffers.
+  if (c.Ran(kRegistered)) {
+    out << "\nio_uring 1 MiB buffered writes into the page cache (one in flight, 64 MiB buffer, "
+           "better of 2 rounds):\n";
+    if (c.Failed(kRegistered)) {
+      out << "  failed (see above)\n";
+    } else {
+      for (const char* key : {"write", "fixed", "fixed_file"}) {
+        const std::string k(key);
+        std::snprintf(
+            line, sizeof line, "  %-26s %7.0f MB/s  %6.0f us per 1 MiB write  %5.0f ms CPU/GiB\n",
+            k == "write"   ? "IORING_OP_WRITE"
+            : k == "fixed" ? "WRITE_FIXED"
+                           : "WRITE_FIXED + fixed file",
+            c.Get(kRegistered, k + "_MB/s").median, c.Get(kRegistered, k + "_us/MiB").median,
+            c.Get(kRegistered, k + "_cpu_ms/GiB").median);
+        out << line;
+      }
+      const double plain = c.Get(kRegistered, "write_MB/s").median;
+      const double fixed = c.Get(kRegistered, "fixed_MB/s").median;
+      if (plain > 0)
+        out << "  registered buffer vs plain: " << Fmt("%+.0f%%", 100 * (fixed / plain - 1))
+            << " (io_uring workers seen: " << Fmt("%.0f", c.Get(kRegistered, "io_workers").median)
+            << ")\n";
+    }
+  }
+}
+
+// Takes our --persist_* flags out of argv; false on a malformed one.
+bool ParseFlags(int* argc, char** argv) {
+  int out = 1;
+  bool ok = true;
+  for (int i = 1; i < *argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](const char* flag) -> std::optional<std::string> {
+      const std::string prefix = std::string("--") + flag + "=";
+      if (a.rfind(prefix, 0) != 0) return std::nullopt;
+      return a.substr(prefix.size());
+    };
+    auto number = [&](const std::string& v, double* d) {
+      char* end = nullptr;
+      *d = std::strtod(v.c_str(), &end);
+      if (end == v.c_str() || *end != '\0' || *d <= 0) {
+        std::fprintf(stderr, "runnel_persist_bench: bad value in %s\n", a.c_str());
+        ok = false;
+      }
+    };
+    double d = 0;
+    if (auto v = value("persist_data_dir")) {
+      g_config.data_dir = *v;
+    } else if (auto v = value("persist_fio")) {
+      g_config.fio = *v;
+    } else if (auto v = value("persist_fio_iodepth")) {
+      number(*v, &d);
+      g_config.fio_iodepth = static_cast<uint32_t>(d);
+    } else if (auto v = value("persist_bytes")) {
+      number(*v, &d);
+      g_config.bytes = static_cast<uint64_t>(d) & ~uint64_t{(1 << 20) - 1};
+    } else if (auto v = value("persist_seconds")) {
+      number(*v, &d);
+      g_config.seconds = d;
+    } else if (auto v = value("persist_rate")) {
+      number(*v, &d);
+      g_config.rate = d;
+    } else if (auto v = value("persist_samples")) {
+      number(*v, &d);
+      g_config.samples = static_cast<uint64_t>(d);
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  argv[out] = nullptr;
+  if (g_config.bytes < (1 << 20)) {
+    std::fprintf(stderr, "runnel_persist_bench: --persist_bytes must be at least 1 MiB\n");
+    ok = false;
+  }
+  return ok;
+}
+
+}  // namespace
+}  // namespace runnel::bench
+
+int main(int argc, char** argv) {
+  using namespace runnel::bench;
+  if (!ParseFlags(&argc, argv)) return 2;
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+
+  if (g_config.data_dir.empty()) {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    g_config.data_dir = ((ec ? fs::current_path() : exe.parent_path()) / "persist-bench-data");
+  }
+  std::error_code ec;
+  fs::create_directories(g_config.data_dir, ec);
+  g_fs = DescribeFs(g_config.data_dir);
+  if (!g_fs.error.empty()) {
+    std::fprintf(stderr, "runnel_persist_bench: %s\n", g_fs.error.c_str());
+    return 1;
+  }
+  if (g_fs.tmpfs) {
+    std::fprintf(stderr,
+                 "runnel_persist_bench: warning: %s is on tmpfs; the figures measure RAM, not a "
+                 "disk (pass --persist_data_dir on a disk)\n",
+                 g_config.data_dir.c_str());
+  }
+
+  Tsc::Calibrate();
+  char ghz[32];
+  std::snprintf(ghz, sizeof ghz, "%.4f", Tsc::ticks_per_ns());
+  benchmark::AddCustomContext("tsc_ghz", ghz);
+  benchmark::AddCustomContext("data_dir", g_config.data_dir + " (" + g_fs.type + ")");
+  benchmark::AddCustomContext(
+      "placement",
+      "producer CPU 0; throughput: persister CPU 1; latency: consumer CPU 1, persister CPU 0");
+#if !defined(__OPTIMIZE__)
+  benchmark::AddCustomContext("warning", "built without optimization");
+#endif
+
+  Register();
+  const double load_before = Load1();
+  benchmark::BenchmarkReporter* display = benchmark::CreateDefaultDisplayReporter();
+  Collector collector(display);
+  benchmark::RunSpecifiedBenchmarks(&collector);
+  PrintSummary(collector, load_before, Load1(), std::cout);
+  benchmark::Shutdown();
+  RemoveTree(g_config.data_dir);
+  return 0;
+}
