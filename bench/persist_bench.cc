@@ -499,6 +499,33 @@ void RegisteredBuffers(benchmark::State& state) {
 }
 
 // ---------------------------------------------------------------------------
+// 5. Does the interval policy pay for stopping writes during its fdatasync?
+
+void IntervalSync(benchmark::State& state, bool overlap) {
+  for (auto _ : state) {
+    PinThisThreadToCpu(kPersisterCpuForThroughput);
+    SharedMapping buffer(kRingCapacity);
+    if (!buffer.ok()) {
+      state.SkipWithError("mmap failed");
+      break;
+    }
+    std::memset(buffer.data(), 0x5A, buffer.size());
+    const IntervalSyncFigures f =
+        UringIntervalSync(g_config.data_dir, buffer.span(), g_config.bytes, 10, overlap);
+    UnpinThisThread();
+    if (!f.ok) {
+      state.SkipWithError(f.error.c_str());
+      break;
+    }
+    state.SetIterationTime(f.seconds);
+    state.counters["MB/s"] = f.MBps();
+    state.counters["syncs"] = static_cast<double>(f.syncs);
+    state.counters["mean_sync_ms"] = f.mean_sync_ms;
+    state.counters["sync_share_%"] = 100 * f.sync_share;
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Registration and summary
 
 const char* kFioBefore = "baseline/fio_io_uring_seq_write/before";
@@ -508,6 +535,8 @@ const char* kLatencyOff = "persist_latency/64B/persistence_off";
 const char* kLatencyOn = "persist_latency/64B/interval:10/persister_cpu0";
 const char* kLatencyBadCpu = "diag/persist_latency/64B/interval:10/persister_on_consumer_cpu";
 const char* kRegistered = "diag/uring_page_cache_write/registered_buffers";
+const char* kSyncSerialized = "diag/uring_interval:10/no_writes_during_sync";
+const char* kSyncOverlapped = "diag/uring_interval:10/writes_during_sync";
 
 std::string ThroughputName(uint32_t payload, const SyncPolicy& p) {
   return "persist_throughput/" + std::to_string(payload) + "B/" + PolicyName(p);
@@ -528,6 +557,8 @@ void Register() {
                                         payload, p));
     }
   }
+  once(benchmark::RegisterBenchmark(kSyncSerialized, IntervalSync, false));
+  once(benchmark::RegisterBenchmark(kSyncOverlapped, IntervalSync, true));
   once(benchmark::RegisterBenchmark(kFioAfter, FioBaseline));
   once(benchmark::RegisterBenchmark(kLatencyOff, PersistLatency, std::nullopt, -1));
   once(benchmark::RegisterBenchmark(kLatencyOn, PersistLatency, kInterval10, kProducerCpu));
@@ -634,6 +665,24 @@ void PrintSummary(const Collector& c, double load_before, double load_after, std
   out << "  (log MB/s: frame bytes made durable per second; blocked: share of the producer's "
          "time spent\n   waiting for ring space; persister: CPU of the persistence thread; "
          "device: bytes the block\n   device wrote, whole machine)\n";
+
+  // The interval policy replayed in a bare loop.
+  const Collector::Figure ser = c.Get(kSyncSerialized, "MB/s");
+  const Collector::Figure ovl = c.Get(kSyncOverlapped, "MB/s");
+  if (ser.ok || ovl.ok) {
+    out << "\ninterval:10 replayed in a bare io_uring loop (1 MiB writes, one in flight):\n";
+    for (const char* name : {kSyncSerialized, kSyncOverlapped}) {
+      const Collector::Figure mb = c.Get(name, "MB/s");
+      if (!mb.ok) continue;
+      std::snprintf(line, sizeof line,
+                    "  %-48s %6.0f MB/s %6s of fio  %4.0f syncs, %5.1f ms each, in flight %3.0f%% "
+                    "of the time\n",
+                    name, mb.median, fio > 0 ? Fmt("%.0f%%", 100 * mb.median / fio).c_str() : "n/a",
+                    c.Get(name, "syncs").median, c.Get(name, "mean_sync_ms").median,
+                    c.Get(name, "sync_share_%").median);
+      out << line;
+    }
+  }
 
   // Latency.
   out << "\none-way latency, 64 B records at " << Fmt("%.0f", g_config.rate)

@@ -497,4 +497,123 @@ UringLoopFigures UringSequential(const std::string& dir, std::span<std::byte> bu
   return f;
 }
 
+IntervalSyncFigures UringIntervalSync(const std::string& dir, std::span<std::byte> buffer,
+                                      uint64_t bytes, uint32_t interval_ms, bool overlap) {
+  IntervalSyncFigures f;
+  if (buffer.size() < kBlock) {
+    f.error = "buffer smaller than one block";
+    return f;
+  }
+  ScratchFile file(dir + "/uring-interval.dat", bytes);
+  if (!file.error().empty()) {
+    f.error = file.error();
+    return f;
+  }
+  io_uring ring;
+  int rc = io_uring_queue_init(8, &ring, 0);
+  if (rc < 0) {
+    f.error = Errno("io_uring_queue_init", -rc);
+    return f;
+  }
+  struct RingGuard {
+    io_uring* r;
+    ~RingGuard() { io_uring_queue_exit(r); }
+  } guard{&ring};
+  enum : uint64_t { kWrite = 1, kSync = 2 };
+  const uint64_t blocks_in_buffer = buffer.size() / kBlock;
+  const int64_t interval_ns = int64_t{interval_ms} * 1'000'000;
+  uint64_t next = 0;        // next byte to write
+  uint64_t written = 0;     // completed
+  uint32_t write_done = 0;  // of the write in flight
+  bool write_inflight = false;
+  bool sync_inflight = false;
+  int64_t sync_submitted_ns = 0;
+  int64_t sync_time_ns = 0;
+  const int64_t t0 = MonotonicNanos();
+  int64_t last_sync_ns = t0;
+  auto submit_write = [&] {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    const uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(kBlock, bytes - next));
+    std::byte* src = buffer.data() + ((next / kBlock) % blocks_in_buffer) * kBlock;
+    io_uring_prep_write(sqe, file.fd(), src + write_done, len - write_done, next + write_done);
+    io_uring_sqe_set_data64(sqe, kWrite);
+    write_inflight = true;
+  };
+  while (written < bytes) {
+    const int64_t now = MonotonicNanos();
+    const bool dirty = written > 0;
+    if (!sync_inflight && dirty && now - last_sync_ns >= interval_ns &&
+        (overlap || !write_inflight)) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+      io_uring_prep_fsync(sqe, file.fd(), IORING_FSYNC_DATASYNC);
+      io_uring_sqe_set_data64(sqe, kSync);
+      sync_inflight = true;
+      sync_submitted_ns = now;
+    }
+    if (!write_inflight && next < bytes && (overlap || !sync_inflight)) submit_write();
+    rc = io_uring_submit_and_wait(&ring, 1);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN) {
+      f.error = Errno("io_uring_submit_and_wait", -rc);
+      return f;
+    }
+    io_uring_cqe* cqe;
+    unsigned head;
+    unsigned n = 0;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      ++n;
+      const int res = cqe->res;
+      if (io_uring_cqe_get_data64(cqe) == kSync) {
+        sync_inflight = false;
+        if (res < 0) {
+          f.error = Errno("fdatasync", -res);
+          break;
+        }
+        last_sync_ns = MonotonicNanos();
+        sync_time_ns += last_sync_ns - sync_submitted_ns;
+        ++f.syncs;
+        continue;
+      }
+      write_inflight = false;
+      if (res == -EAGAIN || res == -EINTR) continue;  // resubmitted by the loop
+      if (res <= 0) {
+        f.error = res == 0 ? std::string("write returned 0") : Errno("write", -res);
+        break;
+      }
+      write_done += static_cast<uint32_t>(res);
+      const uint32_t len = static_cast<uint32_t>(std::min<uint64_t>(kBlock, bytes - next));
+      if (write_done == len) {
+        next += len;
+        written += len;
+        write_done = 0;
+      }
+    }
+    io_uring_cq_advance(&ring, n);
+    if (!f.error.empty()) return f;
+  }
+  // Let a sync still in flight finish, then the final one (as Flush does).
+  while (sync_inflight) {
+    io_uring_cqe* cqe = nullptr;
+    if (io_uring_wait_cqe(&ring, &cqe) == 0) {
+      sync_inflight = false;
+      sync_time_ns += MonotonicNanos() - sync_submitted_ns;
+      ++f.syncs;
+      io_uring_cqe_seen(&ring, cqe);
+    }
+  }
+  const int64_t final_sync = MonotonicNanos();
+  if (fdatasync(file.fd()) != 0) {
+    f.error = Errno("fdatasync", errno);
+    return f;
+  }
+  const int64_t t1 = MonotonicNanos();
+  sync_time_ns += t1 - final_sync;
+  ++f.syncs;
+  f.seconds = static_cast<double>(t1 - t0) / 1e9;
+  f.bytes = bytes;
+  f.mean_sync_ms = static_cast<double>(sync_time_ns) / 1e6 / static_cast<double>(f.syncs);
+  f.sync_share = static_cast<double>(sync_time_ns) / static_cast<double>(t1 - t0);
+  f.ok = true;
+  return f;
+}
+
 }  // namespace runnel::bench

@@ -104,6 +104,21 @@ UringLoopFigures UringSequential(const std::string& dir, std::span<std::byte> bu
                                  uint64_t bytes, uint32_t block, uint32_t inflight,
                                  UringBufferMode mode, bool sync_at_end);
 
+// The persister's interval policy replayed in a bare io_uring loop: 1 MiB
+// writes from `buffer`, one in flight, and an fdatasync of the file once
+// `interval_ms` have passed since the previous sync completed; a final
+// fdatasync is timed. With overlap == false no write is submitted while a
+// sync is in flight (what persistence/persister.cc does: a partition is only
+// pumped when it has nothing in flight); with overlap == true writes go on
+// while the sync runs. The difference is the cost of that serialization.
+struct IntervalSyncFigures : WriteFigures {
+  uint64_t syncs = 0;
+  double mean_sync_ms = 0;
+  double sync_share = 0;  // share of the time a sync was in flight
+};
+IntervalSyncFigures UringIntervalSync(const std::string& dir, std::span<std::byte> buffer,
+                                      uint64_t bytes, uint32_t interval_ms, bool overlap);
+
 }  // namespace runnel::bench
 
 #endif  // RUNNEL_BENCH_PERSIST_DISK_H_
