@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -313,6 +314,8 @@ struct ConsumerReport {
   uint64_t lost = 0;
   uint64_t torn = 0;
   uint64_t from_disk = 0;
+  uint64_t skipped_offsets = 0;
+  std::string first_skip;
   uint64_t negative = 0;
   uint64_t start_ticks = 0;
   uint64_t first_ticks = 0;
@@ -327,7 +330,10 @@ std::string Unword(std::string s) {
   return s;
 }
 
+void DebugLine(std::string_view who, const std::optional<ReportLine>& line);
+
 ProducerReport ToProducerReport(const std::optional<ReportLine>& line) {
+  DebugLine("producer", line);
   ProducerReport r;
   if (!line) {
     r.error = "exited without a report";
@@ -346,7 +352,18 @@ ProducerReport ToProducerReport(const std::optional<ReportLine>& line) {
   return r;
 }
 
+// RUNNEL_PERF_DEBUG=1: the workers' report lines go to stderr.
+void DebugLine(std::string_view who, const std::optional<ReportLine>& line) {
+  static const bool debug = std::getenv("RUNNEL_PERF_DEBUG") != nullptr;
+  if (!debug) return;
+  std::optional<ReportLine> shown = line;
+  if (shown) shown->fields.erase("hist");
+  const std::string text = shown ? shown->Format() : std::string("(no report)\n");
+  fmt::print(stderr, "runnel perf: {}: {}", who, text);
+}
+
 ConsumerReport ToConsumerReport(const std::optional<ReportLine>& line) {
+  DebugLine("consumer", line);
   ConsumerReport r;
   if (!line) {
     r.error = "exited without a report";
@@ -362,6 +379,8 @@ ConsumerReport ToConsumerReport(const std::optional<ReportLine>& line) {
   r.lost = line->U64("lost");
   r.torn = line->U64("torn");
   r.from_disk = line->U64("from_disk");
+  r.skipped_offsets = line->U64("skipped_offsets");
+  r.first_skip = Unword(line->Str("first_skip"));
   r.negative = line->U64("negative");
   r.start_ticks = line->U64("start_ticks");
   r.first_ticks = line->U64("first_ticks");
@@ -598,17 +617,30 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
     return kExitRuntime;
   }
   Result<TopicInfo> topic = bus->DescribeTopic(o.topic);
+  Summary sum;
+  sum.mode = o.mode;
+  if (Result<BusInfo> info = bus->Info(); info.ok()) {
+    sum.broker = info->broker_alive;
+    sum.broker_pid = info->broker_pid;
+  }
   if (!topic.ok() && topic.status().code() == StatusCode::kNotFound) {
     TopicOptions to;
     to.partitions = o.partitions;
     if (o.ring_size != 0) to.ring_bytes = o.ring_size;
+    // Durable only when a broker persists it: a durable topic's ring holds
+    // every record until the persistence thread wrote it, so with no broker
+    // the producers would stop once the ring is full.
+    to.durable = sum.broker;
     if (Status s = bus->CreateTopic(o.topic, to); !s.ok()) {
       PrintError(cmd, "cannot create topic '" + o.topic + "': " + s.ToString());
       return kExitRuntime;
     }
     if (!o.json) {
-      fmt::print(stderr, "runnel {}: created topic '{}' with {} partition{}\n", cmd, o.topic,
-                 o.partitions, o.partitions == 1 ? "" : "s");
+      fmt::print(stderr, "runnel {}: created topic '{}' with {} partition{} ({})\n", cmd, o.topic,
+                 o.partitions, o.partitions == 1 ? "" : "s",
+                 sum.broker
+                     ? fmt::format("durable: the broker, pid {}, persists it", sum.broker_pid)
+                     : std::string("ring only: no broker is running"));
     }
     topic = bus->DescribeTopic(o.topic);
   } else if (topic.ok() && o.partitions_option != nullptr && o.partitions_option->count() > 0 &&
@@ -627,13 +659,20 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
                                 o.size, topic->options.max_record_bytes, o.topic));
     return kExitUsage;
   }
-
-  Summary sum;
-  sum.mode = o.mode;
-  if (Result<BusInfo> info = bus->Info(); info.ok()) {
-    sum.broker = info->broker_alive;
-    sum.broker_pid = info->broker_pid;
+  if (!sum.broker) {
+    for (const PartitionInfo& p : topic->partitions) {
+      if (!p.gating_position.has_value()) continue;
+      // A persistence gating slot with nobody behind it (the broker is not
+      // running, or died): the ring fills and the producers wait forever.
+      PrintError(cmd, fmt::format("topic '{}' is durable but no broker is running on bus '{}': "
+                                  "producers would stop once its ring is full, because nothing "
+                                  "writes it to disk. Start one (runnel broker &), or measure a "
+                                  "ring-only topic (runnel topic create NAME --no-durable)",
+                                  o.topic, global.bus));
+      return kExitRuntime;
+    }
   }
+
   // A broker picks up a new topic on its next tick: wait for its persistence
   // thread to gate every partition, so every record of the run is persisted.
   auto gated = [](const TopicInfo& t) {
@@ -850,6 +889,12 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
     if (creport.received != committed) {
       sum.problems.push_back(fmt::format("the consumer received {} of the {} records committed",
                                          creport.received, committed));
+    }
+    if (creport.skipped_offsets > creport.lost) {
+      sum.problems.push_back(fmt::format(
+          "the consumer skipped {} offsets that no overrun report explains (first: {}): records "
+          "vanished between the ring and the consumer",
+          creport.skipped_offsets - creport.lost, creport.first_skip));
     }
     if (creport.missing > 0 && creport.received == committed) {
       sum.problems.push_back(fmt::format("{} records missing", creport.missing));
