@@ -19,8 +19,8 @@
 #include <thread>
 
 #include "ipc/bus.h"
+#include "ipc/durability.h"
 #include "persistence/persister.h"
-#include "tools/api_compat.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 
@@ -65,18 +65,10 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   }
 
   Broker broker(*bus);
-#if RUNNEL_TOOLS_HAVE_DURABILITY
   DurabilityOptions durability;
   durability.data_dir = global.data_dir;
   durability.fsync_override = fsync_override;
   broker.AddHooks(MakeDurabilityHooks(durability));
-  const bool persisting = true;
-#else
-  const bool persisting = false;
-  PrintWarning(kCmd,
-               "this build has no persistence (ipc/durability.h): running housekeeping only, "
-               "nothing is written to the data dir");
-#endif
 
   if (Status s = broker.Start(BrokerMode::kExclusive); !s.ok()) {
     if (s.code() == StatusCode::kAlreadyExists) {
@@ -107,17 +99,10 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   }
 
   std::string policy = fsync_override ? fsync_override->ToString() : "per topic";
-  if (persisting) {
-    fmt::print(stderr,
-               "runnel broker: active on bus '{}' (pid {}), persisting to {} (fsync: {}); stop "
-               "with Ctrl-C or SIGTERM\n",
-               global.bus, getpid(), global.data_dir, policy);
-  } else {
-    fmt::print(stderr,
-               "runnel broker: active on bus '{}' (pid {}), no persistence; stop with Ctrl-C or "
-               "SIGTERM\n",
-               global.bus, getpid());
-  }
+  fmt::print(stderr,
+             "runnel broker: active on bus '{}' (pid {}), persisting to {} (fsync: {}); stop with "
+             "Ctrl-C or SIGTERM\n",
+             global.bus, getpid(), global.data_dir, policy);
   std::fflush(stderr);
 
   int signal_number = 0;

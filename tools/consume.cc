@@ -23,7 +23,6 @@
 
 #include "ipc/bus.h"
 #include "ipc/consumer.h"
-#include "tools/api_compat.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -93,14 +92,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
       PrintError(kCmd, fmt::format("--from {}: timestamp out of range", args.from));
       return kExitUsage;
     }
-    std::optional<StartPosition> at = StartAtTimestamp(static_cast<int64_t>(ms) * 1'000'000);
-    if (!at) {
-      PrintError(kCmd,
-                 "--from @EPOCH_MS needs the persistence API (StartPosition::Timestamp), "
-                 "which this build lacks");
-      return kExitRuntime;
-    }
-    copts.start = *at;
+    copts.start = StartPosition::Timestamp(static_cast<int64_t>(ms) * 1'000'000);
   } else {
     copts.start = StartPosition::Offset(*ParseUint(args.from));
   }

@@ -29,7 +29,6 @@
 
 #include "ipc/bus.h"
 #include "ipc/producer.h"
-#include "tools/api_compat.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -135,8 +134,7 @@ class Run {
         producer_(producer),
         at_least_once_(at_least_once),
         headers_(std::move(headers)),
-        timeout_(std::chrono::milliseconds(args.timeout_ms)),
-        waiter_(bus, producer) {}
+        timeout_(std::chrono::milliseconds(args.timeout_ms)) {}
 
   int Go() {
     const auto start = std::chrono::steady_clock::now();
@@ -266,17 +264,19 @@ class Run {
         h = std::max(h, p.offset);
       }
       bool all = true;
+      bool disk_full = false;
       for (const auto& [partition, offset] : highest) {
         for (;;) {
           const auto left =
               std::max(std::chrono::nanoseconds(0),
                        std::chrono::nanoseconds(deadline - std::chrono::steady_clock::now()));
-          Status s = waiter_.Wait(partition, offset, left);
+          Status s = producer_.WaitDurable(partition, offset, left);
           if (s.ok()) break;
           if (s.code() == StatusCode::kResourceExhausted && left.count() > 0) {
             // The broker reports a full disk: keep waiting for space until
             // the deadline, then report it.
             last_problem = s.message();
+            disk_full = true;
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             continue;
           }
@@ -304,7 +304,7 @@ class Run {
       // Timed out: keep only the records that are not durable yet.
       std::vector<PendingRecord> left;
       for (PendingRecord& p : pending_) {
-        if (!waiter_.Wait(p.partition, p.offset, std::chrono::nanoseconds(0)).ok()) {
+        if (!producer_.WaitDurable(p.partition, p.offset, std::chrono::nanoseconds(0)).ok()) {
           left.push_back(std::move(p));
         }
       }
@@ -331,6 +331,10 @@ class Run {
                                      last_problem.empty() ? "timeout" : last_problem));
         return false;
       }
+      // A full disk: the records wait in the ring (the persister never lets
+      // producers overwrite what it has not written) and are persisted when
+      // space returns; sending them again would only add duplicates.
+      if (disk_full) continue;
       // Send them again: the first copies may still become durable later
       // (duplicates), but none is lost.
       std::vector<PendingRecord> again = std::move(pending_);
@@ -351,7 +355,6 @@ class Run {
   const bool at_least_once_;
   const std::vector<Header> headers_;
   const std::chrono::nanoseconds timeout_;
-  DurabilityWaiter waiter_;
 
   std::vector<PendingRecord> pending_;
   uint64_t pending_bytes_ = 0;

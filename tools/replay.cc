@@ -495,6 +495,14 @@ int RunReplay(const GlobalOptions& global, const ReplayArgs& args) {
     PrintError(kCmd, sources.status().message());
     return kExitRuntime;
   }
+  if (sources->empty() && (args.topic || args.partition)) {
+    PrintError(kCmd,
+               fmt::format("no partition log in {} matches{}{} (see: runnel inspect {})", args.dir,
+                           args.topic ? fmt::format(" --topic {}", *args.topic) : "",
+                           args.partition ? fmt::format(" --partition {}", *args.partition) : "",
+                           args.dir));
+    return kExitRuntime;
+  }
   if (sources->empty()) {
     PrintError(kCmd, fmt::format("{} holds no partition logs (expected a data dir DIR/<topic>/"
                                  "<partition>/, a topic dir or a partition dir with .log "

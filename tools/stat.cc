@@ -33,7 +33,6 @@
 
 #include "ipc/bus.h"
 #include "persistence/reader.h"
-#include "tools/api_compat.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -175,10 +174,10 @@ void PrintTable(const GlobalOptions& global, const Sample& s, const std::vector<
                     "BYTES/S", "UNBLOCKED", "DISK", "ERROR"));
     for (const PartitionRow& r : t.partitions) {
       const PartitionInfo& p = *r.info;
-      const int32_t err = PersistError(p);
+      const int32_t err = p.persist_error;
       add(fmt::format("  {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>12} {:>9} {:>10} {}",
-                      p.partition, p.next_offset, p.earliest_offset, Num(WrittenOffset(p)),
-                      Num(DurableOffset(p)), Num(r.log_start_offset), Rate(r.records_per_sec),
+                      p.partition, p.next_offset, p.earliest_offset, Num(p.written_offset),
+                      Num(p.durable_offset), Num(r.log_start_offset), Rate(r.records_per_sec),
                       Rate(r.bytes_per_sec), p.unblocked_claims,
                       r.disk_bytes ? FormatSize(*r.disk_bytes) : std::string("-"),
                       err == 0 ? std::string("-") : std::string(std::strerror(err))));
@@ -233,8 +232,8 @@ void PrintJson(const GlobalOptions& global, const Sample& s, const std::vector<T
       w.Key("partition").Uint(p.partition);
       w.Key("next_offset").Uint(p.next_offset);
       w.Key("earliest_ring_offset").Uint(p.earliest_offset);
-      w.Key("written_offset").OptionalUint(WrittenOffset(p));
-      w.Key("durable_offset").OptionalUint(DurableOffset(p));
+      w.Key("written_offset").OptionalUint(p.written_offset);
+      w.Key("durable_offset").OptionalUint(p.durable_offset);
       w.Key("log_start_offset").OptionalUint(r.log_start_offset);
       w.Key("tail_position").Uint(p.tail_position);
       w.Key("records_per_sec");
@@ -244,7 +243,7 @@ void PrintJson(const GlobalOptions& global, const Sample& s, const std::vector<T
       w.Key("unblocked_claims").Uint(p.unblocked_claims);
       w.Key("unblocked_bytes").Uint(p.unblocked_bytes);
       w.Key("aborted_claims").Uint(p.aborted_claims);
-      w.Key("persist_error").Int(PersistError(p));
+      w.Key("persist_error").Int(p.persist_error);
       w.Key("disk_bytes").OptionalUint(r.disk_bytes);
       w.EndObject();
     }
@@ -342,10 +341,10 @@ void PrintPrometheus(const GlobalOptions& global, const Sample& s,
        [](const PartitionRow& r) { return static_cast<double>(r.info->earliest_offset); }},
       {"runnel_partition_written_offset", "gauge",
        "Records below this offset are written to the segment files.",
-       [&](const PartitionRow& r) { return opt(WrittenOffset(*r.info)); }},
+       [&](const PartitionRow& r) { return opt(r.info->written_offset); }},
       {"runnel_partition_durable_offset", "gauge",
        "Records below this offset are durable per the topic's fsync policy.",
-       [&](const PartitionRow& r) { return opt(DurableOffset(*r.info)); }},
+       [&](const PartitionRow& r) { return opt(r.info->durable_offset); }},
       {"runnel_partition_log_start_offset", "gauge", "Oldest offset retained on disk.",
        [&](const PartitionRow& r) { return opt(r.log_start_offset); }},
       {"runnel_partition_records_per_second", "gauge",
@@ -361,7 +360,7 @@ void PrintPrometheus(const GlobalOptions& global, const Sample& s,
        [](const PartitionRow& r) { return static_cast<double>(r.info->aborted_claims); }},
       {"runnel_partition_persist_error", "gauge",
        "errno that stops the partition's persistence (0: healthy; 28: disk full).",
-       [&](const PartitionRow& r) { return static_cast<double>(PersistError(*r.info)); }},
+       [&](const PartitionRow& r) { return static_cast<double>(r.info->persist_error); }},
       {"runnel_partition_disk_bytes", "gauge", "Bytes the partition's log occupies on disk.",
        [&](const PartitionRow& r) { return opt(r.disk_bytes); }},
   };

@@ -17,7 +17,6 @@
 #include "ipc/bus.h"
 #include "persistence/persister.h"
 #include "persistence/reader.h"
-#include "tools/api_compat.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
@@ -230,9 +229,9 @@ int RunDescribe(const GlobalOptions& global, const DescribeArgs& args) {
       w.Key("earliest_ring_offset").Uint(p.earliest_offset);
       w.Key("tail_position").Uint(p.tail_position);
       w.Key("earliest_position").Uint(p.earliest_position);
-      w.Key("written_offset").OptionalUint(WrittenOffset(p));
-      w.Key("durable_offset").OptionalUint(DurableOffset(p));
-      w.Key("persist_error").Int(PersistError(p));
+      w.Key("written_offset").OptionalUint(p.written_offset);
+      w.Key("durable_offset").OptionalUint(p.durable_offset);
+      w.Key("persist_error").Int(p.persist_error);
       w.Key("unblocked_claims").Uint(p.unblocked_claims);
       w.Key("unblocked_bytes").Uint(p.unblocked_bytes);
       w.Key("aborted_claims").Uint(p.aborted_claims);
@@ -271,10 +270,10 @@ int RunDescribe(const GlobalOptions& global, const DescribeArgs& args) {
              "NEXT_OFFSET", "RING_EARLIEST", "WRITTEN", "DURABLE", "ERROR", "UNBLOCKED", "DISK");
   for (const PartitionInfo& p : t->partitions) {
     std::optional<uint64_t> disk = DiskUsage(PartitionDir(global.data_dir, t->name, p.partition));
-    const int32_t err = PersistError(p);
+    const int32_t err = p.persist_error;
     fmt::print("{:>9} {:>12} {:>14} {:>12} {:>12} {:>6} {:>10} {:>10}\n", p.partition,
-               p.next_offset, p.earliest_offset, OptionalNumber(WrittenOffset(p)),
-               OptionalNumber(DurableOffset(p)), err == 0 ? std::string("-") : std::to_string(err),
+               p.next_offset, p.earliest_offset, OptionalNumber(p.written_offset),
+               OptionalNumber(p.durable_offset), err == 0 ? std::string("-") : std::to_string(err),
                p.unblocked_claims, disk ? FormatSize(*disk) : std::string("-"));
     if (err != 0) fmt::print("          persist error: {}\n", std::strerror(err));
   }

@@ -348,9 +348,14 @@ TEST_F(CliTest, NonUtf8BytesAreBase64InJson) {
 TEST_F(CliTest, ConsumeFollowsNewRecordsAndExitsWhenIdle) {
   StartBroker();
   CreateTopic("live");
-  Child consumer(Argv({"consume", "live", "--idle-exit-ms", "3000", "--max", "3"}));
-  // Give the consumer time to attach at "latest" before producing.
-  std::this_thread::sleep_for(milliseconds(300));
+  Child consumer(Argv({"consume", "live", "--idle-exit-ms", "10000", "--max", "3"}));
+  // Wait until the consumer is registered (it starts at "latest").
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+  while (Runnel({"topic", "describe", "live", "--json"}).out.find("\"consumers\":[{") ==
+         std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << consumer.err();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
   RunResult p = Runnel({"produce", "live"}, "one\ntwo\nthree\nfour\n");
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
