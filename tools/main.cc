@@ -71,6 +71,7 @@ int Main(int argc, char** argv) {
       "runnel: a shared-memory event-streaming bus (topics, partitions, offsets) persisted to "
       "segment files.\nExit codes: 0 ok, 1 runtime error, 2 usage error, 3 replay found damage.",
       "runnel");
+  app.set_version_flag("--version", std::string("runnel ") + RUNNEL_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global options are accepted after the subcommand too
   app.footer(

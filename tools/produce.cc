@@ -236,14 +236,23 @@ class Run {
     const std::string where = fmt::format("line {}", line_number_);
     switch (r.status) {
       case SendStatus::kTimeout:
-      case SendStatus::kFull:
-        PrintError(
-            kCmd,
-            fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the broker "
-                        "is not keeping up or not running (start one with: {} broker), "
-                        "or raise --timeout-ms",
-                        where, r.partition, args_.topic, args_.timeout_ms, RunnelCommand(global_)));
+      case SendStatus::kFull: {
+        Result<BusInfo> info = bus_.Info();
+        if (info.ok() && !info->broker_alive) {
+          PrintError(kCmd, fmt::format("{}: no broker is running for bus '{}' (start one with: {} "
+                                       "broker): partition {} of topic '{}' is full of records "
+                                       "that are not on disk yet",
+                                       where, global_.bus, RunnelCommand(global_), r.partition,
+                                       args_.topic));
+        } else {
+          PrintError(kCmd, fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
+                                       "broker is not keeping up; raise --timeout-ms, or see: {} "
+                                       "stat",
+                                       where, r.partition, args_.topic, args_.timeout_ms,
+                                       RunnelCommand(global_)));
+        }
         return;
+      }
       case SendStatus::kTopicDeleted:
         PrintError(kCmd,
                    fmt::format("{}: topic '{}' was deleted while producing", where, args_.topic));

@@ -159,7 +159,9 @@ std::string FormatDamage(const std::string& dir, const Damage& d) {
 // enabled (stderr is a terminal, or --progress).
 class Progress {
  public:
-  Progress(bool enabled, uint64_t total) : enabled_(enabled), total_(total) {}
+  enum class Unit : uint8_t { kBytes, kPartitions };
+  Progress(bool enabled, uint64_t total, Unit unit = Unit::kBytes)
+      : enabled_(enabled), total_(total), unit_(unit) {}
   ~Progress() { Finish(); }
 
   void Update(uint64_t done, uint64_t records, std::string_view label) {
@@ -172,10 +174,13 @@ class Progress {
     const double fraction =
         total_ == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / static_cast<double>(total_));
     const int filled = static_cast<int>(fraction * kWidth);
-    fmt::print(stderr, "\r[{}{}] {:3.0f}% {} / {}, {} records  {}\x1b[K",
+    const std::string amount = unit_ == Unit::kBytes
+                                   ? fmt::format("{} / {}", FormatSize(done), FormatSize(total_))
+                                   : fmt::format("partition {} / {}", done + 1, total_);
+    fmt::print(stderr, "\r[{}{}] {:3.0f}% {}, {} records  {}\x1b[K",
                std::string(static_cast<std::size_t>(filled), '#'),
-               std::string(static_cast<std::size_t>(kWidth - filled), '.'), fraction * 100,
-               FormatSize(done), FormatSize(total_), records, label);
+               std::string(static_cast<std::size_t>(kWidth - filled), '.'), fraction * 100, amount,
+               records, label);
     std::fflush(stderr);
   }
 
@@ -190,6 +195,7 @@ class Progress {
  private:
   bool enabled_;
   uint64_t total_;
+  Unit unit_;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point last_{};
 };
@@ -276,7 +282,8 @@ class Output {
 // ---- --verify ---------------------------------------------------------------
 
 int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool json) {
-  Progress progress(args.progress || (!args.no_progress && isatty(STDERR_FILENO)), sources.size());
+  Progress progress(args.progress || (!args.no_progress && isatty(STDERR_FILENO)), sources.size(),
+                    Progress::Unit::kPartitions);
   JsonWriter w;
   if (json) w.BeginObject().Key("dir").String(args.dir).Key("partitions").BeginArray();
   uint64_t segments = 0, records = 0, bytes = 0, damaged = 0, damage_count = 0;

@@ -374,6 +374,15 @@ TEST_F(CliTest, AtLeastOnceWithoutABrokerFailsAndSaysSo) {
   // at-most-once needs no broker.
   RunResult q = Runnel({"produce", "nobroker", "--delivery", "at-most-once"}, "c\n");
   EXPECT_EQ(q.exit_code, 0) << q.err;
+  // Without a broker nothing reaches the disk: once the ring is full,
+  // at-most-once stops too (nothing is overwritten before it is on disk).
+  CreateTopic("small", {"--ring-size", "64KiB"});
+  std::string many;
+  for (int i = 0; i < 5000; ++i) many += "record " + std::to_string(i) + "\n";
+  RunResult full =
+      Runnel({"produce", "small", "--delivery", "at-most-once", "--timeout-ms", "200"}, many);
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("no broker is running"), std::string::npos) << full.err;
   RunResult unknown = Runnel({"produce", "missing"}, "x\n");
   EXPECT_EQ(unknown.exit_code, 1);
   EXPECT_NE(unknown.err.find("runnel topic create missing"), std::string::npos) << unknown.err;
