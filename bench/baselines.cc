@@ -288,6 +288,149 @@ void MoodyConcurrentQueue(benchmark::State& state) {
       });
 }
 
+// ---------------------------------------------------------------------------
+// A minimal SPSC slot ring in shared memory (diagnostic reference, not a
+// target): 128-byte slots, each with its own sequence word written last
+// (release) by the producer, so the consumer spins on the slot, not on a
+// shared index; the consumer publishes its position once per 256 records.
+// No record header, CRC, timestamp, claim marker or shared tail: the
+// difference to the ring is what runnel's record protocol costs.
+
+struct MinimalRing {
+  static constexpr uint64_t kSlots = 8192;  // 1 MiB of slots, like the ring
+  static constexpr uint64_t kPublishEvery = 256;
+  struct alignas(kFalseSharingRange) Slot {
+    std::atomic<uint64_t> seq{0};  // record number + 1 when full
+    std::byte payload[64];
+  };
+  alignas(kFalseSharingRange) std::atomic<uint64_t> consumed{0};  // consumer's position
+  Slot slots[kSlots];
+};
+
+class MinimalSender {
+ public:
+  MinimalSender(MinimalRing& ring, uint32_t payload)
+      : ring_(ring), payload_(payload), filler_(payload, std::byte{0x5A}) {}
+  bool Produce(uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
+    for (uint64_t seq = first; seq < first + count; ++seq) {
+      MinimalRing::Slot* slot = Claim(abort);
+      if (slot == nullptr) return false;
+      FillPayload(slot->payload, payload_, 0, seq, filler_.data());
+      Publish(slot);
+    }
+    return true;
+  }
+  bool SendStamp(uint64_t stamp) {
+    static const std::atomic<uint32_t> never{0};
+    MinimalRing::Slot* slot = Claim(never);
+    if (slot == nullptr) return false;
+    std::memcpy(slot->payload, &stamp, sizeof stamp);
+    Publish(slot);
+    return true;
+  }
+
+ private:
+  MinimalRing::Slot* Claim(const std::atomic<uint32_t>& abort) {
+    if (next_ - consumed_cache_ >= MinimalRing::kSlots) {
+      // Acquire: the consumer is done with the slots below its position.
+      const bool room = SpinUntil([&] {
+        consumed_cache_ = ring_.consumed.load(std::memory_order_acquire);
+        return next_ - consumed_cache_ < MinimalRing::kSlots ||
+               abort.load(std::memory_order_relaxed) != 0;
+      });
+      if (!room || abort.load(std::memory_order_relaxed) != 0) return nullptr;
+    }
+    return &ring_.slots[next_ % MinimalRing::kSlots];
+  }
+  void Publish(MinimalRing::Slot* slot) {
+    // Release: the payload before the sequence the consumer spins on.
+    slot->seq.store(++next_, std::memory_order_release);
+  }
+
+  MinimalRing& ring_;
+  uint32_t payload_;
+  std::vector<std::byte> filler_;
+  uint64_t next_ = 0;
+  uint64_t consumed_cache_ = 0;
+};
+
+// Calls on_record(payload) for the next record when it is there.
+template <typename OnRecord>
+bool MinimalReceive(MinimalRing& ring, uint64_t& next, OnRecord&& on_record) {
+  MinimalRing::Slot& slot = ring.slots[next % MinimalRing::kSlots];
+  // Acquire: pairs with the producer's release of the sequence.
+  if (slot.seq.load(std::memory_order_acquire) != next + 1) return false;
+  on_record(slot.payload);
+  ++next;
+  if (next % MinimalRing::kPublishEvery == 0) {
+    ring.consumed.store(next, std::memory_order_release);
+  }
+  return true;
+}
+
+void MinimalRingThroughput(benchmark::State& state) {
+  Shared<MinimalRing> ring;
+  ThroughputConfig config;
+  config.payload = 64;
+  config.records_per_iteration = 200'000;
+  RunThroughput(
+      state, config,
+      [&](uint32_t) {
+        return [sender = MinimalSender(*ring, 64)](uint64_t first, uint64_t count,
+                                                   const std::atomic<uint32_t>& abort) mutable {
+          return sender.Produce(first, count, abort);
+        };
+      },
+      [&](ThroughputConsumer& ctx) -> int {
+        PrefaultInThisProcess(ring.bytes());
+        uint64_t next = 0;
+        auto on_record = [&](const std::byte* p) { ctx.checker().Check(p, 64); };
+        while (!ctx.finished()) {
+          uint32_t got = 0;
+          while (got < 1024 && MinimalReceive(*ring, next, on_record)) ++got;
+          if (got > 0) {
+            ctx.Delivered(got);
+          } else if (!SpinUntil(
+                         [&] {
+                           return ring->slots[next % MinimalRing::kSlots].seq.load(
+                                      std::memory_order_acquire) == next + 1;
+                         },
+                         10'000'000) &&
+                     ctx.ShouldGiveUp()) {
+            return 12;
+          }
+        }
+        return ctx.Finish();
+      });
+}
+
+void MinimalRingLatency(benchmark::State& state) {
+  Shared<MinimalRing> ring;
+  RunLatency(
+      state, LatencyConfig{},
+      [&] {
+        return [sender = MinimalSender(*ring, 64)](uint64_t stamp) mutable {
+          return sender.SendStamp(stamp);
+        };
+      },
+      [&](LatencyConsumer& ctx) -> int {
+        PrefaultInThisProcess(ring.bytes());
+        uint64_t next = 0;
+        auto on_record = [&](const std::byte* p) {
+          uint64_t stamp;
+          std::memcpy(&stamp, p, sizeof stamp);
+          ctx.Received(stamp);
+        };
+        while (!ctx.finished()) {
+          if (!SpinUntil([&] { return MinimalReceive(*ring, next, on_record); }, 10'000'000) &&
+              ctx.ShouldGiveUp()) {
+            return 12;
+          }
+        }
+        return ctx.Finish();
+      });
+}
+
 }  // namespace
 
 void RegisterBaselineBenchmarks() {
@@ -315,6 +458,14 @@ void RegisterBaselineBenchmarks() {
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("diag/minimal_slot_ring_throughput/64B", MinimalRingThroughput)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("diag/minimal_slot_ring_latency/64B", MinimalRingLatency)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples)
+      ->Unit(benchmark::kNanosecond);
 }
 
 }  // namespace runnel::bench

@@ -119,6 +119,7 @@ class Shared {
   bool ok() const { return object_ != nullptr; }
   T* operator->() const { return object_; }
   T& operator*() const { return *object_; }
+  std::span<std::byte> bytes() const { return mapping_.span(); }
 
  private:
   SharedMapping mapping_;
