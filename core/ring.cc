@@ -754,19 +754,31 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     cursor_ = ring_.earliest();
     reader.Seek(cursor_);
   }
-  // Follow committed frames up to one ring's worth per poll.
-  uint64_t walked = 0;
-  for (;;) {
-    const RingReader::Peek p = reader.PeekAt(cursor_, false);
-    if (p.step == RingReader::Step::kRecord) {
-      cursor_.position += p.aligned_length;
-      cursor_.offset = RecordView(p.frame).offset() + 1;
-    } else if (p.step == RingReader::Step::kPadding) {
-      cursor_.position += p.aligned_length;
-    } else {
-      break;
+  // Follow committed frames up to one ring's worth per poll. Only the commit
+  // word and the length are read, both atomically: the cursor may lag behind
+  // the gating readers, so producers may be rewriting the bytes it looks at.
+  auto peek = [&](uint64_t position) -> uint64_t {  // 0: not committed here
+    const uint64_t index = position & ring_.mask_;
+    const uint64_t room = ring_.capacity_ - index;
+    std::byte* f = ring_.data_ + index;
+    const uint64_t w = Word64At(f).load(std::memory_order_acquire);
+    if ((w & ~kStateMask) != ring_.Tag(position)) return 0;
+    const uint64_t state = StateOf(w);
+    if (state == S(FrameState::kPadding) && room < kMinPaddingWithLength) return room;
+    if (state != S(FrameState::kPadding) && state != S(FrameState::kData) &&
+        state != S(FrameState::kControl)) {
+      return 0;
     }
-    walked += p.aligned_length;
+    const uint64_t len =
+        AlignedFrameLength(Word32At(f + frame::kLength).load(std::memory_order_relaxed));
+    const uint64_t min = state == S(FrameState::kPadding) ? kFrameAlignment : kFrameHeaderLength;
+    if (len < min || len > room) return 0;  // corrupt: readers report it; nothing to unblock
+    return len;
+  };
+  uint64_t walked = 0;
+  for (uint64_t len; (len = peek(cursor_.position)) != 0;) {
+    cursor_.position += len;
+    walked += len;
     if (walked >= ring_.capacity_) break;
   }
   const RingPosition t = ring_.tail();
@@ -774,8 +786,14 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     stuck_position_ = ~0ull;
     return {};
   }
-  const RingReader::Peek p = reader.PeekAt(cursor_, false);
-  if (p.step != RingReader::Step::kEmpty) return {};  // corrupt or more to walk next time
+  {
+    // A committed frame the walk refused (corrupt) is not a dead claim.
+    const uint64_t w = Word64At(ring_.At(cursor_.position)).load(std::memory_order_acquire);
+    if ((w & ~kStateMask) == ring_.Tag(cursor_.position) && StateOf(w) != S(FrameState::kClaimed) &&
+        StateOf(w) != S(FrameState::kPoison)) {
+      return {};
+    }
+  }
   if (cursor_.position != stuck_position_) {
     stuck_position_ = cursor_.position;
     stuck_since_ns_ = now_ns;
