@@ -2,8 +2,11 @@
 
 #include <fmt/core.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 
 #include "persistence/persister.h"
@@ -85,6 +88,28 @@ std::optional<uint64_t> DiskUsage(const std::string& path) {
     if (::lstat(it->path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
   }
   return total;
+}
+
+std::vector<int32_t> FlockHolders(const std::string& path) {
+  std::vector<int32_t> holders;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return holders;
+  const std::string want = fmt::format("{:02x}:{:02x}:{}", major(st.st_dev), minor(st.st_dev),
+                                       static_cast<unsigned long>(st.st_ino));
+  std::ifstream locks("/proc/locks");
+  std::string line;
+  while (std::getline(locks, line)) {
+    std::istringstream fields(line);
+    std::vector<std::string> f;
+    for (std::string t; fields >> t;) f.push_back(t);
+    // "1:" "FLOCK" "ADVISORY" "WRITE" pid maj:min:inode start end; a waiter's
+    // line has "->" after the number, so f[1] is not "FLOCK" there.
+    if (f.size() < 6 || f[1] != "FLOCK" || f[5] != want) continue;
+    if (std::optional<uint64_t> pid = ParseUint(f[4]); pid && *pid <= INT32_MAX) {
+      holders.push_back(static_cast<int32_t>(*pid));
+    }
+  }
+  return holders;
 }
 
 }  // namespace runnel::cli

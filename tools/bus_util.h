@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/status.h"
 #include "ipc/bus.h"
@@ -35,6 +36,11 @@ std::string RunnelCommand(const GlobalOptions& global);
 // Bytes allocated on disk under `path` (a file or a directory tree), from
 // st_blocks; nullopt if it does not exist.
 std::optional<uint64_t> DiskUsage(const std::string& path);
+
+// Pids holding an flock on `path` (a lock file, or a partition directory
+// that a PartitionLog has open), read from /proc/locks without taking the
+// lock; empty if none (or /proc/locks is unreadable).
+std::vector<int32_t> FlockHolders(const std::string& path);
 
 }  // namespace runnel::cli
 

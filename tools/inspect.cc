@@ -16,18 +16,15 @@
 #include <fmt/core.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <span>
-#include <sstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -40,6 +37,7 @@
 #include "persistence/format.h"
 #include "persistence/internal/scan.h"
 #include "persistence/reader.h"
+#include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 
@@ -249,7 +247,12 @@ bool IsPartitionDir(const fs::path& dir) {
 }
 
 int InspectPartitionDir(const std::string& dir) {
-  fmt::print("{}: partition log\n", dir);
+  const std::vector<int32_t> writers = FlockHolders(dir);
+  fmt::print("{}: partition log{}\n", dir,
+             writers.empty() ? std::string(" (at rest)")
+                             : fmt::format(" (open for writing by pid {}: the tail may be "
+                                           "mid-write)",
+                                           writers.front()));
   std::vector<std::pair<uint64_t, uint64_t>> segments;  // base, size
   std::vector<std::string> others;
   std::error_code ec;
@@ -471,31 +474,14 @@ int InspectRing(const std::string& path, const FileMap& m) {
 // Who holds an flock on `path`, from /proc/locks ("1: FLOCK ADVISORY WRITE
 // <pid> <maj>:<min>:<inode> 0 EOF").
 int InspectLockFile(const std::string& path) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) {
-    PrintError(kCmd, fmt::format("cannot stat {}: {}", path, std::strerror(errno)));
-    return kExitRuntime;
-  }
   const bool broker = path.ends_with(".broker");
   fmt::print("{}: {} lock file (flock)\n", path,
              broker ? "broker (held by the active broker)" : "directory (held during changes)");
-  std::ifstream locks("/proc/locks");
-  const std::string want = fmt::format("{:02x}:{:02x}:{}", major(st.st_dev), minor(st.st_dev),
-                                       static_cast<unsigned long>(st.st_ino));
-  std::string line;
-  std::vector<std::string> holders;
-  while (std::getline(locks, line)) {
-    std::istringstream fields(line);
-    std::vector<std::string> f;
-    for (std::string t; fields >> t;) f.push_back(t);
-    // "1:" "FLOCK" "ADVISORY" "WRITE" pid dev:inode start end; waiters have "->".
-    if (f.size() < 6 || f[1] != "FLOCK") continue;
-    if (f[5] == want) holders.push_back(f[4]);
-  }
+  const std::vector<int32_t> holders = FlockHolders(path);
   if (holders.empty()) {
     fmt::print("  not held{}\n", broker ? ": no broker is running" : "");
   } else {
-    for (const std::string& h : holders) fmt::print("  held by pid {}\n", h);
+    for (const int32_t pid : holders) fmt::print("  held by pid {}\n", pid);
   }
   return kExitOk;
 }

@@ -291,6 +291,13 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
   for (std::size_t i = 0; i < sources.size(); ++i) {
     const Source& src = sources[i];
     progress.Update(i, records, fmt::format("{}/{}", src.topic, src.partition));
+    if (std::vector<int32_t> writers = FlockHolders(src.dir); !writers.empty()) {
+      progress.Finish();
+      PrintWarning(kCmd, fmt::format("{} is open for writing by pid {}: a record being written "
+                                     "at its tail may show as damage (verify a stopped broker's "
+                                     "log, or a copy)",
+                                     src.dir, writers.front()));
+    }
     Result<VerifyReport> report = VerifyLog(src.dir);
     progress.Finish();
     if (!report.ok()) {
@@ -404,7 +411,9 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
   for (const Source& src : sources) {
     LogReaderOptions ropts;
     ropts.verify_crc = true;
-    ropts.follow = false;
+    // A log a broker has open may end in a frame being written: read it as
+    // a live log (an unfinished frame at the tail is the end, not damage).
+    ropts.follow = !FlockHolders(src.dir).empty();
     Result<LogReader> reader = LogReader::Open(src.dir, ropts);
     if (!reader.ok()) {
       PrintError(kCmd, fmt::format("cannot read {}: {}", src.dir, reader.status().ToString()));
