@@ -31,7 +31,8 @@ using perf::Histogram;
 using perf::ReportLine;
 using perf::Ticks;
 
-// Set by SIGTERM/SIGINT: the worker stops and reports what it has.
+// Set by SIGTERM/SIGINT: the worker stops and reports what it has. Relaxed
+// everywhere: a lone flag set in a signal handler; it publishes no data.
 std::atomic<bool> g_stop{false};
 
 void OnStopSignal(int) { g_stop.store(true, std::memory_order_relaxed); }
