@@ -40,7 +40,7 @@ elseif(RUNNEL_SANITIZE STREQUAL "tsan")
   add_compile_options(-O1 -g -fsanitize=thread)
   add_link_options(-fsanitize=thread)
   set(RUNNEL_TEST_ENVIRONMENT
-    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=${CMAKE_SOURCE_DIR}/tests/tsan.supp")
 elseif(NOT RUNNEL_SANITIZE STREQUAL "none" AND NOT RUNNEL_SANITIZE STREQUAL "")
   message(FATAL_ERROR "RUNNEL_SANITIZE must be none, asan or tsan (got '${RUNNEL_SANITIZE}')")
 endif()

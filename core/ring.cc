@@ -749,11 +749,39 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
       }
     }
   }
+  // With a gating reader, a dead claim can only hold anybody up where the
+  // slowest gating reader stands (an exact frame boundary producers cannot
+  // overwrite). Watch that position without touching the ring; look at the
+  // frame only once it has not moved for the whole timeout.
+  std::optional<RingPosition> gate;
+  for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+    if (ring_.GatingOwner(i) == 0) continue;
+    const RingPosition g = ring_.GatingPosition(i);
+    if (!gate || g.position < gate->position) gate = g;
+  }
+  if (gate) {
+    if (gate->position != stuck_position_) {
+      stuck_position_ = gate->position;
+      stuck_since_ns_ = now_ns;
+      return {};
+    }
+    if (now_ns - stuck_since_ns_ < timeout_ns_) return {};
+    if (gate->position >= ring_.tail().position) return {};
+    const uint64_t w = Word64At(ring_.At(gate->position)).load(std::memory_order_acquire);
+    if ((w & ~kStateMask) == ring_.Tag(gate->position) && StateOf(w) != S(FrameState::kClaimed) &&
+        StateOf(w) != S(FrameState::kPoison)) {
+      return {};  // committed: the gating reader is slow, not blocked
+    }
+    stuck_since_ns_ = now_ns;  // act once per timeout at most
+    cursor_ = *gate;
+    return Unblock(gate->position);
+  }
   RingReader reader(ring_, cursor_);
   if (reader.OverwriteHorizon() > cursor_.position + ring_.capacity_) {
     cursor_ = ring_.earliest();
     reader.Seek(cursor_);
   }
+  const uint64_t walk_start = cursor_.position;
   // Follow committed frames up to one ring's worth per poll. Only the commit
   // word and the length are read, both atomically: the cursor may lag behind
   // the gating readers, so producers may be rewriting the bytes it looks at.
@@ -780,6 +808,12 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     cursor_.position += len;
     walked += len;
     if (walked >= ring_.capacity_) break;
+  }
+  if (reader.OverwriteHorizon() > walk_start + ring_.capacity_) {
+    // Lapped during the walk: what it followed may have been rewritten.
+    cursor_ = ring_.earliest();
+    stuck_position_ = ~0ull;
+    return {};
   }
   const RingPosition t = ring_.tail();
   if (cursor_.position >= t.position) {

@@ -375,6 +375,32 @@ TEST(Ring, DeadMarkedClaimIsTurnedIntoPaddingAfterTheTimeout) {
   EXPECT_EQ(dead.commit(*c), CommitStatus::kUnblocked);
 }
 
+TEST(Ring, DeadClaimWhereTheGatingReaderWaitsIsUnblocked) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer dead(t.ring), alive(t.ring);
+  ASSERT_TRUE(alive.try_write(std::nullopt, {}, "first").ok());
+  RingClaim* c = Abandon(dead.try_claim(0, 0, 100, false));
+  ASSERT_TRUE(c->ok());
+  ASSERT_TRUE(alive.try_write(std::nullopt, {}, "after").ok());
+  // The gating reader consumed "first" and now waits on the dead claim.
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(r).size(), 1u);
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  RingUnblocker u(t.ring, 1'000'000);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(500'000).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(1'000'000).action, RingUnblocker::Action::kPadded);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+  // A slow gating reader on a committed frame is left alone.
+  RingUnblocker v(t.ring, 1'000'000);
+  ASSERT_TRUE(alive.try_write(std::nullopt, {}, "slow").ok());
+  EXPECT_EQ(v.Poll(0).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(v.Poll(5'000'000).action, RingUnblocker::Action::kNone);
+}
+
 TEST(Ring, ClaimThatDiedBeforeMarkingIsFoundAndFilled) {
   TestRing t(Options());
   RingProducer dead(t.ring), alive(t.ring);
