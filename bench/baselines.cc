@@ -38,6 +38,7 @@ struct PingPongLines {
   alignas(kFalseSharingRange) std::atomic<uint64_t> ping{0};
   alignas(kFalseSharingRange) std::atomic<uint64_t> pong{0};
   alignas(kFalseSharingRange) std::atomic<uint32_t> abort{0};
+  std::atomic<uint64_t> preemptions{0};
 };
 
 void PingPong(benchmark::State& state) {
@@ -48,6 +49,7 @@ void PingPong(benchmark::State& state) {
   Shared<PingPongLines> lines;
   const uint64_t total = static_cast<uint64_t>(state.max_iterations);
   Worker worker = Worker::Start(Isolation::kProcess, kConsumerCpu, [&]() -> int {
+    const PreemptionCounter preemptions;
     if (!lines->barrier.ArriveAndWait(2)) return 2;
     for (uint64_t i = 1; i <= total; ++i) {
       if (!SpinUntil([&] {
@@ -59,9 +61,11 @@ void PingPong(benchmark::State& state) {
       }
       lines->pong.store(i, std::memory_order_release);
     }
+    preemptions.AddTo(lines->preemptions);
     return 0;
   });
   LatencySamples rtt(total);
+  const PreemptionCounter preemptions;
   std::string error;
   if (!lines->barrier.ArriveAndWait(2)) error = "worker did not start";
   uint64_t i = 0;
@@ -78,6 +82,7 @@ void PingPong(benchmark::State& state) {
     rtt.Add(t1 - t0);
     state.SetIterationTime(Tsc::ToNanos(t1 - t0) * 1e-9);
   }
+  preemptions.AddTo(lines->preemptions);
   if (!error.empty()) lines->abort.store(1, std::memory_order_relaxed);
   const int rc = worker.Join(error.empty() ? kWaitTimeoutNs : 1'000'000'000);
   if (rc != 0 && error.empty()) error = "worker exited with " + std::to_string(rc);
@@ -90,6 +95,7 @@ void PingPong(benchmark::State& state) {
   state.counters["rtt_p99_ns"] = s.p99_ns;
   state.counters["rtt_max_ns"] = s.max_ns;
   state.counters["one_way_ns"] = s.p50_ns / 2;
+  state.counters["preemptions"] = static_cast<double>(lines->preemptions.load());
 }
 
 // ---------------------------------------------------------------------------
@@ -294,7 +300,9 @@ void MoodyConcurrentQueue(benchmark::State& state) {
 // (release) by the producer, so the consumer spins on the slot, not on a
 // shared index; the consumer publishes its position once per 256 records.
 // No record header, CRC, timestamp, claim marker or shared tail: the
-// difference to the ring is what runnel's record protocol costs.
+// difference to the ring is what runnel's record protocol costs. The
+// cas_publish variant publishes with a locked compare-exchange instead of a
+// plain release store (as the ring's commit does), everything else equal.
 
 struct MinimalRing {
   static constexpr uint64_t kSlots = 8192;  // 1 MiB of slots, like the ring
@@ -309,8 +317,11 @@ struct MinimalRing {
 
 class MinimalSender {
  public:
-  MinimalSender(MinimalRing& ring, uint32_t payload)
-      : ring_(ring), payload_(payload), filler_(payload, std::byte{0x5A}) {}
+  MinimalSender(MinimalRing& ring, uint32_t payload, bool cas_publish = false)
+      : ring_(ring),
+        payload_(payload),
+        cas_publish_(cas_publish),
+        filler_(payload, std::byte{0x5A}) {}
   bool Produce(uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
     for (uint64_t seq = first; seq < first + count; ++seq) {
       MinimalRing::Slot* slot = Claim(abort);
@@ -343,12 +354,22 @@ class MinimalSender {
     return &ring_.slots[next_ % MinimalRing::kSlots];
   }
   void Publish(MinimalRing::Slot* slot) {
+    ++next_;
+    if (cas_publish_) {
+      // seq_cst CAS (lock cmpxchg): drains the store buffer and waits for
+      // ownership of the line the consumer is polling.
+      uint64_t expected = slot->seq.load(std::memory_order_relaxed);
+      while (!slot->seq.compare_exchange_weak(expected, next_, std::memory_order_seq_cst)) {
+      }
+      return;
+    }
     // Release: the payload before the sequence the consumer spins on.
-    slot->seq.store(++next_, std::memory_order_release);
+    slot->seq.store(next_, std::memory_order_release);
   }
 
   MinimalRing& ring_;
   uint32_t payload_;
+  bool cas_publish_;
   std::vector<std::byte> filler_;
   uint64_t next_ = 0;
   uint64_t consumed_cache_ = 0;
@@ -368,7 +389,7 @@ bool MinimalReceive(MinimalRing& ring, uint64_t& next, OnRecord&& on_record) {
   return true;
 }
 
-void MinimalRingThroughput(benchmark::State& state) {
+void MinimalRingThroughput(benchmark::State& state, bool cas_publish) {
   Shared<MinimalRing> ring;
   ThroughputConfig config;
   config.payload = 64;
@@ -376,8 +397,8 @@ void MinimalRingThroughput(benchmark::State& state) {
   RunThroughput(
       state, config,
       [&](uint32_t) {
-        return [sender = MinimalSender(*ring, 64)](uint64_t first, uint64_t count,
-                                                   const std::atomic<uint32_t>& abort) mutable {
+        return [sender = MinimalSender(*ring, 64, cas_publish)](
+                   uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) mutable {
           return sender.Produce(first, count, abort);
         };
       },
@@ -458,7 +479,13 @@ void RegisterBaselineBenchmarks() {
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
-  benchmark::RegisterBenchmark("diag/minimal_slot_ring_throughput/64B", MinimalRingThroughput)
+  benchmark::RegisterBenchmark("diag/minimal_slot_ring_throughput/64B", MinimalRingThroughput,
+                               false)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("diag/minimal_slot_ring_throughput/64B/cas_publish",
+                               MinimalRingThroughput, true)
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);

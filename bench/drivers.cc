@@ -30,6 +30,7 @@ int ThroughputConsumer::Finish() {
   sync_.records.fetch_add(checker_.records(), std::memory_order_relaxed);
   sync_.checksum.fetch_add(checker_.checksum(), std::memory_order_relaxed);
   sync_.errors.fetch_add(checker_.errors(), std::memory_order_relaxed);
+  preemptions_.AddTo(sync_.preemptions);
   return 0;
 }
 
@@ -37,6 +38,7 @@ int LatencyConsumer::Finish() {
   sync_.records.fetch_add(received_, std::memory_order_relaxed);
   sync_.checksum.fetch_add(checksum_, std::memory_order_relaxed);
   sync_.clock_skews.fetch_add(clock_skews_, std::memory_order_relaxed);
+  preemptions_.AddTo(sync_.preemptions);
   return 0;
 }
 
@@ -66,6 +68,7 @@ void FinishThroughput(benchmark::State& state, const ThroughputConfig& config, R
   state.counters["records/s"] = benchmark::Counter(records, benchmark::Counter::kIsRate);
   state.counters["bytes/s"] =
       benchmark::Counter(records * config.payload, benchmark::Counter::kIsRate);
+  ReportPreemptions(state, sync);
 }
 
 }  // namespace runnel::bench

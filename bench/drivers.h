@@ -60,7 +60,29 @@ struct RunSync {
   std::atomic<uint64_t> checksum{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> clock_skews{0};  // latency samples with now < stamp
+  // Involuntary context switches of every benchmark thread while it ran.
+  std::atomic<uint64_t> preemptions{0};
 };
+
+// Counts the calling thread's involuntary context switches from construction
+// to AddTo().
+class PreemptionCounter {
+ public:
+  PreemptionCounter() : start_(InvoluntarySwitches()) {}
+  void AddTo(std::atomic<uint64_t>& total) const {
+    total.fetch_add(InvoluntarySwitches() - start_, std::memory_order_relaxed);
+  }
+
+ private:
+  uint64_t start_;
+};
+
+// Adds the `preemptions` counter: > 0 means some benchmark thread lost its
+// CPU to another task during the run, i.e. the figure is disturbed.
+inline void ReportPreemptions(benchmark::State& state, const RunSync& sync) {
+  state.counters["preemptions"] =
+      static_cast<double>(sync.preemptions.load(std::memory_order_relaxed));
+}
 
 // Tracks what a consumer worker has received and tells the benchmark process.
 class ConsumerBase {
@@ -82,6 +104,7 @@ class ConsumerBase {
   const bool shares_cpu_;
   const uint64_t total_;
   uint64_t received_ = 0;
+  PreemptionCounter preemptions_;
 
  private:
   uint64_t seen_at_check_ = ~0ull;
@@ -191,6 +214,7 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
   std::vector<Worker> extra_producers;
   for (uint32_t p = 1; p < config.producers; ++p) {
     extra_producers.push_back(Worker::Start(config.isolation, kProducerCpu, [&, p]() -> int {
+      const PreemptionCounter preemptions;
       auto produce = make_producer(p);
       if (!sync->barrier.ArriveAndWait(parties, shared_cpu)) return 2;
       for (uint64_t it = 0; it < iterations; ++it) {
@@ -203,12 +227,14 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
         if (!released || sync->abort.load(std::memory_order_relaxed) != 0) return 3;
         if (!produce(it * share, share, sync->abort)) return 4;
       }
+      preemptions.AddTo(sync->preemptions);
       return 0;
     }));
   }
 
   std::string error;
   {
+    const PreemptionCounter preemptions;
     auto produce = make_producer(0);
     if (!sync->barrier.ArriveAndWait(parties, shared_cpu)) error = "workers did not start";
     uint64_t it = 0;
@@ -231,6 +257,7 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
           static_cast<double>(sync->done_ns.load(std::memory_order_relaxed) - start_ns) * 1e-9);
       ++it;
     }
+    preemptions.AddTo(sync->preemptions);
   }
   if (!error.empty()) sync->abort.store(1, std::memory_order_relaxed);
   const int64_t join_timeout = error.empty() ? kWaitTimeoutNs : 1'000'000'000;
@@ -289,6 +316,7 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
   std::string error;
   uint64_t stamp_sum = 0;
   {
+    const PreemptionCounter preemptions;
     auto send = make_sender();
     if (!sync->barrier.ArriveAndWait(parties)) error = "workers did not start";
     const uint64_t gap = Tsc::FromNanos(config.gap_ns);
@@ -330,6 +358,7 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
       }
       state.SetIterationTime(Tsc::ToNanos(last) * 1e-9);
     }
+    preemptions.AddTo(sync->preemptions);
   }
   if (!error.empty()) sync->abort.store(1, std::memory_order_relaxed);
   for (Worker& w : consumers) {
@@ -348,6 +377,7 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
   }
   samples.Report(state);
   state.counters["send_p50_ns"] = send_samples.Summarize().p50_ns;
+  ReportPreemptions(state, *sync);
   if (sync->clock_skews.load() != 0) {
     state.counters["clock_skews"] = static_cast<double>(sync->clock_skews.load());
   }

@@ -1,6 +1,7 @@
 #include "bench/harness.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -23,6 +24,12 @@ bool PinThisThreadToCpu(int cpu) {
 bool HaveTwoCpus() {
   // The system's CPUs, not our mask: the benchmark process pins itself to CPU 0.
   return sysconf(_SC_NPROCESSORS_ONLN) >= 2;
+}
+
+uint64_t InvoluntarySwitches() {
+  rusage usage{};
+  if (getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+  return static_cast<uint64_t>(usage.ru_nivcsw);
 }
 
 void Tsc::Calibrate() {

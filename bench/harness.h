@@ -43,8 +43,12 @@ inline constexpr int64_t kWaitTimeoutNs = 20'000'000'000;
 
 // Pins the calling thread to `cpu`. False if the CPU is not available to us.
 bool PinThisThreadToCpu(int cpu);
-// True if CPUs 0 and 1 are both in our affinity mask.
+// True if the system has CPUs 0 and 1.
 bool HaveTwoCpus();
+// Involuntary context switches of the calling thread so far: a benchmark
+// thread that was preempted shared its CPU with something else (on this
+// machine: usually another engineer's compiler).
+uint64_t InvoluntarySwitches();
 
 // ---------------------------------------------------------------------------
 // Clock: the TSC, converted to nanoseconds with a rate calibrated against

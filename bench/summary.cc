@@ -69,10 +69,10 @@ std::string Cell(const Collector::Figure& f, double scale, const char* fmt) {
 
 void Row(std::ostream& out, const std::string& label, const std::vector<std::string>& cells) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "  %-34s", label.c_str());
+  std::snprintf(buf, sizeof buf, "  %-40s", label.c_str());
   out << buf;
   for (const std::string& c : cells) {
-    std::snprintf(buf, sizeof buf, " %-24s", c.c_str());
+    std::snprintf(buf, sizeof buf, " %-19s", c.c_str());
     out << buf;
   }
   out << "\n";
@@ -116,65 +116,123 @@ void Ratio(std::ostream& out, const std::string& label, const Collector::Figure&
 
 }  // namespace
 
+namespace {
+
+struct Line {
+  const char* label;
+  const char* name;
+};
+
+// "n/a", or the median number of involuntary context switches per repetition.
+std::string Preempted(const Collector& c, const char* name) {
+  const Collector::Figure f = c.Get(name, "preemptions");
+  return f.ok ? Format("%.0f", f.median) : "";
+}
+
+bool AnyRan(const Collector& c, const std::vector<Line>& lines) {
+  for (const Line& l : lines) {
+    if (c.Ran(l.name)) return true;
+  }
+  return false;
+}
+
+void ThroughputTable(const Collector& c, std::ostream& out, const char* title,
+                     const std::vector<Line>& lines) {
+  if (!AnyRan(c, lines)) return;
+  if (*title != '\0') out << title << "\n";
+  Row(out, "", {"M records/s", "MB/s (payload)", "preemptions"});
+  for (const Line& l : lines) {
+    if (!c.Ran(l.name)) continue;
+    if (c.Failed(l.name)) {
+      Row(out, l.label, {"ERROR (see above)"});
+      continue;
+    }
+    Row(out, l.label,
+        {Cell(c.Get(l.name, "records/s"), 1e-6, "%.2f"),
+         Cell(c.Get(l.name, "bytes/s"), 1e-6, "%.0f"), Preempted(c, l.name)});
+  }
+}
+
+void LatencyTable(const Collector& c, std::ostream& out, const char* title,
+                  const std::vector<Line>& lines) {
+  if (!AnyRan(c, lines)) return;
+  if (*title != '\0') out << title << "\n";
+  Row(out, "", {"p50", "p99", "p99.9", "max", "send p50", "preemptions"});
+  for (const Line& l : lines) {
+    if (!c.Ran(l.name)) continue;
+    if (c.Failed(l.name)) {
+      Row(out, l.label, {"ERROR (see above)"});
+      continue;
+    }
+    Row(out, l.label,
+        {Cell(c.Get(l.name, "p50_ns"), 1, "%.0f"), Cell(c.Get(l.name, "p99_ns"), 1, "%.0f"),
+         Cell(c.Get(l.name, "p99.9_ns"), 1, "%.0f"), Cell(c.Get(l.name, "max_ns"), 1, "%.0f"),
+         Cell(c.Get(l.name, "send_p50_ns"), 1, "%.0f"), Preempted(c, l.name)});
+  }
+}
+
+}  // namespace
+
 void PrintSummary(const Collector& c, std::ostream& out) {
   out << "\n=== runnel benchmark summary ===\n"
       << "Medians over repetitions, [min-max] when repeated. Latency clock: TSC at "
       << Format("%.3f", Tsc::ticks_per_ns()) << " GHz (calibrated against CLOCK_MONOTONIC).\n"
-      << "Producers on CPU 0, consumer on CPU 1; mpmc_2p: both producers on CPU 0.\n\n";
+      << "Producers on CPU 0, consumers on CPU 1; mpmc_2p: both producers on CPU 0.\n"
+      << "preemptions: involuntary context switches of the benchmark's threads (median per\n"
+      << "repetition); more than a handful means another task took their CPU: a disturbed "
+         "figure.\n\n";
 
-  out << "Throughput (M records/s; MB/s of payload)\n";
-  struct Tp {
-    const char* label;
-    const char* name;
-  };
-  const Tp tps[] = {
-      {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
-      {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
-      {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
-      {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
-      {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
-      {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
-      {"ring MPMC 2 producers 8 B", "ring_throughput/mpmc_2p/8B"},
-      {"ring MPMC 2 producers 64 B", "ring_throughput/mpmc_2p/64B"},
-      {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
-      {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
-      {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
-      {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
-      {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
-  };
-  Row(out, "", {"M records/s", "MB/s"});
-  for (const Tp& t : tps) {
-    if (c.Failed(t.name)) {
-      Row(out, t.label, {"ERROR (see above)"});
-      continue;
-    }
-    Row(out, t.label,
-        {Cell(c.Get(t.name, "records/s"), 1e-6, "%.2f"),
-         Cell(c.Get(t.name, "bytes/s"), 1e-6, "%.0f")});
-  }
-
-  out << "\nOne-way latency (ns)\n";
-  const Tp lats[] = {
-      {"ring SPSC 8 B", "ring_latency/spsc/8B"},
-      {"ring SPSC 64 B", "ring_latency/spsc/64B"},
-      {"ring MPMC 1 producer 64 B", "ring_latency/mpmc_1p/64B"},
-      {"boost message_queue 64 B", "baseline/boost_mq_latency/64B"},
-  };
-  Row(out, "", {"p50", "p99", "p99.9", "max"});
-  for (const Tp& t : lats) {
-    if (c.Failed(t.name)) {
-      Row(out, t.label, {"ERROR (see above)"});
-      continue;
-    }
-    Row(out, t.label,
-        {Cell(c.Get(t.name, "p50_ns"), 1, "%.0f"), Cell(c.Get(t.name, "p99_ns"), 1, "%.0f"),
-         Cell(c.Get(t.name, "p99.9_ns"), 1, "%.0f"), Cell(c.Get(t.name, "max_ns"), 1, "%.0f")});
-  }
+  ThroughputTable(
+      c, out, "Throughput (M records/s: records produced per second)",
+      {
+          {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
+          {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
+          {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
+          {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
+          {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
+          {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
+          {"ring MPMC 2 producers 8 B", "ring_throughput/mpmc_2p/8B"},
+          {"ring MPMC 2 producers 64 B", "ring_throughput/mpmc_2p/64B"},
+          {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
+          {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
+          {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
+          {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
+          {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
+      });
+  out << "\n";
+  LatencyTable(c, out, "One-way latency (ns)",
+               {
+                   {"ring SPSC 8 B", "ring_latency/spsc/8B"},
+                   {"ring SPSC 64 B", "ring_latency/spsc/64B"},
+                   {"ring MPMC 1 producer 64 B", "ring_latency/mpmc_1p/64B"},
+                   {"boost message_queue 64 B", "baseline/boost_mq_latency/64B"},
+               });
   const char* pp = "baseline/pingpong";
-  Row(out, "cache-line ping-pong round trip",
-      {Cell(c.Get(pp, "rtt_p50_ns"), 1, "%.0f"), Cell(c.Get(pp, "rtt_p99_ns"), 1, "%.0f"), "",
-       Cell(c.Get(pp, "rtt_max_ns"), 1, "%.0f")});
-  Row(out, "  -> one-way floor (RTT p50 / 2)", {Cell(c.Get(pp, "one_way_ns"), 1, "%.0f")});
+  if (c.Ran(pp)) {
+    Row(out, "cache-line ping-pong round trip",
+        {Cell(c.Get(pp, "rtt_p50_ns"), 1, "%.0f"), Cell(c.Get(pp, "rtt_p99_ns"), 1, "%.0f"), "",
+         Cell(c.Get(pp, "rtt_max_ns"), 1, "%.0f"), "", Preempted(c, pp)});
+    Row(out, "  -> one-way floor (RTT p50 / 2)", {Cell(c.Get(pp, "one_way_ns"), 1, "%.0f")});
+  }
+
+  const std::vector<Line> diag_tp = {
+      {"minimal slot ring 64 B (reference)", "diag/minimal_slot_ring_throughput/64B"},
+      {"  same, publish by locked CAS", "diag/minimal_slot_ring_throughput/64B/cas_publish"},
+      {"ring SPSC 64 B, consumer backs off 1us",
+       "diag/ring_throughput/spsc/64B/consumer_backoff_1us"},
+      {"ring producer alone, 8 B, wall clock", "diag/ring_producer_cost/8B/wall_clock_stamp"},
+      {"ring producer alone, 8 B, given stamp", "diag/ring_producer_cost/8B/explicit_timestamp"},
+      {"ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
+  };
+  const std::vector<Line> diag_lat = {
+      {"minimal slot ring 64 B (reference)", "diag/minimal_slot_ring_latency/64B"},
+      {"ring SPSC 64 B, consumer spins HasData", "diag/ring_latency/spsc/64B/spin_on_has_data"},
+  };
+  if (AnyRan(c, diag_tp) || AnyRan(c, diag_lat)) {
+    out << "\nDiagnostics (see docs/performance.md)\n";
+    ThroughputTable(c, out, "", diag_tp);
+    LatencyTable(c, out, "", diag_lat);
+  }
 
   out << "\nRatios (of medians) against the targets\n";
   char head[160];
@@ -208,37 +266,24 @@ void PrintSummary(const Collector& c, std::ostream& out) {
   Ratio(out, "boost message_queue / ring SPSC one-way p50, 64 B",
         c.Get("baseline/boost_mq_latency/64B", "p50_ns"), c.Get("ring_latency/spsc/64B", "p50_ns"),
         Goal::kNone, 0);
-  const char* bus_rows[][2] = {
+  const std::vector<Line> bus_tp = {
       {"bus 1 producer, 1 consumer", "bus_throughput/1p_1c/64B"},
       {"bus 2 producers, 1 consumer", "bus_throughput/2p_1c/64B"},
       {"bus 1 producer, 3 consumers", "bus_throughput/1p_3c/64B"},
       {"bus 2 producers, 3 consumers", "bus_throughput/2p_3c/64B"},
   };
-  const char* bus_lat_rows[][2] = {
+  const std::vector<Line> bus_lat = {
       {"bus SPSC topic, 1 consumer", "bus_latency/spsc_topic_1c/64B"},
       {"bus MPMC topic, 1 consumer", "bus_latency/mpmc_topic_1c/64B"},
       {"bus SPSC topic, 3 consumers", "bus_latency/spsc_topic_3c/64B"},
   };
-  bool any_bus = false;
-  for (const auto& r : bus_rows) any_bus = any_bus || c.Ran(r[1]);
-  for (const auto& r : bus_lat_rows) any_bus = any_bus || c.Ran(r[1]);
-  if (any_bus) {
-    out << "\nBus API (ipc/), 64 B records: throughput (M records/s produced; each to every "
-           "consumer)\n";
-    for (const auto& r : bus_rows) {
-      Row(out, r[0],
-          {c.Failed(r[1]) ? "ERROR (see above)" : Cell(c.Get(r[1], "records/s"), 1e-6, "%.2f")});
-    }
-    out << "Bus API one-way latency (ns): p50, p99, p99.9, max\n";
-    for (const auto& r : bus_lat_rows) {
-      if (c.Failed(r[1])) {
-        Row(out, r[0], {"ERROR (see above)"});
-        continue;
-      }
-      Row(out, r[0],
-          {Cell(c.Get(r[1], "p50_ns"), 1, "%.0f"), Cell(c.Get(r[1], "p99_ns"), 1, "%.0f"),
-           Cell(c.Get(r[1], "p99.9_ns"), 1, "%.0f"), Cell(c.Get(r[1], "max_ns"), 1, "%.0f")});
-    }
+  if (AnyRan(c, bus_tp) || AnyRan(c, bus_lat)) {
+    out << "\n";
+    ThroughputTable(c, out,
+                    "Bus API (ipc/), 64 B records (records produced per second; each reaches "
+                    "every consumer)",
+                    bus_tp);
+    LatencyTable(c, out, "Bus API one-way latency (ns)", bus_lat);
     out << "Bus API against the raw ring of this run\n";
     out << head;
     Ratio(out, "bus p50 one-way (SPSC topic, 1c) / ring SPSC 64 B p50",
