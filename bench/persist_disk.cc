@@ -211,6 +211,34 @@ int CountIoWorkers() {
   return n;
 }
 
+MachineNoise::MachineNoise() : busy0_(BusyNanos()), ours0_(OursNanos()), wall0_(MonotonicNanos()) {}
+
+int64_t MachineNoise::BusyNanos() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  int64_t v[8] = {};  // user nice system idle iowait irq softirq steal
+  in >> cpu;
+  for (int64_t& x : v) in >> x;
+  const int64_t busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+  return busy * (1'000'000'000 / sysconf(_SC_CLK_TCK));
+}
+
+int64_t MachineNoise::OursNanos() {
+  rusage self{}, children{};
+  getrusage(RUSAGE_SELF, &self);
+  getrusage(RUSAGE_CHILDREN, &children);  // fio
+  auto ns = [](const timeval& t) { return t.tv_sec * 1'000'000'000LL + t.tv_usec * 1000LL; };
+  return ns(self.ru_utime) + ns(self.ru_stime) + ns(children.ru_utime) + ns(children.ru_stime);
+}
+
+double MachineNoise::OthersPercent() const {
+  const int64_t wall = MonotonicNanos() - wall0_;
+  const int64_t others = (BusyNanos() - busy0_) - (OursNanos() - ours0_);
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  if (wall <= 0 || cpus <= 0) return 0;
+  return std::max(0.0, 100.0 * static_cast<double>(others) / static_cast<double>(wall * cpus));
+}
+
 // ---------------------------------------------------------------------------
 
 WriteFigures RunFio(const std::string& fio, const std::string& dir, uint64_t bytes,

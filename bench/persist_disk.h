@@ -58,6 +58,20 @@ std::vector<pid_t> ThreadIds();
 // How many threads of this process are io_uring workers (comm "iou-wrk-*").
 int CountIoWorkers();
 
+// What the rest of the machine ran while a measurement ran: busy CPU time from
+// /proc/stat (incl. steal) minus this process's and its children's, as a
+// share of all CPUs. Another benchmark spinning on a CPU shows up as ~50%.
+class MachineNoise {
+ public:
+  MachineNoise();  // starts the interval
+  double OthersPercent() const;
+
+ private:
+  static int64_t BusyNanos();
+  static int64_t OursNanos();
+  int64_t busy0_, ours0_, wall0_;
+};
+
 // ---------------------------------------------------------------------------
 // Baselines
 
