@@ -33,10 +33,9 @@ namespace {
 // iteration = one round trip, timed with the TSC in the benchmark process
 // (manual time: the real time would include the loop's bookkeeping).
 
-struct PingPongLines {
+struct PingPongShared {
   StartBarrier barrier;
-  alignas(kFalseSharingRange) std::atomic<uint64_t> ping{0};
-  alignas(kFalseSharingRange) std::atomic<uint64_t> pong{0};
+  PingPongLines lines;
   alignas(kFalseSharingRange) std::atomic<uint32_t> abort{0};
   std::atomic<uint64_t> preemptions{0};
 };
@@ -46,44 +45,32 @@ void PingPong(benchmark::State& state) {
     state.SkipWithError("needs CPUs 0 and 1");
     return;
   }
-  Shared<PingPongLines> lines;
+  Shared<PingPongShared> shared;
   const uint64_t total = static_cast<uint64_t>(state.max_iterations);
   Worker worker = Worker::Start(Isolation::kProcess, kConsumerCpu, [&]() -> int {
     const PreemptionCounter preemptions;
-    if (!lines->barrier.ArriveAndWait(2)) return 2;
-    for (uint64_t i = 1; i <= total; ++i) {
-      if (!SpinUntil([&] {
-            return lines->ping.load(std::memory_order_acquire) >= i ||
-                   lines->abort.load(std::memory_order_relaxed) != 0;
-          }) ||
-          lines->abort.load(std::memory_order_relaxed) != 0) {
-        return 3;
-      }
-      lines->pong.store(i, std::memory_order_release);
-    }
-    preemptions.AddTo(lines->preemptions);
+    if (!shared->barrier.ArriveAndWait(2)) return 2;
+    if (!PingPongAnswer(shared->lines, 1, total, shared->abort)) return 3;
+    preemptions.AddTo(shared->preemptions);
     return 0;
   });
   LatencySamples rtt(total);
   const PreemptionCounter preemptions;
   std::string error;
-  if (!lines->barrier.ArriveAndWait(2)) error = "worker did not start";
-  uint64_t i = 0;
+  if (!shared->barrier.ArriveAndWait(2)) error = "worker did not start";
+  uint64_t seq = 0;
   for (auto _ : state) {
     if (!error.empty()) break;
-    ++i;
-    const uint64_t t0 = Tsc::Now();
-    lines->ping.store(i, std::memory_order_release);
-    if (!SpinUntil([&] { return lines->pong.load(std::memory_order_acquire) >= i; })) {
+    const uint64_t ticks = PingPongRound(shared->lines, ++seq);
+    if (ticks == 0) {
       error = "no answer";
       break;
     }
-    const uint64_t t1 = Tsc::NowAfterLoads();
-    rtt.Add(t1 - t0);
-    state.SetIterationTime(Tsc::ToNanos(t1 - t0) * 1e-9);
+    rtt.Add(ticks);
+    state.SetIterationTime(Tsc::ToNanos(ticks) * 1e-9);
   }
-  preemptions.AddTo(lines->preemptions);
-  if (!error.empty()) lines->abort.store(1, std::memory_order_relaxed);
+  preemptions.AddTo(shared->preemptions);
+  if (!error.empty()) shared->abort.store(1, std::memory_order_relaxed);
   const int rc = worker.Join(error.empty() ? kWaitTimeoutNs : 1'000'000'000);
   if (rc != 0 && error.empty()) error = "worker exited with " + std::to_string(rc);
   if (!error.empty()) {
@@ -95,7 +82,7 @@ void PingPong(benchmark::State& state) {
   state.counters["rtt_p99_ns"] = s.p99_ns;
   state.counters["rtt_max_ns"] = s.max_ns;
   state.counters["one_way_ns"] = s.p50_ns / 2;
-  state.counters["preemptions"] = static_cast<double>(lines->preemptions.load());
+  state.counters["preemptions"] = static_cast<double>(shared->preemptions.load());
 }
 
 // ---------------------------------------------------------------------------

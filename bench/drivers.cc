@@ -2,6 +2,19 @@
 
 namespace runnel::bench {
 
+bool PingPongAnswer(PingPongLines& lines, uint64_t first, uint64_t count,
+                    const std::atomic<uint32_t>& abort) {
+  for (uint64_t seq = first; seq < first + count; ++seq) {
+    const bool asked = SpinUntil([&] {
+      return lines.ping.load(std::memory_order_acquire) >= seq ||
+             abort.load(std::memory_order_relaxed) != 0;
+    });
+    if (!asked || abort.load(std::memory_order_relaxed) != 0) return false;
+    lines.pong.store(seq, std::memory_order_release);
+  }
+  return true;
+}
+
 bool ConsumerBase::ShouldGiveUp() {
   if (sync_.abort.load(std::memory_order_relaxed) != 0) return true;
   if (received_ != seen_at_check_) {

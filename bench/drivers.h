@@ -15,6 +15,11 @@
 //    stamp). Sends are paced (one per `gap_ns` at most) so a record never
 //    queues behind the previous one. Iteration time = the one-way latency to
 //    the last consumer (manual time again: measured in the workers).
+//    With one consumer, the same two processes also run a cache-line
+//    ping-pong (kFloorRounds round trips) just before and just after the
+//    records: `floor_ns` is half its median round trip (the mean of the two)
+//    and `vs_floor` = p50 / floor_ns. The cross-core cost moves between
+//    repetitions on this VM, so the floor is measured next to the figure.
 //
 // Every record is verified by the consumer (count, per-producer sequence,
 // checksum; see PayloadChecker); a benchmark whose records did not all
@@ -36,6 +41,30 @@
 namespace runnel::bench {
 
 inline constexpr uint32_t kMaxConsumers = 4;
+// Round trips of each in-run floor measurement (see RunLatency).
+inline constexpr uint64_t kFloorRounds = 20'000;
+
+// A cache-line ping-pong between the benchmark process and a worker: one
+// 64-byte line per direction, 128 bytes apart.
+struct PingPongLines {
+  alignas(kFalseSharingRange) std::atomic<uint64_t> ping{0};  // benchmark process -> worker
+  alignas(kFalseSharingRange) std::atomic<uint64_t> pong{0};  // worker -> benchmark process
+};
+
+// Benchmark side of one round: publishes `seq` and waits for the answer.
+// Returns the round trip in TSC ticks, 0 on timeout.
+inline uint64_t PingPongRound(PingPongLines& lines, uint64_t seq) {
+  const uint64_t t0 = Tsc::Now();
+  // Release/acquire: the round's sequence is the message.
+  lines.ping.store(seq, std::memory_order_release);
+  if (!SpinUntil([&] { return lines.pong.load(std::memory_order_acquire) >= seq; })) return 0;
+  return Tsc::NowAfterLoads() - t0;
+}
+
+// Worker side: answers rounds first .. first + count - 1. False on timeout
+// or abort.
+bool PingPongAnswer(PingPongLines& lines, uint64_t first, uint64_t count,
+                    const std::atomic<uint32_t>& abort);
 
 // Shared between the benchmark process and its workers. Each group of words
 // written by one side sits on its own 128-byte span.
@@ -53,6 +82,8 @@ struct RunSync {
     std::atomic<uint64_t> ticks{0};
   };
   Ack acks[kMaxConsumers];
+  // The in-run floor of a latency benchmark (consumer 0 answers).
+  PingPongLines floor;
   // Benchmark process -> everyone: give up (something failed).
   alignas(kFalseSharingRange) std::atomic<uint32_t> abort{0};
   // Consumer's verdict, written before it exits.
@@ -300,14 +331,33 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
   const uint64_t total = config.warmup + samples_wanted;
   const uint32_t parties = 1 + config.consumers;
   const bool consumers_share_cpu = config.consumers > 1;
+  const bool measure_floor = config.consumers == 1;
   std::vector<Worker> consumers;
   for (uint32_t c = 0; c < config.consumers; ++c) {
     consumers.push_back(Worker::Start(config.isolation, kConsumerCpu, [&, c]() -> int {
       LatencyConsumer ctx(*sync, c, consumers_share_cpu, total);
       if (!sync->barrier.ArriveAndWait(parties, consumers_share_cpu)) return 2;
-      return receive(ctx);
+      if (measure_floor && !PingPongAnswer(sync->floor, 1, kFloorRounds, sync->abort)) return 5;
+      const int rc = receive(ctx);
+      if (rc == 0 && measure_floor &&
+          !PingPongAnswer(sync->floor, kFloorRounds + 1, kFloorRounds, sync->abort)) {
+        return 6;
+      }
+      return rc;
     }));
   }
+  // Half the median round trip of kFloorRounds ping-pongs from `first`, ns.
+  auto floor_one_way = [&](uint64_t first) {
+    LatencySamples rtt(kFloorRounds);
+    for (uint64_t i = 0; i < kFloorRounds; ++i) {
+      const uint64_t ticks = PingPongRound(sync->floor, first + i);
+      if (ticks == 0) return 0.0;
+      rtt.Add(ticks);
+    }
+    return rtt.Summarize().p50_ns / 2;
+  };
+  double floor_before = 0;
+  double floor_after = 0;
 
   LatencySamples samples(samples_wanted * config.consumers);
   // How long send() itself took in the benchmark process (stamp to return):
@@ -319,6 +369,9 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
     const PreemptionCounter preemptions;
     auto send = make_sender();
     if (!sync->barrier.ArriveAndWait(parties)) error = "workers did not start";
+    if (error.empty() && measure_floor && (floor_before = floor_one_way(1)) == 0) {
+      error = "no answer to the ping-pong";
+    }
     const uint64_t gap = Tsc::FromNanos(config.gap_ns);
     uint64_t next_send = 0;
     uint64_t seq = 0;
@@ -358,6 +411,9 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
       }
       state.SetIterationTime(Tsc::ToNanos(last) * 1e-9);
     }
+    if (error.empty() && measure_floor && (floor_after = floor_one_way(kFloorRounds + 1)) == 0) {
+      error = "no answer to the ping-pong";
+    }
     preemptions.AddTo(sync->preemptions);
   }
   if (!error.empty()) sync->abort.store(1, std::memory_order_relaxed);
@@ -377,6 +433,11 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
   }
   samples.Report(state);
   state.counters["send_p50_ns"] = send_samples.Summarize().p50_ns;
+  if (measure_floor) {
+    const double floor = (floor_before + floor_after) / 2;
+    state.counters["floor_ns"] = floor;
+    state.counters["vs_floor"] = samples.Summarize().p50_ns / floor;
+  }
   ReportPreemptions(state, *sync);
   if (sync->clock_skews.load() != 0) {
     state.counters["clock_skews"] = static_cast<double>(sync->clock_skews.load());
