@@ -489,6 +489,7 @@ inline std::atomic_ref<uint32_t> Word32At(std::byte* p) {
 template <typename Handler>
 ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   ReadResult result;
+  const RingPosition batch_start_position = next_;
   const uint64_t batch_start = next_.position;
   // One look at the producers' tail per batch: frames below the horizon may
   // already be overwritten by the next lap.
@@ -526,6 +527,10 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     if (horizon > batch_start + ring_.capacity()) {
       result.status = ReadStatus::kOverrun;
       result.torn = delivered;  // conservative: the batch is suspect
+      // Offsets read from possibly rewritten frames cannot be trusted: go
+      // back to the batch start, so a caller that re-reads (from disk)
+      // redelivers the suspect records rather than skipping any.
+      next_ = batch_start_position;
     }
   }
   return result;
