@@ -331,6 +331,7 @@ struct LatencyChunk {
   uint64_t writes = 0;
   uint64_t syncs = 0;
   int64_t producer_preempted = 0;  // involuntary context switches of the producer
+  int64_t consumer_preempted = 0;  // ... and of the spinning consumer
   LatencySamples::Summary summary;
 };
 
@@ -372,6 +373,7 @@ LatencyChunk RunLatencyChunk(const SharedMapping& memory, std::optional<SyncPoli
   LatencySamples samples(count);
   std::atomic<bool> abort{false};
   std::atomic<int> consumer_error{0};
+  std::atomic<int64_t> consumer_preempted{0};
   // The consumer: a plain (non-gating) reader that busy-spins on the ring.
   std::thread consumer([&] {
     if (!PinThisThreadToCpu(kConsumerCpu)) {
@@ -380,6 +382,7 @@ LatencyChunk RunLatencyChunk(const SharedMapping& memory, std::optional<SyncPoli
     }
     RingReader reader(ring, RingPosition{});
     uint64_t received = 0;
+    const int64_t preempted0 = InvoluntarySwitches();  // incl. the warm-up
     auto handler = [&](const RecordView& v) {
       const uint64_t now = Tsc::NowAfterLoads();
       uint64_t stamp;
@@ -401,6 +404,7 @@ LatencyChunk RunLatencyChunk(const SharedMapping& memory, std::optional<SyncPoli
         return;
       }
     }
+    consumer_preempted.store(InvoluntarySwitches() - preempted0, std::memory_order_relaxed);
   });
   RingProducer producer(ring);
   std::vector<std::byte> filler(kPayload, std::byte{0x5A});
@@ -444,6 +448,7 @@ LatencyChunk RunLatencyChunk(const SharedMapping& memory, std::optional<SyncPoli
   if (!out.error.empty()) abort.store(true, std::memory_order_relaxed);
   consumer.join();
   out.nanos = MonotonicNanos() - t0;
+  out.consumer_preempted = consumer_preempted.load(std::memory_order_relaxed);
   if (rp) {
     out.persister_cpu_ns = ThreadRunNanos(rp->tid) - persister_cpu0;
     const std::vector<PersistedPartitionStats> stats = rp->persister->Stats();
@@ -492,7 +497,7 @@ void PersistLatencyInterleaved(benchmark::State& state) {
     std::vector<double> ratios;
     uint64_t late_off = 0, late_on = 0, writes = 0, syncs = 0;
     int64_t nanos = 0, off_nanos = 0, on_nanos = 0, persister_ns = 0;
-    int64_t preempted_off = 0, preempted_on = 0;
+    int64_t preempted_off = 0, preempted_on = 0, consumer_off = 0, consumer_on = 0;
     std::string error;
     for (uint32_t r = 0; r < rounds && error.empty(); ++r) {
       double p50[2] = {0, 0};  // off, on
@@ -509,6 +514,7 @@ void PersistLatencyInterleaved(benchmark::State& state) {
         nanos += c.nanos;
         (with ? late_on : late_off) += c.late;
         (with ? preempted_on : preempted_off) += c.producer_preempted;
+        (with ? consumer_on : consumer_off) += c.consumer_preempted;
         (with ? on_nanos : off_nanos) += c.nanos;
         if (with) {
           persister_ns += c.persister_cpu_ns;
@@ -538,6 +544,8 @@ void PersistLatencyInterleaved(benchmark::State& state) {
     };
     state.counters["off_producer_preempted/s"] = per_second(preempted_off, off_nanos);
     state.counters["on_producer_preempted/s"] = per_second(preempted_on, on_nanos);
+    state.counters["off_consumer_preempted/s"] = per_second(consumer_off, off_nanos);
+    state.counters["on_consumer_preempted/s"] = per_second(consumer_on, on_nanos);
     state.counters["rounds"] = rounds;
     state.counters["off_late_sends"] = static_cast<double>(late_off);
     state.counters["on_late_sends"] = static_cast<double>(late_on);
@@ -885,7 +893,9 @@ void PrintSummary(const Collector& c, double load_before, double load_after, std
           << Fmt("%.0f", c.Get(kLatency, "on_late_sends").median) << "; producer preempted "
           << Fmt("%.0f", c.Get(kLatency, "off_producer_preempted/s").median) << "/"
           << Fmt("%.0f", c.Get(kLatency, "on_producer_preempted/s").median)
-          << " times/s off/on; others used "
+          << " times/s off/on, consumer "
+          << Fmt("%.0f", c.Get(kLatency, "off_consumer_preempted/s").median) << "/"
+          << Fmt("%.0f", c.Get(kLatency, "on_consumer_preempted/s").median) << "; others used "
           << Fmt("%.0f%%", c.Get(kLatency, "others_cpu_%").median) << " of the CPU\n";
   }
   if (c.Failed(kLatencyBadCpu)) {
