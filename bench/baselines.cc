@@ -82,6 +82,7 @@ void PingPong(benchmark::State& state) {
   state.counters["rtt_p99_ns"] = s.p99_ns;
   state.counters["rtt_max_ns"] = s.max_ns;
   state.counters["one_way_ns"] = s.p50_ns / 2;
+  ReportFloor(state, s.p50_ns / 2, s.p50_ns / 2);
   state.counters["preemptions"] = static_cast<double>(shared->preemptions.load());
 }
 

@@ -15,6 +15,16 @@ bool PingPongAnswer(PingPongLines& lines, uint64_t first, uint64_t count,
   return true;
 }
 
+double MeasureFloor(PingPongLines& lines, uint64_t first, uint64_t count) {
+  LatencySamples rtt(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    const uint64_t ticks = PingPongRound(lines, first + i);
+    if (ticks == 0) return 0;
+    rtt.Add(ticks);
+  }
+  return rtt.Summarize().p50_ns / 2;
+}
+
 bool ConsumerBase::ShouldGiveUp() {
   if (sync_.abort.load(std::memory_order_relaxed) != 0) return true;
   if (received_ != seen_at_check_) {

@@ -66,6 +66,21 @@ inline uint64_t PingPongRound(PingPongLines& lines, uint64_t seq) {
 bool PingPongAnswer(PingPongLines& lines, uint64_t first, uint64_t count,
                     const std::atomic<uint32_t>& abort);
 
+// Benchmark side: `count` rounds from `first`; half the median round trip in
+// ns (the one-way floor), 0 if the worker did not answer.
+double MeasureFloor(PingPongLines& lines, uint64_t first, uint64_t count);
+
+// The in-run floor of a benchmark: the benchmark process and its (only)
+// consumer ping-pong kFloorRounds times before and after the measured part.
+// Reported as `floor_ns` (mean of the two); `placement` says near (1, floor
+// under kNearFloorNs) or far (2): the host moves the two vCPUs between
+// repetitions and every cross-core figure moves 2-4x with them.
+inline void ReportFloor(benchmark::State& state, double before, double after) {
+  const double floor = (before + after) / 2;
+  state.counters["floor_ns"] = floor;
+  state.counters["placement"] = floor < kNearFloorNs ? 1 : 2;
+}
+
 // Shared between the benchmark process and its workers. Each group of words
 // written by one side sits on its own 128-byte span.
 struct RunSync {
@@ -233,15 +248,25 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
   const bool shared_cpu = config.producers > 1;
   const bool consumers_share_cpu = config.consumers > 1;
 
+  // Several consumers share CPU 1: no floor (they would disturb it).
+  const bool measure_floor = config.consumers == 1;
   std::vector<Worker> consumers;
   for (uint32_t c = 0; c < config.consumers; ++c) {
     consumers.push_back(Worker::Start(config.isolation, kConsumerCpu, [&, c]() -> int {
       ThroughputConsumer ctx(*sync, c, consumers_share_cpu, config.producers, config.payload,
                              per_iteration, total);
       if (!sync->barrier.ArriveAndWait(parties, consumers_share_cpu)) return 2;
-      return consume(ctx);
+      if (measure_floor && !PingPongAnswer(sync->floor, 1, kFloorRounds, sync->abort)) return 5;
+      const int rc = consume(ctx);
+      if (rc == 0 && measure_floor &&
+          !PingPongAnswer(sync->floor, kFloorRounds + 1, kFloorRounds, sync->abort)) {
+        return 6;
+      }
+      return rc;
     }));
   }
+  double floor_before = 0;
+  double floor_after = 0;
   std::vector<Worker> extra_producers;
   for (uint32_t p = 1; p < config.producers; ++p) {
     extra_producers.push_back(Worker::Start(config.isolation, kProducerCpu, [&, p]() -> int {
@@ -268,6 +293,10 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
     const PreemptionCounter preemptions;
     auto produce = make_producer(0);
     if (!sync->barrier.ArriveAndWait(parties, shared_cpu)) error = "workers did not start";
+    if (error.empty() && measure_floor &&
+        (floor_before = MeasureFloor(sync->floor, 1, kFloorRounds)) == 0) {
+      error = "no answer to the ping-pong";
+    }
     uint64_t it = 0;
     for (auto _ : state) {
       if (!error.empty()) break;
@@ -288,6 +317,10 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
           static_cast<double>(sync->done_ns.load(std::memory_order_relaxed) - start_ns) * 1e-9);
       ++it;
     }
+    if (error.empty() && measure_floor &&
+        (floor_after = MeasureFloor(sync->floor, kFloorRounds + 1, kFloorRounds)) == 0) {
+      error = "no answer to the ping-pong";
+    }
     preemptions.AddTo(sync->preemptions);
   }
   if (!error.empty()) sync->abort.store(1, std::memory_order_relaxed);
@@ -301,6 +334,7 @@ void RunThroughput(benchmark::State& state, const ThroughputConfig& config,
     if (rc != 0 && error.empty()) error = "consumer worker exited with " + std::to_string(rc);
   }
   FinishThroughput(state, config, *sync, share * iterations, std::move(error));
+  if (measure_floor && !state.error_occurred()) ReportFloor(state, floor_before, floor_after);
 }
 
 struct LatencyConfig {
@@ -346,15 +380,8 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
       return rc;
     }));
   }
-  // Half the median round trip of kFloorRounds ping-pongs from `first`, ns.
   auto floor_one_way = [&](uint64_t first) {
-    LatencySamples rtt(kFloorRounds);
-    for (uint64_t i = 0; i < kFloorRounds; ++i) {
-      const uint64_t ticks = PingPongRound(sync->floor, first + i);
-      if (ticks == 0) return 0.0;
-      rtt.Add(ticks);
-    }
-    return rtt.Summarize().p50_ns / 2;
+    return MeasureFloor(sync->floor, first, kFloorRounds);
   };
   double floor_before = 0;
   double floor_after = 0;
@@ -434,9 +461,8 @@ void RunLatency(benchmark::State& state, const LatencyConfig& config, MakeSender
   samples.Report(state);
   state.counters["send_p50_ns"] = send_samples.Summarize().p50_ns;
   if (measure_floor) {
-    const double floor = (floor_before + floor_after) / 2;
-    state.counters["floor_ns"] = floor;
-    state.counters["vs_floor"] = samples.Summarize().p50_ns / floor;
+    ReportFloor(state, floor_before, floor_after);
+    state.counters["vs_floor"] = samples.Summarize().p50_ns / ((floor_before + floor_after) / 2);
   }
   ReportPreemptions(state, *sync);
   if (sync->clock_skews.load() != 0) {

@@ -34,6 +34,10 @@ inline constexpr int kConsumerCpu = 1;
 // Producer- and consumer-written words live this far apart (adjacent-line
 // prefetch pulls pairs of 64-byte lines).
 inline constexpr std::size_t kFalseSharingRange = 128;
+// A one-way cross-core floor (cache-line ping-pong RTT / 2) below this means
+// the host placed the two vCPUs "near" each other, above it "far"
+// (LIMITS.md: ~88 vs ~205 ns).
+inline constexpr double kNearFloorNs = 120;
 // Every wait in the harness gives up after this long: a broken benchmark
 // reports an error instead of hanging the run.
 inline constexpr int64_t kWaitTimeoutNs = 20'000'000'000;

@@ -30,11 +30,21 @@ void Collector::ReportRuns(const std::vector<Run>& runs) {
 }
 
 Collector::Figure Collector::Get(std::string_view name, std::string_view counter) const {
+  return Get(name, counter, kAnyPlacement);
+}
+
+Collector::Figure Collector::Get(std::string_view name, std::string_view counter,
+                                 int placement) const {
   Figure f;
   const auto it = runs_.find(name);
   if (it == runs_.end() || Failed(name)) return f;
   std::vector<double> values;
   for (const auto& counters : it->second) {
+    if (placement != kAnyPlacement) {
+      const auto p = counters.find("placement");
+      const int got = p == counters.end() ? kUnknownPlacement : static_cast<int>(p->second);
+      if (got != placement) continue;
+    }
     const auto c = counters.find(std::string(counter));
     if (c != counters.end()) values.push_back(c->second);
   }
@@ -59,20 +69,23 @@ std::string Format(const char* fmt, double v) {
   return buf;
 }
 
-std::string Cell(const Collector::Figure& f, double scale, const char* fmt) {
-  if (!f.ok) return "n/a";
+// "median [min-max]" (the range only when repeated and asked for).
+std::string Cell(const Collector::Figure& f, double scale, const char* fmt, bool range = true) {
+  if (!f.ok) return "-";
   std::string s = Format(fmt, f.median * scale);
-  if (f.samples > 1)
+  if (range && f.samples > 1) {
     s += " [" + Format(fmt, f.min * scale) + "-" + Format(fmt, f.max * scale) + "]";
+  }
   return s;
 }
 
-void Row(std::ostream& out, const std::string& label, const std::vector<std::string>& cells) {
-  char buf[64];
+void Row(std::ostream& out, const std::string& label, const std::vector<std::string>& cells,
+         int width = 17) {
+  char buf[96];
   std::snprintf(buf, sizeof buf, "  %-40s", label.c_str());
   out << buf;
   for (const std::string& c : cells) {
-    std::snprintf(buf, sizeof buf, " %-19s", c.c_str());
+    std::snprintf(buf, sizeof buf, " %-*s", width, c.c_str());
     out << buf;
   }
   out << "\n";
@@ -81,7 +94,7 @@ void Row(std::ostream& out, const std::string& label, const std::vector<std::str
 enum class Goal { kAtMost, kAtLeast, kAbove, kNone };
 
 void RatioLine(std::ostream& out, const std::string& label, double r, Goal goal, double target,
-               const std::string& range = "") {
+               const std::string& note = "") {
   std::string want;
   bool pass = true;
   switch (goal) {
@@ -101,89 +114,194 @@ void RatioLine(std::ostream& out, const std::string& label, double r, Goal goal,
       break;
   }
   const char* verdict = goal == Goal::kNone ? "(info)" : pass ? "PASS" : "MISS";
-  char buf[200];
-  std::snprintf(buf, sizeof buf, "  %-58s %8.2f   %-8s %-6s%s\n", label.c_str(), r, want.c_str(),
-                verdict, range.c_str());
+  char buf[240];
+  std::snprintf(buf, sizeof buf, "  %-60s %8.2f   %-8s %-6s %s\n", label.c_str(), r, want.c_str(),
+                verdict, note.c_str());
   out << buf;
 }
 
 void NotAvailable(std::ostream& out, const std::string& label) {
-  char buf[160];
-  std::snprintf(buf, sizeof buf, "  %-58s %8s   %-8s %s\n", label.c_str(), "n/a", "", "n/a");
+  char buf[200];
+  std::snprintf(buf, sizeof buf, "  %-60s %8s\n", label.c_str(), "n/a");
   out << buf;
 }
-
-// a / b, from the medians of two benchmarks of this run.
-void Ratio(std::ostream& out, const std::string& label, const Collector::Figure& a,
-           const Collector::Figure& b, Goal goal, double target) {
-  if (!a.ok || !b.ok || b.median == 0) return NotAvailable(out, label);
-  RatioLine(out, label, a.median / b.median, goal, target);
-}
-
-// A ratio measured inside each repetition: its median and [min-max].
-void Ratio(std::ostream& out, const std::string& label, const Collector::Figure& r, Goal goal,
-           double target) {
-  if (!r.ok) return NotAvailable(out, label);
-  std::string range;
-  if (r.samples > 1) range = " [" + Format("%.2f", r.min) + "-" + Format("%.2f", r.max) + "]";
-  RatioLine(out, label, r.median, goal, target, range);
-}
-
-}  // namespace
-
-namespace {
 
 struct Line {
   const char* label;
   const char* name;
 };
 
-// "n/a", or the median number of involuntary context switches per repetition.
-std::string Preempted(const Collector& c, const char* name) {
-  const Collector::Figure f = c.Get(name, "preemptions");
-  return f.ok ? Format("%.0f", f.median) : "";
-}
+// One placement class of repetitions (or all of them).
+class View {
+ public:
+  View(const Collector& c, int placement) : c_(c), placement_(placement) {}
+  Collector::Figure Get(const char* name, const char* counter) const {
+    return c_.Get(name, counter, placement_);
+  }
+  bool Has(const char* name) const {
+    return Get(name, "records/s").ok || Get(name, "p50_ns").ok || Get(name, "rtt_p50_ns").ok;
+  }
+  bool Failed(const char* name) const { return c_.Failed(name); }
 
-bool AnyRan(const Collector& c, const std::vector<Line>& lines) {
+ private:
+  const Collector& c_;
+  int placement_;
+};
+
+bool AnyIn(const View& v, const std::vector<Line>& lines) {
   for (const Line& l : lines) {
-    if (c.Ran(l.name)) return true;
+    if (v.Has(l.name)) return true;
   }
   return false;
 }
 
-void ThroughputTable(const Collector& c, std::ostream& out, const char* title,
+std::string Preempted(const View& v, const char* name) {
+  const Collector::Figure f = v.Get(name, "preemptions");
+  return f.ok ? Format("%.0f", f.median) : "";
+}
+
+void ThroughputTable(const View& v, std::ostream& out, const char* title,
                      const std::vector<Line>& lines) {
-  if (!AnyRan(c, lines)) return;
-  if (*title != '\0') out << title << "\n";
-  Row(out, "", {"M records/s", "MB/s (payload)", "preemptions"});
+  if (!AnyIn(v, lines)) return;
+  out << title << "\n";
+  Row(out, "", {"M records/s", "MB/s (payload)", "floor ns", "reps", "preemptions"}, 19);
   for (const Line& l : lines) {
-    if (!c.Ran(l.name)) continue;
-    if (c.Failed(l.name)) {
-      Row(out, l.label, {"ERROR (see above)"});
-      continue;
-    }
+    if (!v.Has(l.name)) continue;
+    const Collector::Figure r = v.Get(l.name, "records/s");
     Row(out, l.label,
-        {Cell(c.Get(l.name, "records/s"), 1e-6, "%.2f"),
-         Cell(c.Get(l.name, "bytes/s"), 1e-6, "%.0f"), Preempted(c, l.name)});
+        {Cell(r, 1e-6, "%.2f"), Cell(v.Get(l.name, "bytes/s"), 1e-6, "%.0f"),
+         Cell(v.Get(l.name, "floor_ns"), 1, "%.0f"), Format("%.0f", r.samples),
+         Preempted(v, l.name)},
+        19);
   }
 }
 
-void LatencyTable(const Collector& c, std::ostream& out, const char* title,
+void LatencyTable(const View& v, std::ostream& out, const char* title,
                   const std::vector<Line>& lines) {
-  if (!AnyRan(c, lines)) return;
-  if (*title != '\0') out << title << "\n";
-  Row(out, "", {"p50", "p99", "p99.9", "max", "send p50", "floor", "preemptions"});
+  if (!AnyIn(v, lines)) return;
+  out << title << "\n";
+  Row(out, "",
+      {"p50", "p99", "p99.9", "max", "send p50", "floor", "reps", "preempt.", "p50 min-max"}, 9);
   for (const Line& l : lines) {
-    if (!c.Ran(l.name)) continue;
-    if (c.Failed(l.name)) {
-      Row(out, l.label, {"ERROR (see above)"});
-      continue;
-    }
+    if (!v.Has(l.name)) continue;
+    const Collector::Figure p50 = v.Get(l.name, "p50_ns");
     Row(out, l.label,
-        {Cell(c.Get(l.name, "p50_ns"), 1, "%.0f"), Cell(c.Get(l.name, "p99_ns"), 1, "%.0f"),
-         Cell(c.Get(l.name, "p99.9_ns"), 1, "%.0f"), Cell(c.Get(l.name, "max_ns"), 1, "%.0f"),
-         Cell(c.Get(l.name, "send_p50_ns"), 1, "%.0f"), Cell(c.Get(l.name, "floor_ns"), 1, "%.0f"),
-         Preempted(c, l.name)});
+        {Cell(p50, 1, "%.0f", false), Cell(v.Get(l.name, "p99_ns"), 1, "%.0f", false),
+         Cell(v.Get(l.name, "p99.9_ns"), 1, "%.0f", false),
+         Cell(v.Get(l.name, "max_ns"), 1, "%.0f", false),
+         Cell(v.Get(l.name, "send_p50_ns"), 1, "%.0f", false),
+         Cell(v.Get(l.name, "floor_ns"), 1, "%.0f", false), Format("%.0f", p50.samples),
+         Preempted(v, l.name), Format("%.0f", p50.min) + "-" + Format("%.0f", p50.max)},
+        9);
+  }
+}
+
+// a / b from medians of one placement class.
+void Ratio(const View& v, std::ostream& out, const std::string& label, const char* a_name,
+           const char* a_counter, const char* b_name, const char* b_counter, Goal goal,
+           double target) {
+  const Collector::Figure a = v.Get(a_name, a_counter);
+  const Collector::Figure b = v.Get(b_name, b_counter);
+  if (!a.ok || !b.ok || b.median == 0) return NotAvailable(out, label);
+  RatioLine(out, label, a.median / b.median, goal, target);
+}
+
+// A ratio measured inside each repetition: median [min-max].
+void Ratio(const View& v, std::ostream& out, const std::string& label, const char* name,
+           const char* counter, Goal goal, double target) {
+  const Collector::Figure r = v.Get(name, counter);
+  if (!r.ok) return NotAvailable(out, label);
+  std::string range;
+  if (r.samples > 1) range = "[" + Format("%.2f", r.min) + "-" + Format("%.2f", r.max) + "]";
+  RatioLine(out, label, r.median, goal, target, range);
+}
+
+const std::vector<Line> kThroughput = {
+    {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
+    {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
+    {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
+    {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
+    {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
+    {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
+    {"ring MPMC 2 producers 8 B", "ring_throughput/mpmc_2p/8B"},
+    {"ring MPMC 2 producers 64 B", "ring_throughput/mpmc_2p/64B"},
+    {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
+    {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
+    {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
+    {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
+    {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
+    {"bus 1 producer, 1 consumer, 64 B", "bus_throughput/1p_1c/64B"},
+    {"bus 2 producers, 1 consumer, 64 B", "bus_throughput/2p_1c/64B"},
+    {"diag: minimal slot ring 64 B", "diag/minimal_slot_ring_throughput/64B"},
+    {"diag:   same, publish by locked CAS", "diag/minimal_slot_ring_throughput/64B/cas_publish"},
+    {"diag: ring SPSC 64 B, consumer backoff",
+     "diag/ring_throughput/spsc/64B/consumer_backoff_1us"},
+};
+
+const std::vector<Line> kLatency = {
+    {"ring SPSC 8 B", "ring_latency/spsc/8B"},
+    {"ring SPSC 64 B", "ring_latency/spsc/64B"},
+    {"ring MPMC 1 producer 64 B", "ring_latency/mpmc_1p/64B"},
+    {"boost message_queue 64 B", "baseline/boost_mq_latency/64B"},
+    {"bus SPSC topic, 1 consumer", "bus_latency/spsc_topic_1c/64B"},
+    {"bus MPMC topic, 1 consumer", "bus_latency/mpmc_topic_1c/64B"},
+    {"diag: minimal slot ring 64 B", "diag/minimal_slot_ring_latency/64B"},
+    {"diag: ring SPSC 64 B, spin on HasData", "diag/ring_latency/spsc/64B/spin_on_has_data"},
+};
+
+void PlacementSection(const Collector& c, std::ostream& out, int placement, const char* title) {
+  const View v(c, placement);
+  const char* pp = "baseline/pingpong";
+  if (!AnyIn(v, kThroughput) && !AnyIn(v, kLatency) && !v.Has(pp)) return;
+  out << "\n--- " << title << " ---\n";
+  ThroughputTable(v, out, "Throughput (records produced per second)", kThroughput);
+  LatencyTable(v, out, "One-way latency (ns); floor = in-run ping-pong RTT p50 / 2", kLatency);
+  if (v.Has(pp)) {
+    Row(out, "cache-line ping-pong round trip (ns)",
+        {"p50 " + Cell(v.Get(pp, "rtt_p50_ns"), 1, "%.0f"),
+         "p99 " + Cell(v.Get(pp, "rtt_p99_ns"), 1, "%.0f"),
+         "max " + Cell(v.Get(pp, "rtt_max_ns"), 1, "%.0f")},
+        19);
+  }
+
+  out << "Ratios (medians of this placement) against the targets\n";
+  char head[200];
+  std::snprintf(head, sizeof head, "  %-60s %8s   %-8s %s\n", "", "ratio", "target", "result");
+  out << head;
+  Ratio(v, out, "SPSC 8 B one-way p50 / floor", "ring_latency/spsc/8B", "vs_floor", Goal::kAtMost,
+        1.5);
+  Ratio(v, out, "SPSC 64 B one-way p50 / floor", "ring_latency/spsc/64B", "vs_floor", Goal::kAtMost,
+        1.5);
+  Ratio(v, out, "  (minimal slot ring 64 B p50 / floor)", "diag/minimal_slot_ring_latency/64B",
+        "vs_floor", Goal::kNone, 0);
+  Ratio(v, out, "SPSC 8 B throughput / boost message_queue 8 B", "ring_throughput/spsc/8B",
+        "records/s", "baseline/boost_mq_throughput/8B", "records/s", Goal::kAtLeast, 10);
+  Ratio(v, out, "SPSC 64 B throughput / moodycamel ReaderWriterQueue 64 B",
+        "ring_throughput/spsc/64B", "records/s", "baseline/moodycamel_rwq_throughput/64B",
+        "records/s", Goal::kAbove, 1);
+  Ratio(v, out, "SPSC 64 B throughput / moodycamel ConcurrentQueue 64 B",
+        "ring_throughput/spsc/64B", "records/s", "baseline/moodycamel_cq_throughput/64B",
+        "records/s", Goal::kAbove, 1);
+  Ratio(v, out, "MPMC 2 producers / SPSC throughput, 8 B", "ring_throughput/mpmc_2p/8B",
+        "records/s", "ring_throughput/spsc/8B", "records/s", Goal::kAtLeast, 0.5);
+  Ratio(v, out, "MPMC 2 producers / SPSC throughput, 64 B", "ring_throughput/mpmc_2p/64B",
+        "records/s", "ring_throughput/spsc/64B", "records/s", Goal::kAtLeast, 0.5);
+  Ratio(v, out, "MPMC 2 producers / SPSC throughput, 1 KiB", "ring_throughput/mpmc_2p/1024B",
+        "records/s", "ring_throughput/spsc/1024B", "records/s", Goal::kAtLeast, 0.5);
+  Ratio(v, out, "SPSC 64 B throughput / boost message_queue 64 B", "ring_throughput/spsc/64B",
+        "records/s", "baseline/boost_mq_throughput/64B", "records/s", Goal::kNone, 0);
+  if (AnyIn(v, {{"", "bus_throughput/1p_1c/64B"}, {"", "bus_latency/spsc_topic_1c/64B"}})) {
+    // Latency: each p50 over the floor measured next to it, then bus over ring.
+    Ratio(v, out, "bus / ring one-way p50 (each over its floor), SPSC 64 B",
+          "bus_latency/spsc_topic_1c/64B", "vs_floor", "ring_latency/spsc/64B", "vs_floor",
+          Goal::kAtMost, 1.2);
+    Ratio(v, out, "bus / ring one-way p50 (each over its floor), MPMC 64 B",
+          "bus_latency/mpmc_topic_1c/64B", "vs_floor", "ring_latency/mpmc_1p/64B", "vs_floor",
+          Goal::kAtMost, 1.2);
+    Ratio(v, out, "bus 1p 1c / ring SPSC 64 B throughput", "bus_throughput/1p_1c/64B", "records/s",
+          "ring_throughput/spsc/64B", "records/s", Goal::kAtLeast, 0.8);
+    Ratio(v, out, "bus 2p 1c / ring MPMC 2 producers 64 B throughput", "bus_throughput/2p_1c/64B",
+          "records/s", "ring_throughput/mpmc_2p/64B", "records/s", Goal::kAtLeast, 0.8);
   }
 }
 
@@ -191,135 +309,47 @@ void LatencyTable(const Collector& c, std::ostream& out, const char* title,
 
 void PrintSummary(const Collector& c, std::ostream& out) {
   out << "\n=== runnel benchmark summary ===\n"
-      << "Medians over repetitions, [min-max] when repeated. Latency clock: TSC at "
-      << Format("%.3f", Tsc::ticks_per_ns()) << " GHz (calibrated against CLOCK_MONOTONIC).\n"
-      << "Producers on CPU 0, consumers on CPU 1; mpmc_2p: both producers on CPU 0.\n"
+      << "Latency clock: TSC at " << Format("%.3f", Tsc::ticks_per_ns())
+      << " GHz (calibrated against CLOCK_MONOTONIC). Producers on CPU 0, consumers on CPU 1\n"
+      << "(mpmc_2p: both producers on CPU 0). Figures: median [min-max] over the repetitions.\n"
+      << "Every cross-CPU benchmark measures its floor (cache-line ping-pong between its own two\n"
+      << "processes, RTT p50 / 2) next to its figure; the host moves the two vCPUs between near\n"
+      << "(floor < " << Format("%.0f", kNearFloorNs)
+      << " ns) and far placement, even between repetitions, and every cross-core figure\n"
+      << "moves 2-4x with it: repetitions are grouped by placement, ratios taken within a group.\n"
       << "preemptions: involuntary context switches of the benchmark's threads (median per\n"
-      << "repetition); more than a handful means another task took their CPU: a disturbed "
-         "figure.\n\n";
+      << "repetition); more than a few dozen means another task took their CPU (mpmc_2p and\n"
+      << "3-consumer rows share a CPU by design).\n";
 
-  ThroughputTable(
-      c, out, "Throughput (M records/s: records produced per second)",
-      {
-          {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
-          {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
-          {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
-          {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
-          {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
-          {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
-          {"ring MPMC 2 producers 8 B", "ring_throughput/mpmc_2p/8B"},
-          {"ring MPMC 2 producers 64 B", "ring_throughput/mpmc_2p/64B"},
-          {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
-          {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
-          {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
-          {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
-          {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
-      });
-  out << "\n";
-  LatencyTable(c, out, "One-way latency (ns)",
-               {
-                   {"ring SPSC 8 B", "ring_latency/spsc/8B"},
-                   {"ring SPSC 64 B", "ring_latency/spsc/64B"},
-                   {"ring MPMC 1 producer 64 B", "ring_latency/mpmc_1p/64B"},
-                   {"boost message_queue 64 B", "baseline/boost_mq_latency/64B"},
-               });
-  const char* pp = "baseline/pingpong";
-  if (c.Ran(pp)) {
-    Row(out, "cache-line ping-pong round trip",
-        {Cell(c.Get(pp, "rtt_p50_ns"), 1, "%.0f"), Cell(c.Get(pp, "rtt_p99_ns"), 1, "%.0f"), "",
-         Cell(c.Get(pp, "rtt_max_ns"), 1, "%.0f"), "", "", Preempted(c, pp)});
-    Row(out, "  -> one-way floor (RTT p50 / 2)", {Cell(c.Get(pp, "one_way_ns"), 1, "%.0f")});
-  }
+  PlacementSection(c, out, 1, "near placement (one-way floor < 120 ns)");
+  PlacementSection(c, out, 2, "far placement (one-way floor >= 120 ns)");
 
-  const std::vector<Line> diag_tp = {
-      {"minimal slot ring 64 B (reference)", "diag/minimal_slot_ring_throughput/64B"},
-      {"  same, publish by locked CAS", "diag/minimal_slot_ring_throughput/64B/cas_publish"},
-      {"ring SPSC 64 B, consumer backs off 1us",
-       "diag/ring_throughput/spsc/64B/consumer_backoff_1us"},
-      {"ring producer alone, 8 B, wall clock", "diag/ring_producer_cost/8B/wall_clock_stamp"},
-      {"ring producer alone, 8 B, given stamp", "diag/ring_producer_cost/8B/explicit_timestamp"},
-      {"ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
+  const View other(c, Collector::kUnknownPlacement);
+  const std::vector<Line> other_tp = {
+      {"bus 1 producer, 3 consumers, 64 B", "bus_throughput/1p_3c/64B"},
+      {"bus 2 producers, 3 consumers, 64 B", "bus_throughput/2p_3c/64B"},
+      {"diag: ring producer alone, 8 B", "diag/ring_producer_cost/8B/wall_clock_stamp"},
+      {"diag:   same, timestamp given", "diag/ring_producer_cost/8B/explicit_timestamp"},
+      {"diag: ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
   };
-  const std::vector<Line> diag_lat = {
-      {"minimal slot ring 64 B (reference)", "diag/minimal_slot_ring_latency/64B"},
-      {"ring SPSC 64 B, consumer spins HasData", "diag/ring_latency/spsc/64B/spin_on_has_data"},
-  };
-  if (AnyRan(c, diag_tp) || AnyRan(c, diag_lat)) {
-    out << "\nDiagnostics (see docs/performance.md)\n";
-    ThroughputTable(c, out, "", diag_tp);
-    LatencyTable(c, out, "", diag_lat);
-  }
-
-  out << "\nRatios (of medians) against the targets\n";
-  char head[160];
-  std::snprintf(head, sizeof head, "  %-58s %8s   %-8s %s\n", "", "ratio", "target", "result");
-  out << head;
-  Ratio(out, "SPSC 8 B one-way p50 / floor (in-run ping-pong RTT p50 / 2)",
-        c.Get("ring_latency/spsc/8B", "vs_floor"), Goal::kAtMost, 1.5);
-  Ratio(out, "SPSC 64 B one-way p50 / floor (in-run ping-pong RTT p50 / 2)",
-        c.Get("ring_latency/spsc/64B", "vs_floor"), Goal::kAtMost, 1.5);
-  Ratio(out, "  minimal slot ring 64 B (reference) / floor",
-        c.Get("diag/minimal_slot_ring_latency/64B", "vs_floor"), Goal::kNone, 0);
-  Ratio(out, "SPSC 8 B throughput / boost message_queue 8 B",
-        c.Get("ring_throughput/spsc/8B", "records/s"),
-        c.Get("baseline/boost_mq_throughput/8B", "records/s"), Goal::kAtLeast, 10);
-  Ratio(out, "SPSC 64 B throughput / boost message_queue 64 B",
-        c.Get("ring_throughput/spsc/64B", "records/s"),
-        c.Get("baseline/boost_mq_throughput/64B", "records/s"), Goal::kNone, 0);
-  Ratio(out, "SPSC 64 B throughput / moodycamel ReaderWriterQueue 64 B",
-        c.Get("ring_throughput/spsc/64B", "records/s"),
-        c.Get("baseline/moodycamel_rwq_throughput/64B", "records/s"), Goal::kAbove, 1);
-  Ratio(out, "SPSC 64 B throughput / moodycamel ConcurrentQueue 64 B",
-        c.Get("ring_throughput/spsc/64B", "records/s"),
-        c.Get("baseline/moodycamel_cq_throughput/64B", "records/s"), Goal::kAbove, 1);
-  for (const char* size : {"8B", "64B", "1024B"}) {
-    Ratio(out, std::string("MPMC 2 producers / SPSC throughput, ") + size,
-          c.Get(std::string("ring_throughput/mpmc_2p/") + size, "records/s"),
-          c.Get(std::string("ring_throughput/spsc/") + size, "records/s"), Goal::kAtLeast, 0.5);
-  }
-  Ratio(out, "MPMC 1 producer / SPSC throughput, 64B",
-        c.Get("ring_throughput/mpmc_1p/64B", "records/s"),
-        c.Get("ring_throughput/spsc/64B", "records/s"), Goal::kNone, 0);
-  Ratio(out, "boost message_queue / ring SPSC one-way p50, 64 B",
-        c.Get("baseline/boost_mq_latency/64B", "p50_ns"), c.Get("ring_latency/spsc/64B", "p50_ns"),
-        Goal::kNone, 0);
-  const std::vector<Line> bus_tp = {
-      {"bus 1 producer, 1 consumer", "bus_throughput/1p_1c/64B"},
-      {"bus 2 producers, 1 consumer", "bus_throughput/2p_1c/64B"},
-      {"bus 1 producer, 3 consumers", "bus_throughput/1p_3c/64B"},
-      {"bus 2 producers, 3 consumers", "bus_throughput/2p_3c/64B"},
-  };
-  const std::vector<Line> bus_lat = {
-      {"bus SPSC topic, 1 consumer", "bus_latency/spsc_topic_1c/64B"},
-      {"bus MPMC topic, 1 consumer", "bus_latency/mpmc_topic_1c/64B"},
+  const std::vector<Line> other_lat = {
       {"bus SPSC topic, 3 consumers", "bus_latency/spsc_topic_3c/64B"},
   };
-  if (AnyRan(c, bus_tp) || AnyRan(c, bus_lat)) {
-    out << "\n";
-    ThroughputTable(c, out,
-                    "Bus API (ipc/), 64 B records (records produced per second; each reaches "
-                    "every consumer)",
-                    bus_tp);
-    LatencyTable(c, out, "Bus API one-way latency (ns)", bus_lat);
-    out << "Bus API against the raw ring of this run\n";
-    out << head;
-    // Each p50 over the floor measured next to it, then bus over ring: the
-    // cross-core cost may change between the two benchmarks.
-    Ratio(out, "bus / ring SPSC 64 B one-way p50 (each over its floor)",
-          c.Get("bus_latency/spsc_topic_1c/64B", "vs_floor"),
-          c.Get("ring_latency/spsc/64B", "vs_floor"), Goal::kAtMost, 1.2);
-    Ratio(out, "bus MPMC topic / ring MPMC 64 B one-way p50 (each over floor)",
-          c.Get("bus_latency/mpmc_topic_1c/64B", "vs_floor"),
-          c.Get("ring_latency/mpmc_1p/64B", "vs_floor"), Goal::kAtMost, 1.2);
-    Ratio(out, "bus throughput 1p 1c / ring SPSC 64 B",
-          c.Get("bus_throughput/1p_1c/64B", "records/s"),
-          c.Get("ring_throughput/spsc/64B", "records/s"), Goal::kAtLeast, 0.8);
-    Ratio(out, "bus throughput 2p 1c / ring MPMC 2 producers 64 B",
-          c.Get("bus_throughput/2p_1c/64B", "records/s"),
-          c.Get("ring_throughput/mpmc_2p/64B", "records/s"), Goal::kAtLeast, 0.8);
+  if (AnyIn(other, other_tp) || AnyIn(other, other_lat)) {
+    out << "\n--- no floor: single process, or three consumers sharing CPU 1 ---\n";
+    ThroughputTable(other, out, "Throughput", other_tp);
+    LatencyTable(other, out, "One-way latency (ns)", other_lat);
   }
-  out << "\nA ratio against a baseline is only meaningful within one run: cross-core figures\n"
-         "move 2-4x between runs on this VM (../shared/LIMITS.md, far/near vCPU placement).\n";
+
+  std::vector<std::string> failed;
+  for (const auto* lines : {&kThroughput, &kLatency, &other_tp, &other_lat}) {
+    for (const Line& l : *lines) {
+      if (c.Failed(l.name)) failed.push_back(l.name);
+    }
+  }
+  if (c.Failed("baseline/pingpong")) failed.push_back("baseline/pingpong");
+  for (const std::string& name : failed) out << "\nERROR: " << name << " failed (see above)";
+  if (!failed.empty()) out << "\n";
 }
 
 }  // namespace runnel::bench
