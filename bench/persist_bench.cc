@@ -49,6 +49,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -58,7 +59,6 @@
 
 #include "bench/harness.h"
 #include "bench/persist_disk.h"
-#include "bench/summary.h"
 #include "core/record.h"
 #include "core/ring.h"
 #include "persistence/log.h"
@@ -667,6 +667,63 @@ void IntervalSync(benchmark::State& state, bool overlap) {
 
 // ---------------------------------------------------------------------------
 // Registration and summary
+
+// Passes every run on to the console display and keeps its counters (per
+// repetition) for the summary.
+class Collector : public benchmark::BenchmarkReporter {
+ public:
+  explicit Collector(benchmark::BenchmarkReporter* display) : display_(display) {}
+  bool ReportContext(const Context& context) override { return display_->ReportContext(context); }
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& run : runs) {
+      if (run.run_type != Run::RT_Iteration) continue;
+      const std::string& name = run.run_name.function_name;
+      if (run.error_occurred) {
+        failed_.push_back(name);
+        continue;
+      }
+      std::map<std::string, double> counters;
+      for (const auto& [key, counter] : run.counters) counters[key] = counter.value;
+      runs_[name].push_back(std::move(counters));
+    }
+    display_->ReportRuns(runs);
+  }
+  void Finalize() override { display_->Finalize(); }
+
+  struct Figure {
+    bool ok = false;
+    double median = 0, min = 0, max = 0;
+    int samples = 0;
+  };
+  // A counter of `name` over its repetitions.
+  Figure Get(const std::string& name, const std::string& counter) const {
+    Figure f;
+    const auto it = runs_.find(name);
+    if (it == runs_.end()) return f;
+    std::vector<double> v;
+    for (const auto& counters : it->second) {
+      if (const auto c = counters.find(counter); c != counters.end()) v.push_back(c->second);
+    }
+    if (v.empty()) return f;
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    f.ok = true;
+    f.samples = static_cast<int>(n);
+    f.median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    f.min = v.front();
+    f.max = v.back();
+    return f;
+  }
+  bool Failed(const std::string& name) const {
+    return std::find(failed_.begin(), failed_.end(), name) != failed_.end();
+  }
+  bool Ran(const std::string& name) const { return runs_.count(name) > 0 || Failed(name); }
+
+ private:
+  benchmark::BenchmarkReporter* display_;
+  std::map<std::string, std::vector<std::map<std::string, double>>> runs_;
+  std::vector<std::string> failed_;
+};
 
 const char* kFioBefore = "baseline/fio_io_uring_seq_write/before";
 const char* kFioAfter = "baseline/fio_io_uring_seq_write/after";
