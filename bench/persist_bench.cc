@@ -800,9 +800,8 @@ void PrintSummary(const Collector& c, double load_before, double load_after, std
   out << "\n=== runnel_persist_bench summary\n";
   out << "data dir " << g_config.data_dir << " (" << g_fs.type << ")"
       << (g_fs.tmpfs ? "  WARNING: tmpfs, not a disk" : "") << "; load average "
-      << Fmt("%.2f", load_before) << " before, " << Fmt("%.2f", load_after) << " after"
-      << (std::max(load_before, load_after) > 1.0 ? "  (busy machine: figures are noisy)" : "")
-      << "\n";
+      << Fmt("%.2f", load_before) << " before, " << Fmt("%.2f", load_after)
+      << " after (our own spinning threads add up to 2)\n";
   // The noise behind every figure: CPU the rest of the machine used meanwhile.
   double worst_noise = 0;
   for (const char* name : {kFioBefore, kFioAfter, kLatency, kSyncSerialized, kSyncOverlapped}) {
@@ -828,7 +827,8 @@ void PrintSummary(const Collector& c, double load_before, double load_after, std
   out << "disk baselines (1 MiB sequential buffered writes + final fsync, "
       << (g_config.bytes >> 20) << " MiB):\n";
   auto others = [&](const std::string& name) {
-    return " (others " + Fmt("%.0f%%", c.Get(name, "others_cpu_%").median) + ")";
+    const Collector::Figure f = c.Get(name, "others_cpu_%");
+    return f.ok ? " (others " + Fmt("%.0f%%", f.median) + ")" : std::string();
   };
   out << "  fio io_uring iodepth=" << g_config.fio_iodepth << "  before " << Fig(fio_before, "%.0f")
       << " MB/s" << others(kFioBefore) << ", after " << Fig(fio_after, "%.0f") << " MB/s"
