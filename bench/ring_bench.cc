@@ -81,13 +81,17 @@ class RingSender {
   }
 
   // One record carrying `stamp` (latency benchmarks).
-  bool SendStamp(uint64_t stamp) {
+  // One record carrying `stamp` (latency benchmarks). give_timestamp: set
+  // the record's timestamp (any nonzero value) so commit() does not read the
+  // wall clock.
+  bool SendStamp(uint64_t stamp, bool give_timestamp = false) {
     static const std::atomic<uint32_t> never{0};
     RingClaim claim = Claim(never);
     if (!claim.ok()) return false;
     std::byte* v = claim.value().data();
     std::memcpy(v, &stamp, sizeof stamp);
     if (payload_ > 8) std::memcpy(v + 8, filler_.data(), payload_ - 8);
+    if (give_timestamp) claim.set_timestamp(static_cast<int64_t>(stamp));
     return producer_.commit(claim) == CommitStatus::kOk;
   }
 
@@ -152,6 +156,8 @@ enum class LatencyWait {
   kHasData,  // spin on RingReader::HasData() (the frame's commit word only)
 };
 
+enum class Stamp { kWallClock, kGiven };  // who timestamps the record
+
 int ReceiveRing(LatencyConsumer& ctx, std::span<std::byte> memory, uint32_t slot,
                 LatencyWait wait) {
   PrefaultInThisProcess(memory);
@@ -213,7 +219,8 @@ void RingThroughput(benchmark::State& state, RingMode mode, uint32_t producers, 
       });
 }
 
-void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, LatencyWait wait) {
+void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, LatencyWait wait,
+                 Stamp stamp_kind = Stamp::kWallClock) {
   SharedRing shared(mode);
   if (!shared.error.empty()) {
     state.SkipWithError(shared.error.c_str());
@@ -222,8 +229,9 @@ void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, Laten
   RunLatency(
       state, LatencyConfig{},
       [&] {
-        return [sender = RingSender(*shared.ring, 0, payload, false)](uint64_t stamp) mutable {
-          return sender.SendStamp(stamp);
+        return [sender = RingSender(*shared.ring, 0, payload, false),
+                given = stamp_kind == Stamp::kGiven](uint64_t stamp) mutable {
+          return sender.SendStamp(stamp, given);
         };
       },
       [&](LatencyConsumer& ctx) {
@@ -348,19 +356,25 @@ void RegisterRingBenchmarks() {
   for (uint32_t payload : {8u, 64u}) {
     const std::string name = "ring_latency/spsc/" + std::to_string(payload) + "B";
     benchmark::RegisterBenchmark(name.c_str(), RingLatency, RingMode::kSingleProducer, payload,
-                                 LatencyWait::kWait)
+                                 LatencyWait::kWait, Stamp::kWallClock)
         ->UseManualTime()
         ->Iterations(kLatencySamples)
         ->Unit(benchmark::kNanosecond);
   }
   benchmark::RegisterBenchmark("ring_latency/mpmc_1p/64B", RingLatency, RingMode::kMultiProducer,
-                               64u, LatencyWait::kWait)
+                               64u, LatencyWait::kWait, Stamp::kWallClock)
       ->UseManualTime()
       ->Iterations(kLatencySamples)
       ->Unit(benchmark::kNanosecond);
   // Diagnostics: where the time goes.
   benchmark::RegisterBenchmark("diag/ring_latency/spsc/64B/spin_on_has_data", RingLatency,
-                               RingMode::kSingleProducer, 64u, LatencyWait::kHasData)
+                               RingMode::kSingleProducer, 64u, LatencyWait::kHasData,
+                               Stamp::kWallClock)
+      ->UseManualTime()
+      ->Iterations(kLatencySamples)
+      ->Unit(benchmark::kNanosecond);
+  benchmark::RegisterBenchmark("diag/ring_latency/spsc/64B/timestamp_given", RingLatency,
+                               RingMode::kSingleProducer, 64u, LatencyWait::kWait, Stamp::kGiven)
       ->UseManualTime()
       ->Iterations(kLatencySamples)
       ->Unit(benchmark::kNanosecond);

@@ -247,6 +247,7 @@ const std::vector<Line> kLatency = {
     {"bus MPMC topic, 1 consumer", "bus_latency/mpmc_topic_1c/64B"},
     {"diag: minimal slot ring 64 B", "diag/minimal_slot_ring_latency/64B"},
     {"diag: ring SPSC 64 B, spin on HasData", "diag/ring_latency/spsc/64B/spin_on_has_data"},
+    {"diag: ring SPSC 64 B, timestamp given", "diag/ring_latency/spsc/64B/timestamp_given"},
 };
 
 void PlacementSection(const Collector& c, std::ostream& out, int placement, const char* title) {
