@@ -114,8 +114,12 @@ std::string FormatSize(uint64_t bytes) {
   return fmt::format("{:.1f} {}", v, kNames[unit]);
 }
 
-CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, uint64_t* out,
-                           const std::string& description) {
+namespace {
+
+// Registers a size option (suffixes allowed) that stores into *out.
+template <typename Out>
+CLI::Option* AddSizeOptionTo(CLI::App* app, const std::string& name, Out* out,
+                             const std::string& description) {
   return app
       ->add_option_function<std::string>(
           name,
@@ -128,18 +132,16 @@ CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, uint64_t* out
       ->type_name("BYTES");
 }
 
+}  // namespace
+
+CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, uint64_t* out,
+                           const std::string& description) {
+  return AddSizeOptionTo(app, name, out, description);
+}
+
 CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, std::optional<uint64_t>* out,
                            const std::string& description) {
-  return app
-      ->add_option_function<std::string>(
-          name,
-          [out, name](const std::string& text) {
-            Result<uint64_t> v = ParseSize(text);
-            if (!v.ok()) throw CLI::ValidationError(name, v.status().message());
-            *out = *v;
-          },
-          description)
-      ->type_name("BYTES");
+  return AddSizeOptionTo(app, name, out, description);
 }
 
 // ---- Text encodings ---------------------------------------------------------

@@ -16,24 +16,6 @@ DiskFrame Bad(const char* reason, FrameCheck check = FrameCheck::kOk, bool trunc
   return f;
 }
 
-const char* CheckReason(FrameCheck c) {
-  switch (c) {
-    case FrameCheck::kOk:
-      return "ok";
-    case FrameCheck::kTruncated:
-      return "truncated frame";
-    case FrameCheck::kBadLength:
-      return "bad frame length";
-    case FrameCheck::kBadLayout:
-      return "bad frame layout";
-    case FrameCheck::kBadCrc:
-      return "crc mismatch";
-    case FrameCheck::kBadHeaders:
-      return "malformed headers";
-  }
-  return "bad frame";
-}
-
 }  // namespace
 
 DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_crc) {
@@ -70,7 +52,7 @@ DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_c
       const FrameCheck check =
           CheckFrame(p, available, std::numeric_limits<uint32_t>::max(), verify_crc);
       if (check != FrameCheck::kOk) {
-        return Bad(CheckReason(check), check, check == FrameCheck::kTruncated);
+        return Bad(FrameCheckName(check).data(), check, check == FrameCheck::kTruncated);
       }
       DiskFrame f;
       f.kind = DiskFrameKind::kRecord;
