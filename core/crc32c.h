@@ -1,4 +1,6 @@
-// CRC32C (Castagnoli), hardware-accelerated through ISA-L's crc32_iscsi.
+// CRC32C (Castagnoli), hardware-accelerated: ISA-L's crc32_iscsi for long
+// buffers, the SSE4.2 crc32 instruction inline for short ones (frame headers
+// and small records, where the call into ISA-L cost more than the CRC).
 
 #ifndef RUNNEL_CORE_CRC32C_H_
 #define RUNNEL_CORE_CRC32C_H_
@@ -16,6 +18,12 @@ inline uint32_t Finish(uint32_t running) { return running ^ 0xFFFFFFFFu; }
 
 // The standard CRC32C of one buffer (Value("123456789", 9) == 0xE3069283).
 inline uint32_t Value(const void* data, std::size_t n) { return Finish(Extend(kInit, data, n)); }
+
+namespace internal {
+// For tests: the ISA-L path alone, and whether Extend has the inline path.
+uint32_t ExtendWithIsal(uint32_t running, const void* data, std::size_t n);
+bool HaveInlinePath();
+}  // namespace internal
 
 }  // namespace runnel::crc32c
 

@@ -18,6 +18,27 @@ TEST(Crc32c, MatchesTheStandardCheckValue) {
   EXPECT_EQ(crc32c::Finish(running), 0xE3069283u);
 }
 
+// The inline SSE4.2 path (short buffers) and ISA-L (long ones) must agree on
+// every length around the switch-over, any alignment and any running value.
+TEST(Crc32c, InlinePathAgreesWithIsal) {
+  ASSERT_TRUE(crc32c::internal::HaveInlinePath()) << "this machine has no SSE4.2";
+  std::vector<unsigned char> buf(600);
+  uint32_t x = 12345;
+  for (unsigned char& b : buf) {
+    x = x * 1103515245u + 12345u;
+    b = static_cast<unsigned char>(x >> 16);
+  }
+  for (std::size_t start = 0; start < 8; ++start) {
+    for (std::size_t n = 0; n + start <= 520; ++n) {
+      for (uint32_t running : {crc32c::kInit, 0u, 0xDEADBEEFu}) {
+        ASSERT_EQ(crc32c::Extend(running, buf.data() + start, n),
+                  crc32c::internal::ExtendWithIsal(running, buf.data() + start, n))
+            << "start " << start << " length " << n;
+      }
+    }
+  }
+}
+
 // Builds a frame in a vector the way a producer would.
 std::vector<std::byte> MakeFrame(uint64_t offset, std::string_view key, bool has_key,
                                  std::vector<Header> headers, std::string_view value) {
