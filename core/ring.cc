@@ -105,7 +105,8 @@ Ring::Ring(internal::RingControl* control, std::byte* data)
       capacity_(control->capacity),
       mask_(control->capacity - 1),
       salt_(control->salt),
-      max_frame_length_(control->max_frame_length) {}
+      max_frame_length_(control->max_frame_length),
+      single_producer_(control->mode == static_cast<uint32_t>(RingMode::kSingleProducer)) {}
 
 Status Ring::ValidateOptions(const RingOptions& o) {
   if (o.capacity < kRingMinCapacity || o.capacity > kRingMaxCapacity ||
@@ -150,6 +151,7 @@ Result<Ring> Ring::Create(std::span<std::byte> memory, const RingOptions& option
   c->tail = PackTail(0, options.base_offset);
   c->lap_position = 0;
   c->lap_offset = options.base_offset;
+  c->write_lap = 0;
   // Release: everything above is visible to whoever sees the magic.
   Word64(c->magic).store(kRingMagic, std::memory_order_release);
   return Ring(c, memory.data() + kRingHeaderBytes);
@@ -243,6 +245,41 @@ void Ring::PublishLap(uint64_t position, uint64_t offset) const {
   }
   // Release: readers that see the even sequence see the pair.
   seq.store(s + 2, std::memory_order_release);
+}
+
+void Ring::RaiseWriteLap(uint64_t position, uint64_t& known) const {
+  const uint64_t lap = position & ~mask_;
+  if (lap <= known) return;
+  auto w = Word64(control_->write_lap);
+  // seq_cst: a full barrier on x86, so the raise is visible before any of
+  // our stores into the lap.
+  uint64_t v = w.load(std::memory_order_seq_cst);
+  while (v < lap && !w.compare_exchange_weak(v, lap, std::memory_order_seq_cst)) {
+  }
+  known = std::max(v, lap);
+  // Release fence: pairs with the reader's acquire fence in Overwritten. A
+  // reader that sees any of our later stores sees the raise.
+  std::atomic_thread_fence(std::memory_order_release);
+}
+
+bool Ring::Overwritten(uint64_t from) const {
+  // Acquire fence: the reads of ring bytes before it are ordered before the
+  // load of write_lap below (seqlock-style validation).
+  std::atomic_thread_fence(std::memory_order_acquire);
+  if (Word64(control_->write_lap).load(std::memory_order_relaxed) <= (from & ~mask_)) {
+    return false;  // nobody has begun to write in a later lap
+  }
+  return OverwriteHorizon(from) > from + capacity_;
+}
+
+uint64_t Ring::OverwriteHorizon(uint64_t floor) const {
+  const uint64_t packed = Word64(control_->tail).load(std::memory_order_acquire);
+  const uint64_t lap = Word64(control_->lap_position).load(std::memory_order_acquire);
+  // Both `floor` and the lap reference are at or behind the tail.
+  const uint64_t ref = std::max(floor, lap);
+  const uint64_t units = (packed - (ref >> 3)) & kLow32;
+  if (units >= (1ull << 31)) return ref;
+  return ref + units * 8;
 }
 
 Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) const {
@@ -438,16 +475,15 @@ namespace {
 
 // Writes the commit word of the frame at `position` from whatever stale value
 // it holds to `tag | state`, unless an unblocker got there first (it leaves
-// our tag with kPoison or kPadding). Returns false if we lost.
-bool MarkFrame(std::byte* frame, uint64_t tag, FrameState state) {
+// our tag with kPoison or kPadding). Returns false if we lost. At least
+// release: what was written before is visible to whoever sees the word.
+bool MarkFrame(std::byte* frame, uint64_t tag, FrameState state,
+               std::memory_order order = std::memory_order_release) {
   auto w = Word64At(frame);
   uint64_t old = w.load(std::memory_order_relaxed);
   for (;;) {
     if ((old & ~kStateMask) == tag) return false;  // an unblocker owns it
-    // release: the length (and offset) written before are visible to whoever
-    // sees the marker.
-    if (w.compare_exchange_weak(old, tag | S(state), std::memory_order_release,
-                                std::memory_order_relaxed)) {
+    if (w.compare_exchange_weak(old, tag | S(state), order, std::memory_order_relaxed)) {
       return true;
     }
   }
@@ -529,6 +565,9 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
       break;
     }
   }
+  const uint64_t record_position = at.position + pad;
+  // Before any write in a new lap (see write_lap in ring.h); once per lap.
+  ring_.RaiseWriteLap(record_position, write_lap_known_);
   if (pad != 0) {
     std::byte* p = ring_.At(at.position);
     if (pad >= kMinPaddingWithLength) {
@@ -540,7 +579,6 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
     }
     WakeAll(ctl->data_seq, ctl->data_waiters);
   }
-  const uint64_t record_position = at.position + pad;
   // A record in a newer lap than the reference: publish it as the new one.
   if ((record_position & ~ring_.mask_) > (ref_position & ~ring_.mask_)) {
     ring_.PublishLap(record_position, at.offset);
@@ -548,7 +586,12 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   std::byte* f = ring_.At(record_position);
   Word32At(f + frame::kLength)
       .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
-  if (!MarkFrame(f, ring_.Tag(record_position), FrameState::kClaimed)) {
+  // With several producers the claim is marked now, so an unblocker that
+  // finds it stale knows its length and leaves the claims after it alone. A
+  // single producer skips the mark: its commit is the frame's only write to
+  // the commit word, the line readers spin on, and an unblocker treats an
+  // unmarked stale claim as a hole ending at the tail, which is exact here.
+  if (!ring_.single_producer_ && !MarkFrame(f, ring_.Tag(record_position), FrameState::kClaimed)) {
     c.status_ = ClaimStatus::kUnblocked;
     return c;
   }
@@ -563,6 +606,16 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   c.flags_ = has_key ? kFlagHasKey : 0;
   c.status_ = ClaimStatus::kOk;
   return c;
+}
+
+bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
+  const uint64_t tag = ring_.Tag(position);
+  // seq_cst: publishes the frame (release) and orders it before the check
+  // for sleeping readers in WakeAll. Either way the CAS fails if an unblocker
+  // declared the claim dead first (it leaves our tag in the word).
+  if (ring_.single_producer_) return MarkFrame(f, tag, state, std::memory_order_seq_cst);
+  uint64_t expected = tag | S(FrameState::kClaimed);
+  return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
 
 CommitStatus RingProducer::commit(RingClaim& c) {
@@ -582,13 +635,7 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   SealFrame(f, c.frame_length_);
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  uint64_t expected = ring_.Tag(c.position_) | S(FrameState::kClaimed);
-  // seq_cst: publishes the frame (release) and orders it before the check
-  // for sleeping readers in WakeAll.
-  if (!Word64At(f).compare_exchange_strong(expected, ring_.Tag(c.position_) | S(FrameState::kData),
-                                           std::memory_order_seq_cst)) {
-    return CommitStatus::kUnblocked;
-  }
+  if (!Publish(f, c.position_, FrameState::kData)) return CommitStatus::kUnblocked;
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
 }
@@ -598,12 +645,8 @@ CommitStatus RingProducer::abort(RingClaim& c) {
   std::byte* f = c.frame_;
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  uint64_t expected = ring_.Tag(c.position_) | S(FrameState::kClaimed);
   // The length written at claim time stays: the padding covers the claim.
-  if (!Word64At(f).compare_exchange_strong(
-          expected, ring_.Tag(c.position_) | S(FrameState::kPadding), std::memory_order_seq_cst)) {
-    return CommitStatus::kUnblocked;
-  }
+  if (!Publish(f, c.position_, FrameState::kPadding)) return CommitStatus::kUnblocked;
   Word64(ring_.control_->aborted_claims).fetch_add(1, std::memory_order_relaxed);
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
@@ -684,18 +727,6 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
   }
 }
 
-uint64_t RingReader::OverwriteHorizon() const {
-  const internal::RingControl* ctl = ring_.control_;
-  const uint64_t packed = Word64(const_cast<uint64_t&>(ctl->tail)).load(std::memory_order_acquire);
-  const uint64_t lap =
-      Word64(const_cast<uint64_t&>(ctl->lap_position)).load(std::memory_order_acquire);
-  // Both our position and the lap reference are at or behind the tail.
-  const uint64_t ref = std::max(next_.position, lap);
-  const uint64_t units = (packed - (ref >> 3)) & kLow32;
-  if (units >= (1ull << 31)) return ref;
-  return ref + units * 8;
-}
-
 bool RingReader::HasData() const { return PeekAt(next_, false).step != Step::kEmpty; }
 
 bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
@@ -706,7 +737,7 @@ bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
     const uint64_t w = Word64At(f).load(std::memory_order_seq_cst);
     if ((w & ~kStateMask) != tag) {
       // Not written yet, or overwritten by a later lap (then read() says so).
-      return OverwriteHorizon() > next_.position + ring_.capacity_;
+      return ring_.Overwritten(next_.position);
     }
     const uint64_t s = StateOf(w);
     return s != S(FrameState::kClaimed) && s != S(FrameState::kPoison);
@@ -776,11 +807,7 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     cursor_ = *gate;
     return Unblock(gate->position);
   }
-  RingReader reader(ring_, cursor_);
-  if (reader.OverwriteHorizon() > cursor_.position + ring_.capacity_) {
-    cursor_ = ring_.earliest();
-    reader.Seek(cursor_);
-  }
+  if (ring_.Overwritten(cursor_.position)) cursor_ = ring_.earliest();
   const uint64_t walk_start = cursor_.position;
   // Follow committed frames up to one ring's worth per poll. Only the commit
   // word and the length are read, both atomically: the cursor may lag behind
@@ -809,7 +836,7 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     walked += len;
     if (walked >= ring_.capacity_) break;
   }
-  if (reader.OverwriteHorizon() > walk_start + ring_.capacity_) {
+  if (ring_.Overwritten(walk_start)) {
     // Lapped during the walk: what it followed may have been rewritten.
     cursor_ = ring_.earliest();
     stuck_position_ = ~0ull;
@@ -849,6 +876,9 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
   for (;;) {
     const RingPosition t = ring_.tail();
     if (position >= t.position) return {};
+    // Before we write into the lap (a claimer that died before its first
+    // write may not have raised it).
+    ring_.RaiseWriteLap(position, write_lap_known_);
     uint64_t old = w.load(std::memory_order_acquire);
     if ((old & ~kStateMask) == tag) {
       const uint64_t s = StateOf(old);

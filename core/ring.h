@@ -58,13 +58,24 @@
 //  |  durable_seq (32) | durable_waiters (32): futex for producers  | 1280
 //  |  waiting until a record is durable                             |
 //  +---------------------------------------------------------------+
-//  |  reserved to 4096                                              | 1408
+//  |  write_lap (64): start position of the newest lap anybody may  | 1408
+//  |  have begun to write in; raised before the first write there   |
+//  +---------------------------------------------------------------+
+//  |  reserved to 4096                                              | 1536
 //  +---------------------------------------------------------------+
 //  |  frames (core/record.h)                                        | 4096
 //
 // The packed tail is reconstructed into full 64-bit values against the lap
 // reference (always within two laps of the tail), which is why a ring is at
 // most 1 GiB. See docs/design.md for the full argument.
+//
+// write_lap lets readers check that they were not lapped without touching the
+// producers' tail line, which changes with every claim: bytes of lap L can
+// only be overwritten by writes in lap L + 1 or later, and nobody writes in a
+// lap before raising write_lap to it. So a reader whose batch started in lap
+// L and sees write_lap <= L (after its reads) knows nothing it read was
+// overwritten; only otherwise does it reconstruct the tail. write_lap changes
+// once per lap, so the line stays in the readers' caches.
 
 #ifndef RUNNEL_CORE_RING_H_
 #define RUNNEL_CORE_RING_H_
@@ -83,7 +94,7 @@
 namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
-inline constexpr uint32_t kRingVersionMajor = 1;
+inline constexpr uint32_t kRingVersionMajor = 2;
 inline constexpr uint32_t kRingVersionMinor = 0;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
@@ -144,6 +155,7 @@ struct alignas(128) RingControl {
   } gating[kMaxGatingSlots];
   alignas(128) uint32_t durable_seq;
   uint32_t durable_waiters;
+  alignas(128) uint64_t write_lap;
 };
 static_assert(offsetof(RingControl, tail) == 128);
 static_assert(offsetof(RingControl, lap_seq) == 256);
@@ -152,7 +164,8 @@ static_assert(offsetof(RingControl, space_seq) == 512);
 static_assert(offsetof(RingControl, unblocked_claims) == 640);
 static_assert(offsetof(RingControl, gating) == 768);
 static_assert(offsetof(RingControl, durable_seq) == 1280);
-static_assert(sizeof(RingControl) == 1408);
+static_assert(offsetof(RingControl, write_lap) == 1408);
+static_assert(sizeof(RingControl) == 1536);
 static_assert(sizeof(RingControl) <= kRingHeaderBytes);
 static_assert(std::is_trivially_copyable_v<RingControl>);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
@@ -244,6 +257,16 @@ class Ring {
   friend class RingUnblocker;
 
   void PublishLap(uint64_t position, uint64_t offset) const;
+  // Raises write_lap to the lap holding `position`, before writing there.
+  // `known` caches the highest value this caller raised or saw.
+  void RaiseWriteLap(uint64_t position, uint64_t& known) const;
+  // True if bytes read from [from, ...) since the caller's last acquire may
+  // have been overwritten by a later lap: write_lap first (a cache hit almost
+  // always), then the reconstructed tail. Call after reading.
+  bool Overwritten(uint64_t from) const;
+  // The highest position producers may have written, reconstructed against
+  // `floor` (a position at or behind the tail).
+  uint64_t OverwriteHorizon(uint64_t floor) const;
 
   internal::RingControl* control_ = nullptr;
   std::byte* data_ = nullptr;
@@ -251,6 +274,7 @@ class Ring {
   uint64_t mask_ = 0;
   uint64_t salt_ = 0;
   uint32_t max_frame_length_ = 0;
+  bool single_producer_ = false;
 };
 
 // Result of try_claim. kOk is the only success.
@@ -345,8 +369,13 @@ class RingProducer {
   const Ring& ring() const { return ring_; }
 
  private:
+  // Moves the claimed frame's commit word to `state`; false if an unblocker
+  // declared the claim dead first.
+  bool Publish(std::byte* frame, uint64_t position, FrameState state);
+
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
+  uint64_t write_lap_known_ = 0;        // local copy of write_lap
 };
 
 enum class ReadStatus : uint8_t {
@@ -394,7 +423,7 @@ class RingReader {
   // True if the frame at position() is committed (a record or padding).
   bool HasData() const;
   // True if producers lapped this reader (read() would say kOverrun).
-  bool Lapped() const { return OverwriteHorizon() > next_.position + ring_.capacity(); }
+  bool Lapped() const { return ring_.Overwritten(next_.position); }
   // Sleeps (per strategy) until HasData() or timeout. Returns HasData().
   bool Wait(WaitStrategy strategy, int64_t timeout_ns);
 
@@ -433,8 +462,6 @@ class RingReader {
     const std::byte* frame;
   };
   Peek PeekAt(RingPosition at, bool verify_crc) const;
-  // The highest position producers may have written, reconstructed.
-  uint64_t OverwriteHorizon() const;
 
   friend class RingUnblocker;
 
@@ -471,6 +498,7 @@ class RingUnblocker {
   int64_t stuck_since_ns_ = 0;
   uint64_t lap_seq_seen_ = 0;
   int64_t lap_seq_since_ns_ = 0;
+  uint64_t write_lap_known_ = 0;
 };
 
 // ---------------------------------------------------------------------------
@@ -491,9 +519,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   ReadResult result;
   const RingPosition batch_start_position = next_;
   const uint64_t batch_start = next_.position;
-  // One look at the producers' tail per batch: frames below the horizon may
-  // already be overwritten by the next lap.
-  if (OverwriteHorizon() > next_.position + ring_.capacity()) {
+  if (ring_.Overwritten(next_.position)) {
     result.status = ReadStatus::kOverrun;
     return result;
   }
@@ -522,9 +548,8 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   }
   result.records = delivered;
   if (delivered > 0) {
-    // Anything below horizon - capacity may have been overwritten while handled.
-    const uint64_t horizon = OverwriteHorizon();
-    if (horizon > batch_start + ring_.capacity()) {
+    // Anything the handler saw may have been overwritten while it looked.
+    if (ring_.Overwritten(batch_start)) {
       result.status = ReadStatus::kOverrun;
       result.torn = delivered;  // conservative: the batch is suspect
       // Offsets read from possibly rewritten frames cannot be trusted: go

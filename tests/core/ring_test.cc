@@ -78,7 +78,9 @@ TEST(Ring, AttachToAnotherMajorVersionNamesBothVersions) {
   Result<Ring> r = Ring::Attach(t.memory.span());
   ASSERT_EQ(r.status().code(), StatusCode::kVersionMismatch);
   EXPECT_NE(r.status().message().find("7.3"), std::string::npos) << r.status().message();
-  EXPECT_NE(r.status().message().find("1.0"), std::string::npos) << r.status().message();
+  const std::string ours =
+      std::to_string(kRingVersionMajor) + "." + std::to_string(kRingVersionMinor);
+  EXPECT_NE(r.status().message().find(ours), std::string::npos) << r.status().message();
 }
 
 TEST(Ring, AttachToScribbledDescriptorIsCorruption) {
@@ -555,6 +557,108 @@ TEST(Ring, SingleProducerModeWorksTheSame) {
     for (const Got& g : ReadAll(r)) EXPECT_EQ(g.offset, expected++);
   }
   EXPECT_EQ(expected, 105u);
+}
+
+// A single producer does not mark its claim: its commit is the only write to
+// the commit word. A claim it abandons is found as a hole ending at the tail,
+// and the producer, if only slow, learns its record was lost.
+TEST(Ring, SingleProducerClaimIsUnmarkedAndADeadOneIsFilledAsAHole) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "first").ok());
+  const uint64_t at = t.ring.tail().position;
+  const uint64_t before = DecodeFixed64(t.ring.At(at));
+  RingClaim* c = Abandon(p.try_claim(0, 0, 100, false));
+  ASSERT_TRUE(c->ok());
+  EXPECT_EQ(DecodeFixed64(t.ring.At(at)), before);  // untouched until commit
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(r).size(), 1u);
+  RingUnblocker u(t.ring, 1'000'000);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  const auto res = u.Poll(1'000'000);
+  EXPECT_EQ(res.action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(res.position, at);
+  EXPECT_EQ(res.bytes, AlignedFrameLength(FrameLength(0, 0, 100)));
+  EXPECT_EQ(p.commit(*c), CommitStatus::kUnblocked);
+  // The producer goes on after the hole; readers skip it.
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "after").ok());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+  EXPECT_EQ(got[0].offset, 2u);
+}
+
+TEST(Ring, SingleProducerAbortIsSkipped) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingClaim c = p.try_claim(0, 0, 300, false);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(p.abort(c), CommitStatus::kOk);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "kept").ok());
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "kept");
+  EXPECT_EQ(got[0].offset, 1u);
+  EXPECT_EQ(t.ring.aborted_claims(), 1u);
+}
+
+// write_lap: raised to a lap before anybody writes in it, so readers can
+// tell "not lapped" without the tail.
+TEST(Ring, ProducersRaiseTheWriteLapBeforeWritingInANewLap) {
+  for (RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
+    TestRing t(Options(mode));
+    RingProducer p(t.ring);
+    RingReader r(t.ring, t.ring.earliest());
+    EXPECT_EQ(t.ring.control()->write_lap, 0u);
+    std::string v(1000, 'w');
+    // Fill lap 0 up to the last record that fits (1040-byte frames).
+    while (t.ring.tail().position + 1040 <= kCap)
+      ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+    EXPECT_EQ(t.ring.control()->write_lap, 0u);
+    EXPECT_EQ(ReadAll(r).size(), t.ring.tail().offset);
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());  // wraps: padding, then lap 1
+    EXPECT_EQ(t.ring.control()->write_lap, kCap);
+    // The reader is behind the new lap but not lapped: it still gets it all.
+    EXPECT_FALSE(r.Lapped());
+    ReadStatus st;
+    EXPECT_EQ(ReadAll(r, &st).size(), 1u);
+    EXPECT_EQ(st, ReadStatus::kOk);
+  }
+}
+
+TEST(Ring, UnblockerRaisesTheWriteLapForAClaimThatDiedBeforeItsFirstWrite) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  std::string v(1000, 'u');
+  // Fill lap 0 up to the last record that fits (1040-byte frames).
+  while (t.ring.tail().position + 1040 <= kCap) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());  // into lap 1
+  const RingPosition t1 = t.ring.tail();
+  // As if this claim (in lap 1) were the first of its lap and its producer
+  // died between its tail store and raising write_lap: write_lap says lap 0.
+  RingClaim* c = Abandon(p.try_claim(0, 0, 1000, false));
+  ASSERT_TRUE(c->ok());
+  t.ring.control()->write_lap = 0;
+  RingUnblocker u(t.ring, 0);
+  EXPECT_EQ(u.Unblock(t1.position).action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(t.ring.control()->write_lap, kCap);
+}
+
+// A reader lapped by exactly one record: write_lap says "maybe", the tail
+// says "yes".
+TEST(Ring, ReaderOneRecordIntoTheNextLapIsLapped) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  std::string v(1016, 'x');  // 1056-byte frames
+  while (!r.Lapped()) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  // The first lap holds 62 frames (65472 bytes) and 64 bytes of padding;
+  // the 63rd record starts lap 1 and its end passes position 0 + capacity.
+  EXPECT_EQ(t.ring.tail().offset, 63u);
+  ReadStatus st;
+  EXPECT_TRUE(ReadAll(r, &st).empty());
+  EXPECT_EQ(st, ReadStatus::kOverrun);
 }
 
 }  // namespace
