@@ -329,7 +329,7 @@ void PrintSummary(const Collector& c, std::ostream& out) {
   const std::vector<Line> other_tp = {
       {"bus 1 producer, 3 consumers, 64 B", "bus_throughput/1p_3c/64B"},
       {"bus 2 producers, 3 consumers, 64 B", "bus_throughput/2p_3c/64B"},
-      {"diag: ring producer alone, 8 B", "diag/ring_producer_cost/8B/wall_clock_stamp"},
+      {"diag: ring producer alone, 8 B", "diag/ring_producer_cost/8B/clock_stamp"},
       {"diag:   same, timestamp given", "diag/ring_producer_cost/8B/explicit_timestamp"},
       {"diag: ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
   };

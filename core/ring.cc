@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/clock.h"
+
 namespace runnel {
 
 namespace {
@@ -624,7 +626,7 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   // Every field but the length (written at claim; the unblocker may read it).
   EncodeFixed64(f + frame::kOffset, c.offset_);
   EncodeFixed64(f + frame::kTimestamp,
-                static_cast<uint64_t>(c.timestamp_ns_ != 0 ? c.timestamp_ns_ : WallClockNanos()));
+                static_cast<uint64_t>(c.timestamp_ns_ != 0 ? c.timestamp_ns_ : RecordClockNanos()));
   EncodeFixed16(f + frame::kKeyLength, static_cast<uint16_t>(c.key_length_));
   EncodeFixed16(f + frame::kHeadersLength, static_cast<uint16_t>(c.headers_length_));
   f[frame::kFlags] = static_cast<std::byte>(c.flags_);

@@ -316,7 +316,8 @@ class RingClaim {
   std::span<std::byte> value() const {
     return {frame_ + kFrameHeaderLength + key_length_ + headers_length_, value_length_};
   }
-  // Timestamp to stamp at commit; 0 (default) stamps the wall clock then.
+  // Timestamp to stamp at commit; 0 (default) stamps RecordClockNanos()
+  // (core/clock.h: CLOCK_REALTIME through the TSC) then.
   void set_timestamp(int64_t ns) { timestamp_ns_ = ns; }
 
  private:
