@@ -62,17 +62,31 @@ void WakeAll(uint32_t& seq, uint32_t& waiters) {
 }
 
 // Spins, yields or sleeps until ready() or the deadline. The blocking path
-// registers in `waiters` and sleeps on `seq`.
+// registers in `waiters` and sleeps on `seq`. The clock is first read after
+// kClockEvery spins (a few microseconds), so a wait that ends sooner (the
+// common case on a busy ring) reads no clock; the timeout counts from then.
+// kSpinYield and kBlocking spin for kSpinPhaseNs before they yield or sleep.
+constexpr uint32_t kClockEvery = 64;
+constexpr int64_t kSpinPhaseNs = 20'000;
+
 template <typename Ready>
 bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_t& seq,
                uint32_t& waiters) {
   if (ready()) return true;
-  const int64_t deadline = timeout_ns < 0 ? INT64_MAX : MonotonicNanos() + timeout_ns;
-  const int spins = strategy == WaitStrategy::kBusySpin ? INT32_MAX : 2000;
-  for (int i = 0; i < spins; ++i) {
+  if (timeout_ns == 0) return false;
+  int64_t spin_start = 0;
+  int64_t deadline = INT64_MAX;
+  for (uint32_t i = 1;; ++i) {
     if (ready()) return true;
     CpuRelax();
-    if ((i & 255) == 255 && MonotonicNanos() >= deadline) return ready();
+    if (i % kClockEvery != 0) continue;
+    const int64_t now = MonotonicNanos();
+    if (spin_start == 0) {
+      spin_start = now;
+      if (timeout_ns > 0) deadline = now + timeout_ns;
+    }
+    if (now >= deadline) return ready();
+    if (strategy != WaitStrategy::kBusySpin && now - spin_start >= kSpinPhaseNs) break;
   }
   std::atomic_ref<uint32_t> seq_ref(seq);
   std::atomic_ref<uint32_t> waiters_ref(waiters);

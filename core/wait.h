@@ -12,8 +12,8 @@ namespace runnel {
 
 enum class WaitStrategy : uint8_t {
   kBusySpin = 0,   // never leaves the CPU; lowest latency, burns a core
-  kSpinYield = 1,  // spins, then sched_yield()s between checks
-  kBlocking = 2,   // spins briefly, then sleeps on a futex until woken
+  kSpinYield = 1,  // spins for ~20 us, then sched_yield()s between checks
+  kBlocking = 2,   // spins for ~20 us, then sleeps on a futex until woken
 };
 
 // Monotonic clock in nanoseconds (CLOCK_MONOTONIC, vDSO: no syscall).
