@@ -197,11 +197,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, RingStress,
                                            Shape{RingMode::kMultiProducer, 4, 4, 1000}),
                          ShapeName);
 
+// Both ring modes: a multi-producer claim is marked and turned into padding;
+// a single producer's is unmarked and filled as a hole.
+class RingCrash : public ::testing::TestWithParam<RingMode> {};
+
 // A producer process is killed with SIGKILL while it holds a claim; the
 // unblocker turns the claim into padding and the others go on.
-TEST(RingCrash, ProducerKilledMidClaimIsUnblocked) {
+TEST_P(RingCrash, ProducerKilledMidClaimIsUnblocked) {
   RingOptions o;
   o.capacity = 64 * 1024;
+  o.mode = GetParam();
   TestRing t(o);
   RingProducer before(t.ring);
   ASSERT_TRUE(before.try_write(std::nullopt, {}, "before").ok());
@@ -243,9 +248,10 @@ TEST(RingCrash, ProducerKilledMidClaimIsUnblocked) {
 // Producer processes are killed at random moments while writing; with an
 // unblocker running, a reader still gets every committed record, in order,
 // with exact bytes, and is never wedged.
-TEST(RingCrash, RandomlyKilledProducersNeverWedgeReaders) {
+TEST_P(RingCrash, RandomlyKilledProducersNeverWedgeReaders) {
   RingOptions o;
   o.capacity = 64 * 1024;
+  o.mode = GetParam();
   TestRing t(o);
   SharedMemory committed(8 * 64);  // per producer: records it saw committed
   constexpr int kRounds = 12;
@@ -304,6 +310,13 @@ TEST(RingCrash, RandomlyKilledProducersNeverWedgeReaders) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, RingCrash,
+                         ::testing::Values(RingMode::kSingleProducer, RingMode::kMultiProducer),
+                         [](const ::testing::TestParamInfo<RingMode>& info) {
+                           return std::string(info.param == RingMode::kSingleProducer ? "Spsc"
+                                                                                      : "Mpmc");
+                         });
 
 }  // namespace
 }  // namespace runnel
