@@ -46,6 +46,7 @@ Status Broker::Start(BrokerMode mode) {
     std::lock_guard<std::mutex> lk(mu_);
     if (thread_.joinable()) return Status::FailedPrecondition("the broker is already started");
     stop_ = false;
+    ready_ = false;
   }
   Result<internal::LockFile> lock = internal::LockFile::Open(
       internal::BrokerLockPath(core_->name()), /*create=*/true, core_->file_mode());
@@ -76,11 +77,30 @@ void Broker::Stop() {
   {
     std::lock_guard<std::mutex> lk(mu_);
     stop_ = true;
+    ready_ = false;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
   lock_.reset();                                     // closing the file drops the broker lock
   running_.store(false, std::memory_order_relaxed);  // relaxed: status flag
+}
+
+Status Broker::WaitReady(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  if (!IsRunning() || stop_) {
+    return Status::FailedPrecondition("the broker of bus '" + core_->name() + "' is not running");
+  }
+  if (!cv_.wait_for(lk, timeout, [this] { return ready_ || stop_; })) {
+    return Status::Timeout(
+        "the broker of bus '" + core_->name() + "' was not ready after " +
+        std::to_string(timeout.count()) + " ms" +
+        (IsActive() ? " (still in its first tick)" : " (standing by: another broker is active)"));
+  }
+  if (!ready_) {
+    return Status::FailedPrecondition("the broker of bus '" + core_->name() +
+                                      "' stopped before it was ready");
+  }
+  return Status::Ok();
 }
 
 bool Broker::IsActive() const { return active_.load(std::memory_order_relaxed); }
@@ -126,6 +146,10 @@ void Broker::Run() {
       ticks_.fetch_add(1, std::memory_order_relaxed);
     }
     lk.lock();
+    if (IsActive() && !ready_ && !stop_) {
+      ready_ = true;
+      cv_.notify_all();  // WaitReady
+    }
     cv_.wait_for(lk, tick, [this] { return stop_; });
   }
   lk.unlock();

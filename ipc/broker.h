@@ -28,6 +28,7 @@
 #define RUNNEL_IPC_BROKER_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -105,6 +106,15 @@ class Broker {
   // Stops the thread, calls the hooks' Stop, releases the broker lock.
   void Stop();
 
+  // Blocks until this broker is active and has finished its first tick: the
+  // hooks' OnBecameActive and OnTopicAdded have run for every live topic (a
+  // durable bus: topics found in the data dir are restored and handed to the
+  // persistence thread). OK at once if that already happened. kTimeout if it
+  // did not within `timeout` (a standby broker waits for the active one to
+  // go away); kFailedPrecondition if the broker is not started or stops
+  // meanwhile.
+  [[nodiscard]] Status WaitReady(std::chrono::milliseconds timeout);
+
   bool IsActive() const;
   bool IsRunning() const;
 
@@ -129,7 +139,8 @@ class Broker {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // guarded by mu_
+  bool stop_ = false;   // guarded by mu_
+  bool ready_ = false;  // guarded by mu_: active and one tick done (WaitReady)
   // Relaxed: status flags read by other threads for display and tests.
   std::atomic<bool> active_{false};
   std::atomic<bool> running_{false};

@@ -16,7 +16,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "ipc/bus.h"
 #include "ipc/durability.h"
@@ -93,9 +92,21 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   // Announce only after the first tick: by then the hooks have restored the
   // topics found in the data dir and taken over every live topic, so a
   // script that waits for the line below can use them at once.
-  const auto ready_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (broker.stats().ticks == 0 && std::chrono::steady_clock::now() < ready_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  // Recovering large logs can take a while: say so, and keep waiting (a
+  // stop signal stays pending until sigwait below takes it).
+  for (bool said = false;;) {
+    const Status ready = broker.WaitReady(std::chrono::seconds(10));
+    if (ready.ok()) break;
+    if (ready.code() != StatusCode::kTimeout) {
+      PrintError(kCmd, fmt::format("the broker on bus '{}' did not start: {}", global.bus,
+                                   ready.ToString()));
+      return kExitRuntime;
+    }
+    if (!said) {
+      fmt::print(stderr, "runnel broker: still restoring topics from {} ...\n", global.data_dir);
+      std::fflush(stderr);
+      said = true;
+    }
   }
 
   std::string policy = fsync_override ? fsync_override->ToString() : "per topic";

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <thread>
 
 #include "core/wait.h"
 #include "gtest/gtest.h"
@@ -218,7 +219,12 @@ TEST(Liveness, GroupSharedBusIsUsableByAnotherUserOfTheGroup) {
 
 class RecordingHooks : public BrokerHooks {
  public:
-  void OnBecameActive(const BrokerContext& c) override { Add("active " + c.bus_name); }
+  explicit RecordingHooks(std::chrono::milliseconds activation_delay = 0ms)
+      : activation_delay_(activation_delay) {}
+  void OnBecameActive(const BrokerContext& c) override {
+    std::this_thread::sleep_for(activation_delay_);  // a slow restore from disk
+    Add("active " + c.bus_name);
+  }
   void OnTopicAdded(const BrokerTopic& t) override {
     Add("added " + t.name + " " + std::to_string(t.rings.size()));
   }
@@ -238,9 +244,44 @@ class RecordingHooks : public BrokerHooks {
     std::lock_guard<std::mutex> lk(mu_);
     events_.push_back(std::move(e));
   }
+  const std::chrono::milliseconds activation_delay_;
   std::mutex mu_;
   std::vector<std::string> events_;
 };
+
+TEST(Liveness, WaitReadyReturnsOnceTheHooksHaveSeenEveryTopic) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("a", Small(2)).ok());
+  ASSERT_TRUE(bus->CreateTopic("b", Small(1)).ok());
+  auto hooks = std::make_shared<RecordingHooks>(150ms);
+  Broker broker(*bus);
+  broker.AddHooks(hooks);
+  EXPECT_EQ(broker.WaitReady(10ms).code(), StatusCode::kFailedPrecondition);  // not started
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());
+  // No polling: everything happened before WaitReady returned.
+  EXPECT_EQ(hooks->events(),
+            (std::vector<std::string>{"active " + *name, "added a 2", "added b 1"}));
+  EXPECT_GE(broker.stats().ticks, 1u);
+  EXPECT_TRUE(broker.WaitReady(0ms).ok());  // stays ready
+
+  // A standby broker is not ready while this one is active.
+  auto other_bus = Bus::Open(*name);
+  ASSERT_TRUE(other_bus.ok());
+  Broker standby(*other_bus, BrokerOptions{.takeover_retry_ms = 10});
+  ASSERT_TRUE(standby.Start(BrokerMode::kStandby).ok());
+  const Status waiting = standby.WaitReady(100ms);
+  EXPECT_EQ(waiting.code(), StatusCode::kTimeout);
+  EXPECT_NE(waiting.message().find("standing by: another broker is active"), std::string::npos)
+      << waiting.message();
+  broker.Stop();
+  EXPECT_EQ(broker.WaitReady(0ms).code(), StatusCode::kFailedPrecondition);  // stopped
+  EXPECT_TRUE(standby.WaitReady(10s).ok());                                  // took over
+  EXPECT_TRUE(standby.IsActive());
+  standby.Stop();
+}
 
 TEST(Liveness, BrokerHooksSeeActivationTopicsAndStop) {
   ScopedBusName name;
@@ -252,7 +293,8 @@ TEST(Liveness, BrokerHooksSeeActivationTopicsAndStop) {
     Broker broker(*bus);
     broker.AddHooks(hooks);
     ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
-    ASSERT_TRUE(Eventually([&] { return hooks->Has("added before 3"); }, 2s));
+    ASSERT_TRUE(broker.WaitReady(10s).ok());
+    ASSERT_TRUE(hooks->Has("added before 3"));
     ASSERT_TRUE(bus->CreateTopic("later", Small(2)).ok());
     ASSERT_TRUE(Eventually([&] { return hooks->Has("added later 2"); }, 2s));
     ASSERT_TRUE(bus->DeleteTopic("before").ok());

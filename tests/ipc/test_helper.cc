@@ -206,13 +206,11 @@ int RunBroker(char** argv) {
   auto bus = OpenExisting(argv[0], /*broker=*/true);
   if (!bus.ok()) return Fail("open", bus.status());
   Say("standby");
-  for (;;) {
-    if (bus->embedded_broker()->IsActive()) {
-      Say("active");
-      SleepForever();
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  // Active and done with its first tick (topics handed to the hooks).
+  while (!bus->embedded_broker()->WaitReady(std::chrono::seconds(1)).ok()) {
   }
+  Say("active");
+  SleepForever();
 }
 
 // Races topic create/delete/produce/consume with other processes. Each name
