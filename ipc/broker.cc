@@ -3,6 +3,7 @@
 #include <chrono>
 #include <system_error>
 
+#include "core/record.h"
 #include "core/wait.h"
 #include "ipc/internal/bus_core.h"
 #include "ipc/internal/housekeeper.h"
@@ -48,8 +49,9 @@ Status Broker::Start(BrokerMode mode) {
     stop_ = false;
     ready_ = false;
   }
-  Result<internal::LockFile> lock = internal::LockFile::Open(
-      internal::BrokerLockPath(core_->name()), /*create=*/true, core_->file_mode());
+  Result<internal::LockFile> lock =
+      internal::LockFile::Open(internal::BrokerLockPath(core_->name()),
+                               /*create=*/true, core_->file_mode());
   if (!lock.ok()) return lock.status();
   lock_ = std::make_unique<internal::LockFile>(std::move(*lock));
   if (mode == BrokerMode::kExclusive && !TryBecomeActive()) {
@@ -65,7 +67,7 @@ Status Broker::Start(BrokerMode mode) {
     thread_ = std::thread([this] { Run(); });
   } catch (const std::system_error& e) {
     running_.store(false, std::memory_order_relaxed);  // relaxed: status flag
-    if (IsActive()) core_->directory().ClearBroker(internal::SelfIdentity().pid);
+    if (IsActive()) core_->directory().ClearBroker(internal::SelfIdentity().pid, WallClockNanos());
     active_.store(false, std::memory_order_relaxed);  // relaxed: status flag
     lock_.reset();
     return Status::ResourceExhausted(std::string("cannot start the broker thread: ") + e.what());
@@ -156,7 +158,7 @@ void Broker::Run() {
   if (IsActive()) {
     housekeeper_->DropAll(hooks);
     for (const auto& h : hooks) h->Stop();
-    core_->directory().ClearBroker(internal::SelfIdentity().pid);
+    core_->directory().ClearBroker(internal::SelfIdentity().pid, WallClockNanos());
     active_.store(false, std::memory_order_relaxed);  // relaxed: status flag
   }
 }

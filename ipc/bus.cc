@@ -191,6 +191,17 @@ Result<BusInfo> Bus::Info() const {
   info.broker_alive =
       b.pid != 0 && internal::CheckProcess(b.pid, b.start_time) == internal::Liveness::kAlive;
   info.broker_epoch = b.epoch;
+  info.broker_stopped_pid = b.stopped_pid;
+  info.broker_stopped_wall_ns = b.stopped_wall_ns;
+  if (b.pid != 0) {
+    info.broker_state = info.broker_alive ? BrokerState::kRunning : BrokerState::kDied;
+    const int64_t now = MonotonicNanos();
+    if (b.heartbeat_ns > 0 && now > b.heartbeat_ns) {
+      info.broker_idle_ms = (now - b.heartbeat_ns) / 1'000'000;
+    }
+  } else {
+    info.broker_state = b.epoch > 0 ? BrokerState::kStopped : BrokerState::kNeverStarted;
+  }
   info.topics = static_cast<uint32_t>(dir.LiveTopics().size());
   info.clients = static_cast<uint32_t>(dir.LiveClients().size());
   info.clients_reaped = dir.clients_reaped();

@@ -148,12 +148,27 @@ struct TopicInfo {
   std::vector<ClientInfo> consumers;
 };
 
+enum class BrokerState : uint8_t {
+  kNeverStarted = 0,  // no broker has been active on this bus
+  kRunning = 1,       // broker_pid is the active broker and alive
+  kStopped = 2,       // the last active broker stopped cleanly (Broker::Stop)
+  kDied = 3,          // broker_pid died while active (crash, kill -9)
+};
+
 struct BusInfo {
   std::string name;
   uint32_t file_mode = 0600;
-  int32_t broker_pid = 0;     // last process that became the active broker; 0: none yet
-  bool broker_alive = false;  // that process is still alive
+  BrokerState broker_state = BrokerState::kNeverStarted;
+  int32_t broker_pid = 0;     // the active broker (kRunning) or the dead one (kDied); else 0
+  bool broker_alive = false;  // broker_pid is still alive (kRunning)
   uint64_t broker_epoch = 0;  // how many times a broker became active
+  // kRunning, kDied: milliseconds since the broker's last tick (for a dead
+  // broker: when it was last seen).
+  int64_t broker_idle_ms = 0;
+  // The last broker that stopped cleanly and when (ns since the Unix epoch);
+  // 0: none recorded (also for buses created by runnel before directory 1.1).
+  int32_t broker_stopped_pid = 0;
+  int64_t broker_stopped_wall_ns = 0;
   uint32_t topics = 0;
   uint32_t clients = 0;
   uint64_t clients_reaped = 0;

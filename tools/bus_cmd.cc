@@ -31,8 +31,7 @@ int RunInfo(const GlobalOptions& global, const InfoArgs& args) {
     w.BeginObject();
     w.Key("bus").String(info->name);
     w.Key("file_mode").String(fmt::format("{:04o}", info->file_mode));
-    w.Key("broker").BeginObject().Key("pid").Int(info->broker_pid);
-    w.Key("alive").Bool(info->broker_alive).Key("epoch").Uint(info->broker_epoch).EndObject();
+    WriteBrokerJson(w, *info);
     w.Key("topics").Uint(info->topics).Key("clients").Uint(info->clients);
     w.Key("clients_reaped").Uint(info->clients_reaped);
     w.Key("claims_unblocked").Uint(info->claims_unblocked);
@@ -43,12 +42,7 @@ int RunInfo(const GlobalOptions& global, const InfoArgs& args) {
   }
   fmt::print("bus '{}': files /dev/shm/runnel.{}.*, mode {:04o}\n", info->name, info->name,
              info->file_mode);
-  fmt::print("  broker: {}\n",
-             info->broker_pid == 0 ? std::string("none has run yet")
-             : info->broker_alive
-                 ? fmt::format("pid {} (alive), epoch {}", info->broker_pid, info->broker_epoch)
-                 : fmt::format("pid {} (not running; start one with: {} broker)", info->broker_pid,
-                               RunnelCommand(global)));
+  fmt::print("  broker: {}, epoch {}\n", DescribeBroker(*info, global), info->broker_epoch);
   fmt::print("  topics {}, clients {} (reaped {}), claims unblocked {}\n", info->topics,
              info->clients, info->clients_reaped, info->claims_unblocked);
   return kExitOk;

@@ -76,6 +76,54 @@ std::string RunnelCommand(const GlobalOptions& global) {
   return global.bus == "default" ? std::string("runnel") : "runnel --bus " + global.bus;
 }
 
+std::string DescribeBroker(const BusInfo& info, const GlobalOptions& global) {
+  const std::string start = fmt::format("start one with: {} broker", RunnelCommand(global));
+  switch (info.broker_state) {
+    case BrokerState::kRunning:
+      return fmt::format("pid {} (alive)", info.broker_pid);
+    case BrokerState::kDied:
+      return fmt::format("pid {} NOT RUNNING (died without stopping, last seen {:.1f} s ago; {})",
+                         info.broker_pid, static_cast<double>(info.broker_idle_ms) / 1000.0, start);
+    case BrokerState::kStopped:
+      if (info.broker_stopped_pid != 0 && info.broker_stopped_wall_ns != 0) {
+        return fmt::format("not running (pid {} stopped cleanly at {}; {})",
+                           info.broker_stopped_pid, FormatTimestamp(info.broker_stopped_wall_ns),
+                           start);
+      }
+      return fmt::format("not running (stopped cleanly; {})", start);
+    case BrokerState::kNeverStarted:
+      break;
+  }
+  return fmt::format("never started ({})", start);
+}
+
+void WriteBrokerJson(JsonWriter& w, const BusInfo& info) {
+  const char* state = "never_started";
+  switch (info.broker_state) {
+    case BrokerState::kRunning:
+      state = "running";
+      break;
+    case BrokerState::kStopped:
+      state = "stopped";
+      break;
+    case BrokerState::kDied:
+      state = "died";
+      break;
+    case BrokerState::kNeverStarted:
+      break;
+  }
+  w.Key("broker").BeginObject();
+  w.Key("pid").Int(info.broker_pid).Key("alive").Bool(info.broker_alive);
+  w.Key("epoch").Uint(info.broker_epoch).Key("state").String(state);
+  w.Key("stopped_pid").Int(info.broker_stopped_pid).Key("stopped_ms");
+  if (info.broker_stopped_wall_ns != 0) {
+    w.Int(info.broker_stopped_wall_ns / 1'000'000);
+  } else {
+    w.Null();
+  }
+  w.EndObject();
+}
+
 std::optional<uint64_t> DiskUsage(const std::string& path) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return std::nullopt;

@@ -30,6 +30,16 @@ Status ApplyFsync(std::string_view text, TopicOptions& o);
 // segment_bytes, retention_bytes, retention_ms, fsync, created_ms.
 void WriteTopicSettingsJson(JsonWriter& w, const TopicInfo& t);
 
+// The broker's state for `stat` and `bus info`: "pid 12 (alive)", "never
+// started (start one with: runnel broker)", "not running (pid 12 stopped
+// cleanly at 2024-05-01T12:00:00.000Z; start one with: runnel broker)",
+// "pid 12 NOT RUNNING (died without stopping, last seen 3.2 s ago; start one
+// with: runnel broker)".
+std::string DescribeBroker(const BusInfo& info, const GlobalOptions& global);
+// The "broker" object: {"pid","alive","epoch","state","stopped_pid",
+// "stopped_ms"}; state is never_started | running | stopped | died.
+void WriteBrokerJson(JsonWriter& w, const BusInfo& info);
+
 // "runnel" or "runnel --bus NAME": the prefix of commands in hints.
 std::string RunnelCommand(const GlobalOptions& global);
 

@@ -385,7 +385,10 @@ int InspectDirectory(const std::string& path, const FileMap& m) {
              header->version >> 16, header->version & 0xFFFF, dir.file_mode(),
              FormatTimestamp(static_cast<int64_t>(header->created_wall_ns)));
   const internal::BrokerRecord b = dir.ReadBroker();
-  fmt::print("  broker: {}, epoch {}\n", Alive(b.pid, b.start_time), b.epoch);
+  fmt::print("  broker: {}, epoch {}{}\n", Alive(b.pid, b.start_time), b.epoch,
+             b.stopped_pid != 0 ? fmt::format(", last clean stop: pid {} at {}", b.stopped_pid,
+                                              FormatTimestamp(b.stopped_wall_ns))
+                                : std::string());
   fmt::print("  clients reaped {}, claims unblocked {}, topics version {}\n", dir.clients_reaped(),
              dir.claims_unblocked(), dir.topics_version());
   const std::vector<internal::TopicRecord> topics = dir.LiveTopics();

@@ -156,13 +156,8 @@ void PrintTable(const GlobalOptions& global, const Sample& s, const std::vector<
     out.push_back('\n');
   };
   add(fmt::format("bus '{}' at {}: broker {}, {} topics, {} clients (rates over {} ms)", global.bus,
-                  FormatTimestamp(s.wall_ns),
-                  s.bus.broker_pid == 0 ? std::string("never started")
-                  : s.bus.broker_alive
-                      ? fmt::format("pid {} (alive)", s.bus.broker_pid)
-                      : fmt::format("pid {} (NOT RUNNING: start one with {} broker)",
-                                    s.bus.broker_pid, RunnelCommand(global)),
-                  s.topics.size(), s.bus.clients, interval_ms));
+                  FormatTimestamp(s.wall_ns), DescribeBroker(s.bus, global), s.topics.size(),
+                  s.bus.clients, interval_ms));
   for (const TopicRows& t : rows) {
     add("");
     add(fmt::format("topic {} ({} partitions{}, {} producers, {} consumers{})", t.topic->name,
@@ -212,9 +207,7 @@ void PrintJson(const GlobalOptions& global, const Sample& s, const std::vector<T
   w.Key("time_ms").Int(s.wall_ns / 1'000'000);
   w.Key("interval_ms").Int(interval_ms);
   w.Key("data_dir").String(IsValidUtf8(global.data_dir) ? global.data_dir : "?");
-  w.Key("broker").BeginObject();
-  w.Key("pid").Int(s.bus.broker_pid).Key("alive").Bool(s.bus.broker_alive);
-  w.Key("epoch").Uint(s.bus.broker_epoch).EndObject();
+  WriteBrokerJson(w, s.bus);
   w.Key("clients").Uint(s.bus.clients);
   w.Key("clients_reaped").Uint(s.bus.clients_reaped);
   w.Key("claims_unblocked").Uint(s.bus.claims_unblocked);

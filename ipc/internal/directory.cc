@@ -280,12 +280,17 @@ bool Directory::TopicInTransition(uint32_t slot) const {
 
 BrokerRecord Directory::ReadBroker() const {
   const DirectoryHeader& h = d_->header;
-  // Relaxed: informational (who is the broker); liveness is re-checked by pid.
+  // Relaxed below: informational (who is the broker); liveness is re-checked
+  // by pid. Acquire: pairs with ClearBroker's release, so a cleared pid comes
+  // with its stop record.
   BrokerRecord b;
-  b.pid = static_cast<int32_t>(Load(h.broker_pid, std::memory_order_relaxed));
+  b.pid = static_cast<int32_t>(Load(h.broker_pid, std::memory_order_acquire));
   b.start_time = Load(h.broker_start_time, std::memory_order_relaxed);
   b.heartbeat_ns = static_cast<int64_t>(Load(h.broker_heartbeat_ns, std::memory_order_relaxed));
   b.epoch = Load(h.broker_epoch, std::memory_order_relaxed);
+  b.stopped_pid = static_cast<int32_t>(Load(h.broker_stopped_pid, std::memory_order_relaxed));
+  b.stopped_wall_ns =
+      static_cast<int64_t>(Load(h.broker_stopped_wall_ns, std::memory_order_relaxed));
   return b;
 }
 
@@ -465,12 +470,19 @@ void Directory::StoreBrokerHeartbeat(int64_t now_ns) {
   Store(d_->header.broker_heartbeat_ns, static_cast<uint64_t>(now_ns), std::memory_order_relaxed);
 }
 
-void Directory::ClearBroker(int32_t pid) {
+void Directory::ClearBroker(int32_t pid, int64_t now_wall_ns) {
   DirectoryHeader& h = d_->header;
   uint32_t expected = static_cast<uint32_t>(pid);
-  // Relaxed: informational; only clear our own record.
+  // We still hold the broker lock: no other broker writes these meanwhile.
+  // Relaxed: the stop record is informational; it is published by the
+  // release below.
+  if (Load(h.broker_pid, std::memory_order_relaxed) != expected) return;
+  Store(h.broker_stopped_pid, expected, std::memory_order_relaxed);
+  Store(h.broker_stopped_wall_ns, static_cast<uint64_t>(now_wall_ns), std::memory_order_relaxed);
+  // Release: a reader that sees pid 0 (acquire in ReadBroker) sees the stop
+  // record too.
   std::atomic_ref<uint32_t>(h.broker_pid)
-      .compare_exchange_strong(expected, 0u, std::memory_order_relaxed);
+      .compare_exchange_strong(expected, 0u, std::memory_order_release, std::memory_order_relaxed);
 }
 
 void Directory::AddClaimsUnblocked(uint64_t n) {

@@ -53,11 +53,13 @@
 //  |  next_client_id (64): last client id handed out                |  272
 //  |  ... reserved to 384                                           |  280
 //  +---------------------------------------------------------------+
-//  |  broker_pid (32)              |  reserved (32)                 |  384
+//  |  broker_pid (32): 0 = none    |  stopped_pid (32)              |  384
 //  |  broker_start_time (64): /proc/<pid>/stat field 22             |  392
 //  |  broker_heartbeat_ns (64): CLOCK_MONOTONIC                     |  400
 //  |  broker_epoch (64): +1 each time a broker becomes active       |  408
-//  |  ... reserved to 512                                           |  416
+//  |  broker_stopped_wall_ns (64): CLOCK_REALTIME of the last clean |  416
+//  |  stop (by stopped_pid); 0 = none. Both fields are new in 1.1   |
+//  |  ... reserved to 512                                           |  424
 //  +---------------------------------------------------------------+
 //  |  clients_reaped (64): dead clients released by brokers        |  512
 //  |  claims_unblocked (64): dead claims turned into padding        |  520
@@ -133,7 +135,7 @@ namespace runnel::internal {
 
 inline constexpr uint64_t kDirectoryMagic = 0x31524944424C4E52ull;  // "RNLBDIR1"
 inline constexpr uint32_t kDirectoryVersionMajor = 1;
-inline constexpr uint32_t kDirectoryVersionMinor = 0;
+inline constexpr uint32_t kDirectoryVersionMinor = 1;  // 1.1: broker stop record
 inline constexpr uint32_t kMaxTopics = 128;
 inline constexpr uint32_t kMaxPartitions = 64;
 inline constexpr uint32_t kMaxClients = 512;
@@ -172,11 +174,12 @@ struct DirectoryHeader {
   uint8_t reserved2[384 - 280];
   // Written by the active broker.
   uint32_t broker_pid;
-  uint32_t reserved3;
+  uint32_t broker_stopped_pid;  // since 1.1
   uint64_t broker_start_time;
   uint64_t broker_heartbeat_ns;
   uint64_t broker_epoch;
-  uint8_t reserved4[512 - 416];
+  uint64_t broker_stopped_wall_ns;  // since 1.1
+  uint8_t reserved4[512 - 424];
   // Counters.
   uint64_t clients_reaped;
   uint64_t claims_unblocked;
@@ -238,7 +241,9 @@ static_assert(offsetof(DirectoryHeader, bus_name) == 80);
 static_assert(offsetof(DirectoryHeader, topics_version) == 256);
 static_assert(offsetof(DirectoryHeader, next_client_id) == 272);
 static_assert(offsetof(DirectoryHeader, broker_pid) == 384);
+static_assert(offsetof(DirectoryHeader, broker_stopped_pid) == 388);
 static_assert(offsetof(DirectoryHeader, broker_epoch) == 408);
+static_assert(offsetof(DirectoryHeader, broker_stopped_wall_ns) == 416);
 static_assert(offsetof(DirectoryHeader, clients_reaped) == 512);
 static_assert(sizeof(TopicEntry) == 256);
 static_assert(offsetof(TopicEntry, generation) == 16);
@@ -295,10 +300,13 @@ struct ClientRecord {
 };
 
 struct BrokerRecord {
-  int32_t pid = 0;  // 0: no broker has recorded itself
+  int32_t pid = 0;  // the active broker (alive or dead); 0: none now
   uint64_t start_time = 0;
-  int64_t heartbeat_ns = 0;
-  uint64_t epoch = 0;
+  int64_t heartbeat_ns = 0;  // CLOCK_MONOTONIC of its last tick
+  uint64_t epoch = 0;        // how many times a broker became active
+  // The last broker that stopped cleanly (ClearBroker); 0: none recorded.
+  int32_t stopped_pid = 0;
+  int64_t stopped_wall_ns = 0;
 };
 
 // Typed access to a mapped directory. Cheap to copy; does not own memory.
@@ -370,7 +378,9 @@ class Directory {
   // ---- Broker record, written by the active broker only.
   void WriteBroker(int32_t pid, uint64_t start_time, int64_t now_ns);
   void StoreBrokerHeartbeat(int64_t now_ns);
-  void ClearBroker(int32_t pid);
+  // A clean stop: if `pid` is the recorded broker, records it as stopped at
+  // `now_wall_ns` and clears the active pid.
+  void ClearBroker(int32_t pid, int64_t now_wall_ns);
   void AddClaimsUnblocked(uint64_t n);
   uint64_t claims_unblocked() const;
 

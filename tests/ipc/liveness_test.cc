@@ -8,6 +8,7 @@
 #include <mutex>
 #include <thread>
 
+#include "core/record.h"
 #include "core/wait.h"
 #include "gtest/gtest.h"
 #include "ipc/broker.h"
@@ -125,6 +126,56 @@ TEST(Liveness, AnotherEmbeddedBrokerTakesOverWhenTheActiveOneIsKilled) {
   EXPECT_EQ(info->broker_epoch, epoch + 1);
   b.Kill();
   EXPECT_FALSE(bus->Info()->broker_alive);
+}
+
+TEST(Liveness, BusInfoTellsABrokerThatNeverRanFromOneThatStoppedOrDied) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  auto info = bus->Info();
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->broker_state, BrokerState::kNeverStarted);
+  EXPECT_EQ(info->broker_pid, 0);
+  EXPECT_EQ(info->broker_epoch, 0u);
+  EXPECT_EQ(info->broker_stopped_pid, 0);
+  EXPECT_EQ(info->broker_stopped_wall_ns, 0);
+
+  Broker broker(*bus);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());
+  info = bus->Info();
+  EXPECT_EQ(info->broker_state, BrokerState::kRunning);
+  EXPECT_EQ(info->broker_pid, ::getpid());
+  EXPECT_TRUE(info->broker_alive);
+  EXPECT_EQ(info->broker_epoch, 1u);
+  EXPECT_LT(info->broker_idle_ms, 5'000);
+
+  const int64_t before_stop = WallClockNanos();
+  broker.Stop();
+  const int64_t after_stop = WallClockNanos();
+  info = bus->Info();
+  EXPECT_EQ(info->broker_state, BrokerState::kStopped);
+  EXPECT_EQ(info->broker_pid, 0);
+  EXPECT_FALSE(info->broker_alive);
+  EXPECT_EQ(info->broker_epoch, 1u);
+  EXPECT_EQ(info->broker_stopped_pid, ::getpid());
+  EXPECT_GE(info->broker_stopped_wall_ns, before_stop);
+  EXPECT_LE(info->broker_stopped_wall_ns, after_stop);
+
+  // A broker process killed with SIGKILL never stops cleanly: it died, and
+  // the last clean stop stays on record.
+  Child killed({"broker", *name});
+  ASSERT_TRUE(killed.WaitForLine("active", 20s));
+  const pid_t killed_pid = killed.pid();
+  killed.Kill();
+  std::this_thread::sleep_for(50ms);
+  info = bus->Info();
+  EXPECT_EQ(info->broker_state, BrokerState::kDied);
+  EXPECT_EQ(info->broker_pid, killed_pid);
+  EXPECT_FALSE(info->broker_alive);
+  EXPECT_EQ(info->broker_epoch, 2u);
+  EXPECT_GE(info->broker_idle_ms, 50);
+  EXPECT_EQ(info->broker_stopped_pid, ::getpid());
 }
 
 TEST(Liveness, ExclusiveBrokerIsRefusedWhileAnotherIsActive) {

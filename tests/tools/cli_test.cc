@@ -282,6 +282,83 @@ TEST_F(CliTest, BrokerStopsCleanlyOnSigint) {
   EXPECT_NE(b.err().find("stopped"), std::string::npos) << b.err();
 }
 
+TEST_F(CliTest, StatAndBusInfoTellABrokerThatNeverRanFromOneThatStoppedOrDied) {
+  ASSERT_TRUE(Python());
+  CreateTopic("x");
+  const std::string start = "start one with: runnel --bus " + bus_ + " broker";
+  auto first_line = [&](const std::vector<std::string>& args) {
+    RunResult r = Runnel(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const std::vector<std::string> lines = Lines(r.out);
+    return lines.empty() ? std::string() : lines[0];
+  };
+  const std::vector<std::string> stat = {"stat", "--interval-ms", "10"};
+  EXPECT_NE(first_line(stat).find(": broker never started (" + start + "), 1 topics"),
+            std::string::npos)
+      << first_line(stat);
+
+  const int pid = StartBroker().pid();
+  EXPECT_NE(first_line(stat).find(": broker pid " + std::to_string(pid) + " (alive), 1 topics"),
+            std::string::npos)
+      << first_line(stat);
+
+  const int64_t before_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  ASSERT_EQ(StopBroker(), 0);
+  const int64_t after_ms =
+      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  // Stopped cleanly: not "never started", and it says who and when.
+  const std::string stopped = first_line(stat);
+  const std::string prefix =
+      ": broker not running (pid " + std::to_string(pid) + " stopped cleanly at ";
+  const std::size_t at = stopped.find(prefix);
+  ASSERT_NE(at, std::string::npos) << stopped;
+  const std::string rest = stopped.substr(at + prefix.size());
+  // 2024-05-01T12:34:56.789Z; start one with: ...
+  ASSERT_GT(rest.size(), 24u) << stopped;
+  EXPECT_EQ(rest[10], 'T') << stopped;
+  EXPECT_EQ(rest[23], 'Z') << stopped;
+  EXPECT_EQ(rest.substr(24), "; " + start + "), 1 topics, 0 clients (rates over 10 ms)");
+
+  RunResult json = Runnel({"stat", "--format", "json", "--interval-ms", "10"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_TRUE(IsJson(json.out)) << json.out;
+  const std::string broker_json =
+      "\"broker\":{\"pid\":0,\"alive\":false,\"epoch\":1,"
+      "\"state\":\"stopped\",\"stopped_pid\":" +
+      std::to_string(pid) + ",\"stopped_ms\":";
+  ASSERT_NE(json.out.find(broker_json), std::string::npos) << json.out;
+  const uint64_t stopped_ms = NumberAfter(json.out, broker_json);
+  EXPECT_GE(stopped_ms, static_cast<uint64_t>(before_ms));
+  EXPECT_LE(stopped_ms, static_cast<uint64_t>(after_ms));
+  RunResult info = Runnel({"bus", "info"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(
+      info.out.find("  broker: not running (pid " + std::to_string(pid) + " stopped cleanly at "),
+      std::string::npos)
+      << info.out;
+  EXPECT_NE(info.out.find("; " + start + "), epoch 1\n"), std::string::npos) << info.out;
+
+  // Killed: it died without stopping.
+  const int killed = StartBroker().pid();
+  EXPECT_EQ(brokers_.back()->Stop(SIGKILL), 128 + SIGKILL);
+  const std::string died = first_line(stat);
+  EXPECT_NE(died.find(": broker pid " + std::to_string(killed) +
+                      " NOT RUNNING (died without stopping, last seen "),
+            std::string::npos)
+      << died;
+  EXPECT_NE(died.find(" s ago; " + start + "), 1 topics"), std::string::npos) << died;
+  RunResult died_json = Runnel({"bus", "info", "--json"});
+  EXPECT_NE(died_json.out.find("\"broker\":{\"pid\":" + std::to_string(killed) +
+                               ",\"alive\":false,\"epoch\":2,\"state\":\"died\","
+                               "\"stopped_pid\":" +
+                               std::to_string(pid) + ",\"stopped_ms\":"),
+            std::string::npos)
+      << died_json.out;
+}
+
 // ---- produce / consume ------------------------------------------------------------------
 
 TEST_F(CliTest, ProducedLinesComeBackExactly) {
