@@ -97,6 +97,9 @@ struct LogState {
   bool after_padding = false;  // the last frame appended was padding (or unknown)
   int64_t max_ts = kNoTimestamp;
   LogPosition durable;
+  // Segments sealed by a roll without sync_on_roll whose data (and index)
+  // the next Sync() must still fdatasync: base offsets, oldest first.
+  std::vector<uint64_t> unsynced_sealed;
   Status sticky;  // first failure that leaves the log in an unknown state
   bool dir_dirty = false;
   bool closed = false;
@@ -388,10 +391,31 @@ Status Roll(LogState& st) {
   if (st.options.sync_on_roll) {
     RUNNEL_RETURN_IF_ERROR(SyncDir(st.dir));
     st.dir_dirty = false;
+  } else {
+    st.unsynced_sealed.push_back(st.active.base);
   }
   st.sealed.push_back(
       SealedSegment{st.active.base, st.active.data_end, st.active.header_length, st.max_ts});
   st.active = std::move(*next);
+  return Status::Ok();
+}
+
+// fdatasyncs the segments (and indexes) that rolls without sync_on_roll
+// sealed since the last Sync. A file retention or Truncate deleted since has
+// nothing left to make durable and is skipped.
+Status SyncUnsyncedSealed(LogState& st) {
+  while (!st.unsynced_sealed.empty()) {
+    const uint64_t base = st.unsynced_sealed.front();
+    for (const std::string& path : {SegPath(st, base), IdxPath(st, base)}) {
+      Result<ScopedFd> fd = OpenFile(path, O_RDONLY);
+      if (!fd.ok()) {
+        if (fd.status().code() == StatusCode::kNotFound) continue;
+        return fd.status();
+      }
+      RUNNEL_RETURN_IF_ERROR(SyncData(fd->get(), path));
+    }
+    st.unsynced_sealed.erase(st.unsynced_sealed.begin());
+  }
   return Status::Ok();
 }
 
@@ -1099,6 +1123,7 @@ Status PartitionLog::Sync() {
   RUNNEL_RETURN_IF_ERROR(st.active.index.Flush());
   RUNNEL_RETURN_IF_ERROR(internal::SyncData(st.active.fd.get(), st.active.path));
   RUNNEL_RETURN_IF_ERROR(internal::SyncData(st.active.index.fd.get(), st.active.index.path));
+  RUNNEL_RETURN_IF_ERROR(internal::SyncUnsyncedSealed(st));
   if (st.dir_dirty) {
     RUNNEL_RETURN_IF_ERROR(internal::SyncDir(st.dir));
     st.dir_dirty = false;

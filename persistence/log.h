@@ -60,7 +60,8 @@ struct LogOptions {
   bool preallocate = true;
   // On roll, fdatasync the sealed segment and its index and fsync the
   // directory, so the only file a durability fsync must cover is the active
-  // segment (AppendTarget::fd). Turn off only for an fsync policy of never.
+  // segment (AppendTarget::fd). Turn off only for an fsync policy of never:
+  // the sealed segments are then synced by the next Sync() (or Close()).
   bool sync_on_roll = true;
   // Let Open repair mid-log corruption by truncating the log at the first
   // damaged frame (deleting later segments) instead of failing.
@@ -219,7 +220,9 @@ class PartitionLog {
   [[nodiscard]] Status Append(std::span<const std::byte> frames);
 
   // Writes buffered index entries and fdatasyncs the active segment and its
-  // index (and the directory after a roll); durable_end() = committed_end().
+  // index, every segment (and index) a roll sealed without syncing it
+  // (sync_on_roll off) since the last Sync, and the directory after a roll:
+  // everything committed is then on disk; durable_end() = committed_end().
   [[nodiscard]] Status Sync();
 
   // Atomically replaces the checkpoint with durable_end().

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -92,6 +93,73 @@ TEST(PartitionLog, RollsAtTheConfiguredSizeAndNamesSegmentsByNextOffset) {
   const auto offsets = ReadOffsets(dir.path());
   ASSERT_EQ(offsets.size(), 300u);
   for (uint64_t i = 0; i < 300; ++i) ASSERT_EQ(offsets[i], i);
+}
+
+// Which files Sync() fdatasyncs is observed by swapping a segment for a link
+// to /dev/null, which fdatasync refuses (EINVAL): a Sync that fails names a
+// file it synced, one that succeeds did not touch it.
+void SwapForDevNull(const std::string& path) {
+  ASSERT_EQ(::rename(path.c_str(), (path + ".real").c_str()), 0);
+  ASSERT_EQ(::symlink("/dev/null", path.c_str()), 0);
+}
+void SwapBack(const std::string& path) {
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_EQ(::rename((path + ".real").c_str(), path.c_str()), 0);
+}
+
+TEST(PartitionLog, SyncWithoutSyncOnRollAlsoSyncsTheSegmentsSealedSinceTheLastSync) {
+  TempDir dir;
+  LogOptions o = Small(4096);
+  o.sync_on_roll = false;  // what a broker does for fsync policy `never`
+  auto log = PartitionLog::Open(dir.path(), o);
+  ASSERT_TRUE(log.ok());
+  for (uint64_t i = 0; i < 120; ++i) ASSERT_TRUE(log->Append(MakeFrames(i, 1)).ok());
+  ASSERT_EQ(log->segments().size(), 3u);  // 0 and 50 sealed, 100 active
+  const std::string first = dir / SegmentFileName(0);
+  const std::string second_index = dir / TimeIndexFileName(50);
+  SwapForDevNull(first);
+  Status s = log->Sync();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find(SegmentFileName(0)), std::string::npos) << s.ToString();
+  SwapBack(first);
+  // The failed Sync kept both segments pending: the index of the second one
+  // is synced by the next Sync too.
+  SwapForDevNull(second_index);
+  s = log->Sync();
+  EXPECT_NE(s.ToString().find(TimeIndexFileName(50)), std::string::npos) << s.ToString();
+  SwapBack(second_index);
+  ASSERT_TRUE(log->Sync().ok());
+  EXPECT_EQ(log->durable_end().next_offset, 120u);
+  // Synced once, never again: the next Sync covers only what rolled since.
+  SwapForDevNull(first);
+  EXPECT_TRUE(log->Sync().ok());
+  SwapBack(first);
+  for (uint64_t i = 120; i < 160; ++i) ASSERT_TRUE(log->Append(MakeFrames(i, 1)).ok());
+  ASSERT_EQ(log->segments().size(), 4u);  // 100 sealed
+  SwapForDevNull(dir / SegmentFileName(100));
+  EXPECT_FALSE(log->Sync().ok());
+  SwapBack(dir / SegmentFileName(100));
+  // A pending segment that retention deleted has nothing left to sync.
+  RetentionPolicy keep_little;
+  keep_little.max_bytes = 1;
+  auto removed = log->Retention(keep_little, 0);
+  ASSERT_TRUE(removed.ok());
+  EXPECT_EQ(removed->removed.size(), 3u);
+  EXPECT_TRUE(log->Sync().ok());
+  ASSERT_TRUE(log->Close().ok());
+}
+
+TEST(PartitionLog, SyncWithSyncOnRollLeavesSealedSegmentsAlone) {
+  TempDir dir;
+  auto log = PartitionLog::Open(dir.path(), Small(4096));
+  ASSERT_TRUE(log.ok());
+  for (uint64_t i = 0; i < 120; ++i) ASSERT_TRUE(log->Append(MakeFrames(i, 1)).ok());
+  ASSERT_EQ(log->segments().size(), 3u);
+  // The roll synced them already.
+  SwapForDevNull(dir / SegmentFileName(0));
+  EXPECT_TRUE(log->Sync().ok());
+  SwapBack(dir / SegmentFileName(0));
+  ASSERT_TRUE(log->Close().ok());
 }
 
 TEST(PartitionLog, ABatchIsSplitAcrossSegmentsAtFrameBoundaries) {
