@@ -64,6 +64,7 @@ enum class BrokerMode : uint8_t {
 struct BrokerTopic {
   std::string name;
   uint64_t generation = 0;
+  int64_t created_wall_ns = 0;  // with the generation, identifies this incarnation
   TopicOptions options;
   std::vector<Ring> rings;  // index = partition
 };

@@ -1,6 +1,9 @@
 #include "ipc/bus.h"
 
 #include <bit>
+#include <chrono>
+#include <filesystem>
+#include <optional>
 
 #include "core/wait.h"
 #include "ipc/broker.h"
@@ -69,6 +72,28 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
       options.partitions == 0 || options.partitions > 64) {
     return core_->CreateTopic(name, options);
   }
+  if (std::optional<TopicTombstone> t = ReadTopicTombstone(data_dir, name)) {
+    // The log on disk belongs to a deleted topic (docs/design.md, "Deleting a
+    // topic"): the new one starts afresh, after that log is gone.
+    std::optional<TopicRecord> live = core_->directory().FindLiveTopic(name);
+    if (live &&
+        (live->generation != t->generation || live->created_wall_ns != t->created_wall_ns)) {
+      // A newer incarnation is live; its broker removes the old log.
+      return core_->CreateTopic(name, options);
+    }
+    if (live) {
+      // Its delete was committed (tombstone) but never finished: finish it.
+      Status d = core_->DeleteTopic(name);
+      if (!d.ok() && d.code() != StatusCode::kNotFound) return d;
+    }
+    // A broker that still has the old logs open closes them on its next tick.
+    Status purged = PurgeTopicData(data_dir, name, std::chrono::seconds(5));
+    if (!purged.ok()) {
+      return Status(purged.code(),
+                    "topic '" + std::string(name) +
+                        "' was deleted and its old log is not removed yet: " + purged.message());
+    }
+  }
   // A topic whose log is already on disk (the bus's shared memory was lost)
   // continues at the offsets recovered there.
   std::vector<uint64_t> base(options.partitions, 0);
@@ -84,7 +109,28 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
   return core_->CreateTopic(name, options, base);
 }
 
-Status Bus::DeleteTopic(std::string_view name) { return core_->DeleteTopic(name); }
+Status Bus::DeleteTopic(std::string_view name) {
+  const std::string& data_dir = core_->options().data_dir;
+  const std::optional<TopicRecord> t = data_dir.empty() || !ValidateTopicName(name).ok()
+                                           ? std::nullopt
+                                           : core_->directory().FindLiveTopic(name);
+  if (!t || (t->flags & internal::kTopicFlagDurable) == 0) return core_->DeleteTopic(name);
+  // The tombstone first: once it is on disk the delete is committed, so a
+  // crash from here on never brings the topic back (docs/design.md).
+  Status marked = WriteTopicTombstone(data_dir, name, {t->generation, t->created_wall_ns});
+  if (!marked.ok()) {
+    return Status(marked.code(), "topic '" + std::string(name) +
+                                     "': cannot mark its log as deleted, nothing was deleted: " +
+                                     marked.message());
+  }
+  Status s = core_->DeleteTopic(name);
+  if (!s.ok() && s.code() != StatusCode::kNotFound) {
+    // Still live: take the tombstone back (a broker would finish the delete).
+    std::error_code ec;
+    std::filesystem::remove(data_dir + "/" + std::string(name) + "/topic.deleted", ec);
+  }
+  return s;
+}
 
 namespace {
 

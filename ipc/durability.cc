@@ -1,6 +1,9 @@
 #include "ipc/durability.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
@@ -9,7 +12,10 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
+#include <vector>
 
+#include "core/wait.h"
 #include "ipc/bus.h"
 #include "persistence/internal/layout.h"
 #include "persistence/log.h"
@@ -132,6 +138,161 @@ Result<TopicOptions> ReadTopicMeta(const std::string& data_dir, std::string_view
   return o;
 }
 
+namespace {
+
+constexpr char kTombstoneFile[] = "topic.deleted";
+// Names a topic directory being removed: '~' never occurs in a topic name, so
+// such a directory is never taken for a topic, and never matches one.
+constexpr std::string_view kPurgeInfix = "~deleted.";
+
+Status FsyncDir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "open " + dir);
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::FromErrno(err, "fsync " + dir);
+  return Status::Ok();
+}
+
+// DIR/NAME holds `text` after a crash at any point, or is absent/unchanged:
+// DIR/NAME.tmp, fsync, rename, fsync of DIR.
+Status WriteFileDurably(const std::string& dir, const std::string& name, std::string_view text) {
+  const std::string path = dir + "/" + name;
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno(errno, "create " + tmp);
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      ::close(fd);
+      return Status::FromErrno(err, "write " + tmp);
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return Status::FromErrno(err, "fsync " + tmp);
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
+  return FsyncDir(dir);
+}
+
+// True if a PartitionLog (of any process) has `dir` open: it holds an
+// exclusive flock on the directory. Taking the lock ourselves for a moment
+// is the test; closing the descriptor drops it.
+bool LogIsOpen(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return false;  // gone
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+  ::close(fd);
+  return held;
+}
+
+}  // namespace
+
+Status WriteTopicTombstone(const std::string& data_dir, std::string_view topic,
+                           const TopicTombstone& t) {
+  const std::string dir = data_dir + "/" + std::string(topic);
+  std::error_code ec;
+  const bool created = fs::create_directories(dir, ec);
+  if (ec) return Status::FromErrno(ec.value(), "create " + dir);
+  if (created) RUNNEL_RETURN_IF_ERROR(FsyncDir(data_dir));
+  const std::string text =
+      "# runnel: this topic was deleted; its data is removed, never restored\n"
+      "generation=" +
+      std::to_string(t.generation) + "\ncreated_wall_ns=" + std::to_string(t.created_wall_ns) +
+      "\n";
+  return WriteFileDurably(dir, kTombstoneFile, text);
+}
+
+std::optional<TopicTombstone> ReadTopicTombstone(const std::string& data_dir,
+                                                 std::string_view topic) {
+  const std::string path = data_dir + "/" + std::string(topic) + "/" + kTombstoneFile;
+  std::ifstream in(path);
+  if (!in) {
+    std::error_code ec;
+    // Present but unreadable still marks the directory as deleted.
+    if (fs::exists(path, ec)) return TopicTombstone{};
+    return std::nullopt;
+  }
+  TopicTombstone t;
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (line.empty() || line[0] == '#' || eq == std::string::npos) continue;
+    const std::string_view key(line.data(), eq);
+    const char* first = line.data() + eq + 1;
+    const char* last = line.data() + line.size();
+    if (key == "generation") (void)std::from_chars(first, last, t.generation);
+    if (key == "created_wall_ns") (void)std::from_chars(first, last, t.created_wall_ns);
+  }
+  return t;
+}
+
+Status PurgeTopicData(const std::string& data_dir, std::string_view topic,
+                      std::chrono::milliseconds wait) {
+  const std::string dir = data_dir + "/" + std::string(topic);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Status::Ok();
+  // The broker closes a deleted topic's logs on its next tick.
+  const int64_t deadline = MonotonicNanos() + wait.count() * 1'000'000;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (!entry.is_directory()) continue;
+    const std::string part = entry.path().string();
+    while (LogIsOpen(part)) {
+      if (MonotonicNanos() >= deadline) {
+        return Status::Unavailable(part + " is still open by a broker after " +
+                                   std::to_string(wait.count()) + " ms; not deleting it");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  const std::string doomed = dir + std::string(kPurgeInfix) + std::to_string(::getpid()) + "." +
+                             std::to_string(MonotonicNanos());
+  if (::rename(dir.c_str(), doomed.c_str()) != 0) {
+    if (errno != ENOENT) return Status::FromErrno(errno, "rename " + dir);
+    // Another process (the broker) renamed it first and is deleting it: let
+    // it finish (up to the deadline), so the space is free when we return.
+    const std::string prefix = std::string(topic) + std::string(kPurgeInfix);
+    for (;;) {
+      bool busy = false;
+      for (const auto& entry : fs::directory_iterator(data_dir, ec)) {
+        if (entry.path().filename().string().starts_with(prefix)) busy = true;
+      }
+      if (!busy || MonotonicNanos() >= deadline) return Status::Ok();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  // From here the topic's directory is gone, whatever happens next.
+  RUNNEL_RETURN_IF_ERROR(FsyncDir(data_dir));
+  fs::remove_all(doomed, ec);
+  if (ec) return Status::FromErrno(ec.value(), "remove " + doomed);
+  return Status::Ok();
+}
+
+void RemovePurgeLeftovers(const std::string& data_dir) {
+  std::error_code ec;
+  std::vector<fs::path> doomed;
+  for (const auto& entry : fs::directory_iterator(data_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(kPurgeInfix) != std::string::npos) doomed.push_back(entry.path());
+  }
+  for (const fs::path& p : doomed) {
+    std::error_code rc;
+    fs::remove_all(p, rc);
+    if (rc) {
+      std::fprintf(stderr, "runnel broker: cannot remove %s: %s\n", p.c_str(),
+                   rc.message().c_str());
+    }
+  }
+}
+
 Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view topic,
                                   uint32_t partition) {
   const std::string dir = PartitionDir(data_dir, topic, partition);
@@ -184,10 +345,22 @@ class DurabilityHooks : public BrokerHooks {
     Result<Bus> bus = Bus::Open(context.bus_name, bo);
     if (!bus.ok()) return;
     bus_ = std::make_unique<Bus>(std::move(*bus));
+    RemovePurgeLeftovers(options_.data_dir);
+    std::vector<std::string> topics;
     for (const auto& entry : fs::directory_iterator(options_.data_dir, ec)) {
-      if (!entry.is_directory()) continue;
-      const std::string topic = entry.path().filename().string();
+      if (entry.is_directory()) topics.push_back(entry.path().filename().string());
+    }
+    for (const std::string& topic : topics) {
       if (!ValidateTopicName(topic).ok()) continue;
+      if (ReadTopicTombstone(options_.data_dir, topic)) {
+        // Deleted. A live topic of that name is handled by OnTopicAdded
+        // (the delete's last step, or a newer incarnation).
+        if (bus_->DescribeTopic(topic).ok()) continue;
+        Status s = PurgeTopicData(options_.data_dir, topic, std::chrono::milliseconds(0));
+        std::fprintf(stderr, "runnel broker: removed the log of deleted topic %s from %s: %s\n",
+                     topic.c_str(), options_.data_dir.c_str(), s.ToString().c_str());
+        continue;
+      }
       Result<TopicOptions> meta = ReadTopicMeta(options_.data_dir, topic);
       if (!meta.ok()) continue;
       if (bus_->DescribeTopic(topic).ok()) continue;
@@ -199,6 +372,30 @@ class DurabilityHooks : public BrokerHooks {
 
   void OnTopicAdded(const BrokerTopic& topic) override {
     if (!persister_ || !topic.options.durable) return;
+    if (std::optional<TopicTombstone> t = ReadTopicTombstone(options_.data_dir, topic.name)) {
+      if (bus_ && t->generation == topic.generation &&
+          t->created_wall_ns == topic.created_wall_ns) {
+        // This very topic was deleted (the tombstone is the commit point)
+        // but its deleter died before taking it off the bus: finish that.
+        // OnTopicRemoved follows on a later tick and removes the log.
+        Status s = bus_->DeleteTopic(topic.name);
+        std::fprintf(stderr, "runnel broker: finished deleting topic %s: %s\n", topic.name.c_str(),
+                     s.ToString().c_str());
+        return;
+      }
+      // The log of an earlier incarnation: remove it, this one starts afresh.
+      Status s = PurgeTopicData(options_.data_dir, topic.name, std::chrono::seconds(2));
+      if (!s.ok()) {
+        std::fprintf(stderr, "runnel broker: %s: the log of its deleted predecessor: %s\n",
+                     topic.name.c_str(), s.ToString().c_str());
+        for (const Ring& ring : topic.rings) {
+          for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+            if (ring.GatingOwner(i) == kPersisterGatingOwner) ring.SetGatingError(i, EIO);
+          }
+        }
+        return;
+      }
+    }
     Status meta = WriteTopicMeta(options_.data_dir, topic.name, topic.options);
     if (!meta.ok()) {
       std::fprintf(stderr, "runnel broker: %s: %s\n", topic.name.c_str(), meta.ToString().c_str());
@@ -255,10 +452,15 @@ class DurabilityHooks : public BrokerHooks {
     partitions_.erase(topic.name);
     // Deleted from the bus (not just the broker stopping): delete its data.
     if (stopping_ || !bus_) return;
-    // Still there (or re-created meanwhile): the directory is not ours to remove.
+    // Still there (or re-created meanwhile): the directory is not ours to
+    // remove (a newer incarnation removes a tombstoned one in OnTopicAdded).
     if (bus_->DescribeTopic(topic.name).ok()) return;
-    std::error_code ec;
-    fs::remove_all(options_.data_dir + "/" + topic.name, ec);
+    // Renamed away first: a crash cannot leave a partial topic directory.
+    Status s = PurgeTopicData(options_.data_dir, topic.name, std::chrono::seconds(2));
+    if (!s.ok()) {
+      std::fprintf(stderr, "runnel broker: cannot remove the log of deleted topic %s: %s\n",
+                   topic.name.c_str(), s.ToString().c_str());
+    }
   }
 
   void Stop() override {

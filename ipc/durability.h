@@ -11,10 +11,20 @@
 // When a topic is deleted from the bus, its partitions are closed and its data
 // directory is removed. When the broker stops, everything is flushed (written,
 // fdatasync'ed, checkpointed) and the logs are closed.
+//
+// Deleting a topic's data (docs/design.md, "Deleting a topic"): a process
+// with a data dir that deletes a durable topic first writes the tombstone
+// DATA_DIR/<topic>/topic.deleted (durably), then takes the topic off the bus.
+// A tombstoned directory is never restored; the broker removes it (at once
+// if it runs, else when it starts), and creating the topic again removes it
+// first, so the new topic starts at offset 0. Removal renames the directory
+// to DATA_DIR/<topic>~deleted.<pid>.<n> ('~' is not allowed in topic names)
+// and then deletes that; a broker removes such leftovers when it starts.
 
 #ifndef RUNNEL_IPC_DURABILITY_H_
 #define RUNNEL_IPC_DURABILITY_H_
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
@@ -43,6 +53,34 @@ struct DurabilityOptions {
 // the segment files without opening the log for writing (0 if there is none).
 [[nodiscard]] Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view topic,
                                                 uint32_t partition);
+
+// The tombstone of a deleted topic: which bus entry was deleted (generation
+// and creation time together identify it; both 0 when the topic was not on
+// the bus, e.g. `runnel topic delete` of a topic only in the data dir).
+struct TopicTombstone {
+  uint64_t generation = 0;
+  int64_t created_wall_ns = 0;
+};
+
+// Writes DATA_DIR/<topic>/topic.deleted (creating the directory): a
+// temporary file, fsync, rename, fsync of the directory, so after a crash the
+// tombstone is either complete or absent.
+[[nodiscard]] Status WriteTopicTombstone(const std::string& data_dir, std::string_view topic,
+                                         const TopicTombstone& tombstone);
+// The tombstone of DATA_DIR/<topic>, or nullopt if there is none. A tombstone
+// whose content cannot be parsed still counts (with zero fields).
+[[nodiscard]] std::optional<TopicTombstone> ReadTopicTombstone(const std::string& data_dir,
+                                                               std::string_view topic);
+// Removes DATA_DIR/<topic> (nothing to do if it is absent). Waits up to
+// `wait` for every partition log in it to be closed (a PartitionLog holds an
+// flock on its directory while open): kUnavailable naming the directory if
+// one is still open then. The directory is renamed away first (atomic; the
+// parent is fsync'ed), so a crash never leaves a partial <topic> directory.
+// REQUIRES: the topic is not live on a bus that persists into data_dir.
+[[nodiscard]] Status PurgeTopicData(const std::string& data_dir, std::string_view topic,
+                                    std::chrono::milliseconds wait);
+// Deletes what purges interrupted by a crash left (DATA_DIR/*~deleted.*).
+void RemovePurgeLeftovers(const std::string& data_dir);
 
 // SyncPolicy of a topic's settings.
 SyncPolicy TopicSyncPolicy(const TopicOptions& options);

@@ -434,7 +434,10 @@ std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& gl
   std::string msg = fmt::format("topic '{}' not found on bus '{}'", topic, global.bus);
   std::error_code ec;
   const std::filesystem::path on_disk = std::filesystem::path(global.data_dir) / std::string(topic);
-  if (std::filesystem::is_directory(on_disk, ec)) {
+  // A log the next broker restores the topic from: settings, no tombstone
+  // (a deleted topic's log is removed, never restored).
+  if (std::filesystem::exists(on_disk / "topic.meta", ec) &&
+      !std::filesystem::exists(on_disk / "topic.deleted", ec)) {
     msg += fmt::format(
         " (its log exists in {}: start a broker with `runnel broker` to bring the topic back, "
         "or read the log with `runnel replay {}`)",

@@ -1,9 +1,6 @@
 // `runnel topic create|list|describe|delete`.
 
-#include <fcntl.h>
 #include <fmt/core.h>
-#include <sys/file.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstring>
@@ -11,10 +8,10 @@
 #include <memory>
 #include <string>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include "ipc/bus.h"
+#include "ipc/durability.h"
 #include "persistence/persister.h"
 #include "persistence/reader.h"
 #include "tools/bus_util.h"
@@ -306,45 +303,43 @@ struct DeleteArgs {
   int64_t purge_wait_ms = 10'000;
 };
 
-// Waits until no PartitionLog holds `dir` (the broker closed it), up to
-// `deadline`. PartitionLog holds an exclusive flock on the directory while
-// open.
-bool WaitUnlocked(const std::string& dir, std::chrono::steady_clock::time_point deadline) {
-  for (;;) {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return true;  // gone already
-    const bool free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
-    ::close(fd);  // also drops our lock
-    if (free) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
-
 int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   constexpr std::string_view kCmd = "topic delete";
   std::optional<Bus> bus = OpenExistingBus(global, kCmd);
   if (!bus) return kExitRuntime;
+  const std::string log_dir = (std::filesystem::path(global.data_dir) / args.name).string();
+  // With the bus's data dir, DeleteTopic first marks the log as deleted (a
+  // tombstone): no broker restores the topic from it afterwards.
   Status s = bus->DeleteTopic(args.name);
   const bool was_on_bus = s.ok();
+  std::error_code ec;
+  if (s.code() == StatusCode::kNotFound && ValidateTopicName(args.name).ok() &&
+      std::filesystem::exists(log_dir + "/topic.meta", ec) &&
+      !ReadTopicTombstone(global.data_dir, args.name)) {
+    // Only in the data dir (the bus lost its shared memory and no broker
+    // restored it yet): a broker would bring it back, so mark it deleted.
+    s = WriteTopicTombstone(global.data_dir, args.name, {});
+    if (s.ok()) {
+      fmt::print("topic '{}' is not on bus '{}'; marked its log {} as deleted\n", args.name,
+                 global.bus, log_dir);
+    }
+  }
   if (!s.ok() && !(s.code() == StatusCode::kNotFound && args.purge)) {
     PrintError(kCmd, s.code() == StatusCode::kNotFound ? ExplainTopicNotFound(args.name, global)
                                                        : s.ToString());
     return kExitRuntime;
   }
-  const std::string log_dir = (std::filesystem::path(global.data_dir) / args.name).string();
-  std::error_code ec;
   const bool has_log = std::filesystem::is_directory(log_dir, ec);
   if (was_on_bus) fmt::print("deleted topic '{}' from bus '{}'\n", args.name, global.bus);
   Result<BusInfo> info = bus->Info();
   const bool broker_alive = info.ok() && info->broker_alive;
   if (!args.purge) {
-    if (has_log && broker_alive && was_on_bus) {
+    if (has_log && broker_alive) {
       fmt::print("the broker removes its log {}\n", log_dir);
     } else if (has_log) {
       fmt::print(
-          "its log stays in {} (no broker is running: one started later re-creates the topic "
-          "from it; delete the log now with: {} topic delete {} --purge)\n",
+          "its log stays in {}, marked as deleted: the next broker removes it (no broker is "
+          "running; remove it now with: {} topic delete {} --purge)\n",
           log_dir, RunnelCommand(global), args.name);
     }
     return kExitOk;
@@ -356,25 +351,14 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
     }
     return kExitOk;
   }
-  // The broker closes the topic's logs on its next tick; wait for it.
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::milliseconds(args.purge_wait_ms);
-  Result<std::vector<uint32_t>> parts = ListPartitions(global.data_dir, args.name);
-  if (parts.ok()) {
-    for (uint32_t p : *parts) {
-      const std::string dir = PartitionDir(global.data_dir, args.name, p);
-      if (!WaitUnlocked(dir, deadline)) {
-        PrintError(kCmd, fmt::format("{} is still open by a broker after {} ms; not deleting it "
-                                     "(is the topic still in use on another bus with this data "
-                                     "dir?)",
-                                     dir, args.purge_wait_ms));
-        return kExitRuntime;
-      }
-    }
-  }
-  std::filesystem::remove_all(log_dir, ec);  // the broker may have removed it meanwhile
-  if (ec && ec != std::errc::no_such_file_or_directory) {
-    PrintError(kCmd, fmt::format("cannot delete {}: {}", log_dir, ec.message()));
+  // A running broker closes the topic's logs on its next tick (and removes
+  // them itself); wait for that.
+  Status purged =
+      PurgeTopicData(global.data_dir, args.name, std::chrono::milliseconds(args.purge_wait_ms));
+  if (!purged.ok()) {
+    PrintError(kCmd, fmt::format("{} (is the topic still in use on another bus with this data "
+                                 "dir?)",
+                                 purged.message()));
     return kExitRuntime;
   }
   fmt::print("deleted its log {}\n", log_dir);
@@ -444,8 +428,7 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
     sub->add_option("NAME", a->name, "Topic name")->required();
     sub->add_flag("--purge", a->purge,
                   "Also delete the log DATA_DIR/NAME now, even with no broker running (a running "
-                  "broker deletes it itself; a broker started later would re-create the topic "
-                  "from it)");
+                  "broker deletes it itself; else the next broker to start does)");
     SetRunner(sub, [a, &global] { return RunDelete(global, *a); });
   }
 }

@@ -45,18 +45,22 @@ void Housekeeper::RefreshTopics(std::span<const std::shared_ptr<BrokerHooks>> ho
   const uint64_t version = dir.topics_version();
   if (version == seen_topics_version_) return;
   const std::vector<TopicRecord> live = dir.LiveTopics();
-  std::set<uint32_t> keep;
+  // Removals first: when a topic was deleted and created again (in its old
+  // slot or another one), the hooks close the old incarnation (its logs)
+  // before they see the new one.
+  std::set<std::pair<uint32_t, uint64_t>> live_keys;
+  for (const TopicRecord& t : live) live_keys.emplace(t.slot, t.generation);
+  for (auto it = topics_.begin(); it != topics_.end();) {
+    if (live_keys.count({it->first, it->second.view.generation}) == 0) {
+      for (const auto& h : hooks) h->OnTopicRemoved(it->second.view);
+      it = topics_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   bool complete = true;
   for (const TopicRecord& t : live) {
-    auto it = topics_.find(t.slot);
-    if (it != topics_.end() && it->second.view.generation == t.generation) {
-      keep.insert(t.slot);
-      continue;
-    }
-    if (it != topics_.end()) {
-      for (const auto& h : hooks) h->OnTopicRemoved(it->second.view);
-      topics_.erase(it);
-    }
+    if (topics_.count(t.slot) != 0) continue;  // known, same generation
     Result<std::shared_ptr<const TopicMapping>> m = core_->MapTopic(t);
     if (!m.ok()) {
       // Deleted meanwhile (a newer version follows), or not mappable now.
@@ -67,6 +71,7 @@ void Housekeeper::RefreshTopics(std::span<const std::shared_ptr<BrokerHooks>> ho
     topic.mapping = *m;
     topic.view.name = t.name;
     topic.view.generation = t.generation;
+    topic.view.created_wall_ns = t.created_wall_ns;
     topic.view.options = OptionsFromRecord(t);
     topic.view.rings = topic.mapping->rings;
     for (const Ring& r : topic.mapping->rings) {
@@ -74,16 +79,7 @@ void Housekeeper::RefreshTopics(std::span<const std::shared_ptr<BrokerHooks>> ho
     }
     auto [pos, inserted] = topics_.emplace(t.slot, std::move(topic));
     (void)inserted;
-    keep.insert(t.slot);
     for (const auto& h : hooks) h->OnTopicAdded(pos->second.view);
-  }
-  for (auto it = topics_.begin(); it != topics_.end();) {
-    if (keep.count(it->first) == 0) {
-      for (const auto& h : hooks) h->OnTopicRemoved(it->second.view);
-      it = topics_.erase(it);
-    } else {
-      ++it;
-    }
   }
   if (complete) seen_topics_version_ = version;
 }

@@ -8,10 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "ipc/broker.h"
@@ -55,6 +59,13 @@ class DurabilityTest : public ::testing::Test {
   std::string dir_;
   static inline int counter_ = 0;
 };
+
+TopicOptions DurabilityTestTopic() {
+  TopicOptions t;
+  t.ring_bytes = 64 * 1024;
+  t.segment_bytes = 256 * 1024;
+  return t;
+}
 
 std::string Value(uint64_t i) {
   std::string v = "value-" + std::to_string(i) + "-";
@@ -226,6 +237,281 @@ TEST_F(DurabilityTest, NonDurableBusReportsWaitDurableUnavailable) {
   SendResult r = p->TrySend(std::nullopt, "x");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(p->WaitDurable(0, r.offset, 10ms).code(), StatusCode::kUnavailable);
+}
+
+// ---- deleting topics ------------------------------------------------------------
+
+// Sends `n` records to every partition of `topic` and waits until they are durable.
+void ProduceDurably(Bus& bus, const std::string& topic, uint64_t n) {
+  Result<Producer> p = bus.CreateProducer(topic);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  for (uint32_t part = 0; part < p->partition_count(); ++part) {
+    uint64_t last = 0;
+    for (uint64_t i = 0; i < n; ++i) {
+      SendResult r = p->Send(std::nullopt, Value(i), {}, part, 10s);
+      ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+      last = r.offset;
+    }
+    ASSERT_TRUE(p->WaitDurable(part, last, 10s).ok());
+  }
+}
+
+// Names in the data dir (topic directories and anything else).
+std::vector<std::string> DataDirEntries(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// A topic that was deleted comes back new: offset 0, nothing old replayed.
+void ExpectFreshTopic(Bus& bus, const std::string& topic) {
+  ASSERT_TRUE(bus.CreateTopic(topic, DurabilityTestTopic()).ok());
+  Result<TopicInfo> info = bus.DescribeTopic(topic);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->partitions[0].next_offset, 0u);
+  Result<Producer> p = bus.CreateProducer(topic);
+  ASSERT_TRUE(p.ok());
+  SendResult r = p->Send(std::nullopt, "fresh", {}, 0, 10s);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.offset, 0u);
+  ConsumerOptions co;
+  co.partitions = {0};
+  co.start = StartPosition::Earliest();
+  Result<Consumer> c = bus.CreateConsumer(topic, co);
+  ASSERT_TRUE(c.ok());
+  auto got = Drain(*c, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], (std::pair<uint64_t, std::string>{0, "fresh"}));
+  int more = 0;
+  (void)c->PollFor([&](const ConsumerRecord&) { ++more; }, 16, 100ms);
+  EXPECT_EQ(more, 0);
+}
+
+TEST_F(DurabilityTest, TopicDeletedWithoutABrokerStaysDeletedWhenOneStarts) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("gone", Topic(2)).ok());
+    ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+    ProduceDurably(*bus, "gone", 300);
+    ProduceDurably(*bus, "kept", 300);
+  }  // the broker stops
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+    ASSERT_TRUE(bus.ok());
+    Result<TopicInfo> before = bus->DescribeTopic("gone");
+    ASSERT_TRUE(before.ok());
+    ASSERT_TRUE(bus->DeleteTopic("gone").ok());
+    // Marked, not removed: no broker runs to close its logs.
+    std::optional<TopicTombstone> t = ReadTopicTombstone(dir_, "gone");
+    ASSERT_TRUE(t.has_value());
+    EXPECT_EQ(t->generation, before->generation);
+    EXPECT_EQ(t->created_wall_ns, before->created_wall_ns);
+    EXPECT_TRUE(fs::exists(dir_ + "/gone/0"));
+    EXPECT_FALSE(ReadTopicTombstone(dir_, "kept").has_value());
+  }
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  EXPECT_EQ(bus->DescribeTopic("gone").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(DataDirEntries(dir_), (std::vector<std::string>{"kept"}));
+  Result<TopicInfo> kept = bus->DescribeTopic("kept");
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->partitions[0].next_offset, 300u);
+  ExpectFreshTopic(*bus, "gone");
+}
+
+TEST_F(DurabilityTest, TopicDeletedWhileTheBrokerRunsIsNotRestoredAfterTheSharedMemoryIsGone) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+    ASSERT_TRUE(bus->CreateTopic("gone", Topic()).ok());
+    ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+    ProduceDurably(*bus, "gone", 200);
+    ProduceDurably(*bus, "kept", 200);
+    ASSERT_TRUE(bus->DeleteTopic("gone").ok());
+    // The broker closes the logs on its next tick and removes the directory.
+    ASSERT_TRUE(testing::Eventually(
+        [&] { return DataDirEntries(dir_) == std::vector<std::string>{"kept"}; }, 5s))
+        << DataDirEntries(dir_).size();
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());  // a reboot
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  Result<std::vector<TopicInfo>> topics = bus->ListTopics();
+  ASSERT_TRUE(topics.ok());
+  ASSERT_EQ(topics->size(), 1u);
+  EXPECT_EQ((*topics)[0].name, "kept");
+  ExpectFreshTopic(*bus, "gone");
+}
+
+TEST_F(DurabilityTest, RecreatingADeletedTopicWithoutABrokerStartsAfresh) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("gone", Topic()).ok());
+    ProduceDurably(*bus, "gone", 200);
+  }
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->DeleteTopic("gone").ok());
+  ASSERT_TRUE(fs::exists(dir_ + "/gone/topic.deleted"));
+  // No broker: creating it again removes the old log first, so neither the
+  // ring nor a consumer reading the disk sees the old records.
+  ExpectFreshTopic(*bus, "gone");
+  EXPECT_FALSE(fs::exists(dir_ + "/gone"));  // nothing persisted it yet
+  EXPECT_EQ(DataDirEntries(dir_), std::vector<std::string>{});
+}
+
+// What a deleter killed between its tombstone and taking the topic off the
+// bus leaves: the delete is committed, so a broker finishes it.
+TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("gone", Topic()).ok());
+  ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+  Result<TopicInfo> gone = bus->DescribeTopic("gone");
+  ASSERT_TRUE(gone.ok());
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "gone", {gone->generation, gone->created_wall_ns}).ok());
+  // A tombstone of an older incarnation does not delete the live "kept".
+  Result<TopicInfo> kept = bus->DescribeTopic("kept");
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "kept", {kept->generation + 100, 1}).ok());
+
+  Broker broker(*bus);
+  DurabilityOptions d;
+  d.data_dir = dir_;
+  broker.AddHooks(MakeDurabilityHooks(d));
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());
+  ASSERT_TRUE(testing::Eventually([&] { return !fs::exists(dir_ + "/gone"); }, 5s));
+  EXPECT_EQ(bus->DescribeTopic("gone").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(bus->DescribeTopic("kept").ok());
+  EXPECT_FALSE(ReadTopicTombstone(dir_, "kept").has_value());  // the stale log was replaced
+  ProduceDurably(*bus, "kept", 10);
+  Result<uint64_t> on_disk = NextOffsetOnDisk(dir_, "kept", 0);
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
+  EXPECT_EQ(*on_disk, 10u);
+  broker.Stop();
+}
+
+// What a broker killed in the middle of removing a deleted topic's log
+// leaves, built by hand: the renamed directory half removed, and a tombstoned
+// directory whose settings and some partitions are already gone. Neither
+// comes back, and the other topic is untouched.
+TEST_F(DurabilityTest, HalfRemovedLogsOfDeletedTopicsNeverComeBack) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    for (const char* t : {"a", "b", "kept"}) ASSERT_TRUE(bus->CreateTopic(t, Topic(3)).ok());
+    for (const char* t : {"a", "b", "kept"}) ProduceDurably(*bus, t, 100);
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());  // and a reboot, so only the disk is left
+  // "a": renamed away, then the removal stopped half-way.
+  fs::rename(dir_ + "/a", dir_ + "/a~deleted.123.456");
+  fs::remove_all(dir_ + "/a~deleted.123.456/1");
+  fs::remove(dir_ + "/a~deleted.123.456/topic.meta");
+  // "b": tombstoned; its settings and a partition removed.
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "b", {}).ok());
+  fs::remove(dir_ + "/b/topic.meta");
+  fs::remove_all(dir_ + "/b/0");
+
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  Result<std::vector<TopicInfo>> topics = bus->ListTopics();
+  ASSERT_TRUE(topics.ok());
+  ASSERT_EQ(topics->size(), 1u);
+  EXPECT_EQ((*topics)[0].name, "kept");
+  EXPECT_EQ(DataDirEntries(dir_), (std::vector<std::string>{"kept"}));
+  Result<TopicInfo> kept = bus->DescribeTopic("kept");
+  for (uint32_t p = 0; p < 3; ++p) EXPECT_EQ(kept->partitions[p].next_offset, 100u);
+}
+
+// A broker process killed with SIGKILL at random moments while it removes
+// deleted topics' logs, round after round: a deleted topic never comes back,
+// and the topic that was not deleted keeps every record.
+TEST_F(DurabilityTest, BrokerKilledWhileRemovingADeletedTopicNeverBringsItBack) {
+  ScopedBusName name;
+  auto start_broker = [&]() -> std::pair<pid_t, int> {
+    int fds[2];
+    if (pipe(fds) != 0) return {-1, -1};
+    const pid_t pid = fork();
+    if (pid == 0) {
+      close(fds[0]);
+      Result<Bus> bus = Bus::Open(*name, Options(false));
+      if (!bus.ok()) _exit(2);
+      Broker broker(*bus);
+      DurabilityOptions d;
+      d.data_dir = dir_;
+      broker.AddHooks(MakeDurabilityHooks(d));
+      if (!broker.Start(BrokerMode::kExclusive).ok()) _exit(3);
+      if (!broker.WaitReady(30s).ok()) _exit(4);
+      const char ready = 'r';
+      if (write(fds[1], &ready, 1) != 1) _exit(5);
+      for (;;) pause();
+    }
+    close(fds[1]);
+    return {pid, fds[0]};
+  };
+  auto wait_ready = [](int fd) {
+    char c = 0;
+    const bool ok = read(fd, &c, 1) == 1;
+    close(fd);
+    return ok;
+  };
+  Result<Bus> bus = Bus::Open(*name, Options(false));
+  ASSERT_TRUE(bus.ok());
+  auto [broker, ready_fd] = start_broker();
+  ASSERT_GT(broker, 0);
+  ASSERT_TRUE(wait_ready(ready_fd));
+  TopicOptions big = Topic(4);
+  big.segment_bytes = 64 * 1024;  // many segment files to remove
+  ASSERT_TRUE(bus->CreateTopic("kept", big).ok());
+  ProduceDurably(*bus, "kept", 500);
+  uint64_t seed = static_cast<uint64_t>(getpid());
+  for (int round = 0; round < 8; ++round) {
+    const std::string gone = "gone" + std::to_string(round);
+    ASSERT_TRUE(bus->CreateTopic(gone, big).ok());
+    ProduceDurably(*bus, gone, 500);
+    ASSERT_TRUE(bus->DeleteTopic(gone).ok());
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    std::this_thread::sleep_for(std::chrono::microseconds((seed >> 33) % 60'000));
+    kill(broker, SIGKILL);
+    waitpid(broker, nullptr, 0);
+    if (round % 2 == 1) {
+      ASSERT_TRUE(Bus::Remove(*name).ok());  // a reboot too
+    }
+    bus = Bus::Open(*name, Options(false));
+    ASSERT_TRUE(bus.ok());
+    std::tie(broker, ready_fd) = start_broker();
+    ASSERT_GT(broker, 0);
+    ASSERT_TRUE(wait_ready(ready_fd)) << "round " << round;
+    Result<std::vector<TopicInfo>> topics = bus->ListTopics();
+    ASSERT_TRUE(topics.ok());
+    ASSERT_EQ(topics->size(), 1u) << "round " << round;
+    EXPECT_EQ((*topics)[0].name, "kept");
+    EXPECT_EQ(DataDirEntries(dir_), (std::vector<std::string>{"kept"})) << "round " << round;
+    Result<TopicInfo> kept = bus->DescribeTopic("kept");
+    ASSERT_TRUE(kept.ok());
+    for (uint32_t p = 0; p < 4; ++p) EXPECT_EQ(kept->partitions[p].next_offset, 500u);
+  }
+  kill(broker, SIGTERM);
+  waitpid(broker, nullptr, 0);
+  // Every record of "kept" is still on disk.
+  for (uint32_t p = 0; p < 4; ++p) {
+    Result<uint64_t> on_disk = NextOffsetOnDisk(dir_, "kept", p);
+    ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
+    EXPECT_EQ(*on_disk, 500u) << p;
+  }
 }
 
 // A broker process killed with SIGKILL at random moments, many times, while

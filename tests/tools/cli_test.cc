@@ -59,6 +59,13 @@ class CliTest : public ::testing::Test {
     return RunProcess(Argv(args), input, timeout);
   }
 
+ public:
+  // Runnel() for helpers outside the fixture.
+  RunResult RunnelFor(const std::vector<std::string>& args, const std::string& input = "") {
+    return Runnel(args, input);
+  }
+
+ protected:
   // Starts `runnel broker` and waits until it is active.
   Child& StartBroker(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"broker"};
@@ -523,6 +530,122 @@ TEST_F(CliTest, RecordsSurviveLosingTheSharedMemory) {
                          "2000", "--format", "json"});
   EXPECT_NE(c2.out.find("\"offset\":200,"), std::string::npos) << c2.out;
   EXPECT_NE(c2.out.find("\"value\":\"next\""), std::string::npos) << c2.out;
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+// ---- topic delete ---------------------------------------------------------------------------
+
+// After `topic delete` and a broker (re)start: not listed, producing fails
+// with the unknown-topic error, and creating it again starts at offset 0.
+void ExpectDeletedForGood(CliTest& t, const std::string& bus, const std::string& data_dir) {
+  RunResult list = t.RunnelFor({"topic", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_EQ(list.out.find("gone"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("kept"), std::string::npos) << list.out;
+  EXPECT_FALSE(fs::exists(data_dir + "/gone"));
+  RunResult p = t.RunnelFor({"produce", "gone"}, "x\n");
+  EXPECT_EQ(p.exit_code, 1);
+  EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus +
+                       "' (create it with: runnel topic create gone)\n");
+  RunResult create = t.RunnelFor({"topic", "create", "gone"});
+  ASSERT_EQ(create.exit_code, 0) << create.err;
+  RunResult again = t.RunnelFor({"produce", "gone"}, "fresh\n");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  RunResult c = t.RunnelFor(
+      {"consume", "gone", "--from", "earliest", "--idle-exit-ms", "500", "--format", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::vector<std::string> lines = Lines(c.out);
+  ASSERT_EQ(lines.size(), 1u) << c.out;
+  EXPECT_NE(lines[0].find("\"offset\":0,"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("\"value\":\"fresh\""), std::string::npos) << lines[0];
+  RunResult kept = t.RunnelFor({"consume", "kept", "--from", "earliest", "--idle-exit-ms", "500"});
+  EXPECT_EQ(kept.out, "k1\nk2\n");
+}
+
+TEST_F(CliTest, TopicDeletedWithNoBrokerRunningStaysDeleted) {
+  StartBroker();
+  CreateTopic("gone", {"--partitions", "2"});
+  CreateTopic("kept");
+  ASSERT_EQ(Runnel({"produce", "gone"}, "old1\nold2\nold3\n").exit_code, 0);
+  ASSERT_EQ(Runnel({"produce", "kept"}, "k1\nk2\n").exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+
+  RunResult del = Runnel({"topic", "delete", "gone"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(del.out, "deleted topic 'gone' from bus '" + bus_ + "'\nits log stays in " + data_dir_ +
+                         "/gone, marked as deleted: the next broker removes it (no broker is "
+                         "running; remove it now with: runnel --bus " +
+                         bus_ + " topic delete gone --purge)\n");
+  EXPECT_TRUE(fs::exists(data_dir_ + "/gone/topic.deleted"));
+  // Before any broker runs, the hint does not offer to bring it back.
+  RunResult p = Runnel({"produce", "gone"}, "x\n");
+  EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus_ +
+                       "' (create it with: runnel topic create gone)\n");
+
+  StartBroker();
+  ExpectDeletedForGood(*this, bus_, data_dir_);
+  ASSERT_EQ(StopBroker(), 0);
+  // Still gone after a reboot (the bus's shared memory lost) and a restart.
+  ASSERT_TRUE(Bus::Remove(bus_).ok());
+  StartBroker();
+  RunResult list = Runnel({"topic", "list"});
+  EXPECT_NE(list.out.find("gone"), std::string::npos) << list.out;  // the re-created one
+  RunResult c = Runnel({"consume", "gone", "--from", "earliest", "--idle-exit-ms", "500"});
+  EXPECT_EQ(c.out, "fresh\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, TopicDeletedWhileTheBrokerRunsStaysDeletedAfterARestart) {
+  StartBroker();
+  CreateTopic("gone");
+  CreateTopic("kept");
+  ASSERT_EQ(Runnel({"produce", "gone"}, "old1\nold2\n").exit_code, 0);
+  ASSERT_EQ(Runnel({"produce", "kept"}, "k1\nk2\n").exit_code, 0);
+  RunResult del = Runnel({"topic", "delete", "gone"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(del.out, "deleted topic 'gone' from bus '" + bus_ + "'\nthe broker removes its log " +
+                         data_dir_ + "/gone\n");
+  ASSERT_EQ(StopBroker(), 0);
+  StartBroker();
+  ExpectDeletedForGood(*this, bus_, data_dir_);
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, TopicOnlyInTheDataDirCanBeDeleted) {
+  StartBroker();
+  CreateTopic("gone");
+  CreateTopic("kept");
+  ASSERT_EQ(Runnel({"produce", "gone"}, "old\n").exit_code, 0);
+  ASSERT_EQ(Runnel({"produce", "kept"}, "k1\nk2\n").exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+  ASSERT_TRUE(Bus::Remove(bus_).ok());  // a reboot: only the data dir knows the topics
+  ASSERT_TRUE(Bus::Open(bus_).ok());
+  RunResult del = Runnel({"topic", "delete", "gone"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_EQ(del.out.substr(0, del.out.find('\n') + 1), "topic 'gone' is not on bus '" + bus_ +
+                                                           "'; marked its log " + data_dir_ +
+                                                           "/gone as deleted\n");
+  StartBroker();
+  ExpectDeletedForGood(*this, bus_, data_dir_);
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+TEST_F(CliTest, TopicDeletePurgeRemovesTheLogAtOnce) {
+  StartBroker();
+  CreateTopic("gone");
+  CreateTopic("kept");
+  ASSERT_EQ(Runnel({"produce", "gone"}, "old\n").exit_code, 0);
+  ASSERT_EQ(Runnel({"produce", "kept"}, "k1\nk2\n").exit_code, 0);
+  // With the broker running: waits for it to close the logs.
+  RunResult del = Runnel({"topic", "delete", "gone", "--purge"});
+  ASSERT_EQ(del.exit_code, 0) << del.err;
+  EXPECT_FALSE(fs::exists(data_dir_ + "/gone"));
+  std::vector<std::string> entries;
+  for (const auto& e : fs::directory_iterator(data_dir_)) entries.push_back(e.path().filename());
+  EXPECT_EQ(entries, std::vector<std::string>{"kept"});
+  ASSERT_EQ(StopBroker(), 0);
+  StartBroker();
+  ExpectDeletedForGood(*this, bus_, data_dir_);
   EXPECT_EQ(StopBroker(), 0);
 }
 
