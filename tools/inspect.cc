@@ -505,6 +505,15 @@ int InspectFile(const std::string& path) {
     fmt::print("{}{}", text, text.ends_with('\n') ? "" : "\n");
     return kExitOk;
   }
+  if (name == "topic.deleted") {
+    fmt::print(
+        "{}: tombstone: the topic was deleted; the next broker (or creating it again) "
+        "removes this directory, none restores it\n",
+        path);
+    std::string text(reinterpret_cast<const char*>(m->data()), m->size());
+    fmt::print("{}{}", text, text.ends_with('\n') ? "" : "\n");
+    return kExitOk;
+  }
   std::array<char, 8> magic{};
   if (m->size() >= 8) std::memcpy(magic.data(), m->data(), 8);
   if (magic == kSegmentMagic || name.ends_with(kSegmentSuffix)) return InspectSegment(path, *m);

@@ -576,7 +576,14 @@ TEST_F(CliTest, TopicDeletedWithNoBrokerRunningStaysDeleted) {
                          "/gone, marked as deleted: the next broker removes it (no broker is "
                          "running; remove it now with: runnel --bus " +
                          bus_ + " topic delete gone --purge)\n");
-  EXPECT_TRUE(fs::exists(data_dir_ + "/gone/topic.deleted"));
+  RunResult tomb = Runnel({"inspect", data_dir_ + "/gone/topic.deleted"});
+  EXPECT_EQ(tomb.exit_code, 0) << tomb.err;
+  EXPECT_EQ(Lines(tomb.out).at(0), data_dir_ +
+                                       "/gone/topic.deleted: tombstone: the topic was deleted; "
+                                       "the next broker (or creating it again) removes this "
+                                       "directory, none restores it");
+  RunResult topic_dir = Runnel({"inspect", data_dir_ + "/gone"});
+  EXPECT_EQ(topic_dir.exit_code, 0) << topic_dir.err << topic_dir.out;
   // Before any broker runs, the hint does not offer to bring it back.
   RunResult p = Runnel({"produce", "gone"}, "x\n");
   EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus_ +
