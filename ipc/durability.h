@@ -76,7 +76,9 @@ struct TopicTombstone {
 // flock on its directory while open): kUnavailable naming the directory if
 // one is still open then. The directory is renamed away first (atomic; the
 // parent is fsync'ed), so a crash never leaves a partial <topic> directory.
-// REQUIRES: the topic is not live on a bus that persists into data_dir.
+// REQUIRES: no broker persists (or is about to open) a live topic of that
+// name in data_dir: the topic is deleted, or the caller is the broker and
+// removes a stale log before it opens the new incarnation's.
 [[nodiscard]] Status PurgeTopicData(const std::string& data_dir, std::string_view topic,
                                     std::chrono::milliseconds wait);
 // Deletes what purges interrupted by a crash left (DATA_DIR/*~deleted.*).

@@ -188,7 +188,7 @@ TEST(Liveness, ExclusiveBrokerIsRefusedWhileAnotherIsActive) {
     ASSERT_TRUE(b.ok());
     first.emplace(std::move(*b));
   }
-  ASSERT_TRUE(Eventually([&] { return first->embedded_broker()->IsActive(); }, 2s));
+  ASSERT_TRUE(first->embedded_broker()->WaitReady(10s).ok());
   auto bus = Bus::Open(*name);
   ASSERT_TRUE(bus.ok());
   Broker standalone(*bus);
