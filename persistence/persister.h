@@ -16,10 +16,23 @@
 //   error                           an errno that stops the partition (ENOSPC,
 //                                   EIO); cleared when a retry succeeds
 //
-// fsync policies: never (durable = written), interval:MS (one fdatasync per
-// partition at most every MS after new writes; durable = what that sync
-// covered), always (every write is linked to an fdatasync with IOSQE_IO_LINK;
-// durable after the sync completes).
+// fsync policies:
+//   never        durable = written (page cache).
+//   interval:MS  one fdatasync of the active segment per partition at most
+//                every MS (from the previous sync's completion) after new
+//                writes. Writes go on while it runs; durable = what was
+//                written when the sync was submitted, never a byte whose write
+//                completed after that (persistence/internal/sync_tracker.h).
+//   always       every write is linked to an fdatasync (IOSQE_IO_LINK); the
+//                next write waits for that sync; durable after it completes.
+//
+// Coalescing (never, interval): a partition's pending bytes are written once
+// coalesce_bytes (at most 1/8 of its ring) are pending or coalesce_delay_ns
+// after the persister first saw the oldest of them, not as soon as a record
+// is committed: a trickle of records costs ~1,000 writes/s instead of one per
+// batch. Consumers read the ring, so this does not delay them; it delays the
+// durable position (what at-least-once producers wait for) by at most about
+// the delay. `always` and Flush() write at once.
 //
 // Control requests (add/remove a partition, flush, stop) from other threads
 // travel through a moodycamel::ConcurrentQueue: the loop never takes a lock.
@@ -66,6 +79,12 @@ struct PersisterOptions {
   int64_t checkpoint_interval_ms = 1000;  // checkpoint after a sync, at most this often
   int64_t retention_interval_ms = 5000;   // run retention this often
   int64_t error_retry_ms = 100;           // retry a failed write (ENOSPC) this often
+  // Coalescing (policies never and interval, see above): write once this many
+  // bytes are pending (capped at 1/8 of the ring) ...
+  uint64_t coalesce_bytes = 64 << 10;
+  // ... or this long after the persister first saw the oldest pending byte.
+  // 0 writes whatever is committed at once (no coalescing).
+  int64_t coalesce_delay_ns = 1'000'000;
 };
 
 // One partition handed to the persister.
@@ -87,7 +106,8 @@ struct PersistedPartitionStats {
   uint64_t records_written = 0;
   uint64_t writes = 0;
   uint64_t syncs = 0;
-  int32_t error = 0;  // errno, 0 if healthy
+  uint64_t writes_during_sync = 0;  // writes submitted while an fdatasync was in flight
+  int32_t error = 0;                // errno, 0 if healthy
   uint64_t log_start_offset = 0;
   uint64_t disk_bytes = 0;
 };
@@ -107,8 +127,12 @@ class Persister {
   // Finishes in-flight I/O of the partition, syncs, checkpoints and closes
   // its log. Blocks until done. Unknown names are ignored.
   Status Remove(std::string_view name);
-  // Writes everything committed so far in every ring, fdatasyncs every log
-  // and checkpoints. Blocks until done (or timeout). Returns the first error.
+  // Writes everything committed so far in every ring, makes every log durable
+  // whatever its fsync policy (fdatasync of the active segment, of segments
+  // sealed without a sync since the last flush, of their indexes and of the
+  // directory: PartitionLog::Sync) and checkpoints. On return every record
+  // committed before the call is on disk. Blocks until done (or timeout).
+  // Returns the first error.
   Status Flush(int64_t timeout_ns = 30'000'000'000);
   // Flush, then stop the thread and close every log. Idempotent.
   void Stop();

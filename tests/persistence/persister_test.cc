@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -199,6 +200,181 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
     ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
     ASSERT_EQ(disk[i].value, Value(i, 50));
   }
+}
+
+// With interval:MS writes go on while the fdatasync runs. Whatever the
+// interleaving, the durable position never passes the written one, neither
+// moves back, and a flush makes everything durable. (Exactly what a sync may
+// publish is SyncTracker's test.)
+TEST_F(PersisterTest, IntervalSyncOverlapsWritesAndDurableNeverPassesWritten) {
+  RingOptions ro;
+  ro.capacity = 1 << 20;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:1"), 4 << 20));
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> violations{0};
+  std::atomic<uint64_t> durable_moves{0};
+  std::thread watcher([&] {
+    uint64_t last_durable = 0, last_written = 0;
+    while (!done.load(std::memory_order_acquire)) {
+      const RingPosition d = t.ring.Durable(slot);  // first: it trails the written position
+      const RingPosition w = t.ring.GatingPosition(slot);
+      if (d.position > w.position || d.position < last_durable || w.position < last_written) {
+        violations.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (d.position > last_durable) durable_moves.fetch_add(1, std::memory_order_relaxed);
+      last_durable = d.position;
+      last_written = w.position;
+    }
+  });
+  RingProducer p(t.ring);
+  constexpr int kRecords = 40'000;
+  for (int i = 0; i < kRecords; ++i) {
+    WriteResult w;
+    for (;;) {
+      w = p.try_write(std::nullopt, {}, Value(i, 200 + i % 300));
+      if (w.status != ClaimStatus::kFull) break;
+      ASSERT_TRUE(p.WaitForSpace(5'000'000'000));
+    }
+    ASSERT_TRUE(w.ok());
+  }
+  ASSERT_TRUE((*persister)->Flush().ok());
+  done.store(true, std::memory_order_release);
+  watcher.join();
+  EXPECT_EQ(violations.load(), 0u);
+  EXPECT_GT(durable_moves.load(), 0u);
+  EXPECT_EQ(t.ring.Durable(slot).offset, static_cast<uint64_t>(kRecords));
+  const auto stats = (*persister)->Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  RecordProperty("writes", std::to_string(stats[0].writes));
+  RecordProperty("syncs", std::to_string(stats[0].syncs));
+  RecordProperty("writes_during_sync", std::to_string(stats[0].writes_during_sync));
+  (*persister)->Stop();
+  const auto disk = ReadSegments(dir_ + "/p0");
+  ASSERT_EQ(disk.size(), static_cast<size_t>(kRecords));
+  for (int i = 0; i < kRecords; ++i) ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
+}
+
+// A trickle of records is held back until coalesce_delay_ns after the
+// persister saw the first of them, then written in one go.
+TEST_F(PersisterTest, ATrickleIsWrittenInOneWriteAfterTheCoalescingDelay) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;  // threshold: 8 KiB
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  PersisterOptions po;
+  po.coalesce_delay_ns = 300'000'000;
+  auto persister = Persister::Start(po);
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("never")));
+  RingProducer p(t.ring);
+  const int64_t start = MonotonicNanos();
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 64)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (MonotonicNanos() - start < 250'000'000) {
+    EXPECT_EQ(t.ring.GatingPosition(slot).offset, 0u);  // 5 KiB pending: held back
+    EXPECT_EQ(t.ring.Durable(slot).offset, 0u);
+  }
+  ASSERT_TRUE(t.ring.WaitForDurable(49, 10'000'000'000));
+  EXPECT_GE(MonotonicNanos() - start, 300'000'000);
+  const auto stats = (*persister)->Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].writes, 1u);
+  EXPECT_EQ(stats[0].records_written, 50u);
+}
+
+// Enough pending bytes (1/8 of this small ring) are written without waiting
+// for the delay; Flush() writes the rest at once.
+TEST_F(PersisterTest, CoalescingWritesAtTheThresholdAndFlushDoesNotWait) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  PersisterOptions po;
+  po.coalesce_delay_ns = 3'600'000'000'000;  // an hour: only the threshold can trigger
+  auto persister = Persister::Start(po);
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:1")));
+  RingProducer p(t.ring);
+  uint64_t last = 0;
+  for (int i = 0; i < 100; ++i) {  // 100 x 144 B: past the 8 KiB threshold
+    const WriteResult w = p.try_write(std::nullopt, {}, Value(i, 100));
+    ASSERT_TRUE(w.ok());
+    last = w.offset;
+  }
+  EXPECT_TRUE(t.ring.WaitForDurable(0, 10'000'000'000));
+  const int64_t start = MonotonicNanos();
+  ASSERT_TRUE((*persister)->Flush().ok());
+  EXPECT_LT(MonotonicNanos() - start, 5'000'000'000);
+  EXPECT_EQ(t.ring.Durable(slot).offset, last + 1);
+  EXPECT_EQ(ReadSegments(dir_ + "/p0").size(), 100u);
+}
+
+// `always` writes (and syncs) every batch at once, whatever the coalescing.
+TEST_F(PersisterTest, AlwaysDoesNotCoalesce) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  PersisterOptions po;
+  po.coalesce_delay_ns = 3'600'000'000'000;
+  auto persister = Persister::Start(po);
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+  RingProducer p(t.ring);
+  const WriteResult w = p.try_write(std::nullopt, {}, "now");
+  ASSERT_TRUE(w.ok());
+  EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
+  const auto stats = (*persister)->Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].syncs, 1u);
+}
+
+// Policy never (the broker opens such logs with sync_on_roll off): Flush()
+// also fdatasyncs the segments sealed since the last flush. Observed by
+// swapping one for a link to /dev/null, which fdatasync refuses.
+TEST_F(PersisterTest, FlushUnderNeverSyncsTheSealedSegmentsToo) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  LogOptions lo;
+  lo.segment_bytes = 64 * 1024;
+  lo.sync_on_roll = false;
+  Result<PartitionLog> log = PartitionLog::Open(dir_ + "/p0", lo);
+  ASSERT_TRUE(log.ok());
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)
+      ->Add(PersistedPartition{"t/0", t.ring, slot, std::move(*log), *SyncPolicy::Parse("never"),
+                               RetentionPolicy{}});
+  RingProducer p(t.ring);
+  uint64_t last = 0;
+  for (int i = 0; i < 1000; ++i) {  // ~300 KiB: several segments
+    WriteResult w;
+    for (;;) {
+      w = p.try_write(std::nullopt, {}, Value(i, 256));
+      if (w.status != ClaimStatus::kFull) break;
+      ASSERT_TRUE(p.WaitForSpace(5'000'000'000));
+    }
+    ASSERT_TRUE(w.ok());
+    last = w.offset;
+  }
+  ASSERT_TRUE(t.ring.WaitForDurable(last, 10'000'000'000));  // written: all rolls done
+  const std::string first = dir_ + "/p0/" + SegmentFileName(0);
+  ASSERT_EQ(::rename(first.c_str(), (first + ".real").c_str()), 0);
+  ASSERT_EQ(::symlink("/dev/null", first.c_str()), 0);
+  const Status failed = (*persister)->Flush();
+  EXPECT_FALSE(failed.ok());
+  EXPECT_NE(failed.ToString().find(SegmentFileName(0)), std::string::npos) << failed.ToString();
+  ASSERT_EQ(::unlink(first.c_str()), 0);
+  ASSERT_EQ(::rename((first + ".real").c_str(), first.c_str()), 0);
+  ASSERT_TRUE((*persister)->Flush().ok());
+  (*persister)->Stop();
+  EXPECT_EQ(ReadSegments(dir_ + "/p0").size(), 1000u);
 }
 
 TEST_F(PersisterTest, FsyncPolicyParsing) {
