@@ -122,9 +122,9 @@ UringLoopFigures UringSequential(const std::string& dir, std::span<std::byte> bu
 // writes from `buffer`, one in flight, and an fdatasync of the file once
 // `interval_ms` have passed since the previous sync completed; a final
 // fdatasync is timed. With overlap == false no write is submitted while a
-// sync is in flight (what persistence/persister.cc does: a partition is only
-// pumped when it has nothing in flight); with overlap == true writes go on
-// while the sync runs. The difference is the cost of that serialization.
+// sync is in flight (what persistence/persister.cc did until writes were let
+// overlap the sync); with overlap == true writes go on while the sync runs
+// (what it does now). The difference is the cost of that serialization.
 struct IntervalSyncFigures : WriteFigures {
   uint64_t syncs = 0;
   double mean_sync_ms = 0;
