@@ -122,6 +122,14 @@ void WriteFrameHeader(std::byte* frame, uint32_t frame_length, uint64_t offset,
 uint32_t ComputeFrameCrc(const std::byte* frame, uint32_t frame_length);
 // Computes and stores the CRC.
 void SealFrame(std::byte* frame, uint32_t frame_length);
+// WriteFrameHeader + SealFrame for a frame whose length field and payload are
+// already in place (a ring claim): writes bytes [12, 40). The CRC is computed
+// from the arguments and the payload; the header bytes just written are never
+// read back. (A load of bytes that sit in the store buffer as several smaller
+// stores cannot be forwarded: it waits until the line is owned, which is a
+// cross-core round trip when a consumer is polling that line.)
+void SealFrameHeader(std::byte* frame, uint32_t frame_length, uint64_t offset, int64_t timestamp_ns,
+                     uint16_t key_length, uint16_t headers_length, uint8_t flags);
 
 enum class FrameCheck : uint8_t {
   kOk = 0,

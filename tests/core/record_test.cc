@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <vector>
@@ -75,6 +76,31 @@ TEST(Record, RoundTripKeepsExactBytes) {
   it.Next();
   EXPECT_FALSE(it.valid());
   EXPECT_TRUE(it.ok());
+}
+
+// The ring's commit path seals from its arguments; the bytes must be exactly
+// those of WriteFrameHeader + SealFrame (the one format of ring, disk, replay).
+TEST(Record, SealFrameHeaderWritesTheSameBytesAsWriteAndSeal) {
+  for (uint32_t payload : {0u, 1u, 7u, 8u, 13u, 64u, 300u}) {
+    const uint32_t length = kFrameHeaderLength + payload;
+    std::vector<std::byte> a(length, std::byte{0xEE});
+    std::vector<std::byte> b(length, std::byte{0x11});
+    for (uint32_t i = kFrameHeaderLength; i < length; ++i) {
+      a[i] = b[i] = static_cast<std::byte>(i * 31 + payload);
+    }
+    const uint64_t offset = 0x0123456789ABCDEFull + payload;
+    const int64_t ts = 1'700'000'000'123'456'789 + payload;
+    const uint16_t key_length = static_cast<uint16_t>(payload / 3);
+    const uint16_t headers_length = static_cast<uint16_t>(payload / 5);
+    WriteFrameHeader(a.data(), length, offset, ts, key_length, headers_length, kFlagHasKey);
+    SealFrame(a.data(), length);
+    EncodeFixed32(b.data() + frame::kLength, length);
+    SealFrameHeader(b.data(), length, offset, ts, key_length, headers_length, kFlagHasKey);
+    // The commit word is the ring's business: compare from the length on.
+    EXPECT_TRUE(std::equal(a.begin() + frame::kLength, a.end(), b.begin() + frame::kLength))
+        << "payload " << payload;
+    EXPECT_EQ(DecodeFixed32(b.data() + frame::kCrc), ComputeFrameCrc(b.data(), length));
+  }
 }
 
 TEST(Record, HeaderIs40BytesAndFramesAlignTo8) {
