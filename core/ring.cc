@@ -40,6 +40,15 @@ bool Unpack(uint64_t packed, uint64_t ref_position, uint64_t ref_offset, RingPos
 }
 
 uint64_t StateOf(uint64_t word) { return word & kStateMask; }
+
+constexpr uint64_t kPrefetchAhead = 512;
+inline void PrefetchForWrite(const void* p) {
+#if defined(__x86_64__)
+  asm volatile("prefetchw %0" : : "m"(*static_cast<const char*>(p)));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
 constexpr uint64_t S(FrameState s) { return static_cast<uint64_t>(s); }
 
 uint64_t RandomSalt() {
@@ -71,7 +80,7 @@ constexpr int64_t kSpinPhaseNs = 20'000;
 
 template <typename Ready>
 bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_t& seq,
-               uint32_t& waiters) {
+               uint32_t& waiters, bool heavy_fence = false) {
   if (ready()) return true;
   if (timeout_ns == 0) return false;
   int64_t spin_start = 0;
@@ -100,10 +109,14 @@ bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_
     }
     waiters_ref.fetch_add(1, std::memory_order_seq_cst);
     const uint32_t observed = seq_ref.load(std::memory_order_seq_cst);
+    // A single producer checks `waiters` after its commit without a full
+    // fence (see RingProducer::Publish): this is the other half.
+    const bool fenced = !heavy_fence || HeavyFence();
     if (!ready()) {
       // Sleep in slices of at most 100 ms so a waker that died between its
-      // commit and its wake costs a bounded delay.
-      const int64_t slice = std::min<int64_t>(deadline - now, 100'000'000);
+      // commit and its wake costs a bounded delay; 1 ms where this process
+      // could not run the heavy fence (a producer may miss us).
+      const int64_t slice = std::min<int64_t>(deadline - now, fenced ? 100'000'000 : 1'000'000);
       FutexWait(&seq, observed, slice);
     }
     waiters_ref.fetch_sub(1, std::memory_order_seq_cst);
@@ -505,6 +518,12 @@ bool MarkFrame(std::byte* frame, uint64_t tag, FrameState state,
   }
 }
 
+// A single producer's claim is unmarked: its tag in the commit word means an
+// unblocker has poisoned or padded it.
+bool UnblockerOwns(std::byte* frame, uint64_t tag) {
+  return (Word64At(frame).load(std::memory_order_relaxed) & ~kStateMask) == tag;
+}
+
 }  // namespace
 
 RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
@@ -600,8 +619,16 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
     ring_.PublishLap(record_position, at.offset);
   }
   std::byte* f = ring_.At(record_position);
-  Word32At(f + frame::kLength)
-      .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
+  // Ask for a line a few records ahead in exclusive state now, so the stores
+  // there do not each wait for a cross-core invalidation (readers of the last
+  // lap may still hold it).
+  PrefetchForWrite(ring_.At(record_position + kPrefetchAhead));
+  // With several producers the length goes in now, for an unblocker (below);
+  // a single producer writes it at commit with the rest of the header.
+  if (!ring_.single_producer_) {
+    Word32At(f + frame::kLength)
+        .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
+  }
   // With several producers the claim is marked now, so an unblocker that
   // finds it stale knows its length and leaves the claims after it alone. A
   // single producer skips the mark: its commit is the frame's only write to
@@ -626,10 +653,26 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
 
 bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
   const uint64_t tag = ring_.Tag(position);
+  if (ring_.single_producer_) {
+    // A plain release store, not a locked instruction: a locked one (and a
+    // full fence) waits until every store before it owns its line, a
+    // cross-core round trip whenever a reader polls this frame's line. Only
+    // an unblocker writes this word besides us, and it leaves our tag.
+    if (UnblockerOwns(f, tag)) return false;
+    Word64At(f).store(tag | S(state), std::memory_order_release);
+    // The check for sleepers in WakeAll must not move above the store:
+    // sleepers run HeavyFence (core/wait.h), so a compiler barrier is enough
+    // once this process is registered.
+    if (light_fence_) {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+    return true;
+  }
   // seq_cst: publishes the frame (release) and orders it before the check
-  // for sleeping readers in WakeAll. Either way the CAS fails if an unblocker
-  // declared the claim dead first (it leaves our tag in the word).
-  if (ring_.single_producer_) return MarkFrame(f, tag, state, std::memory_order_seq_cst);
+  // for sleeping readers in WakeAll. The CAS fails if an unblocker declared
+  // the claim dead first (it leaves our tag in the word).
   uint64_t expected = tag | S(FrameState::kClaimed);
   return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
@@ -637,18 +680,22 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
 CommitStatus RingProducer::commit(RingClaim& c) {
   if (!c.ok()) return CommitStatus::kNotClaimed;
   std::byte* f = c.frame_;
-  // Every field but the length (written at claim; the unblocker may read it).
-  EncodeFixed64(f + frame::kOffset, c.offset_);
-  EncodeFixed64(f + frame::kTimestamp,
-                static_cast<uint64_t>(c.timestamp_ns_ != 0 ? c.timestamp_ns_ : RecordClockNanos()));
-  EncodeFixed16(f + frame::kKeyLength, static_cast<uint16_t>(c.key_length_));
-  EncodeFixed16(f + frame::kHeadersLength, static_cast<uint16_t>(c.headers_length_));
-  f[frame::kFlags] = static_cast<std::byte>(c.flags_);
-  f[frame::kReserved8] = std::byte{0};
-  EncodeFixed16(f + frame::kReserved16, 0);
+  if (ring_.single_producer_ && UnblockerOwns(f, ring_.Tag(c.position_))) {
+    // An unblocker took the claim (its padding is in place): write nothing.
+    c.frame_ = nullptr;
+    c.status_ = ClaimStatus::kInvalid;
+    return CommitStatus::kUnblocked;
+  }
+  // Every field but the length, which several producers write at claim time
+  // (an unblocker may read it) and a single producer writes now.
   const uint64_t aligned = AlignedFrameLength(c.frame_length_);
   if (aligned != c.frame_length_) std::memset(f + c.frame_length_, 0, aligned - c.frame_length_);
-  SealFrame(f, c.frame_length_);
+  if (ring_.single_producer_) {
+    Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
+  }
+  SealFrameHeader(
+      f, c.frame_length_, c.offset_, c.timestamp_ns_ != 0 ? c.timestamp_ns_ : RecordClockNanos(),
+      static_cast<uint16_t>(c.key_length_), static_cast<uint16_t>(c.headers_length_), c.flags_);
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
   if (!Publish(f, c.position_, FrameState::kData)) return CommitStatus::kUnblocked;
@@ -661,7 +708,11 @@ CommitStatus RingProducer::abort(RingClaim& c) {
   std::byte* f = c.frame_;
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  // The length written at claim time stays: the padding covers the claim.
+  // The padding covers the claim: its length was written at claim time, or
+  // (a single producer) is written now.
+  if (ring_.single_producer_) {
+    Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
+  }
   if (!Publish(f, c.position_, FrameState::kPadding)) return CommitStatus::kUnblocked;
   Word64(ring_.control_->aborted_claims).fetch_add(1, std::memory_order_relaxed);
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
@@ -759,7 +810,7 @@ bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
     return s != S(FrameState::kClaimed) && s != S(FrameState::kPoison);
   };
   return WaitUntil(ready, strategy, timeout_ns, ring_.control_->data_seq,
-                   ring_.control_->data_waiters);
+                   ring_.control_->data_waiters, /*heavy_fence=*/true);
 }
 
 Lost RingReader::Resync() {

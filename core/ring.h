@@ -347,7 +347,7 @@ struct WriteResult {
 class RingProducer {
  public:
   RingProducer() = default;
-  explicit RingProducer(Ring ring) : ring_(ring) {}
+  explicit RingProducer(Ring ring) : ring_(ring), light_fence_(RegisterLightFence()) {}
 
   // Claims room for one record. Never blocks, allocates or enters the kernel.
   // has_key distinguishes an empty key from none.
@@ -377,6 +377,7 @@ class RingProducer {
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
+  bool light_fence_ = false;            // this process runs the light side of HeavyFence
 };
 
 enum class ReadStatus : uint8_t {

@@ -1,6 +1,7 @@
 #include "core/wait.h"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,32 @@ bool FutexWait(uint32_t* word, uint32_t expected, int64_t timeout_ns) {
 
 void FutexWakeAll(uint32_t* word) {
   syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+namespace {
+
+long Membarrier(int cmd) { return syscall(SYS_membarrier, cmd, 0u, 0); }
+
+bool GlobalExpeditedSupported() {
+  static const bool supported = [] {
+    const long mask = Membarrier(MEMBARRIER_CMD_QUERY);
+    return mask > 0 && (mask & MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0 &&
+           (mask & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) != 0;
+  }();
+  return supported;
+}
+
+}  // namespace
+
+bool RegisterLightFence() {
+  static const bool registered =
+      GlobalExpeditedSupported() && Membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+  return registered;
+}
+
+bool HeavyFence() {
+  if (!GlobalExpeditedSupported()) return false;
+  return Membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
 }
 
 }  // namespace runnel

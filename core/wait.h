@@ -25,6 +25,22 @@ bool FutexWait(uint32_t* word, uint32_t expected, int64_t timeout_ns);
 // Wakes every waiter on `word`.
 void FutexWakeAll(uint32_t* word);
 
+// An asymmetric fence pair (Linux membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+// for a handshake whose one side runs per record and the other rarely: a
+// single producer publishes a record with a plain store and then checks for
+// sleeping readers without a full fence; a reader about to sleep calls
+// HeavyFence(), which runs a full barrier on every CPU that is running a
+// thread of a registered process. Either the reader then sees the record, or
+// the producer sees the reader registered as a sleeper.
+//
+// RegisterLightFence() registers this process (once; later calls are a load)
+// and says whether the light side may skip its fence. A process that could
+// not register must use a full fence (std::atomic_thread_fence(seq_cst)).
+bool RegisterLightFence();
+// The heavy side. False if membarrier is unavailable here: then no process
+// could register, every light side used a full fence, and none is needed.
+bool HeavyFence();
+
 // One pause instruction: tells the CPU we are spinning.
 inline void CpuRelax() { __builtin_ia32_pause(); }
 

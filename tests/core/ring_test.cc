@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <cstring>
 #include <new>
 #include <string>
 #include <thread>
@@ -586,6 +588,66 @@ TEST(Ring, SingleProducerClaimIsUnmarkedAndADeadOneIsFilledAsAHole) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].value, "after");
   EXPECT_EQ(got[0].offset, 2u);
+}
+
+// A single producer commits with a plain store and checks for sleepers
+// behind a compiler barrier only; readers about to sleep run HeavyFence. A
+// lost wake-up would leave the reader asleep for a whole 100 ms slice. Each
+// round the producer commits about when the reader ends its 20 us spin phase
+// and goes to sleep. (The window a missing fence opens is tens of
+// nanoseconds wide: this test shows wake-ups work in every round, it cannot
+// prove the fence; the argument for that is in docs/ring.md.)
+TEST(Ring, SingleProducerWakesASleepingReaderEveryTime) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  std::atomic<uint32_t> seen{0};
+  std::atomic<int64_t> worst_ns{0};
+  constexpr uint32_t kRounds = 1000;
+  const RingPosition start = t.ring.tail();
+  std::thread reader([&] {
+    RingReader r(t.ring, start);
+    for (uint32_t i = 0; i < kRounds; ++i) {
+      if (!r.Wait(WaitStrategy::kBlocking, 5'000'000'000)) return;
+      int64_t committed_at = 0;
+      const ReadResult res =
+          r.read([&](const RecordView& v) { std::memcpy(&committed_at, v.value().data(), 8); }, 1);
+      if (res.records != 1) return;
+      const int64_t late = MonotonicNanos() - committed_at;
+      if (late > worst_ns.load()) worst_ns.store(late);
+      seen.store(i + 1, std::memory_order_release);
+    }
+  });
+  RingProducer p(t.ring);
+  for (uint32_t i = 0; i < kRounds; ++i) {
+    // 15-30 us: around the end of the reader's spin phase.
+    const int64_t gap = 15'000 + static_cast<int64_t>(i % 16) * 1'000;
+    const int64_t until = MonotonicNanos() + gap;
+    while (MonotonicNanos() < until) CpuRelax();
+    RingClaim c = p.try_claim(0, 0, 8, false);
+    ASSERT_TRUE(c.ok());
+    const int64_t now = MonotonicNanos();
+    std::memcpy(c.value().data(), &now, 8);
+    ASSERT_EQ(p.commit(c), CommitStatus::kOk);
+    while (seen.load(std::memory_order_acquire) < i + 1) {
+      ASSERT_LT(MonotonicNanos() - now, 10'000'000'000) << "round " << i;
+      CpuRelax();
+    }
+  }
+  reader.join();
+  EXPECT_EQ(seen.load(), kRounds);
+  EXPECT_LT(worst_ns.load(), 50'000'000) << "a wake-up was lost (slept a whole slice)";
+}
+
+// Where membarrier works, a process that registers can skip the producer's
+// full fence; where it does not, nobody registers, so nobody skips it.
+TEST(Ring, LightFenceIsOnlyUsedWhereTheHeavyFenceWorks) {
+  const bool registered = RegisterLightFence();
+  if (registered) {
+    EXPECT_TRUE(HeavyFence());
+  }
+  if (!HeavyFence()) {
+    EXPECT_FALSE(registered);
+  }
+  EXPECT_EQ(RegisterLightFence(), registered);  // once per process
 }
 
 TEST(Ring, SingleProducerAbortIsSkipped) {
