@@ -584,6 +584,9 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
       // newly registered gating reader is noticed.
       gating_cache_position_ = min ? *min : at.position;
       if (min && end > *min + cap) {
+        // Deferred records hold the gating readers back: publish them, so
+        // that waiting for space can end.
+        if (deferred_count_ > 0) (void)publish();
         c.status_ = ClaimStatus::kFull;
         return c;
       }
@@ -651,6 +654,17 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   return c;
 }
 
+void RingProducer::SleeperFence() const {
+  // The check for sleepers in WakeAll must not move above the commit store:
+  // sleepers run HeavyFence (core/wait.h), so a compiler barrier is enough
+  // once this process is registered.
+  if (light_fence_) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
 bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
   const uint64_t tag = ring_.Tag(position);
   if (ring_.single_producer_) {
@@ -660,14 +674,7 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
     // an unblocker writes this word besides us, and it leaves our tag.
     if (UnblockerOwns(f, tag)) return false;
     Word64At(f).store(tag | S(state), std::memory_order_release);
-    // The check for sleepers in WakeAll must not move above the store:
-    // sleepers run HeavyFence (core/wait.h), so a compiler barrier is enough
-    // once this process is registered.
-    if (light_fence_) {
-      std::atomic_signal_fence(std::memory_order_seq_cst);
-    } else {
-      std::atomic_thread_fence(std::memory_order_seq_cst);
-    }
+    SleeperFence();
     return true;
   }
   // seq_cst: publishes the frame (release) and orders it before the check
@@ -677,15 +684,8 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
   return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
 
-CommitStatus RingProducer::commit(RingClaim& c) {
-  if (!c.ok()) return CommitStatus::kNotClaimed;
+void RingProducer::Seal(RingClaim& c) {
   std::byte* f = c.frame_;
-  if (ring_.single_producer_ && UnblockerOwns(f, ring_.Tag(c.position_))) {
-    // An unblocker took the claim (its padding is in place): write nothing.
-    c.frame_ = nullptr;
-    c.status_ = ClaimStatus::kInvalid;
-    return CommitStatus::kUnblocked;
-  }
   // Every field but the length, which several producers write at claim time
   // (an unblocker may read it) and a single producer writes now.
   const uint64_t aligned = AlignedFrameLength(c.frame_length_);
@@ -698,9 +698,75 @@ CommitStatus RingProducer::commit(RingClaim& c) {
       static_cast<uint16_t>(c.key_length_), static_cast<uint16_t>(c.headers_length_), c.flags_);
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  if (!Publish(f, c.position_, FrameState::kData)) return CommitStatus::kUnblocked;
+}
+
+CommitStatus RingProducer::commit(RingClaim& c) {
+  if (!c.ok()) return CommitStatus::kNotClaimed;
+  if (deferred_count_ > 0) {
+    const uint32_t pending = deferred_count_ + 1;
+    const CommitStatus s = commit_deferred(c);
+    if (s != CommitStatus::kOk) return s;
+    // Full batch: commit_deferred published it already.
+    if (deferred_count_ == 0) return CommitStatus::kOk;
+    const PublishResult r = publish();
+    return r.published == pending ? CommitStatus::kOk : CommitStatus::kUnblocked;
+  }
+  std::byte* f = c.frame_;
+  const uint64_t position = c.position_;
+  if (ring_.single_producer_ && UnblockerOwns(f, ring_.Tag(position))) {
+    // An unblocker took the claim (its padding is in place): write nothing.
+    c.frame_ = nullptr;
+    c.status_ = ClaimStatus::kInvalid;
+    return CommitStatus::kUnblocked;
+  }
+  Seal(c);
+  if (!Publish(f, position, FrameState::kData)) return CommitStatus::kUnblocked;
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
+}
+
+CommitStatus RingProducer::commit_deferred(RingClaim& c) {
+  if (!c.ok()) return CommitStatus::kNotClaimed;
+  if (!ring_.single_producer_) return commit(c);
+  std::byte* f = c.frame_;
+  const uint64_t position = c.position_;
+  if (UnblockerOwns(f, ring_.Tag(position))) {
+    c.frame_ = nullptr;
+    c.status_ = ClaimStatus::kInvalid;
+    return CommitStatus::kUnblocked;
+  }
+  const uint64_t end = position + AlignedFrameLength(c.frame_length_);
+  Seal(c);
+  deferred_[deferred_count_++] = position;
+  // A batch never holds more than a quarter of the ring: producers must not
+  // wait on (or, with no gating reader, lap) records nobody can read yet.
+  if (deferred_count_ == kMaxDeferred || end - deferred_[0] >= ring_.capacity_ / 4) {
+    const PublishResult r = publish();
+    if (r.unblocked != 0) return CommitStatus::kUnblocked;
+  }
+  return CommitStatus::kOk;
+}
+
+PublishResult RingProducer::publish() {
+  PublishResult r;
+  if (deferred_count_ == 0) return r;
+  // Release stores, the oldest last: a reader stops at the oldest until it is
+  // published, and whoever sees it sees the newer ones.
+  for (uint32_t i = deferred_count_; i-- > 0;) {
+    const uint64_t position = deferred_[i];
+    std::byte* f = ring_.At(position);
+    const uint64_t tag = ring_.Tag(position);
+    if (UnblockerOwns(f, tag)) {
+      ++r.unblocked;
+      continue;
+    }
+    Word64At(f).store(tag | S(FrameState::kData), std::memory_order_release);
+    ++r.published;
+  }
+  deferred_count_ = 0;
+  SleeperFence();
+  WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
+  return r;
 }
 
 CommitStatus RingProducer::abort(RingClaim& c) {

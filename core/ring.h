@@ -335,6 +335,12 @@ class RingClaim {
   ClaimStatus status_ = ClaimStatus::kInvalid;
 };
 
+// Result of RingProducer::publish().
+struct PublishResult {
+  uint32_t published = 0;  // deferred records readers can now see
+  uint32_t unblocked = 0;  // deferred records an unblocker declared dead first: lost
+};
+
 // Result of a convenience write.
 struct WriteResult {
   ClaimStatus status = ClaimStatus::kInvalid;
@@ -353,8 +359,23 @@ class RingProducer {
   // has_key distinguishes an empty key from none.
   [[nodiscard]] RingClaim try_claim(uint32_t key_length, uint32_t headers_length,
                                     uint32_t value_length, bool has_key);
-  // Stamps, checksums and publishes the record; wakes sleeping readers.
+  // Stamps, checksums and publishes the record; wakes sleeping readers. With
+  // deferred records pending, publishes them together with this one; then
+  // kUnblocked means this record or one of them was lost.
   [[nodiscard]] CommitStatus commit(RingClaim& claim);
+  // Batching, single-producer rings: stamps and checksums the record but does
+  // not publish it yet. Readers see nothing from the first deferred record on
+  // until publish() (or commit()) publishes them all at once: the producer
+  // writes a batch without a reader taking its lines away after each record.
+  // Publish within the unblock timeout, or an unblocker takes the batch for a
+  // dead claim. On a multi-producer ring this is commit(). At most
+  // kMaxDeferred records wait; the one that fills the batch publishes it.
+  [[nodiscard]] CommitStatus commit_deferred(RingClaim& claim);
+  // Publishes the deferred records, newest first and the oldest last, so a
+  // reader that sees the oldest sees them all; wakes sleeping readers.
+  PublishResult publish();
+  uint32_t deferred() const { return deferred_count_; }
+  static constexpr uint32_t kMaxDeferred = 64;
   // Turns the claim into padding: readers skip it (the offset is skipped too).
   [[nodiscard]] CommitStatus abort(RingClaim& claim);
 
@@ -373,11 +394,17 @@ class RingProducer {
   // Moves the claimed frame's commit word to `state`; false if an unblocker
   // declared the claim dead first.
   bool Publish(std::byte* frame, uint64_t position, FrameState state);
+  // Writes everything of a committed record but its commit word.
+  void Seal(RingClaim& claim);
+  // The single producer's store-then-check-for-sleepers fence.
+  void SleeperFence() const;
 
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
+  uint32_t deferred_count_ = 0;
+  uint64_t deferred_[kMaxDeferred];  // positions of the deferred records, oldest first
 };
 
 enum class ReadStatus : uint8_t {

@@ -113,6 +113,78 @@ using Shape =
 
 class RingStress : public ::testing::TestWithParam<Shape> {};
 
+// A single producer that commits deferred and publishes batches of 1..13
+// records (and lets full batches publish themselves).
+void ProduceDeferred(Ring ring, uint32_t count, uint32_t size) {
+  RingProducer p(ring);
+  for (uint32_t seq = 0; seq < count;) {
+    const std::string v = MakeValue(0, seq, size);
+    RingClaim c = p.try_claim(0, 0, size, false);
+    if (c.status() == ClaimStatus::kFull) {
+      (void)p.WaitForSpace(1'000'000);
+      continue;
+    }
+    if (!c.ok()) {
+      ADD_FAILURE() << "claim failed: " << ClaimStatusName(c.status());
+      return;
+    }
+    std::memcpy(c.value().data(), v.data(), size);
+    if (p.commit_deferred(c) != CommitStatus::kOk) {
+      ADD_FAILURE() << "commit_deferred failed";
+      return;
+    }
+    ++seq;
+    if (seq % 13 == seq / 13 % 13 || seq == count) {
+      const uint32_t pending = p.deferred();
+      const PublishResult r = p.publish();
+      if (r.published != pending || r.unblocked != 0) {
+        ADD_FAILURE() << "published " << r.published << " of " << pending;
+        return;
+      }
+    }
+  }
+}
+
+TEST(RingStressDeferred, BatchesAcrossProcessesArriveOnceInOrder) {
+  RingOptions o;
+  o.capacity = 64 * 1024;
+  o.mode = RingMode::kSingleProducer;
+  TestRing t(o);
+  const uint32_t count = 200000 / testing::kStressScale;
+  constexpr uint32_t kConsumers = 2;
+  constexpr uint32_t kSize = 24;
+  std::vector<uint32_t> slots;
+  for (uint32_t c = 0; c < kConsumers; ++c) {
+    slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));
+  }
+  std::vector<pid_t> children;
+  for (uint32_t c = 0; c < kConsumers; ++c) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      Result<Ring> ring = Ring::Attach(t.memory.span());
+      const std::string err = Consume(*ring, slots[c], 1, count, kSize);
+      if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", c, err.c_str());
+      _exit(err.empty() ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  const pid_t producer = fork();
+  ASSERT_GE(producer, 0);
+  if (producer == 0) {
+    Result<Ring> ring = Ring::Attach(t.memory.span());
+    ProduceDeferred(*ring, count, kSize);
+    _exit(::testing::Test::HasFailure() ? 1 : 0);
+  }
+  children.push_back(producer);
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " " << status;
+  }
+  EXPECT_EQ(t.ring.tail().offset, count);
+}
+
 TEST_P(RingStress, ThreadsSeeEveryRecordOnceInOrder) {
   const auto [mode, producers, consumers, size] = GetParam();
   RingOptions o;

@@ -650,6 +650,140 @@ TEST(Ring, LightFenceIsOnlyUsedWhereTheHeavyFenceWorks) {
   EXPECT_EQ(RegisterLightFence(), registered);  // once per process
 }
 
+// Batching on a single-producer ring: deferred records are sealed but
+// invisible until publish(), then all appear at once, in order, exact.
+TEST(Ring, DeferredRecordsAppearTogetherWhenPublished) {
+  TestRing t(Options(RingMode::kSingleProducer, 100));
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  for (const char* v : {"one", "two", "three"}) {
+    RingClaim c = p.try_claim(0, 0, static_cast<uint32_t>(strlen(v)), false);
+    ASSERT_TRUE(c.ok());
+    std::memcpy(c.value().data(), v, strlen(v));
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  EXPECT_EQ(p.deferred(), 3u);
+  EXPECT_FALSE(r.HasData());
+  EXPECT_TRUE(ReadAll(r).empty());
+  const PublishResult res = p.publish();
+  EXPECT_EQ(res.published, 3u);
+  EXPECT_EQ(res.unblocked, 0u);
+  EXPECT_EQ(p.deferred(), 0u);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 3u);
+  EXPECT_EQ(got[0].value, "one");
+  EXPECT_EQ(got[0].offset, 100u);
+  EXPECT_EQ(got[2].value, "three");
+  EXPECT_EQ(got[2].offset, 102u);
+  // Every frame passes its CRC.
+  RingReader strict(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  EXPECT_EQ(ReadAll(strict).size(), 3u);
+  EXPECT_EQ(p.publish().published, 0u);  // nothing pending
+}
+
+TEST(Ring, CommitPublishesThePendingDeferredRecordsWithItself) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingClaim a = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(a.ok());
+  a.value()[0] = std::byte{'a'};
+  ASSERT_EQ(p.commit_deferred(a), CommitStatus::kOk);
+  RingClaim b = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(b.ok());
+  b.value()[0] = std::byte{'b'};
+  ASSERT_EQ(p.commit(b), CommitStatus::kOk);
+  EXPECT_EQ(p.deferred(), 0u);
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].value, "a");
+  EXPECT_EQ(got[1].value, "b");
+}
+
+TEST(Ring, AFullBatchPublishesItself) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  for (uint32_t i = 0; i < RingProducer::kMaxDeferred; ++i) {
+    RingClaim c = p.try_claim(0, 0, 8, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  EXPECT_EQ(p.deferred(), 0u);
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_EQ(ReadAll(r).size(), RingProducer::kMaxDeferred);
+  // So does a batch that reaches a quarter of the ring (16 KiB here).
+  for (uint32_t i = 0; i < 3; ++i) {
+    RingClaim c = p.try_claim(0, 0, 6000, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  EXPECT_EQ(p.deferred(), 0u);
+  EXPECT_EQ(ReadAll(r).size(), 3u);
+}
+
+TEST(Ring, DeferredCommitOnAMultiProducerRingPublishesAtOnce) {
+  TestRing t(Options(RingMode::kMultiProducer));
+  RingProducer p(t.ring);
+  RingClaim c = p.try_claim(0, 0, 2, false);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  EXPECT_EQ(p.deferred(), 0u);
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_EQ(ReadAll(r).size(), 1u);
+}
+
+// A producer that waits for space publishes its batch first: the gating
+// reader could never release space while it stops at unpublished records.
+TEST(Ring, ProducerThatFindsTheRingFullPublishesItsBatch) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.GatingPosition(slot));
+  uint32_t written = 0;
+  for (;;) {
+    RingClaim c = p.try_claim(0, 0, 1000, false);
+    if (c.status() == ClaimStatus::kFull) break;
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+    ++written;
+  }
+  EXPECT_EQ(p.deferred(), 0u);
+  EXPECT_EQ(ReadAll(r).size(), written);
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  RingClaim c = p.try_claim(0, 0, 1000, false);
+  EXPECT_TRUE(c.ok());
+}
+
+// A producer that dies with a batch pending leaves one hole that an
+// unblocker fills; if it was only slow, publish() tells it the batch is lost.
+TEST(Ring, AnAbandonedBatchIsUnblockedAsOneHole) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "before").ok());
+  const uint64_t at = t.ring.tail().position;
+  for (uint32_t i = 0; i < 3; ++i) {
+    RingClaim c = p.try_claim(0, 0, 16, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(r).size(), 1u);
+  RingUnblocker u(t.ring, 1'000'000);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  const auto res = u.Poll(1'000'000);
+  EXPECT_EQ(res.action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(res.position, at);
+  EXPECT_EQ(res.bytes, 3 * AlignedFrameLength(FrameLength(0, 0, 16)));
+  const PublishResult pr = p.publish();
+  EXPECT_EQ(pr.published, 0u);
+  EXPECT_EQ(pr.unblocked, 3u);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "after").ok());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+  EXPECT_EQ(got[0].offset, 4u);
+}
+
 TEST(Ring, SingleProducerAbortIsSkipped) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);
