@@ -282,6 +282,59 @@ void MoodyConcurrentQueue(benchmark::State& state) {
       });
 }
 
+// The batched counterpart of the ring's batch32 rows: enqueue_bulk and
+// try_dequeue_bulk, 32 items at a time, with tokens.
+void MoodyConcurrentQueueBulk(benchmark::State& state) {
+  constexpr std::size_t kBulk = 32;
+  moodycamel::ConcurrentQueue<Msg64> q(kMoodyCapacity);
+  ThroughputConfig config;
+  config.isolation = Isolation::kThread;
+  config.payload = sizeof(Msg64);
+  config.records_per_iteration = 200'000;
+  std::unique_ptr<moodycamel::ProducerToken> token;
+  RunThroughput(
+      state, config,
+      [&](uint32_t) {
+        token = std::make_unique<moodycamel::ProducerToken>(q);
+        return [&, filler = std::vector<std::byte>(sizeof(Msg64), std::byte{0x5A})](
+                   uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
+          std::vector<Msg64> batch(kBulk);
+          for (uint64_t seq = first; seq < first + count;) {
+            const std::size_t n = std::min<uint64_t>(kBulk, first + count - seq);
+            for (std::size_t i = 0; i < n; ++i) {
+              FillPayload(batch[i].bytes, sizeof(Msg64), 0, seq + i, filler.data());
+            }
+            if (!q.try_enqueue_bulk(*token, batch.data(), n) && (!SpinUntil([&] {
+                  return q.try_enqueue_bulk(*token, batch.data(), n) || abort.load() != 0;
+                }) || abort.load() != 0)) {
+              return false;
+            }
+            seq += n;
+          }
+          return true;
+        };
+      },
+      [&](ThroughputConsumer& ctx) {
+        moodycamel::ConsumerToken consumer(q);
+        std::vector<Msg64> batch(kBulk);
+        while (!ctx.finished()) {
+          std::size_t n = q.try_dequeue_bulk(consumer, batch.data(), kBulk);
+          if (n == 0 && !SpinUntil(
+                            [&] {
+                              n = q.try_dequeue_bulk(consumer, batch.data(), kBulk);
+                              return n != 0;
+                            },
+                            10'000'000)) {
+            if (ctx.ShouldGiveUp()) return 12;
+            continue;
+          }
+          for (std::size_t i = 0; i < n; ++i) ctx.checker().Check(batch[i].bytes, sizeof(Msg64));
+          ctx.Delivered(n);
+        }
+        return ctx.Finish();
+      });
+}
+
 // ---------------------------------------------------------------------------
 // A minimal SPSC slot ring in shared memory (diagnostic reference, not a
 // target): 128-byte slots, each with its own sequence word written last
@@ -464,6 +517,11 @@ void RegisterBaselineBenchmarks() {
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark("baseline/moodycamel_cq_throughput/64B", MoodyConcurrentQueue)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("baseline/moodycamel_cq_bulk32_throughput/64B",
+                               MoodyConcurrentQueueBulk)
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);

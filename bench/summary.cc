@@ -220,6 +220,8 @@ const std::vector<Line> kThroughput = {
     {"ring SPSC 8 B", "ring_throughput/spsc/8B"},
     {"ring SPSC 64 B", "ring_throughput/spsc/64B"},
     {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
+    {"ring SPSC 8 B, batches of 32", "ring_throughput/spsc/8B/batch32"},
+    {"ring SPSC 64 B, batches of 32", "ring_throughput/spsc/64B/batch32"},
     {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
     {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
     {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
@@ -230,6 +232,7 @@ const std::vector<Line> kThroughput = {
     {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
     {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
     {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
+    {"moodycamel ConcurrentQueue 64 B, bulk 32", "baseline/moodycamel_cq_bulk32_throughput/64B"},
     {"bus 1 producer, 1 consumer, 64 B", "bus_throughput/1p_1c/64B"},
     {"bus 2 producers, 1 consumer, 64 B", "bus_throughput/2p_1c/64B"},
     {"diag: minimal slot ring 64 B", "diag/minimal_slot_ring_throughput/64B"},
@@ -291,6 +294,14 @@ void PlacementSection(const Collector& c, std::ostream& out, int placement, cons
         "records/s", "ring_throughput/spsc/1024B", "records/s", Goal::kAtLeast, 0.5);
   Ratio(v, out, "SPSC 64 B throughput / boost message_queue 64 B", "ring_throughput/spsc/64B",
         "records/s", "baseline/boost_mq_throughput/64B", "records/s", Goal::kNone, 0);
+  // Batching is another API (commit_deferred + publish): informational, next
+  // to the batched baseline; the targets above are one record at a time.
+  Ratio(v, out, "SPSC 8 B batches of 32 / boost message_queue 8 B",
+        "ring_throughput/spsc/8B/batch32", "records/s", "baseline/boost_mq_throughput/8B",
+        "records/s", Goal::kNone, 0);
+  Ratio(v, out, "SPSC 64 B batches of 32 / moodycamel CQ bulk 32, 64 B",
+        "ring_throughput/spsc/64B/batch32", "records/s",
+        "baseline/moodycamel_cq_bulk32_throughput/64B", "records/s", Goal::kNone, 0);
   if (AnyIn(v, {{"", "bus_throughput/1p_1c/64B"}, {"", "bus_latency/spsc_topic_1c/64B"}})) {
     // Latency: each p50 over the floor measured next to it, then bus over ring.
     Ratio(v, out, "bus / ring one-way p50 (each over its floor), SPSC 64 B",
