@@ -48,7 +48,28 @@ uint32_t ExtendIsal(uint32_t running, const unsigned char* p, std::size_t n) {
   return running;
 }
 
+__attribute__((target("sse4.2"))) uint32_t ExtendFieldsSse42(uint32_t crc, uint32_t w32,
+                                                             const uint64_t (&w64)[3]) {
+  uint64_t c = __builtin_ia32_crc32si(crc, w32);
+  c = __builtin_ia32_crc32di(c, w64[0]);
+  c = __builtin_ia32_crc32di(c, w64[1]);
+  c = __builtin_ia32_crc32di(c, w64[2]);
+  return static_cast<uint32_t>(c);
+}
+
 }  // namespace
+
+uint32_t ExtendFields(uint32_t running, uint32_t w32, const uint64_t (&w64)[3], const void* data,
+                      std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  if (kHaveSse42) {
+    running = ExtendFieldsSse42(running, w32, w64);
+    return n <= kInlineMax ? ExtendSse42(running, p, n) : ExtendIsal(running, p, n);
+  }
+  running = ExtendIsal(running, reinterpret_cast<const unsigned char*>(&w32), sizeof w32);
+  running = ExtendIsal(running, reinterpret_cast<const unsigned char*>(w64), sizeof w64);
+  return ExtendIsal(running, p, n);
+}
 
 uint32_t Extend(uint32_t running, const void* data, std::size_t n) {
   const auto* p = static_cast<const unsigned char*>(data);

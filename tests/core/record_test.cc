@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,23 @@ TEST(Crc32c, MatchesTheStandardCheckValue) {
 
 // The inline SSE4.2 path (short buffers) and ISA-L (long ones) must agree on
 // every length around the switch-over, any alignment and any running value.
+TEST(Crc32c, ExtendFieldsEqualsExtendOverTheSameBytes) {
+  std::vector<unsigned char> payload(600);
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    payload[i] = static_cast<unsigned char>(i * 7 + 3);
+  const uint64_t words[3] = {0x0102030405060708ull, 0xF0E0D0C0B0A09080ull, 0x1122334455667788ull};
+  const uint32_t w32 = 0xDEADBEEF;
+  for (std::size_t n : {0u, 1u, 8u, 13u, 255u, 256u, 257u, 600u}) {
+    std::vector<unsigned char> all(4 + 24 + n);
+    std::memcpy(all.data(), &w32, 4);
+    std::memcpy(all.data() + 4, words, 24);
+    std::memcpy(all.data() + 28, payload.data(), n);
+    EXPECT_EQ(crc32c::ExtendFields(crc32c::kInit, w32, words, payload.data(), n),
+              crc32c::Extend(crc32c::kInit, all.data(), all.size()))
+        << n;
+  }
+}
+
 TEST(Crc32c, InlinePathAgreesWithIsal) {
   ASSERT_TRUE(crc32c::internal::HaveInlinePath()) << "this machine has no SSE4.2";
   std::vector<unsigned char> buf(600);
