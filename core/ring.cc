@@ -518,6 +518,11 @@ bool MarkFrame(std::byte* frame, uint64_t tag, FrameState state,
   }
 }
 
+template <typename T>
+T Once(const T& v) {
+  return *static_cast<const volatile T*>(&v);
+}
+
 // A single producer's claim is unmarked: its tag in the commit word means an
 // unblocker has poisoned or padded it.
 bool UnblockerOwns(std::byte* frame, uint64_t tag) {
@@ -532,7 +537,22 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
       RingProducer p(*ring_);
       (void)p.abort(*this);
     }
-    std::memcpy(static_cast<void*>(this), &other, sizeof(RingClaim));
+    // Field by field, each read once and whole (volatile: the compiler may
+    // neither merge nor widen the loads). A wide load spanning fields that
+    // try_claim has just written one by one cannot be forwarded from the
+    // store buffer: it would wait for the producer's pending ring stores
+    // before it, which are waiting for their lines to come from a reader.
+    ring_ = Once(other.ring_);
+    frame_ = Once(other.frame_);
+    position_ = Once(other.position_);
+    offset_ = Once(other.offset_);
+    timestamp_ns_ = Once(other.timestamp_ns_);
+    frame_length_ = Once(other.frame_length_);
+    key_length_ = Once(other.key_length_);
+    headers_length_ = Once(other.headers_length_);
+    value_length_ = Once(other.value_length_);
+    flags_ = Once(other.flags_);
+    status_ = Once(other.status_);
     other.frame_ = nullptr;
     other.status_ = ClaimStatus::kInvalid;
   }
@@ -736,6 +756,12 @@ CommitStatus RingProducer::commit_deferred(RingClaim& c) {
     return CommitStatus::kUnblocked;
   }
   const uint64_t end = position + AlignedFrameLength(c.frame_length_);
+  // One clock reading per batch: records that become visible together carry
+  // the time their batch began (Kafka's LogAppendTime is per batch, too).
+  if (c.timestamp_ns_ == 0) {
+    if (deferred_count_ == 0) batch_timestamp_ns_ = RecordClockNanos();
+    c.timestamp_ns_ = batch_timestamp_ns_;
+  }
   Seal(c);
   deferred_[deferred_count_++] = position;
   // A batch never holds more than a quarter of the ring: producers must not

@@ -404,6 +404,7 @@ class RingProducer {
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
   uint32_t deferred_count_ = 0;
+  int64_t batch_timestamp_ns_ = 0;
   uint64_t deferred_[kMaxDeferred];  // positions of the deferred records, oldest first
 };
 
