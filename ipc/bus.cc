@@ -274,6 +274,7 @@ Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptio
   p.mapping_ = *m;
   p.rings_.reserve(t->partitions);
   for (const Ring& r : (*m)->rings) p.rings_.emplace_back(r);
+  p.deferred_next_offset_.assign(p.rings_.size(), 0);
   for (uint32_t i = 0; i < t->partitions; ++i) {
     if (*mask >> i & 1) p.allowed_.push_back(i);
   }

@@ -1,6 +1,7 @@
 #include "ipc/producer.h"
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -85,6 +86,8 @@ Producer& Producer::operator=(Producer&& other) noexcept {
     client_slot_ = other.client_slot_;
     client_id_ = std::exchange(other.client_id_, 0);
     last_record_bytes_ = other.last_record_bytes_;
+    deferred_mask_ = std::exchange(other.deferred_mask_, 0);
+    deferred_next_offset_ = std::move(other.deferred_next_offset_);
     topic_ = std::move(other.topic_);
   }
   return *this;
@@ -93,6 +96,7 @@ Producer& Producer::operator=(Producer&& other) noexcept {
 Producer::~Producer() { Release(); }
 
 void Producer::Release() {
+  if (deferred_mask_ != 0) (void)Publish();
   if (core_ && client_id_ != 0) core_->Unregister({client_slot_, client_id_});
   client_id_ = 0;
 }
@@ -156,6 +160,39 @@ SendStatus Producer::Commit(ProducerClaim& claim) {
   if (s == SendStatus::kOk)
     core_->directory().StorePosition(client_slot_, claim.partition_, offset + 1);
   return s;
+}
+
+SendStatus Producer::CommitDeferred(ProducerClaim& claim) {
+  if (!claim.ok()) return SendStatus::kInvalid;
+  const uint32_t partition = claim.partition_;
+  const uint64_t offset = claim.claim_.offset();
+  RingProducer& ring = rings_[partition];
+  const SendStatus s = FromCommit(ring.commit_deferred(claim.claim_));
+  claim.status_ = SendStatus::kInvalid;
+  if (s != SendStatus::kOk) return s;
+  if (ring.deferred() == 0) {
+    // Published already: a multi-producer ring, or the batch was full.
+    core_->directory().StorePosition(client_slot_, partition, offset + 1);
+    return s;
+  }
+  deferred_next_offset_[partition] = offset + 1;
+  deferred_mask_ |= uint64_t{1} << partition;
+  return s;
+}
+
+SendStatus Producer::Publish() {
+  SendStatus status = SendStatus::kOk;
+  for (uint64_t m = std::exchange(deferred_mask_, 0); m != 0; m &= m - 1) {
+    const auto partition = static_cast<uint32_t>(std::countr_zero(m));
+    RingProducer& ring = rings_[partition];
+    if (ring.deferred() == 0) continue;  // published by the ring itself meanwhile
+    const PublishResult r = ring.publish();
+    if (r.unblocked != 0) status = SendStatus::kUnblocked;
+    if (r.published != 0) {
+      core_->directory().StorePosition(client_slot_, partition, deferred_next_offset_[partition]);
+    }
+  }
+  return status;
 }
 
 SendStatus Producer::Abort(ProducerClaim& claim) {

@@ -124,6 +124,21 @@ class Producer {
   [[nodiscard]] SendStatus Commit(ProducerClaim& claim);
   [[nodiscard]] SendStatus Abort(ProducerClaim& claim);
 
+  // Batching. As Commit, but on a single_producer topic the record becomes
+  // visible (to consumers and to persistence) only at the next Publish(), or
+  // at the next Commit on its partition, together with the rest of its
+  // batch: the producer writes the batch without consumers taking its cache
+  // lines after every record (docs/ring.md, "Batching"). On other topics it
+  // is Commit. Records of one batch share one timestamp unless set; a batch
+  // that reaches 64 records or a quarter of the ring publishes itself.
+  // Publish well within the broker's unblock timeout: a batch left
+  // unpublished longer is taken for a dead producer's claim and lost.
+  [[nodiscard]] SendStatus CommitDeferred(ProducerClaim& claim);
+  // Publishes the deferred records of every partition. kOk, or kUnblocked if
+  // an unblocker had declared some of them dead (those are lost). The
+  // destructor publishes too.
+  [[nodiscard]] SendStatus Publish();
+
   // Copies one record in. Never blocks; kFull is back-pressure.
   [[nodiscard]] SendResult TrySend(std::optional<std::string_view> key, std::string_view value,
                                    std::span<const Header> headers = {},
@@ -172,7 +187,9 @@ class Producer {
   uint64_t generation_ = 0;
   uint32_t client_slot_ = 0;
   uint64_t client_id_ = 0;
-  uint64_t last_record_bytes_ = 0;  // for Explain(kTooLarge)
+  uint64_t last_record_bytes_ = 0;              // for Explain(kTooLarge)
+  uint64_t deferred_mask_ = 0;                  // partitions with deferred records
+  std::vector<uint64_t> deferred_next_offset_;  // by partition: after the last deferred
   std::string topic_;
 };
 

@@ -2,10 +2,12 @@
 // back-pressure, overrun reporting, seeking, waiting, SPSC exclusivity and
 // the cold-reader seam.
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "core/wait.h"
 #include "gtest/gtest.h"
@@ -122,6 +124,58 @@ TEST_F(ProducerConsumerTest, ZeroCopyClaimCommitAndAbortSkipsTheAbortedOffset) {
   EXPECT_EQ(ts, 12345);
   auto info = bus_->DescribeTopic("t");
   EXPECT_EQ(info->partitions[1].aborted_claims, 2u);
+}
+
+// Batching on a single_producer topic: deferred records stay invisible until
+// Publish, then arrive in order with exact bytes, in every partition.
+TEST_F(ProducerConsumerTest, DeferredCommitsAppearAtPublishInOrder) {
+  ASSERT_TRUE(Create("t", 2, 64 * 1024, /*spsc=*/true).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  for (uint32_t i = 0; i < 6; ++i) {
+    const std::string v = "v" + std::to_string(i);
+    ProducerClaim claim = p->TryClaim(i % 2, 0, 0, static_cast<uint32_t>(v.size()), false);
+    ASSERT_TRUE(claim.ok());
+    std::memcpy(claim.value().data(), v.data(), v.size());
+    ASSERT_EQ(p->CommitDeferred(claim), SendStatus::kOk);
+  }
+  EXPECT_TRUE(Drain(*c).empty());
+  EXPECT_EQ(p->Publish(), SendStatus::kOk);
+  std::vector<Got> got = Drain(*c);
+  ASSERT_EQ(got.size(), 6u);
+  std::sort(got.begin(), got.end(), [](const Got& a, const Got& b) {
+    return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+  });
+  const char* want[] = {"v0", "v2", "v4", "v1", "v3", "v5"};
+  for (uint32_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(got[i].partition, i / 3);
+    EXPECT_EQ(got[i].offset, i % 3);
+    EXPECT_EQ(got[i].value, want[i]);
+  }
+  // A Commit publishes its partition's pending batch with it; the
+  // destructor publishes what is left.
+  ProducerClaim a = p->TryClaim(0, 0, 0, 1, false);
+  ASSERT_TRUE(a.ok());
+  a.value()[0] = std::byte{'a'};
+  ASSERT_EQ(p->CommitDeferred(a), SendStatus::kOk);
+  ProducerClaim b = p->TryClaim(1, 0, 0, 1, false);
+  ASSERT_TRUE(b.ok());
+  b.value()[0] = std::byte{'b'};
+  ASSERT_EQ(p->CommitDeferred(b), SendStatus::kOk);
+  ProducerClaim a2 = p->TryClaim(0, 0, 0, 2, false);
+  ASSERT_TRUE(a2.ok());
+  std::memcpy(a2.value().data(), "a2", 2);
+  ASSERT_EQ(p->Commit(a2), SendStatus::kOk);
+  got = Drain(*c);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].value, "a");
+  EXPECT_EQ(got[1].value, "a2");
+  { Producer gone = std::move(*p); }  // ~Producer publishes "b"
+  got = Drain(*c);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "b");
+  EXPECT_EQ(got[0].partition, 1u);
 }
 
 TEST_F(ProducerConsumerTest, RecordsWithoutKeyGoRoundRobinOverTheProducersPartitions) {
