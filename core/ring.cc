@@ -685,6 +685,16 @@ void RingProducer::SleeperFence() const {
   }
 }
 
+bool RingProducer::Unblocked(uint64_t position) {
+  // Acquire: pairs with the unblocker's seq_cst raise, which comes before it
+  // writes any commit word.
+  const uint64_t epoch = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
+  if (epoch == unblock_epoch_known_) return false;
+  if (UnblockerOwns(ring_.At(position), ring_.Tag(position))) return true;
+  unblock_epoch_known_ = epoch;
+  return false;
+}
+
 bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
   const uint64_t tag = ring_.Tag(position);
   if (ring_.single_producer_) {
@@ -692,7 +702,7 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
     // full fence) waits until every store before it owns its line, a
     // cross-core round trip whenever a reader polls this frame's line. Only
     // an unblocker writes this word besides us, and it leaves our tag.
-    if (UnblockerOwns(f, tag)) return false;
+    if (Unblocked(position)) return false;
     Word64At(f).store(tag | S(state), std::memory_order_release);
     SleeperFence();
     return true;
@@ -733,7 +743,7 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   }
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
-  if (ring_.single_producer_ && UnblockerOwns(f, ring_.Tag(position))) {
+  if (ring_.single_producer_ && Unblocked(position)) {
     // An unblocker took the claim (its padding is in place): write nothing.
     c.frame_ = nullptr;
     c.status_ = ClaimStatus::kInvalid;
@@ -748,9 +758,8 @@ CommitStatus RingProducer::commit(RingClaim& c) {
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   if (!c.ok()) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
-  std::byte* f = c.frame_;
   const uint64_t position = c.position_;
-  if (UnblockerOwns(f, ring_.Tag(position))) {
+  if (Unblocked(position)) {
     c.frame_ = nullptr;
     c.status_ = ClaimStatus::kInvalid;
     return CommitStatus::kUnblocked;
@@ -782,7 +791,7 @@ PublishResult RingProducer::publish() {
     const uint64_t position = deferred_[i];
     std::byte* f = ring_.At(position);
     const uint64_t tag = ring_.Tag(position);
-    if (UnblockerOwns(f, tag)) {
+    if (Unblocked(position)) {
       ++r.unblocked;
       continue;
     }
@@ -1032,6 +1041,9 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
   const uint64_t tag = ring_.Tag(position);
   auto w = Word64At(f);
   internal::RingControl* ctl = ring_.control_;
+  // Before any commit word is written: a single producer checks the epoch
+  // and looks at its frame's commit word only when the epoch moved.
+  Word64(ctl->unblock_epoch).fetch_add(1, std::memory_order_seq_cst);
   for (;;) {
     const RingPosition t = ring_.tail();
     if (position >= t.position) return {};

@@ -49,6 +49,7 @@
 //  |  space_seq (32) | space_waiters (32): futex for producers      |  512
 //  +---------------------------------------------------------------+
 //  |  unblocked_claims (64) | unblocked_bytes (64) | aborted (64)   |  640
+//  |  unblock_epoch (64): raised before an unblocker writes a frame   |  664
 //  +---------------------------------------------------------------+
 //  |  gating slot 0: owner (64) | position (64) | offset (64) |     |  768
 //  |    durable_position (64) | durable_offset (64) | error (32)    |
@@ -94,7 +95,7 @@
 namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
-inline constexpr uint32_t kRingVersionMajor = 2;
+inline constexpr uint32_t kRingVersionMajor = 3;
 inline constexpr uint32_t kRingVersionMinor = 0;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
@@ -143,6 +144,7 @@ struct alignas(128) RingControl {
   alignas(128) uint64_t unblocked_claims;
   uint64_t unblocked_bytes;
   uint64_t aborted_claims;
+  uint64_t unblock_epoch;
   struct alignas(128) GatingSlot {
     uint64_t owner;             // 0: free
     uint64_t position;          // released up to here (e.g. written to a file)
@@ -162,6 +164,7 @@ static_assert(offsetof(RingControl, lap_seq) == 256);
 static_assert(offsetof(RingControl, data_seq) == 384);
 static_assert(offsetof(RingControl, space_seq) == 512);
 static_assert(offsetof(RingControl, unblocked_claims) == 640);
+static_assert(offsetof(RingControl, unblock_epoch) == 664);
 static_assert(offsetof(RingControl, gating) == 768);
 static_assert(offsetof(RingControl, durable_seq) == 1280);
 static_assert(offsetof(RingControl, write_lap) == 1408);
@@ -398,11 +401,17 @@ class RingProducer {
   void Seal(RingClaim& claim);
   // The single producer's store-then-check-for-sleepers fence.
   void SleeperFence() const;
+  // Single producer: true if an unblocker has taken the frame at `position`.
+  // Reads the ring's unblock_epoch (a line only unblockers write), and the
+  // frame's commit word only when an unblocker has been at work since the
+  // last look: loading the commit word misses whenever a reader has polled it.
+  bool Unblocked(uint64_t position);
 
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
+  uint64_t unblock_epoch_known_ = 0;
   uint32_t deferred_count_ = 0;
   int64_t batch_timestamp_ns_ = 0;
   uint64_t deferred_[kMaxDeferred];  // positions of the deferred records, oldest first

@@ -784,6 +784,38 @@ TEST(Ring, AnAbandonedBatchIsUnblockedAsOneHole) {
   EXPECT_EQ(got[0].offset, 4u);
 }
 
+// A single producer looks at its frame's commit word only when the ring's
+// unblock epoch moved; an unblock elsewhere costs it one precise look, no
+// false kUnblocked, and an unblock of its own claim is always seen.
+TEST(Ring, SingleProducerSeesEveryUnblockAndNoFalseOnes) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingUnblocker u(t.ring, 0);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "first").ok());
+  // An Unblock that finds nothing to do still raises the epoch.
+  EXPECT_EQ(u.Unblock(0).action, RingUnblocker::Action::kNone);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "second").ok());
+  RingClaim* c = Abandon(p.try_claim(0, 0, 8, false));
+  ASSERT_TRUE(c->ok());
+  EXPECT_EQ(u.Unblock(c->position()).action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(p.commit(*c), CommitStatus::kUnblocked);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "third").ok());
+  // The same for a deferred batch: the batch after an unblock publishes.
+  RingClaim d = p.try_claim(0, 0, 6, false);
+  ASSERT_TRUE(d.ok());
+  std::memcpy(d.value().data(), "fourth", 6);
+  ASSERT_EQ(p.commit_deferred(d), CommitStatus::kOk);
+  EXPECT_EQ(p.publish().published, 1u);
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got[0].value, "first");
+  EXPECT_EQ(got[1].value, "second");
+  EXPECT_EQ(got[2].value, "third");
+  EXPECT_EQ(got[3].value, "fourth");
+  EXPECT_EQ(got[2].offset, 3u);  // offset 2 was the unblocked claim
+}
+
 TEST(Ring, SingleProducerAbortIsSkipped) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);
