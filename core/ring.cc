@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
 
 #include "core/clock.h"
 
@@ -551,6 +552,7 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
     key_length_ = Once(other.key_length_);
     headers_length_ = Once(other.headers_length_);
     value_length_ = Once(other.value_length_);
+    unblock_seen_ = Once(other.unblock_seen_);
     flags_ = Once(other.flags_);
     status_ = Once(other.status_);
     other.frame_ = nullptr;
@@ -582,6 +584,10 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   const uint64_t aligned = AlignedFrameLength(frame_length);
   const uint64_t cap = ring_.capacity_;
   internal::RingControl* ctl = ring_.control_;
+  // Before the claim exists (the tail store below): an unblock that can touch
+  // this claim begins after this read, or is running during it.
+  const uint64_t unblock_seen =
+      ring_.single_producer_ ? Word64(ctl->unblock_epoch).load(std::memory_order_acquire) : 0;
   auto tail = Word64(ctl->tail);
   // Acquire: pairs with other producers' CAS so we reconstruct a current tail.
   uint64_t packed = tail.load(std::memory_order_acquire);
@@ -606,7 +612,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
       if (min && end > *min + cap) {
         // Deferred records hold the gating readers back: publish them, so
         // that waiting for space can end.
-        if (deferred_count_ > 0) (void)publish();
+        if (deferred_count_ > 0) lost_unreported_ += PublishBatch().unblocked;
         c.status_ = ClaimStatus::kFull;
         return c;
       }
@@ -670,6 +676,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   c.headers_length_ = headers_length;
   c.value_length_ = value_length;
   c.flags_ = has_key ? kFlagHasKey : 0;
+  c.unblock_seen_ = unblock_seen;
   c.status_ = ClaimStatus::kOk;
   return c;
 }
@@ -685,24 +692,22 @@ void RingProducer::SleeperFence() const {
   }
 }
 
-bool RingProducer::Unblocked(uint64_t position) {
-  // Acquire: pairs with the unblocker's seq_cst raise, which comes before it
-  // writes any commit word.
-  const uint64_t epoch = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
-  if (epoch == unblock_epoch_known_) return false;
-  if (UnblockerOwns(ring_.At(position), ring_.Tag(position))) return true;
-  unblock_epoch_known_ = epoch;
-  return false;
+bool RingProducer::Unblocked(uint64_t position, uint64_t seen) const {
+  // Acquire: pairs with the unblocker's seq_cst kUnblockBegin, which comes
+  // before it writes any commit word.
+  const uint64_t now = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
+  if (now == seen && (now & internal::kUnblocksRunning) == 0) return false;
+  return UnblockerOwns(ring_.At(position), ring_.Tag(position));
 }
 
-bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state) {
+bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, uint64_t seen) {
   const uint64_t tag = ring_.Tag(position);
   if (ring_.single_producer_) {
     // A plain release store, not a locked instruction: a locked one (and a
     // full fence) waits until every store before it owns its line, a
     // cross-core round trip whenever a reader polls this frame's line. Only
     // an unblocker writes this word besides us, and it leaves our tag.
-    if (Unblocked(position)) return false;
+    if (Unblocked(position, seen)) return false;
     Word64At(f).store(tag | S(state), std::memory_order_release);
     SleeperFence();
     return true;
@@ -731,26 +736,26 @@ void RingProducer::Seal(RingClaim& c) {
 }
 
 CommitStatus RingProducer::commit(RingClaim& c) {
-  if (!c.ok()) return CommitStatus::kNotClaimed;
-  if (deferred_count_ > 0) {
-    const uint32_t pending = deferred_count_ + 1;
-    const CommitStatus s = commit_deferred(c);
-    if (s != CommitStatus::kOk) return s;
-    // Full batch: commit_deferred published it already.
-    if (deferred_count_ == 0) return CommitStatus::kOk;
+  if (deferred_count_ > 0 || lost_unreported_ > 0) {
+    // Joins the pending batch, which is published with it, whatever became
+    // of this record.
+    const CommitStatus s = c.ok() ? commit_deferred(c) : CommitStatus::kNotClaimed;
     const PublishResult r = publish();
-    return r.published == pending ? CommitStatus::kOk : CommitStatus::kUnblocked;
+    if (s != CommitStatus::kOk) return s;
+    return r.unblocked == 0 ? CommitStatus::kOk : CommitStatus::kUnblocked;
   }
+  if (!c.ok()) return CommitStatus::kNotClaimed;
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
-  if (ring_.single_producer_ && Unblocked(position)) {
+  const uint64_t seen = c.unblock_seen_;
+  if (ring_.single_producer_ && Unblocked(position, seen)) {
     // An unblocker took the claim (its padding is in place): write nothing.
     c.frame_ = nullptr;
     c.status_ = ClaimStatus::kInvalid;
     return CommitStatus::kUnblocked;
   }
   Seal(c);
-  if (!Publish(f, position, FrameState::kData)) return CommitStatus::kUnblocked;
+  if (!Publish(f, position, FrameState::kData, seen)) return CommitStatus::kUnblocked;
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
 }
@@ -759,16 +764,28 @@ CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   if (!c.ok()) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
   const uint64_t position = c.position_;
-  if (Unblocked(position)) {
+  if (Unblocked(position, c.unblock_seen_)) {
     c.frame_ = nullptr;
     c.status_ = ClaimStatus::kInvalid;
     return CommitStatus::kUnblocked;
+  }
+  if (deferred_count_ == 0) {
+    batch_seen_ = c.unblock_seen_;
+    batch_quiet_ = true;
+  }
+  // Publish checks no commit word only if every claim of the batch saw the
+  // same quiet unblock_epoch that it sees then.
+  if (c.unblock_seen_ != batch_seen_ || (c.unblock_seen_ & internal::kUnblocksRunning) != 0) {
+    batch_quiet_ = false;
   }
   const uint64_t end = position + AlignedFrameLength(c.frame_length_);
   // One clock reading per batch: records that become visible together carry
   // the time their batch began (Kafka's LogAppendTime is per batch, too).
   if (c.timestamp_ns_ == 0) {
-    if (deferred_count_ == 0) batch_timestamp_ns_ = RecordClockNanos();
+    if (!batch_clock_read_) {
+      batch_timestamp_ns_ = RecordClockNanos();
+      batch_clock_read_ = true;
+    }
     c.timestamp_ns_ = batch_timestamp_ns_;
   }
   Seal(c);
@@ -776,22 +793,30 @@ CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   // A batch never holds more than a quarter of the ring: producers must not
   // wait on (or, with no gating reader, lap) records nobody can read yet.
   if (deferred_count_ == kMaxDeferred || end - deferred_[0] >= ring_.capacity_ / 4) {
-    const PublishResult r = publish();
-    if (r.unblocked != 0) return CommitStatus::kUnblocked;
+    if (PublishBatch().unblocked != 0) return CommitStatus::kUnblocked;
   }
   return CommitStatus::kOk;
 }
 
 PublishResult RingProducer::publish() {
+  PublishResult r = PublishBatch();
+  r.unblocked += std::exchange(lost_unreported_, 0);
+  return r;
+}
+
+PublishResult RingProducer::PublishBatch() {
   PublishResult r;
   if (deferred_count_ == 0) return r;
+  const uint64_t now = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
+  const bool quiet = batch_quiet_ && now == batch_seen_;
   // Release stores, the oldest last: a reader stops at the oldest until it is
-  // published, and whoever sees it sees the newer ones.
+  // published, and whoever sees it sees the newer ones. If an unblock began
+  // or ran since the batch's first claim, every frame is looked at first.
   for (uint32_t i = deferred_count_; i-- > 0;) {
     const uint64_t position = deferred_[i];
     std::byte* f = ring_.At(position);
     const uint64_t tag = ring_.Tag(position);
-    if (Unblocked(position)) {
+    if (!quiet && UnblockerOwns(f, tag)) {
       ++r.unblocked;
       continue;
     }
@@ -799,6 +824,7 @@ PublishResult RingProducer::publish() {
     ++r.published;
   }
   deferred_count_ = 0;
+  batch_clock_read_ = false;
   SleeperFence();
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return r;
@@ -807,17 +833,65 @@ PublishResult RingProducer::publish() {
 CommitStatus RingProducer::abort(RingClaim& c) {
   if (!c.ok()) return CommitStatus::kNotClaimed;
   std::byte* f = c.frame_;
+  const uint64_t position = c.position_;
+  const uint64_t seen = c.unblock_seen_;
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  // The padding covers the claim: its length was written at claim time, or
-  // (a single producer) is written now.
   if (ring_.single_producer_) {
+    // Nothing is written over an unblocker's padding (whose length may cover
+    // more than this claim). Then the padding covers the claim.
+    if (Unblocked(position, seen)) return CommitStatus::kUnblocked;
     Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
   }
-  if (!Publish(f, c.position_, FrameState::kPadding)) return CommitStatus::kUnblocked;
+  if (!Publish(f, position, FrameState::kPadding, seen)) return CommitStatus::kUnblocked;
   Word64(ring_.control_->aborted_claims).fetch_add(1, std::memory_order_relaxed);
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
+}
+
+void RingProducer::CopySettings(const RingProducer& other) {
+  ring_ = other.ring_;
+  gating_cache_position_ = other.gating_cache_position_;
+  write_lap_known_ = other.write_lap_known_;
+  light_fence_ = other.light_fence_;
+}
+
+void RingProducer::TakeBatch(RingProducer& other) {
+  deferred_count_ = std::exchange(other.deferred_count_, 0);
+  lost_unreported_ = std::exchange(other.lost_unreported_, 0);
+  batch_quiet_ = other.batch_quiet_;
+  batch_clock_read_ = std::exchange(other.batch_clock_read_, false);
+  batch_seen_ = other.batch_seen_;
+  batch_timestamp_ns_ = other.batch_timestamp_ns_;
+  std::copy_n(other.deferred_, deferred_count_, deferred_);
+}
+
+RingProducer::RingProducer(const RingProducer& other) noexcept { CopySettings(other); }
+
+RingProducer& RingProducer::operator=(const RingProducer& other) noexcept {
+  if (this != &other) {
+    (void)publish();
+    CopySettings(other);
+  }
+  return *this;
+}
+
+RingProducer::RingProducer(RingProducer&& other) noexcept {
+  CopySettings(other);
+  TakeBatch(other);
+}
+
+RingProducer& RingProducer::operator=(RingProducer&& other) noexcept {
+  if (this != &other) {
+    (void)publish();
+    CopySettings(other);
+    TakeBatch(other);
+  }
+  return *this;
+}
+
+RingProducer::~RingProducer() {
+  if (deferred_count_ > 0) (void)publish();
 }
 
 WriteResult RingProducer::try_write(std::optional<std::string_view> key,
@@ -911,7 +985,8 @@ bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
     return s != S(FrameState::kClaimed) && s != S(FrameState::kPoison);
   };
   return WaitUntil(ready, strategy, timeout_ns, ring_.control_->data_seq,
-                   ring_.control_->data_waiters, /*heavy_fence=*/true);
+                   ring_.control_->data_waiters,
+                   /*heavy_fence=*/ring_.single_producer_);
 }
 
 Lost RingReader::Resync() {
@@ -1041,9 +1116,16 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
   const uint64_t tag = ring_.Tag(position);
   auto w = Word64At(f);
   internal::RingControl* ctl = ring_.control_;
-  // Before any commit word is written: a single producer checks the epoch
-  // and looks at its frame's commit word only when the epoch moved.
-  Word64(ctl->unblock_epoch).fetch_add(1, std::memory_order_seq_cst);
+  // Begun before any commit word is written, ended on every way out: a
+  // single producer looks at its frame's commit word only if an unblock
+  // began or ran since its claim (RingProducer::Unblocked).
+  struct Running {
+    uint64_t& word;
+    explicit Running(uint64_t& w) : word(w) {
+      Word64(word).fetch_add(internal::kUnblockBegin, std::memory_order_seq_cst);
+    }
+    ~Running() { Word64(word).fetch_sub(1, std::memory_order_seq_cst); }
+  } running(ctl->unblock_epoch);
   for (;;) {
     const RingPosition t = ring_.tail();
     if (position >= t.position) return {};

@@ -49,7 +49,7 @@
 //  |  space_seq (32) | space_waiters (32): futex for producers      |  512
 //  +---------------------------------------------------------------+
 //  |  unblocked_claims (64) | unblocked_bytes (64) | aborted (64)   |  640
-//  |  unblock_epoch (64): raised before an unblocker writes a frame   |  664
+//  |  unblock_epoch (64): unblocks begun << 16 | unblocks running    |  664
 //  +---------------------------------------------------------------+
 //  |  gating slot 0: owner (64) | position (64) | offset (64) |     |  768
 //  |    durable_position (64) | durable_offset (64) | error (32)    |
@@ -173,6 +173,11 @@ static_assert(sizeof(RingControl) <= kRingHeaderBytes);
 static_assert(std::is_trivially_copyable_v<RingControl>);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
 static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
+// unblock_epoch: an unblock adds kUnblockBegin before it writes any commit
+// word and subtracts 1 when it is done, so the word is unchanged with a zero
+// low half exactly when no unblock began, or ran, in between two reads.
+inline constexpr uint64_t kUnblockBegin = (uint64_t{1} << 16) + 1;
+inline constexpr uint64_t kUnblocksRunning = 0xFFFF;
 }  // namespace internal
 
 // A non-owning handle to a formatted ring. Cheap to copy. The memory must
@@ -334,6 +339,7 @@ class RingClaim {
   uint32_t key_length_ = 0;
   uint32_t headers_length_ = 0;
   uint32_t value_length_ = 0;
+  uint64_t unblock_seen_ = 0;  // the ring's unblock_epoch at claim time
   uint8_t flags_ = 0;
   ClaimStatus status_ = ClaimStatus::kInvalid;
 };
@@ -352,11 +358,18 @@ struct WriteResult {
   bool ok() const { return status == ClaimStatus::kOk && commit == CommitStatus::kOk; }
 };
 
-// A producer handle. Not thread-safe: one per thread.
+// A producer handle. Not thread-safe: one per thread. A batch of deferred
+// records belongs to one handle: a copy starts without it, a move takes it,
+// and the destructor (or an assignment over a handle) publishes it.
 class RingProducer {
  public:
   RingProducer() = default;
   explicit RingProducer(Ring ring) : ring_(ring), light_fence_(RegisterLightFence()) {}
+  RingProducer(const RingProducer& other) noexcept;
+  RingProducer& operator=(const RingProducer& other) noexcept;
+  RingProducer(RingProducer&& other) noexcept;
+  RingProducer& operator=(RingProducer&& other) noexcept;
+  ~RingProducer();
 
   // Claims room for one record. Never blocks, allocates or enters the kernel.
   // has_key distinguishes an empty key from none.
@@ -376,6 +389,8 @@ class RingProducer {
   [[nodiscard]] CommitStatus commit_deferred(RingClaim& claim);
   // Publishes the deferred records, newest first and the oldest last, so a
   // reader that sees the oldest sees them all; wakes sleeping readers.
+  // `unblocked` also counts records lost from a batch that try_claim
+  // published on its own (before reporting kFull) since the last call.
   PublishResult publish();
   uint32_t deferred() const { return deferred_count_; }
   static constexpr uint32_t kMaxDeferred = 64;
@@ -395,26 +410,33 @@ class RingProducer {
 
  private:
   // Moves the claimed frame's commit word to `state`; false if an unblocker
-  // declared the claim dead first.
-  bool Publish(std::byte* frame, uint64_t position, FrameState state);
+  // declared the claim dead first. `seen`: the claim's unblock_seen_.
+  bool Publish(std::byte* frame, uint64_t position, FrameState state, uint64_t seen);
+  PublishResult PublishBatch();
+  void CopySettings(const RingProducer& other);
+  void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word.
   void Seal(RingClaim& claim);
   // The single producer's store-then-check-for-sleepers fence.
   void SleeperFence() const;
-  // Single producer: true if an unblocker has taken the frame at `position`.
-  // Reads the ring's unblock_epoch (a line only unblockers write), and the
-  // frame's commit word only when an unblocker has been at work since the
-  // last look: loading the commit word misses whenever a reader has polled it.
-  bool Unblocked(uint64_t position);
+  // Single producer: true if an unblocker has taken the frame at `position`,
+  // claimed when the ring's unblock_epoch read `seen`. Looks at the frame's
+  // commit word only if an unblock began or ran since (loading the commit
+  // word misses whenever a reader has just polled it: a cross-core trip).
+  bool Unblocked(uint64_t position, uint64_t seen) const;
 
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
-  uint64_t unblock_epoch_known_ = 0;
+  // The batch of deferred records.
   uint32_t deferred_count_ = 0;
+  uint32_t lost_unreported_ = 0;   // lost in batches try_claim published
+  bool batch_quiet_ = true;        // every claim of the batch saw batch_seen_
+  bool batch_clock_read_ = false;  // batch_timestamp_ns_ is this batch's
+  uint64_t batch_seen_ = 0;        // unblock_epoch when the first was claimed
   int64_t batch_timestamp_ns_ = 0;
-  uint64_t deferred_[kMaxDeferred];  // positions of the deferred records, oldest first
+  uint64_t deferred_[kMaxDeferred];  // positions of the deferred records
 };
 
 enum class ReadStatus : uint8_t {

@@ -95,8 +95,18 @@ bool WaitAny(std::span<const RingReader* const> readers, WaitStrategy strategy,
       std::atomic_ref<uint32_t>(c->data_waiters).fetch_add(1, std::memory_order_seq_cst);
       observed[i] = std::atomic_ref<uint32_t>(c->data_seq).load(std::memory_order_seq_cst);
     }
+    // Single-producer rings' producers check waiters behind a compiler
+    // barrier only: this is the other half (core/wait.h, HeavyFence). Where
+    // it cannot run, sleep 1 ms at most, so a missed wake-up costs that.
+    bool fenced = true;
+    for (const RingReader* r : readers) {
+      if (r->ring().mode() == RingMode::kSingleProducer) {
+        fenced = HeavyFence();
+        break;
+      }
+    }
     if (!AnyReady(readers)) {
-      const int64_t until = std::min(deadline_ns, now + kSliceNs);
+      const int64_t until = std::min(deadline_ns, now + (fenced ? kSliceNs : 1'000'000));
       if (!SleepOnAll(readers, observed, until)) {
         // No futex_waitv: 1 ms on one ring at a time.
         const std::size_t i = fallback_next++ % readers.size();

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <new>
 #include <string>
@@ -814,6 +815,141 @@ TEST(Ring, SingleProducerSeesEveryUnblockAndNoFalseOnes) {
   EXPECT_EQ(got[2].value, "third");
   EXPECT_EQ(got[3].value, "fourth");
   EXPECT_EQ(got[2].offset, 3u);  // offset 2 was the unblocked claim
+}
+
+// Review finding: an unblocked batch must stay lost even when the producer
+// later commits a clean record (its check of that record must not vouch for
+// the batch), and readers must never meet a half-overwritten frame.
+TEST(Ring, AnUnblockedBatchStaysLostWhenTheProducerCommitsAgain) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  const uint64_t at = t.ring.tail().position;
+  for (uint32_t i = 0; i < 3; ++i) {
+    RingClaim c = p.try_claim(0, 0, 16, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  RingUnblocker u(t.ring, 0);
+  ASSERT_EQ(u.Unblock(at).action, RingUnblocker::Action::kHoleFilled);
+  RingClaim d = p.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(d.ok());
+  std::memcpy(d.value().data(), "after", 5);
+  EXPECT_EQ(p.commit(d), CommitStatus::kUnblocked);  // the batch was lost
+  EXPECT_EQ(p.deferred(), 0u);
+  RingReader r(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  ReadStatus status;
+  auto got = ReadAll(r, &status);
+  EXPECT_EQ(status, ReadStatus::kOk);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "after");
+  EXPECT_EQ(got[0].offset, 3u);
+}
+
+// A hole never spans more than one maximum frame; a batch longer than that is
+// lost in part. What lies past the hole is published, the rest is reported
+// lost, and every frame a reader meets is whole.
+TEST(Ring, ABatchLongerThanTheUnblockersHoleIsLostOnlyInPart) {
+  RingOptions o = Options(RingMode::kSingleProducer);
+  o.max_frame_length = 512;
+  TestRing t(o);
+  RingProducer p(t.ring);
+  const uint64_t at = t.ring.tail().position;
+  for (uint32_t i = 0; i < 4; ++i) {
+    RingClaim c = p.try_claim(0, 0, 200, false);
+    ASSERT_TRUE(c.ok());
+    std::memset(c.value().data(), 'a' + i, 200);
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  RingUnblocker u(t.ring, 0);
+  const auto res = u.Unblock(at);
+  ASSERT_EQ(res.action, RingUnblocker::Action::kHoleFilled);
+  ASSERT_LT(res.bytes, 4 * AlignedFrameLength(FrameLength(0, 0, 200)));
+  const PublishResult pr = p.publish();
+  EXPECT_EQ(pr.published + pr.unblocked, 4u);
+  EXPECT_GT(pr.unblocked, 0u);
+  // Frames the hole cut into are lost, and may be followed by more poison:
+  // the unblocker fills what is left after another timeout.
+  for (int round = 0; round < 4 && t.ring.unblocked_claims() < 4; ++round) {
+    RingUnblocker again(t.ring, 0);
+    (void)again.Poll(0);
+    (void)again.Poll(1);
+  }
+  RingReader r(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  ReadStatus status;
+  auto got = ReadAll(r, &status);
+  EXPECT_EQ(status, ReadStatus::kOk);
+  EXPECT_EQ(got.size(), pr.published);
+  for (const auto& g : got) {
+    EXPECT_EQ(g.value, std::string(200, static_cast<char>('a' + g.offset)));
+  }
+}
+
+TEST(Ring, CommitOfAnUnblockedClaimStillPublishesThePendingBatch) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingClaim a = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(a.ok());
+  a.value()[0] = std::byte{'a'};
+  ASSERT_EQ(p.commit_deferred(a), CommitStatus::kOk);
+  RingClaim* b = Abandon(p.try_claim(0, 0, 1, false));
+  ASSERT_TRUE(b->ok());
+  // Only b is unblocked: the hole starts at b (a is not stuck, just pending).
+  RingUnblocker u(t.ring, 0);
+  ASSERT_EQ(u.Unblock(b->position()).action, RingUnblocker::Action::kHoleFilled);
+  EXPECT_EQ(p.commit(*b), CommitStatus::kUnblocked);
+  EXPECT_EQ(p.deferred(), 0u);
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "a");
+}
+
+// A batch whose first record has a given timestamp still reads the clock for
+// the others (not an earlier batch's reading).
+TEST(Ring, BatchTimestampIsReadForEveryBatch) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingClaim first = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(p.commit_deferred(first), CommitStatus::kOk);
+  ASSERT_EQ(p.publish().published, 1u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  RingClaim given = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(given.ok());
+  given.set_timestamp(42);
+  ASSERT_EQ(p.commit_deferred(given), CommitStatus::kOk);
+  RingClaim stamped = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(stamped.ok());
+  ASSERT_EQ(p.commit_deferred(stamped), CommitStatus::kOk);
+  ASSERT_EQ(p.publish().published, 2u);
+  RingReader r(t.ring, t.ring.earliest());
+  std::vector<int64_t> ts;
+  (void)r.read([&](const RecordView& v) { ts.push_back(v.timestamp_ns()); }, 10);
+  ASSERT_EQ(ts.size(), 3u);
+  EXPECT_EQ(ts[1], 42);
+  EXPECT_GE(ts[2] - ts[0], 15'000'000);  // read after the sleep, not reused
+}
+
+// The batch belongs to one handle: a copy starts without it, a move takes
+// it, and the destructor publishes it.
+TEST(Ring, ABatchMovesWithItsProducerAndIsPublishedByTheDestructor) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingReader r(t.ring, t.ring.earliest());
+  {
+    RingProducer p(t.ring);
+    RingClaim c = p.try_claim(0, 0, 1, false);
+    ASSERT_TRUE(c.ok());
+    c.value()[0] = std::byte{'x'};
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+    RingProducer copy(p);
+    EXPECT_EQ(copy.deferred(), 0u);
+    RingProducer moved(std::move(p));
+    EXPECT_EQ(moved.deferred(), 1u);
+    EXPECT_TRUE(ReadAll(r).empty());
+  }
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "x");
 }
 
 TEST(Ring, SingleProducerAbortIsSkipped) {
