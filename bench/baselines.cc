@@ -198,6 +198,15 @@ struct Msg64 {
   std::byte bytes[64];
 };
 
+// Two threads, 64-byte elements, 200,000 per iteration.
+ThroughputConfig MoodyConfig() {
+  ThroughputConfig config;
+  config.isolation = Isolation::kThread;
+  config.payload = sizeof(Msg64);
+  config.records_per_iteration = 200'000;
+  return config;
+}
+
 template <typename Queue>
 int ConsumeMoody(ThroughputConsumer& ctx, Queue& q) {
   Msg64 m;
@@ -217,10 +226,7 @@ int ConsumeMoody(ThroughputConsumer& ctx, Queue& q) {
 
 void MoodyReaderWriterQueue(benchmark::State& state) {
   moodycamel::ReaderWriterQueue<Msg64> q(kMoodyCapacity);
-  ThroughputConfig config;
-  config.isolation = Isolation::kThread;
-  config.payload = sizeof(Msg64);
-  config.records_per_iteration = 200'000;
+  const ThroughputConfig config = MoodyConfig();
   RunThroughput(
       state, config,
       [&](uint32_t) {
@@ -251,10 +257,7 @@ struct ConcurrentQueueConsumer {
 
 void MoodyConcurrentQueue(benchmark::State& state) {
   moodycamel::ConcurrentQueue<Msg64> q(kMoodyCapacity);
-  ThroughputConfig config;
-  config.isolation = Isolation::kThread;
-  config.payload = sizeof(Msg64);
-  config.records_per_iteration = 200'000;
+  const ThroughputConfig config = MoodyConfig();
   // The producer token lives across iterations: its blocks are the ones
   // preallocated by the constructor, reused as the consumer frees them.
   std::unique_ptr<moodycamel::ProducerToken> token;
@@ -287,10 +290,7 @@ void MoodyConcurrentQueue(benchmark::State& state) {
 void MoodyConcurrentQueueBulk(benchmark::State& state) {
   constexpr std::size_t kBulk = 32;
   moodycamel::ConcurrentQueue<Msg64> q(kMoodyCapacity);
-  ThroughputConfig config;
-  config.isolation = Isolation::kThread;
-  config.payload = sizeof(Msg64);
-  config.records_per_iteration = 200'000;
+  const ThroughputConfig config = MoodyConfig();
   std::unique_ptr<moodycamel::ProducerToken> token;
   RunThroughput(
       state, config,
