@@ -700,14 +700,18 @@ bool RingProducer::Unblocked(uint64_t position, uint64_t seen) const {
   return UnblockerOwns(ring_.At(position), ring_.Tag(position));
 }
 
-bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, uint64_t seen) {
+bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, uint64_t seen,
+                           uint32_t frame_length) {
   const uint64_t tag = ring_.Tag(position);
   if (ring_.single_producer_) {
     // A plain release store, not a locked instruction: a locked one (and a
     // full fence) waits until every store before it owns its line, a
     // cross-core round trip whenever a reader polls this frame's line. Only
-    // an unblocker writes this word besides us, and it leaves our tag.
+    // an unblocker writes this word besides us, and it leaves our tag. The
+    // length goes in only after the check: an unblocker's padding keeps its
+    // own length (it may cover more than this claim).
     if (Unblocked(position, seen)) return false;
+    Word32At(f + frame::kLength).store(frame_length, std::memory_order_relaxed);
     Word64At(f).store(tag | S(state), std::memory_order_release);
     SleeperFence();
     return true;
@@ -719,13 +723,14 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, ui
   return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
 
-void RingProducer::Seal(RingClaim& c) {
+void RingProducer::Seal(RingClaim& c, bool with_length) {
   std::byte* f = c.frame_;
   // Every field but the length, which several producers write at claim time
-  // (an unblocker may read it) and a single producer writes now.
+  // (an unblocker may read it) and a single producer writes with the commit
+  // word (Publish), or here for a deferred record.
   const uint64_t aligned = AlignedFrameLength(c.frame_length_);
   if (aligned != c.frame_length_) std::memset(f + c.frame_length_, 0, aligned - c.frame_length_);
-  if (ring_.single_producer_) {
+  if (with_length) {
     Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
   }
   SealFrameHeader(
@@ -736,11 +741,11 @@ void RingProducer::Seal(RingClaim& c) {
 }
 
 CommitStatus RingProducer::commit(RingClaim& c) {
-  if (deferred_count_ > 0 || lost_unreported_ > 0) {
+  if (deferred_count_ > 0) {
     // Joins the pending batch, which is published with it, whatever became
-    // of this record.
+    // of this record. (Losses of earlier batches are publish()'s to report.)
     const CommitStatus s = c.ok() ? commit_deferred(c) : CommitStatus::kNotClaimed;
-    const PublishResult r = publish();
+    const PublishResult r = PublishBatch();
     if (s != CommitStatus::kOk) return s;
     return r.unblocked == 0 ? CommitStatus::kOk : CommitStatus::kUnblocked;
   }
@@ -748,14 +753,14 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
   const uint64_t seen = c.unblock_seen_;
-  if (ring_.single_producer_ && Unblocked(position, seen)) {
-    // An unblocker took the claim (its padding is in place): write nothing.
-    c.frame_ = nullptr;
-    c.status_ = ClaimStatus::kInvalid;
+  const uint32_t frame_length = c.frame_length_;
+  // If an unblocker took the claim meanwhile, Seal writes only over the hole
+  // it padded (readers skip it by the padding's length, which Publish leaves
+  // alone), and Publish refuses.
+  Seal(c, /*with_length=*/false);
+  if (!Publish(f, position, FrameState::kData, seen, frame_length)) {
     return CommitStatus::kUnblocked;
   }
-  Seal(c);
-  if (!Publish(f, position, FrameState::kData, seen)) return CommitStatus::kUnblocked;
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
 }
@@ -788,7 +793,7 @@ CommitStatus RingProducer::commit_deferred(RingClaim& c) {
     }
     c.timestamp_ns_ = batch_timestamp_ns_;
   }
-  Seal(c);
+  Seal(c, /*with_length=*/true);
   deferred_[deferred_count_++] = position;
   // A batch never holds more than a quarter of the ring: producers must not
   // wait on (or, with no gating reader, lap) records nobody can read yet.
@@ -808,7 +813,7 @@ PublishResult RingProducer::PublishBatch() {
   PublishResult r;
   if (deferred_count_ == 0) return r;
   const uint64_t now = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
-  const bool quiet = batch_quiet_ && now == batch_seen_;
+  bool quiet = batch_quiet_ && now == batch_seen_;
   // Release stores, the oldest last: a reader stops at the oldest until it is
   // published, and whoever sees it sees the newer ones. If an unblock began
   // or ran since the batch's first claim, every frame is looked at first.
@@ -816,6 +821,11 @@ PublishResult RingProducer::PublishBatch() {
     const uint64_t position = deferred_[i];
     std::byte* f = ring_.At(position);
     const uint64_t tag = ring_.Tag(position);
+    // The oldest is stored last: look at the word once more before it.
+    if (i == 0 && quiet &&
+        Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire) != now) {
+      quiet = false;
+    }
     if (!quiet && UnblockerOwns(f, tag)) {
       ++r.unblocked;
       continue;
@@ -837,13 +847,11 @@ CommitStatus RingProducer::abort(RingClaim& c) {
   const uint64_t seen = c.unblock_seen_;
   c.frame_ = nullptr;
   c.status_ = ClaimStatus::kInvalid;
-  if (ring_.single_producer_) {
-    // Nothing is written over an unblocker's padding (whose length may cover
-    // more than this claim). Then the padding covers the claim.
-    if (Unblocked(position, seen)) return CommitStatus::kUnblocked;
-    Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
+  // The padding covers the claim (a single producer's Publish writes its
+  // length after checking for an unblocker).
+  if (!Publish(f, position, FrameState::kPadding, seen, c.frame_length_)) {
+    return CommitStatus::kUnblocked;
   }
-  if (!Publish(f, position, FrameState::kPadding, seen)) return CommitStatus::kUnblocked;
   Word64(ring_.control_->aborted_claims).fetch_add(1, std::memory_order_relaxed);
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
@@ -1128,7 +1136,9 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
   } running(ctl->unblock_epoch);
   for (;;) {
     const RingPosition t = ring_.tail();
-    if (position >= t.position) return {};
+    // Not claimed yet, or a lap behind the tail (producers lapped our cursor
+    // since the caller looked): nothing of ours to unblock there.
+    if (position >= t.position || t.position - position > cap) return {};
     // Before we write into the lap (a claimer that died before its first
     // write may not have raised it).
     ring_.RaiseWriteLap(position, write_lap_known_);

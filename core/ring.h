@@ -411,12 +411,14 @@ class RingProducer {
  private:
   // Moves the claimed frame's commit word to `state`; false if an unblocker
   // declared the claim dead first. `seen`: the claim's unblock_seen_.
-  bool Publish(std::byte* frame, uint64_t position, FrameState state, uint64_t seen);
+  bool Publish(std::byte* frame, uint64_t position, FrameState state, uint64_t seen,
+               uint32_t frame_length);
   PublishResult PublishBatch();
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
-  // Writes everything of a committed record but its commit word.
-  void Seal(RingClaim& claim);
+  // Writes everything of a committed record but its commit word (and, unless
+  // with_length, its length).
+  void Seal(RingClaim& claim, bool with_length);
   // The single producer's store-then-check-for-sleepers fence.
   void SleeperFence() const;
   // Single producer: true if an unblocker has taken the frame at `position`,

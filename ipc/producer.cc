@@ -184,13 +184,11 @@ SendStatus Producer::Publish() {
   SendStatus status = SendStatus::kOk;
   for (uint64_t m = std::exchange(deferred_mask_, 0); m != 0; m &= m - 1) {
     const auto partition = static_cast<uint32_t>(std::countr_zero(m));
-    RingProducer& ring = rings_[partition];
-    if (ring.deferred() == 0) continue;  // published by the ring itself meanwhile
-    const PublishResult r = ring.publish();
+    // Also when the ring published the batch itself (full, or before kFull):
+    // publish() reports what such a batch lost.
+    const PublishResult r = rings_[partition].publish();
     if (r.unblocked != 0) status = SendStatus::kUnblocked;
-    if (r.published != 0) {
-      core_->directory().StorePosition(client_slot_, partition, deferred_next_offset_[partition]);
-    }
+    core_->directory().StorePosition(client_slot_, partition, deferred_next_offset_[partition]);
   }
   return status;
 }

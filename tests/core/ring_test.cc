@@ -952,6 +952,36 @@ TEST(Ring, ABatchMovesWithItsProducerAndIsPublishedByTheDestructor) {
   EXPECT_EQ(got[0].value, "x");
 }
 
+// Records a batch loses when try_claim publishes it (before kFull) are
+// reported by the next publish(), not by an unrelated later commit().
+TEST(Ring, LossesOfABatchPublishedBeforeKFullAreReportedByPublish) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  const std::string big(1000, 'b');
+  // Fill the ring but the last ~1.5 KiB with published records.
+  while (t.ring.tail().position + 2600 < kCap) ASSERT_TRUE(p.try_write(std::nullopt, {}, big).ok());
+  const uint64_t at = t.ring.tail().position;
+  for (uint32_t i = 0; i < 2; ++i) {
+    RingClaim c = p.try_claim(0, 0, 8, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+  RingUnblocker u(t.ring, 0);
+  ASSERT_EQ(u.Unblock(at).action, RingUnblocker::Action::kHoleFilled);
+  RingClaim full = p.try_claim(0, 0, 3000, false);
+  ASSERT_EQ(full.status(), ClaimStatus::kFull);
+  EXPECT_EQ(p.deferred(), 0u);  // published (found lost) before kFull
+  RingReader r(t.ring, t.ring.GatingPosition(slot));
+  (void)ReadAll(r);
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  EXPECT_EQ(p.try_write(std::nullopt, {}, "x").commit, CommitStatus::kOk);
+  const PublishResult pr = p.publish();
+  EXPECT_EQ(pr.published, 0u);
+  EXPECT_EQ(pr.unblocked, 2u);
+  EXPECT_EQ(p.publish().unblocked, 0u);  // reported once
+}
+
 TEST(Ring, SingleProducerAbortIsSkipped) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);
