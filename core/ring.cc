@@ -723,16 +723,13 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, ui
   return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
 
-void RingProducer::Seal(RingClaim& c, bool with_length) {
+void RingProducer::Seal(RingClaim& c) {
   std::byte* f = c.frame_;
   // Every field but the length, which several producers write at claim time
   // (an unblocker may read it) and a single producer writes with the commit
-  // word (Publish), or here for a deferred record.
+  // word, after its unblock check (Publish, PublishBatch).
   const uint64_t aligned = AlignedFrameLength(c.frame_length_);
   if (aligned != c.frame_length_) std::memset(f + c.frame_length_, 0, aligned - c.frame_length_);
-  if (with_length) {
-    Word32At(f + frame::kLength).store(c.frame_length_, std::memory_order_relaxed);
-  }
   SealFrameHeader(
       f, c.frame_length_, c.offset_, c.timestamp_ns_ != 0 ? c.timestamp_ns_ : RecordClockNanos(),
       static_cast<uint16_t>(c.key_length_), static_cast<uint16_t>(c.headers_length_), c.flags_);
@@ -757,7 +754,7 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   // If an unblocker took the claim meanwhile, Seal writes only over the hole
   // it padded (readers skip it by the padding's length, which Publish leaves
   // alone), and Publish refuses.
-  Seal(c, /*with_length=*/false);
+  Seal(c);
   if (!Publish(f, position, FrameState::kData, seen, frame_length)) {
     return CommitStatus::kUnblocked;
   }
@@ -768,12 +765,9 @@ CommitStatus RingProducer::commit(RingClaim& c) {
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   if (!c.ok()) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
+  // Whether an unblocker took the claim is checked once, when the batch is
+  // published (which reports it), right before the frame's stores.
   const uint64_t position = c.position_;
-  if (Unblocked(position, c.unblock_seen_)) {
-    c.frame_ = nullptr;
-    c.status_ = ClaimStatus::kInvalid;
-    return CommitStatus::kUnblocked;
-  }
   if (deferred_count_ == 0) {
     batch_seen_ = c.unblock_seen_;
     batch_quiet_ = true;
@@ -793,7 +787,9 @@ CommitStatus RingProducer::commit_deferred(RingClaim& c) {
     }
     c.timestamp_ns_ = batch_timestamp_ns_;
   }
-  Seal(c, /*with_length=*/true);
+  const uint32_t frame_length = c.frame_length_;
+  Seal(c);
+  deferred_length_[deferred_count_] = frame_length;
   deferred_[deferred_count_++] = position;
   // A batch never holds more than a quarter of the ring: producers must not
   // wait on (or, with no gating reader, lap) records nobody can read yet.
@@ -830,6 +826,7 @@ PublishResult RingProducer::PublishBatch() {
       ++r.unblocked;
       continue;
     }
+    Word32At(f + frame::kLength).store(deferred_length_[i], std::memory_order_relaxed);
     Word64At(f).store(tag | S(FrameState::kData), std::memory_order_release);
     ++r.published;
   }
@@ -872,6 +869,7 @@ void RingProducer::TakeBatch(RingProducer& other) {
   batch_seen_ = other.batch_seen_;
   batch_timestamp_ns_ = other.batch_timestamp_ns_;
   std::copy_n(other.deferred_, deferred_count_, deferred_);
+  std::copy_n(other.deferred_length_, deferred_count_, deferred_length_);
 }
 
 RingProducer::RingProducer(const RingProducer& other) noexcept { CopySettings(other); }

@@ -380,7 +380,8 @@ class RingProducer {
   // kUnblocked means this record or one of them was lost.
   [[nodiscard]] CommitStatus commit(RingClaim& claim);
   // Batching, single-producer rings: stamps and checksums the record but does
-  // not publish it yet. Readers see nothing from the first deferred record on
+  // not publish it yet (kOk; a claim an unblocker took meanwhile is reported
+  // by the publish, as lost). Readers see nothing from the first deferred record on
   // until publish() (or commit()) publishes them all at once: the producer
   // writes a batch without a reader taking its lines away after each record.
   // Publish within the unblock timeout, or an unblocker takes the batch for a
@@ -416,9 +417,8 @@ class RingProducer {
   PublishResult PublishBatch();
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
-  // Writes everything of a committed record but its commit word (and, unless
-  // with_length, its length).
-  void Seal(RingClaim& claim, bool with_length);
+  // Writes everything of a committed record but its commit word and length.
+  void Seal(RingClaim& claim);
   // The single producer's store-then-check-for-sleepers fence.
   void SleeperFence() const;
   // Single producer: true if an unblocker has taken the frame at `position`,
@@ -438,7 +438,8 @@ class RingProducer {
   bool batch_clock_read_ = false;  // batch_timestamp_ns_ is this batch's
   uint64_t batch_seen_ = 0;        // unblock_epoch when the first was claimed
   int64_t batch_timestamp_ns_ = 0;
-  uint64_t deferred_[kMaxDeferred];  // positions of the deferred records
+  uint64_t deferred_[kMaxDeferred];         // positions of the deferred records
+  uint32_t deferred_length_[kMaxDeferred];  // and their frame lengths
 };
 
 enum class ReadStatus : uint8_t {

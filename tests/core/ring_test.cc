@@ -682,6 +682,21 @@ TEST(Ring, DeferredRecordsAppearTogetherWhenPublished) {
   EXPECT_EQ(p.publish().published, 0u);  // nothing pending
 }
 
+TEST(Ring, DeferredCommitOfNoClaimIsRefusedAndChangesNothing) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingClaim none;
+  EXPECT_EQ(p.commit_deferred(none), CommitStatus::kNotClaimed);
+  RingClaim c = p.try_claim(0, 0, 1, false);
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  EXPECT_EQ(p.commit_deferred(c), CommitStatus::kNotClaimed);  // already committed
+  EXPECT_EQ(p.commit(c), CommitStatus::kNotClaimed);
+  EXPECT_EQ(p.deferred(), 0u);  // commit() published the batch anyway
+  RingReader r(t.ring, t.ring.earliest());
+  EXPECT_EQ(ReadAll(r).size(), 1u);
+}
+
 TEST(Ring, CommitPublishesThePendingDeferredRecordsWithItself) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);

@@ -141,6 +141,8 @@ TEST_F(ProducerConsumerTest, DeferredCommitsAppearAtPublishInOrder) {
     ASSERT_EQ(p->CommitDeferred(claim), SendStatus::kOk);
   }
   EXPECT_TRUE(Drain(*c).empty());
+  ProducerClaim none;
+  EXPECT_EQ(p->CommitDeferred(none), SendStatus::kInvalid);
   EXPECT_EQ(p->Publish(), SendStatus::kOk);
   std::vector<Got> got = Drain(*c);
   ASSERT_EQ(got.size(), 6u);
