@@ -71,23 +71,6 @@ void SealFrame(std::byte* f, uint32_t frame_length) {
   EncodeFixed32(f + frame::kCrc, ComputeFrameCrc(f, frame_length));
 }
 
-void SealFrameHeader(std::byte* f, uint32_t frame_length, uint64_t offset, int64_t timestamp_ns,
-                     uint16_t key_length, uint16_t headers_length, uint8_t flags) {
-  // Bytes [16, 40) as three words, in memory order (little-endian); the CRC
-  // takes them (and the length) as values.
-  const uint64_t words[3] = {
-      offset, static_cast<uint64_t>(timestamp_ns),
-      uint64_t{key_length} | uint64_t{headers_length} << 16 | uint64_t{flags} << 32};
-  static_assert(frame::kOffset == 16 && frame::kTimestamp == 24 && frame::kKeyLength == 32 &&
-                frame::kHeadersLength == 34 && frame::kFlags == 36 && frame::kReserved8 == 37 &&
-                frame::kReserved16 == 38);
-  const uint32_t crc =
-      crc32c::ExtendFields(crc32c::kInit, frame_length, words, f + kFrameHeaderLength,
-                           frame_length - kFrameHeaderLength);
-  std::memcpy(f + frame::kOffset, words, sizeof words);
-  EncodeFixed32(f + frame::kCrc, crc32c::Finish(crc));
-}
-
 std::string_view FrameCheckName(FrameCheck c) {
   switch (c) {
     case FrameCheck::kOk:

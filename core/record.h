@@ -55,6 +55,7 @@
 #include <string_view>
 
 #include "core/coding.h"
+#include "core/crc32c.h"
 
 namespace runnel {
 
@@ -128,8 +129,10 @@ void SealFrame(std::byte* frame, uint32_t frame_length);
 // read back. (A load of bytes that sit in the store buffer as several smaller
 // stores cannot be forwarded: it waits until the line is owned, which is a
 // cross-core round trip when a consumer is polling that line.)
-void SealFrameHeader(std::byte* frame, uint32_t frame_length, uint64_t offset, int64_t timestamp_ns,
-                     uint16_t key_length, uint16_t headers_length, uint8_t flags);
+// Inline: it is most of a record's commit.
+inline void SealFrameHeader(std::byte* frame, uint32_t frame_length, uint64_t offset,
+                            int64_t timestamp_ns, uint16_t key_length, uint16_t headers_length,
+                            uint8_t flags);
 
 enum class FrameCheck : uint8_t {
   kOk = 0,
@@ -206,6 +209,24 @@ class RecordView {
 
 // Current wall-clock time in nanoseconds since the epoch (CLOCK_REALTIME).
 int64_t WallClockNanos();
+
+inline void SealFrameHeader(std::byte* f, uint32_t frame_length, uint64_t offset,
+                            int64_t timestamp_ns, uint16_t key_length, uint16_t headers_length,
+                            uint8_t flags) {
+  // Bytes [16, 40) as three words, in memory order (little-endian); the CRC
+  // takes them (and the length) as values.
+  const uint64_t words[3] = {
+      offset, static_cast<uint64_t>(timestamp_ns),
+      uint64_t{key_length} | uint64_t{headers_length} << 16 | uint64_t{flags} << 32};
+  static_assert(frame::kOffset == 16 && frame::kTimestamp == 24 && frame::kKeyLength == 32 &&
+                frame::kHeadersLength == 34 && frame::kFlags == 36 && frame::kReserved8 == 37 &&
+                frame::kReserved16 == 38);
+  const uint32_t crc =
+      crc32c::ExtendFieldsInline(crc32c::kInit, frame_length, words, f + kFrameHeaderLength,
+                                 frame_length - kFrameHeaderLength);
+  std::memcpy(f + frame::kOffset, words, sizeof words);
+  EncodeFixed32(f + frame::kCrc, crc32c::Finish(crc));
+}
 
 }  // namespace runnel
 
