@@ -561,16 +561,14 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
   return *this;
 }
 
-RingClaim::~RingClaim() {
-  if (ok() && ring_ != nullptr) {
-    RingProducer p(*ring_);
-    (void)p.abort(*this);
-  }
+void RingClaim::AbortUnfinished() {
+  RingProducer p(*ring_);
+  (void)p.abort(*this);
 }
 
 RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
                                   uint32_t value_length, bool has_key) {
-  RingClaim c;
+  RingClaim c;  // the one object returned, so it is built in place
   if (key_length > kMaxKeyLength || headers_length > kMaxHeadersLength ||
       (!has_key && key_length != 0)) {
     c.status_ = ClaimStatus::kInvalid;
@@ -581,6 +579,42 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
     c.status_ = ClaimStatus::kTooLarge;
     return c;
   }
+  const uint8_t flags = has_key ? kFlagHasKey : 0;
+  const uint64_t position = fast_position_;
+  const uint64_t end = position + AlignedFrameLength(frame_length);
+  internal::RingControl* ctl = ring_.control_;
+  auto tail = Word64(ctl->tail);
+  // The single producer's common case: the same lap as its last claim, room
+  // below the gating bound it already knows, and nobody else claimed since
+  // (the tail word is still its own; relaxed, since it wrote it).
+  if (!ring_.single_producer_ || end > fast_limit_ ||
+      tail.load(std::memory_order_relaxed) != fast_packed_) {
+    TryClaimSlow(c, frame_length, key_length, headers_length, value_length, flags);
+    return c;
+  }
+  // Before the claim exists, as in TryClaimSlow.
+  const uint64_t unblock_seen = Word64(ctl->unblock_epoch).load(std::memory_order_acquire);
+  const uint64_t packed = PackTail(end, fast_offset_ + 1);
+  tail.store(packed, std::memory_order_release);
+  fast_packed_ = packed;
+  fast_position_ = end;
+  PrefetchForWrite(ring_.At(position + kPrefetchAhead));
+  c.ring_ = &ring_;
+  c.frame_ = ring_.At(position);
+  c.position_ = position;
+  c.offset_ = fast_offset_++;
+  c.frame_length_ = static_cast<uint32_t>(frame_length);
+  c.key_length_ = key_length;
+  c.headers_length_ = headers_length;
+  c.value_length_ = value_length;
+  c.flags_ = flags;
+  c.unblock_seen_ = unblock_seen;
+  c.status_ = ClaimStatus::kOk;
+  return c;
+}
+
+void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t key_length,
+                                uint32_t headers_length, uint32_t value_length, uint8_t flags) {
   const uint64_t aligned = AlignedFrameLength(frame_length);
   const uint64_t cap = ring_.capacity_;
   internal::RingControl* ctl = ring_.control_;
@@ -594,6 +628,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   RingPosition at;
   uint64_t pad = 0;
   uint64_t ref_position = 0;
+  uint64_t end = 0;
   for (;;) {
     ref_position = Word64(ctl->lap_position).load(std::memory_order_acquire);
     const uint64_t ref_offset = Word64(ctl->lap_offset).load(std::memory_order_acquire);
@@ -603,7 +638,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
     }
     const uint64_t index = at.position & ring_.mask_;
     pad = index + aligned > cap ? cap - index : 0;
-    const uint64_t end = at.position + pad + aligned;
+    end = at.position + pad + aligned;
     if (end > gating_cache_position_ + cap) {
       const std::optional<uint64_t> min = ring_.MinGatingPosition();
       // No gating reader: producers run free; re-check once per lap so a
@@ -614,7 +649,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
         // that waiting for space can end.
         if (deferred_count_ > 0) lost_unreported_ += PublishBatch().unblocked;
         c.status_ = ClaimStatus::kFull;
-        return c;
+        return;
       }
     }
     const uint64_t next = PackTail(end, at.offset + 1);
@@ -639,13 +674,17 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
     }
     if (!MarkFrame(p, ring_.Tag(at.position), FrameState::kPadding)) {
       c.status_ = ClaimStatus::kUnblocked;
-      return c;
+      return;
     }
     WakeAll(ctl->data_seq, ctl->data_waiters);
   }
   // A record in a newer lap than the reference: publish it as the new one.
+  bool lap_published = true;
   if ((record_position & ~ring_.mask_) > (ref_position & ~ring_.mask_)) {
     ring_.PublishLap(record_position, at.offset);
+    // PublishLap gives way to a concurrent publisher (or one that died
+    // mid-publish): then keep retrying on the slow path.
+    lap_published = Word64(ctl->lap_position).load(std::memory_order_acquire) >= record_position;
   }
   std::byte* f = ring_.At(record_position);
   // Ask for a line a few records ahead in exclusive state now, so the stores
@@ -665,7 +704,7 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   // unmarked stale claim as a hole ending at the tail, which is exact here.
   if (!ring_.single_producer_ && !MarkFrame(f, ring_.Tag(record_position), FrameState::kClaimed)) {
     c.status_ = ClaimStatus::kUnblocked;
-    return c;
+    return;
   }
   c.ring_ = &ring_;
   c.frame_ = f;
@@ -675,13 +714,21 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   c.key_length_ = key_length;
   c.headers_length_ = headers_length;
   c.value_length_ = value_length;
-  c.flags_ = has_key ? kFlagHasKey : 0;
+  c.flags_ = flags;
   c.unblock_seen_ = unblock_seen;
   c.status_ = ClaimStatus::kOk;
-  return c;
+  if (ring_.single_producer_) {
+    // Arm the fast path for the rest of this lap, up to the gating bound.
+    fast_packed_ = PackTail(end, at.offset + 1);
+    fast_position_ = end;
+    fast_offset_ = at.offset + 1;
+    fast_limit_ = lap_published
+                      ? std::min((record_position | ring_.mask_) + 1, gating_cache_position_ + cap)
+                      : 0;
+  }
 }
 
-void RingProducer::SleeperFence() const {
+inline void RingProducer::SleeperFence() const {
   // The check for sleepers in WakeAll must not move above the commit store:
   // sleepers run HeavyFence (core/wait.h), so a compiler barrier is enough
   // once this process is registered.
@@ -692,7 +739,7 @@ void RingProducer::SleeperFence() const {
   }
 }
 
-bool RingProducer::Unblocked(uint64_t position, uint64_t seen) const {
+inline bool RingProducer::Unblocked(uint64_t position, uint64_t seen) const {
   // Acquire: pairs with the unblocker's seq_cst kUnblockBegin, which comes
   // before it writes any commit word.
   const uint64_t now = Word64(ring_.control_->unblock_epoch).load(std::memory_order_acquire);
@@ -700,8 +747,8 @@ bool RingProducer::Unblocked(uint64_t position, uint64_t seen) const {
   return UnblockerOwns(ring_.At(position), ring_.Tag(position));
 }
 
-bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, uint64_t seen,
-                           uint32_t frame_length) {
+inline bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, uint64_t seen,
+                                  uint32_t frame_length) {
   const uint64_t tag = ring_.Tag(position);
   if (ring_.single_producer_) {
     // A plain release store, not a locked instruction: a locked one (and a
@@ -723,7 +770,7 @@ bool RingProducer::Publish(std::byte* f, uint64_t position, FrameState state, ui
   return Word64At(f).compare_exchange_strong(expected, tag | S(state), std::memory_order_seq_cst);
 }
 
-void RingProducer::Seal(RingClaim& c) {
+inline void RingProducer::Seal(RingClaim& c) {
   std::byte* f = c.frame_;
   // Every field but the length, which several producers write at claim time
   // (an unblocker may read it) and a single producer writes with the commit
@@ -738,6 +785,21 @@ void RingProducer::Seal(RingClaim& c) {
 }
 
 CommitStatus RingProducer::commit(RingClaim& c) {
+  if (deferred_count_ > 0 || !ring_.single_producer_ || !c.ok()) return CommitSlow(c);
+  // The single producer's commit, inline to the end.
+  std::byte* f = c.frame_;
+  const uint64_t position = c.position_;
+  const uint64_t seen = c.unblock_seen_;
+  const uint32_t frame_length = c.frame_length_;
+  Seal(c);
+  if (!Publish(f, position, FrameState::kData, seen, frame_length)) {
+    return CommitStatus::kUnblocked;
+  }
+  WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
+  return CommitStatus::kOk;
+}
+
+CommitStatus RingProducer::CommitSlow(RingClaim& c) {
   if (deferred_count_ > 0) {
     // Joins the pending batch, which is published with it, whatever became
     // of this record. (Losses of earlier batches are publish()'s to report.)

@@ -311,7 +311,9 @@ class RingClaim {
   RingClaim& operator=(RingClaim&& other) noexcept;
   RingClaim(const RingClaim&) = delete;
   RingClaim& operator=(const RingClaim&) = delete;
-  ~RingClaim();
+  ~RingClaim() {
+    if (ok() && ring_ != nullptr) AbortUnfinished();
+  }
 
   ClaimStatus status() const { return status_; }
   bool ok() const { return status_ == ClaimStatus::kOk && frame_ != nullptr; }
@@ -330,6 +332,7 @@ class RingClaim {
 
  private:
   friend class RingProducer;
+  void AbortUnfinished();
   const Ring* ring_ = nullptr;
   std::byte* frame_ = nullptr;
   uint64_t position_ = 0;
@@ -412,25 +415,38 @@ class RingProducer {
  private:
   // Moves the claimed frame's commit word to `state`; false if an unblocker
   // declared the claim dead first. `seen`: the claim's unblock_seen_.
-  bool Publish(std::byte* frame, uint64_t position, FrameState state, uint64_t seen,
-               uint32_t frame_length);
+  [[gnu::always_inline]] bool Publish(std::byte* frame, uint64_t position, FrameState state,
+                                      uint64_t seen, uint32_t frame_length);
   PublishResult PublishBatch();
+  // try_claim past the single producer's fast path: a new lap, a stale
+  // gating bound, several producers, or another handle claimed since.
+  void TryClaimSlow(RingClaim& claim, uint64_t frame_length, uint32_t key_length,
+                    uint32_t headers_length, uint32_t value_length, uint8_t flags);
+  CommitStatus CommitSlow(RingClaim& claim);
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word and length.
-  void Seal(RingClaim& claim);
+  [[gnu::always_inline]] void Seal(RingClaim& claim);
   // The single producer's store-then-check-for-sleepers fence.
-  void SleeperFence() const;
+  [[gnu::always_inline]] void SleeperFence() const;
   // Single producer: true if an unblocker has taken the frame at `position`,
   // claimed when the ring's unblock_epoch read `seen`. Looks at the frame's
   // commit word only if an unblock began or ran since (loading the commit
   // word misses whenever a reader has just polled it: a cross-core trip).
-  bool Unblocked(uint64_t position, uint64_t seen) const;
+  [[gnu::always_inline]] bool Unblocked(uint64_t position, uint64_t seen) const;
 
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
+  // Single producer: the tail as this handle last stored it. While the tail
+  // word still reads fast_packed_ and a claim ends by fast_limit_ (in the lap
+  // of the last claim, within the cached gating bound), a claim needs no
+  // unpacking, lap or gating work (try_claim's fast path).
+  uint64_t fast_packed_ = ~0ull;  // ~0: no claim through this handle yet
+  uint64_t fast_position_ = 0;
+  uint64_t fast_offset_ = 0;
+  uint64_t fast_limit_ = 0;
   // The batch of deferred records.
   uint32_t deferred_count_ = 0;
   uint32_t lost_unreported_ = 0;   // lost in batches try_claim published

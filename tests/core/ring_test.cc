@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -1010,6 +1011,110 @@ TEST(Ring, SingleProducerAbortIsSkipped) {
   EXPECT_EQ(got[0].value, "kept");
   EXPECT_EQ(got[0].offset, 1u);
   EXPECT_EQ(t.ring.aborted_claims(), 1u);
+}
+
+// The single producer's fast path (the lap of its last claim, within the
+// gating bound it knows, its own tail word) must stop exactly where the slow
+// path would: at the gating reader's position plus one ring.
+TEST(Ring, SingleProducerWithSmallRecordsStopsExactlyAtTheGatingReader) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, t.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.tail());
+  uint64_t next = 0;
+  for (int round = 0; round < 3; ++round) {
+    const uint64_t first = next;
+    while (p.try_write(std::nullopt, {}, std::to_string(next)).ok()) ++next;
+    EXPECT_EQ(p.try_write(std::nullopt, {}, "x").status, ClaimStatus::kFull);
+    // Every frame is 48 bytes ("0".."9999" pad to 8 value bytes, 64 KiB is
+    // 1365 frames and 16 bytes: the round ends at the gating reader, give or
+    // take the wrap padding).
+    EXPECT_GE(next - first, round == 0 ? kCap / 48 : 1u);
+    EXPECT_LE(t.ring.tail().position - r.position().position, kCap);
+    const auto got = ReadAll(r);
+    ASSERT_EQ(got.size(), next - first) << "round " << round;
+    for (uint64_t i = 0; i < got.size(); ++i) {
+      ASSERT_EQ(got[i].offset, first + i);
+      ASSERT_EQ(got[i].value, std::to_string(first + i));
+    }
+    t.ring.AdvanceGatingSlot(*slot, r.position());
+  }
+}
+
+// Handles of one single-producer ring used in turn (copies, a fresh one):
+// each notices that the tail is no longer the one it stored and takes the
+// slow path, so claims never overlap and offsets stay dense.
+TEST(Ring, SingleProducerHandlesTakingTurnsNeverOverlap) {
+  TestRing t(Options(RingMode::kSingleProducer, 7));
+  RingProducer a(t.ring);
+  RingProducer b(a);
+  std::optional<RingProducer> c;
+  RingReader r(t.ring, t.ring.earliest());
+  uint64_t expected = 7;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string v(static_cast<size_t>(i % 97) * 3, static_cast<char>('a' + i % 26));
+    RingProducer& p = i % 3 == 0 ? a : i % 3 == 1 ? b : c.emplace(t.ring);
+    const WriteResult w = p.try_write(std::nullopt, {}, v);
+    ASSERT_TRUE(w.ok()) << i;
+    ASSERT_EQ(w.offset, expected + static_cast<uint64_t>(i)) << i;
+    if (i % 50 == 49) {
+      ReadStatus st = ReadStatus::kOk;
+      const auto got = ReadAll(r, &st);
+      ASSERT_EQ(st, ReadStatus::kOk);
+      ASSERT_EQ(got.size(), 50u);
+      for (int k = 0; k < 50; ++k) {
+        const int j = i - 49 + k;
+        ASSERT_EQ(got[k].offset, expected + static_cast<uint64_t>(j));
+        ASSERT_EQ(got[k].value,
+                  std::string(static_cast<size_t>(j % 97) * 3, static_cast<char>('a' + j % 26)));
+      }
+    }
+  }
+  EXPECT_GT(t.ring.tail().position, 3 * kCap);  // several laps
+}
+
+// Records of mixed sizes move the single producer's cached gating bound off
+// the lap boundaries (five records of 16 KB, the fifth wrapping, then small
+// ones): its fast path must still stop at the end of the lap, where the slow
+// path pads the rest.
+TEST(Ring, SingleProducerFastPathNeverCrossesTheEndOfTheRing) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  std::vector<std::string> sent(5, std::string(16000, 'A'));
+  for (int i = 0; i < 6000; ++i) sent.push_back(std::string(static_cast<size_t>(i % 13), 'c'));
+  for (size_t i = 0; i < sent.size(); ++i) {
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, sent[i]).ok()) << i;
+    if (i < 10 || i % 500 == 0 || i + 1 == sent.size()) {
+      ReadStatus st = ReadStatus::kOk;
+      for (const Got& g : ReadAll(r, &st)) ASSERT_EQ(g.value, sent[g.offset]) << g.offset;
+      ASSERT_EQ(st, ReadStatus::kOk) << i;
+      ASSERT_EQ(r.position().offset, i + 1);
+    }
+  }
+  EXPECT_GT(t.ring.tail().position, 4 * kCap);
+}
+
+// A gating reader that registers while the single producer runs free must
+// still hold it back: the fast path never runs past the end of the lap it
+// was armed in, and the slow path then finds the new reader.
+TEST(Ring, GatingReaderRegisteredMidLapHoldsTheSingleProducer) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "free").ok());
+  const RingPosition start = t.ring.tail();
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, start);
+  ASSERT_TRUE(slot.ok());
+  uint64_t written = 0;
+  while (p.try_write(std::nullopt, {}, std::to_string(written)).ok()) ++written;
+  EXPECT_LE(t.ring.tail().position - start.position, kCap);
+  RingReader r(t.ring, start);
+  ReadStatus st = ReadStatus::kOk;
+  const auto got = ReadAll(r, &st);
+  ASSERT_EQ(st, ReadStatus::kOk);
+  ASSERT_EQ(got.size(), written);
+  for (uint64_t i = 0; i < written; ++i) ASSERT_EQ(got[i].value, std::to_string(i));
 }
 
 // write_lap: raised to a lap before anybody writes in it, so readers can
