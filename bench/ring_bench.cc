@@ -417,6 +417,8 @@ void RegisterRingBenchmarks() {
   benchmark::RegisterBenchmark("diag/wall_clock_stamp", WallClockCost);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/clock_stamp", RingProducerCost, 8u,
                                false);
+  benchmark::RegisterBenchmark("diag/ring_producer_cost/64B/clock_stamp", RingProducerCost, 64u,
+                               false);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/explicit_timestamp", RingProducerCost,
                                8u, true);
 }
