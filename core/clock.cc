@@ -25,21 +25,7 @@ bool HaveInvariantTsc() {
   return (d & (1u << 8)) != 0;
 }
 
-const bool kUseTsc = HaveInvariantTsc();
-
-struct ThreadClock {
-  // First anchor of the thread: the rate is measured from here.
-  uint64_t first_tsc = 0;
-  int64_t first_ns = 0;
-  // Current anchor and rate: ns = anchor_ns + ((tsc - anchor_tsc) * mult >> 32).
-  uint64_t anchor_tsc = 0;
-  int64_t anchor_ns = 0;
-  uint64_t mult = 0;   // ns per tick, 32.32 fixed point; 0 until calibrated
-  uint64_t limit = 0;  // ticks after the anchor before the next anchor
-  int64_t last = 0;    // the last stamp handed out (never go back)
-};
-
-thread_local ThreadClock t_clock;
+using internal::ThreadClock;
 
 // One (TSC, CLOCK_REALTIME) pair: the clock read between two TSC reads, the
 // TSC taken as their midpoint. The narrowest of a few tries, so a thread
@@ -80,15 +66,18 @@ int64_t Reanchor(ThreadClock& c) {
 
 }  // namespace
 
-int64_t RecordClockNanos() {
+namespace internal {
+
+const bool kClockUsesTsc = HaveInvariantTsc();
+thread_local constinit ThreadClock t_clock;
+
+int64_t RecordClockSlow() {
   ThreadClock& c = t_clock;
   int64_t ns;
-  if (!kUseTsc) {
+  if (!kClockUsesTsc) {
     ns = RealtimeNanos();
   } else {
     const uint64_t delta = __rdtsc() - c.anchor_tsc;
-    // Unsigned: a TSC behind the anchor (never on an invariant TSC) also
-    // takes the slow path.
     if (c.mult == 0 || delta >= c.limit) {
       ns = Reanchor(c);
     } else {
@@ -100,8 +89,10 @@ int64_t RecordClockNanos() {
   return ns;
 }
 
+}  // namespace internal
+
 namespace internal {
-bool RecordClockUsesTsc() { return kUseTsc; }
+bool RecordClockUsesTsc() { return kClockUsesTsc; }
 }  // namespace internal
 
 }  // namespace runnel
