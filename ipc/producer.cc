@@ -125,31 +125,32 @@ uint32_t Producer::ChoosePartition(std::optional<std::string_view> key) {
   return p;
 }
 
+ProducerClaim::ProducerClaim(RingProducer& ring, uint32_t partition, uint32_t key_length,
+                             uint32_t headers_length, uint32_t value_length, bool has_key)
+    : claim_(ring.try_claim(key_length, headers_length, value_length, has_key)),
+      partition_(partition),
+      status_(FromClaim(claim_.status())) {}
+
 ProducerClaim Producer::TryClaim(uint32_t partition, uint32_t key_length, uint32_t headers_length,
                                  uint32_t value_length, bool has_key) {
-  ProducerClaim c;
+  // Every return is a prvalue: the caller's ProducerClaim is built in place.
   if (--ops_until_check_ == 0) [[unlikely]] {
     MaintenanceCheck();
   }
   if (topic_gone_) [[unlikely]] {
-    c.status_ = SendStatus::kTopicDeleted;
-    return c;
+    return ProducerClaim(0, SendStatus::kTopicDeleted);
   }
   if (partition == kAnyPartition) partition = ChoosePartition(std::nullopt);
-  c.partition_ = partition;
   if (partition >= rings_.size() || (allowed_mask_ >> partition & 1) == 0) [[unlikely]] {
-    c.status_ = SendStatus::kUnknownPartition;
-    return c;
+    return ProducerClaim(partition, SendStatus::kUnknownPartition);
   }
   const uint64_t size = uint64_t{key_length} + headers_length + value_length;
   if (size > max_record_bytes_) [[unlikely]] {
     last_record_bytes_ = size;
-    c.status_ = SendStatus::kTooLarge;
-    return c;
+    return ProducerClaim(partition, SendStatus::kTooLarge);
   }
-  c.claim_ = rings_[partition].try_claim(key_length, headers_length, value_length, has_key);
-  c.status_ = FromClaim(c.claim_.status());
-  return c;
+  return ProducerClaim(rings_[partition], partition, key_length, headers_length, value_length,
+                       has_key);
 }
 
 SendStatus Producer::Commit(ProducerClaim& claim) {

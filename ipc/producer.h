@@ -92,6 +92,11 @@ class ProducerClaim {
 
  private:
   friend class Producer;
+  ProducerClaim(uint32_t partition, SendStatus status) : partition_(partition), status_(status) {}
+  // Claims in `ring`: the ring's claim is built in place, never moved (a
+  // RingClaim move copies it field by field).
+  ProducerClaim(RingProducer& ring, uint32_t partition, uint32_t key_length,
+                uint32_t headers_length, uint32_t value_length, bool has_key);
   RingClaim claim_;
   uint32_t partition_ = 0;
   SendStatus status_ = SendStatus::kInvalid;

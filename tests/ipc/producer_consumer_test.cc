@@ -4,10 +4,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <set>
+#include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "core/wait.h"
 #include "gtest/gtest.h"
@@ -233,6 +237,33 @@ TEST_F(ProducerConsumerTest, TooLargeRecordIsRefusedWithTheLimitInTheMessage) {
   EXPECT_NE(s.message().find("max record size " + std::to_string(max)), std::string::npos);
   EXPECT_EQ(p->TryClaim(0, 0, 0, max + 1, false).status(), SendStatus::kTooLarge);
   EXPECT_EQ(p->TrySend(std::string(70000, 'k'), "v").status, SendStatus::kInvalid);
+}
+
+// TryClaim's refusals carry their status and claim nothing; a good claim
+// after them lands in the partition asked for, with the next offset.
+TEST_F(ProducerConsumerTest, TryClaimRefusalsClaimNothing) {
+  ASSERT_TRUE(Create("t", 2).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  ProducerClaim bad = p->TryClaim(7, 0, 0, 4, false);
+  EXPECT_EQ(bad.status(), SendStatus::kUnknownPartition);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_EQ(p->Commit(bad), SendStatus::kInvalid);
+  ProducerClaim big = p->TryClaim(1, 0, 0, p->max_record_bytes() + 1, false);
+  EXPECT_EQ(big.status(), SendStatus::kTooLarge);
+  EXPECT_EQ(big.partition(), 1u);
+  ProducerClaim good = p->TryClaim(1, 0, 0, 4, false);
+  ASSERT_TRUE(good.ok());
+  EXPECT_EQ(good.partition(), 1u);
+  EXPECT_EQ(good.offset(), 0u);
+  std::memcpy(good.value().data(), "good", 4);
+  ASSERT_EQ(p->Commit(good), SendStatus::kOk);
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(c.ok());
+  std::vector<std::pair<uint32_t, std::string>> got;
+  (void)c->Poll([&](const ConsumerRecord& r) { got.emplace_back(r.partition(), r.value()); }, 10);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], std::make_pair(1u, std::string("good")));
 }
 
 // A gating reader (what persistence will be) that never releases makes the
