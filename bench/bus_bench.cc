@@ -104,14 +104,17 @@ class BusSender {
   }
 
  private:
+  // One returned object (built in place by TryClaim): a claim is not moved
+  // on the common path.
   ProducerClaim Claim(const std::atomic<uint32_t>& abort) {
     ProducerClaim claim = producer_.TryClaim(0, 0, 0, payload_, false);
-    if (claim.ok() || claim.status() != SendStatus::kFull) return claim;
-    const bool ready = SpinUntil([&] {
-      claim = producer_.TryClaim(0, 0, 0, payload_, false);
-      return claim.status() != SendStatus::kFull || abort.load(std::memory_order_relaxed) != 0;
-    });
-    if (!ready || abort.load(std::memory_order_relaxed) != 0) return ProducerClaim();
+    if (claim.status() == SendStatus::kFull) {
+      (void)SpinUntil([&] {
+        claim = producer_.TryClaim(0, 0, 0, payload_, false);
+        return claim.status() != SendStatus::kFull || abort.load(std::memory_order_relaxed) != 0;
+      });
+      if (!claim.ok() || abort.load(std::memory_order_relaxed) != 0) claim = ProducerClaim();
+    }
     return claim;
   }
 

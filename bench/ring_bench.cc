@@ -105,16 +105,20 @@ class RingSender {
   }
 
  private:
+  // One returned object (built in place by try_claim): a claim is not moved
+  // on the common path.
   RingClaim Claim(const std::atomic<uint32_t>& abort) {
     RingClaim claim = producer_.try_claim(0, 0, payload_, false);
-    if (claim.ok() || claim.status() != ClaimStatus::kFull) return claim;
-    const bool ready = SpinUntil(
-        [&] {
-          claim = producer_.try_claim(0, 0, payload_, false);
-          return claim.status() != ClaimStatus::kFull || abort.load(std::memory_order_relaxed) != 0;
-        },
-        kWaitTimeoutNs, yield_);
-    if (!ready || abort.load(std::memory_order_relaxed) != 0) return RingClaim();
+    if (claim.status() == ClaimStatus::kFull) {
+      (void)SpinUntil(
+          [&] {
+            claim = producer_.try_claim(0, 0, payload_, false);
+            return claim.status() != ClaimStatus::kFull ||
+                   abort.load(std::memory_order_relaxed) != 0;
+          },
+          kWaitTimeoutNs, yield_);
+      if (!claim.ok() || abort.load(std::memory_order_relaxed) != 0) claim = RingClaim();
+    }
     return claim;
   }
 
