@@ -72,13 +72,14 @@ double MeasureFloor(PingPongLines& lines, uint64_t first, uint64_t count);
 
 // The in-run floor of a benchmark: the benchmark process and its (only)
 // consumer ping-pong kFloorRounds times before and after the measured part.
-// Reported as `floor_ns` (mean of the two); `placement` says near (1, floor
-// under kNearFloorNs) or far (2): the host moves the two vCPUs between
-// repetitions and every cross-core figure moves 2-4x with them.
+// Reported as `floor_ns` (mean of the two); `placement` says adjacent (3,
+// floor under kAdjacentFloorNs), near (1, under kNearFloorNs) or far (2): the
+// host moves the two vCPUs between repetitions and every cross-core figure
+// moves 2-4x with them.
 inline void ReportFloor(benchmark::State& state, double before, double after) {
   const double floor = (before + after) / 2;
   state.counters["floor_ns"] = floor;
-  state.counters["placement"] = floor < kNearFloorNs ? 1 : 2;
+  state.counters["placement"] = floor < kAdjacentFloorNs ? 3 : floor < kNearFloorNs ? 1 : 2;
 }
 
 // Shared between the benchmark process and its workers. Each group of words

@@ -38,6 +38,9 @@ inline constexpr std::size_t kFalseSharingRange = 128;
 // the host placed the two vCPUs "near" each other, above it "far"
 // (LIMITS.md: ~88 vs ~205 ns).
 inline constexpr double kNearFloorNs = 120;
+// Below this the two vCPUs share more than an L3 (seen as a ~35 ns floor on
+// some days, against ~60 ns near): a third class, or ratios would mix them.
+inline constexpr double kAdjacentFloorNs = 48;
 // Every wait in the harness gives up after this long: a broken benchmark
 // reports an error instead of hanging the run.
 inline constexpr int64_t kWaitTimeoutNs = 20'000'000'000;

@@ -325,15 +325,17 @@ void PrintSummary(const Collector& c, std::ostream& out) {
       << " GHz (calibrated against CLOCK_MONOTONIC). Producers on CPU 0, consumers on CPU 1\n"
       << "(mpmc_2p: both producers on CPU 0). Figures: median [min-max] over the repetitions.\n"
       << "Every cross-CPU benchmark measures its floor (cache-line ping-pong between its own two\n"
-      << "processes, RTT p50 / 2) next to its figure; the host moves the two vCPUs between near\n"
-      << "(floor < " << Format("%.0f", kNearFloorNs)
-      << " ns) and far placement, even between repetitions, and every cross-core figure\n"
-      << "moves 2-4x with it: repetitions are grouped by placement, ratios taken within a group.\n"
+      << "processes, RTT p50 / 2) next to its figure; the host moves the two vCPUs between\n"
+      << "adjacent (floor < " << Format("%.0f", kAdjacentFloorNs) << " ns), near (< "
+      << Format("%.0f", kNearFloorNs) << " ns) and far placement, even between repetitions,\n"
+      << "and every cross-core figure moves 2-4x with it: repetitions are grouped by placement,\n"
+      << "ratios taken within a group.\n"
       << "preemptions: involuntary context switches of the benchmark's threads (median per\n"
       << "repetition); more than a few dozen means another task took their CPU (mpmc_2p and\n"
       << "3-consumer rows share a CPU by design).\n";
 
-  PlacementSection(c, out, 1, "near placement (one-way floor < 120 ns)");
+  PlacementSection(c, out, 3, "adjacent placement (one-way floor < 48 ns)");
+  PlacementSection(c, out, 1, "near placement (one-way floor 48-120 ns)");
   PlacementSection(c, out, 2, "far placement (one-way floor >= 120 ns)");
 
   const View other(c, Collector::kUnknownPlacement);
@@ -341,6 +343,7 @@ void PrintSummary(const Collector& c, std::ostream& out) {
       {"bus 1 producer, 3 consumers, 64 B", "bus_throughput/1p_3c/64B"},
       {"bus 2 producers, 3 consumers, 64 B", "bus_throughput/2p_3c/64B"},
       {"diag: ring producer alone, 8 B", "diag/ring_producer_cost/8B/clock_stamp"},
+      {"diag: ring producer alone, 64 B", "diag/ring_producer_cost/64B/clock_stamp"},
       {"diag:   same, timestamp given", "diag/ring_producer_cost/8B/explicit_timestamp"},
       {"diag: ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
   };
