@@ -641,9 +641,10 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
     end = at.position + pad + aligned;
     if (end > gating_cache_position_ + cap) {
       const std::optional<uint64_t> min = ring_.MinGatingPosition();
-      // No gating reader: producers run free; re-check once per lap so a
-      // newly registered gating reader is noticed.
-      gating_cache_position_ = min ? *min : at.position;
+      // No gating reader: producers run free; re-check when a claim ends
+      // past this lap, so a gating reader that registers is noticed at the
+      // next lap boundary at the latest.
+      gating_cache_position_ = min ? *min : (at.position & ~ring_.mask_);
       if (min && end > *min + cap) {
         // Deferred records hold the gating readers back: publish them, so
         // that waiting for space can end.

@@ -1096,6 +1096,62 @@ TEST(Ring, SingleProducerFastPathNeverCrossesTheEndOfTheRing) {
   EXPECT_GT(t.ring.tail().position, 4 * kCap);
 }
 
+// A gating reader that registers at earliest() (the first record of the
+// newest lap), as durability does on a live topic, after the producer ran
+// free for a while. The producer re-checks for gating readers at every lap
+// boundary; if it re-checked one ring after the position of its last check
+// (mid-lap once an earlier gating reader released its slot there), it would
+// lap the new reader before noticing it.
+TEST(Ring, GatingReaderRegisteredAtEarliestIsNeverLapped) {
+  for (int variant = 0; variant < 8; ++variant) {
+    TestRing t(Options(RingMode::kSingleProducer));
+    RingProducer p(t.ring);
+    uint64_t n = 0;
+    auto value = [](uint64_t i) {
+      return std::string(static_cast<size_t>(i * 7919 % 1500), static_cast<char>('a' + i % 26));
+    };
+    auto write = [&] {
+      const WriteResult w = p.try_write(std::nullopt, {}, value(n));
+      if (w.ok()) ++n;
+      return w.status;
+    };
+    {
+      // An earlier gating reader leaves the producer's cached bound mid-lap.
+      Result<uint32_t> a = t.ring.AcquireGatingSlot(1, t.ring.tail());
+      ASSERT_TRUE(a.ok());
+      RingReader ra(t.ring, t.ring.tail());
+      const uint64_t stop = kCap + kCap / 8 * static_cast<uint64_t>(variant);
+      while (t.ring.tail().position < stop) {
+        const ClaimStatus s = write();
+        if (s == ClaimStatus::kFull) {
+          (void)ReadAll(ra);
+          t.ring.AdvanceGatingSlot(*a, ra.position());
+        } else {
+          ASSERT_EQ(s, ClaimStatus::kOk);
+        }
+      }
+      t.ring.ReleaseGatingSlot(*a);
+    }
+    // Free running, then a new gating reader at earliest().
+    const uint64_t stop = t.ring.tail().position + 2 * kCap + kCap / 3;
+    while (t.ring.tail().position < stop) ASSERT_EQ(write(), ClaimStatus::kOk);
+    const RingPosition start = t.ring.earliest();
+    Result<uint32_t> slot = t.ring.AcquireGatingSlot(2, start);
+    ASSERT_TRUE(slot.ok());
+    ClaimStatus s;
+    while ((s = write()) == ClaimStatus::kOk) {
+    }
+    ASSERT_EQ(s, ClaimStatus::kFull);
+    RingReader r(t.ring, start);
+    ReadStatus st = ReadStatus::kOk;
+    const auto got = ReadAll(r, &st);
+    ASSERT_EQ(st, ReadStatus::kOk) << "variant " << variant;
+    ASSERT_FALSE(got.empty());
+    for (const Got& g : got) ASSERT_EQ(g.value, value(g.offset)) << g.offset;
+    EXPECT_EQ(got.back().offset + 1, n);
+  }
+}
+
 // A gating reader that registers while the single producer runs free must
 // still hold it back: the fast path never runs past the end of the lap it
 // was armed in, and the slow path then finds the new reader.
