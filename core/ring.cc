@@ -618,6 +618,9 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
   const uint64_t aligned = AlignedFrameLength(frame_length);
   const uint64_t cap = ring_.capacity_;
   internal::RingControl* ctl = ring_.control_;
+  // Disarmed until this claim succeeds: a refusal (kFull after a gating
+  // reader appeared) must not leave a bound the fast path would still use.
+  fast_limit_ = 0;
   // Before the claim exists (the tail store below): an unblock that can touch
   // this claim begins after this read, or is running during it.
   const uint64_t unblock_seen =
@@ -922,6 +925,9 @@ void RingProducer::CopySettings(const RingProducer& other) {
   gating_cache_position_ = other.gating_cache_position_;
   write_lap_known_ = other.write_lap_known_;
   light_fence_ = other.light_fence_;
+  // The fast path starts disarmed (another ring's tail word may read the same).
+  fast_packed_ = ~0ull;
+  fast_limit_ = 0;
 }
 
 void RingProducer::TakeBatch(RingProducer& other) {
@@ -994,7 +1000,10 @@ bool RingProducer::WaitForSpace(int64_t timeout_ns) {
   };
   const bool ok = WaitUntil(moved, WaitStrategy::kBlocking, timeout_ns, ring_.control_->space_seq,
                             ring_.control_->space_waiters);
-  if (ok) gating_cache_position_ = 0;  // force a refresh on the next claim
+  if (ok) {
+    gating_cache_position_ = 0;  // force a refresh on the next claim
+    fast_limit_ = 0;
+  }
   return ok;
 }
 

@@ -415,8 +415,8 @@ class RingProducer {
  private:
   // Moves the claimed frame's commit word to `state`; false if an unblocker
   // declared the claim dead first. `seen`: the claim's unblock_seen_.
-  [[gnu::always_inline]] bool Publish(std::byte* frame, uint64_t position, FrameState state,
-                                      uint64_t seen, uint32_t frame_length);
+  [[gnu::always_inline]] inline bool Publish(std::byte* frame, uint64_t position, FrameState state,
+                                             uint64_t seen, uint32_t frame_length);
   PublishResult PublishBatch();
   // try_claim past the single producer's fast path: a new lap, a stale
   // gating bound, several producers, or another handle claimed since.
@@ -426,14 +426,14 @@ class RingProducer {
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word and length.
-  [[gnu::always_inline]] void Seal(RingClaim& claim);
+  [[gnu::always_inline]] inline void Seal(RingClaim& claim);
   // The single producer's store-then-check-for-sleepers fence.
-  [[gnu::always_inline]] void SleeperFence() const;
+  [[gnu::always_inline]] inline void SleeperFence() const;
   // Single producer: true if an unblocker has taken the frame at `position`,
   // claimed when the ring's unblock_epoch read `seen`. Looks at the frame's
   // commit word only if an unblock began or ran since (loading the commit
   // word misses whenever a reader has just polled it: a cross-core trip).
-  [[gnu::always_inline]] bool Unblocked(uint64_t position, uint64_t seen) const;
+  [[gnu::always_inline]] inline bool Unblocked(uint64_t position, uint64_t seen) const;
 
   Ring ring_;
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
