@@ -18,6 +18,13 @@ enum class WaitStrategy : uint8_t {
 
 // Monotonic clock in nanoseconds (CLOCK_MONOTONIC, vDSO: no syscall).
 int64_t MonotonicNanos();
+// MonotonicNanos() + timeout_ns, saturating (a huge timeout such as
+// std::chrono::nanoseconds::max() means "no deadline", not an overflow).
+inline int64_t DeadlineAfter(int64_t timeout_ns) {
+  const int64_t now = MonotonicNanos();
+  if (timeout_ns <= 0) return now;
+  return timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
+}
 
 // Sleeps while *word == expected, at most timeout_ns (< 0: no limit).
 // Returns false on timeout. Spurious wake-ups are possible: re-check.

@@ -273,7 +273,7 @@ PollResult Consumer::PollFor(Handler&& handler, uint32_t limit, std::chrono::nan
   if (r.records > 0 || r.status != PollStatus::kOk) return r;
   // The clock only once there is something to wait for: a busy consumer
   // would otherwise read it (~26 ns) for every batch.
-  const int64_t deadline = MonotonicNanos() + timeout.count();
+  const int64_t deadline = DeadlineAfter(timeout.count());
   for (;;) {
     if (!WaitForData(deadline)) return Poll(handler, limit);
     r = Poll(handler, limit);

@@ -252,7 +252,7 @@ SendResult Producer::Send(std::optional<std::string_view> key, std::string_view 
   if (partition == kAnyPartition && !topic_gone_) partition = ChoosePartition(key);
   SendResult r = TrySend(key, value, headers, partition);
   if (r.status != SendStatus::kFull) return r;
-  const int64_t deadline = MonotonicNanos() + timeout.count();
+  const int64_t deadline = DeadlineAfter(timeout.count());
   // Spin a little first: space often frees within microseconds.
   for (int i = 0; i < 256; ++i) {
     for (int j = 0; j < 16; ++j) CpuRelax();

@@ -484,6 +484,22 @@ TEST_F(ProducerConsumerTest, PollForWakesWhenARecordArrives) {
   EXPECT_LT(MonotonicNanos() - t0, 2'000'000'000);
 }
 
+// nanoseconds::max() means "no deadline": the deadline saturates instead of
+// overflowing into the past (which returned at once with nothing).
+TEST_F(ProducerConsumerTest, PollForWithTheLargestTimeoutWaitsForTheRecord) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  std::thread sender([&] {
+    std::this_thread::sleep_for(50ms);
+    EXPECT_TRUE(p->TrySend(std::nullopt, "late").ok());
+  });
+  PollResult r = c->PollFor([](const ConsumerRecord&) {}, 10, std::chrono::nanoseconds::max());
+  sender.join();
+  EXPECT_EQ(r.records, 1u);
+}
+
 TEST_F(ProducerConsumerTest, PollForWakesOnAnyOfSeveralPartitions) {
   ASSERT_TRUE(Create("t", 8).ok());
   auto p = bus_->CreateProducer("t");
