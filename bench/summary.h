@@ -35,7 +35,7 @@ class Collector : public benchmark::BenchmarkReporter {
   // A counter of the benchmark registered as `name`, over its repetitions.
   Figure Get(std::string_view name, std::string_view counter) const;
   // The same over the repetitions whose `placement` counter is `placement`
-  // (1 near, 2 far; kUnknownPlacement: repetitions without one).
+  // (1 near, 2 far, 3 adjacent; kUnknownPlacement: repetitions without one).
   static constexpr int kAnyPlacement = -1;
   static constexpr int kUnknownPlacement = 0;
   Figure Get(std::string_view name, std::string_view counter, int placement) const;
