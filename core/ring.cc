@@ -789,30 +789,9 @@ inline void RingProducer::Seal(RingClaim& c) {
 }
 
 CommitStatus RingProducer::commit(RingClaim& c) {
-  if (deferred_count_ > 0 || !ring_.single_producer_ || !c.ok()) return CommitSlow(c);
-  // The single producer's commit, inline to the end.
-  std::byte* f = c.frame_;
-  const uint64_t position = c.position_;
-  const uint64_t seen = c.unblock_seen_;
-  const uint32_t frame_length = c.frame_length_;
-  Seal(c);
-  if (!Publish(f, position, FrameState::kData, seen, frame_length)) {
-    return CommitStatus::kUnblocked;
-  }
-  WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
-  return CommitStatus::kOk;
-}
-
-CommitStatus RingProducer::CommitSlow(RingClaim& c) {
-  if (deferred_count_ > 0) {
-    // Joins the pending batch, which is published with it, whatever became
-    // of this record. (Losses of earlier batches are publish()'s to report.)
-    const CommitStatus s = c.ok() ? commit_deferred(c) : CommitStatus::kNotClaimed;
-    const PublishResult r = PublishBatch();
-    if (s != CommitStatus::kOk) return s;
-    return r.unblocked == 0 ? CommitStatus::kOk : CommitStatus::kUnblocked;
-  }
+  if (deferred_count_ > 0) return CommitWithBatch(c);
   if (!c.ok()) return CommitStatus::kNotClaimed;
+  // Inline to the end: no calls on the common path.
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
   const uint64_t seen = c.unblock_seen_;
@@ -826,6 +805,15 @@ CommitStatus RingProducer::CommitSlow(RingClaim& c) {
   }
   WakeAll(ring_.control_->data_seq, ring_.control_->data_waiters);
   return CommitStatus::kOk;
+}
+
+CommitStatus RingProducer::CommitWithBatch(RingClaim& c) {
+  // Joins the pending batch, which is published with it, whatever became of
+  // this record. (Losses of earlier batches are publish()'s to report.)
+  const CommitStatus s = c.ok() ? commit_deferred(c) : CommitStatus::kNotClaimed;
+  const PublishResult r = PublishBatch();
+  if (s != CommitStatus::kOk) return s;
+  return r.unblocked == 0 ? CommitStatus::kOk : CommitStatus::kUnblocked;
 }
 
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {

@@ -422,7 +422,8 @@ class RingProducer {
   // gating bound, several producers, or another handle claimed since.
   void TryClaimSlow(RingClaim& claim, uint64_t frame_length, uint32_t key_length,
                     uint32_t headers_length, uint32_t value_length, uint8_t flags);
-  CommitStatus CommitSlow(RingClaim& claim);
+  // commit() with deferred records pending: the record joins the batch.
+  CommitStatus CommitWithBatch(RingClaim& claim);
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word and length.
