@@ -644,10 +644,12 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
     end = at.position + pad + aligned;
     if (end > gating_cache_position_ + cap) {
       const std::optional<uint64_t> min = ring_.MinGatingPosition();
-      // No gating reader: producers run free; re-check when a claim ends
-      // past this lap, so a gating reader that registers is noticed at the
-      // next lap boundary at the latest.
-      gating_cache_position_ = min ? *min : (at.position & ~ring_.mask_);
+      // No gating reader: producers run free, and re-check once a claim
+      // ends a ring past the lap reference. A gating reader registers at
+      // earliest() or later, which is never behind the lap reference, so it
+      // is noticed before anything it may read is overwritten (but for the
+      // one claim in flight while it registers).
+      gating_cache_position_ = min ? *min : ref_position;
       if (min && end > *min + cap) {
         // Deferred records hold the gating readers back: publish them, so
         // that waiting for space can end.

@@ -1101,10 +1101,10 @@ TEST(Ring, SingleProducerFastPathNeverCrossesTheEndOfTheRing) {
 
 // A gating reader that registers at earliest() (the first record of the
 // newest lap), as durability does on a live topic, after the producer ran
-// free for a while. The producer re-checks for gating readers at every lap
-// boundary; if it re-checked one ring after the position of its last check
-// (mid-lap once an earlier gating reader released its slot there), it would
-// lap the new reader before noticing it.
+// free for a while. The producer re-checks for gating readers once a claim
+// ends a ring past the lap reference; if it re-checked one ring after the
+// position of its last check (mid-lap once an earlier gating reader released
+// its slot there), it would lap the new reader before noticing it.
 TEST(Ring, GatingReaderRegisteredAtEarliestIsNeverLapped) {
   for (int variant = 0; variant < 8; ++variant) {
     TestRing t(Options(RingMode::kSingleProducer));
@@ -1119,20 +1119,24 @@ TEST(Ring, GatingReaderRegisteredAtEarliestIsNeverLapped) {
       return w.status;
     };
     {
-      // An earlier gating reader leaves the producer's cached bound mid-lap.
+      // An earlier gating reader stops mid-lap; the producer runs into it
+      // (kFull: its cached bound is now that mid-lap position), then it
+      // releases its slot.
       Result<uint32_t> a = t.ring.AcquireGatingSlot(1, t.ring.tail());
       ASSERT_TRUE(a.ok());
       RingReader ra(t.ring, t.ring.tail());
-      const uint64_t stop = kCap + kCap / 8 * static_cast<uint64_t>(variant);
-      while (t.ring.tail().position < stop) {
-        const ClaimStatus s = write();
-        if (s == ClaimStatus::kFull) {
-          (void)ReadAll(ra);
-          t.ring.AdvanceGatingSlot(*a, ra.position());
-        } else {
-          ASSERT_EQ(s, ClaimStatus::kOk);
-        }
+      ClaimStatus s;
+      while ((s = write()) == ClaimStatus::kOk) {
       }
+      ASSERT_EQ(s, ClaimStatus::kFull);
+      const uint64_t mid = kCap / 8 * static_cast<uint64_t>(variant + 1) - 1000;
+      while (ra.position().position < mid) {
+        ASSERT_EQ(ra.read([](const RecordView&) {}, 1).records, 1u);
+      }
+      t.ring.AdvanceGatingSlot(*a, ra.position());
+      while ((s = write()) == ClaimStatus::kOk) {
+      }
+      ASSERT_EQ(s, ClaimStatus::kFull);
       t.ring.ReleaseGatingSlot(*a);
     }
     // Free running, then a new gating reader at earliest().
