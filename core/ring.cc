@@ -93,7 +93,8 @@ bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_
     const int64_t now = MonotonicNanos();
     if (spin_start == 0) {
       spin_start = now;
-      if (timeout_ns > 0) deadline = now + timeout_ns;
+      // Saturating: a huge timeout means no deadline, not an overflow.
+      if (timeout_ns > 0) deadline = timeout_ns > INT64_MAX - now ? INT64_MAX : now + timeout_ns;
     }
     if (now >= deadline) return ready();
     if (strategy != WaitStrategy::kBusySpin && now - spin_start >= kSpinPhaseNs) break;

@@ -504,6 +504,15 @@ TEST(Ring, ProducerWaitsUntilItsRecordIsDurable) {
   EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
   persister.join();
   EXPECT_EQ(t.ring.Durable(slot).offset, 1u);
+  // The largest timeout waits (it used to overflow into the past).
+  const WriteResult w2 = p.try_write(std::nullopt, {}, "and me");
+  ASSERT_TRUE(w2.ok());
+  std::thread persister2([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    t.ring.PublishDurable(slot, t.ring.tail());
+  });
+  EXPECT_TRUE(t.ring.WaitForDurable(w2.offset, INT64_MAX));
+  persister2.join();
 }
 
 TEST(Ring, DurabilityWaitStopsOnAPersisterError) {
