@@ -313,6 +313,39 @@ uint64_t Ring::OverwriteHorizon(uint64_t floor) const {
   return ref + units * 8;
 }
 
+namespace {
+
+using GatingSlot = internal::RingControl::GatingSlot;
+
+// The owner's update of a slot's released pair: the pair readers are not
+// reading, then the flip. Only the slot's owner calls it.
+void WriteReleased(GatingSlot& s, RingPosition p) {
+  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
+  // Release fence: a reader that sees any of the stores below (into the pair
+  // that was current before our last flip) also sees that flip, and retries.
+  std::atomic_thread_fence(std::memory_order_release);
+  GatingSlot::Released& next = s.released[(seq + 1) & 1];
+  Word64(next.position).store(p.position, std::memory_order_relaxed);
+  Word64(next.offset).store(p.offset, std::memory_order_relaxed);
+  // Release: whoever sees the new seq sees the pair it points at.
+  Word64(s.seq).store(seq + 1, std::memory_order_release);
+}
+
+// A consistent released pair. Retries only while the owner is updating; an
+// owner that died mid-update left the current pair whole.
+RingPosition ReadReleased(GatingSlot& s) {
+  for (;;) {
+    const uint64_t seq = Word64(s.seq).load(std::memory_order_acquire);
+    GatingSlot::Released& cur = s.released[seq & 1];
+    const RingPosition p{Word64(cur.position).load(std::memory_order_acquire),
+                         Word64(cur.offset).load(std::memory_order_acquire)};
+    if (Word64(s.seq).load(std::memory_order_acquire) == seq) return p;
+    CpuRelax();
+  }
+}
+
+}  // namespace
+
 Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) const {
   for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
     auto& slot = control_->gating[i];
@@ -320,14 +353,10 @@ Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) con
     // acq_rel: a slot taken here is ours; a released slot reads position 0
     // until we store ours, which only makes producers more conservative.
     if (Word64(slot.owner).compare_exchange_strong(expected, owner, std::memory_order_acq_rel)) {
-      const uint64_t seq = Word64(slot.seq).load(std::memory_order_relaxed);
-      Word64(slot.seq).fetch_add(1, std::memory_order_acq_rel);
-      Word64(slot.offset).store(start.offset, std::memory_order_release);
       Word64(slot.durable_position).store(start.position, std::memory_order_relaxed);
       Word64(slot.durable_offset).store(start.offset, std::memory_order_relaxed);
       std::atomic_ref<int32_t>(slot.error).store(0, std::memory_order_relaxed);
-      Word64(slot.position).store(start.position, std::memory_order_seq_cst);
-      Word64(slot.seq).store(seq + 2, std::memory_order_release);
+      WriteReleased(slot, start);
       return i;
     }
   }
@@ -343,10 +372,7 @@ void Ring::ReleaseGatingSlot(uint32_t slot) const {
   auto& s = control_->gating[slot];
   // Position 0 first: a producer that still sees the owner sees a low
   // position and stays conservative.
-  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
-  Word64(s.seq).fetch_add(1, std::memory_order_acq_rel);
-  Word64(s.position).store(0, std::memory_order_release);
-  Word64(s.seq).store(seq + 2, std::memory_order_release);
+  WriteReleased(s, RingPosition{0, 0});
   Word64(s.owner).store(0, std::memory_order_release);
   WakeAll(control_->space_seq, control_->space_waiters);
 }
@@ -356,29 +382,14 @@ uint64_t Ring::GatingOwner(uint32_t slot) const {
 }
 
 RingPosition Ring::GatingPosition(uint32_t slot) const {
-  auto& s = control_->gating[slot];
-  // Seqlock read: the slot has a single writer (its owner).
-  for (;;) {
-    const uint64_t s1 = Word64(s.seq).load(std::memory_order_acquire);
-    if ((s1 & 1) != 0) {
-      CpuRelax();
-      continue;
-    }
-    const RingPosition p{Word64(s.position).load(std::memory_order_acquire),
-                         Word64(s.offset).load(std::memory_order_acquire)};
-    if (Word64(s.seq).load(std::memory_order_acquire) == s1) return p;
-  }
+  return ReadReleased(control_->gating[slot]);
 }
 
 void Ring::AdvanceGatingSlot(uint32_t slot, RingPosition released) const {
-  auto& s = control_->gating[slot];
-  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
-  // acq_rel RMW: the stores below stay after the odd sequence.
-  Word64(s.seq).fetch_add(1, std::memory_order_acq_rel);
-  Word64(s.offset).store(released.offset, std::memory_order_release);
-  // seq_cst: orders the release before the check for sleeping producers.
-  Word64(s.position).store(released.position, std::memory_order_seq_cst);
-  Word64(s.seq).store(seq + 2, std::memory_order_release);
+  WriteReleased(control_->gating[slot], released);
+  // seq_cst fence: orders the release before the check for sleeping
+  // producers (they re-check after registering in space_waiters).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   WakeAll(control_->space_seq, control_->space_waiters);
 }
 
@@ -443,7 +454,7 @@ std::optional<uint64_t> Ring::MinGatingPosition() const {
   for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
     auto& s = control_->gating[i];
     if (Word64(s.owner).load(std::memory_order_acquire) == 0) continue;
-    const uint64_t p = Word64(s.position).load(std::memory_order_acquire);
+    const uint64_t p = ReadReleased(s).position;
     if (!min || p < *min) min = p;
   }
   return min;

@@ -51,9 +51,10 @@
 //  |  unblocked_claims (64) | unblocked_bytes (64) | aborted (64)   |  640
 //  |  unblock_epoch (64): unblocks begun << 16 | unblocks running    |  664
 //  +---------------------------------------------------------------+
-//  |  gating slot 0: owner (64) | position (64) | offset (64) |     |  768
+//  |  gating slot 0: owner (64) | seq (64) | released[2]: position |  768
+//  |    (64), offset (64) each; released[seq & 1] is current         |
 //  |    durable_position (64) | durable_offset (64) | error (32)    |
-//  |    reserved (32) | seq (64): seqlock over position/offset       |
+//  |    reserved (32)                                              |
 //  |  gating slot 1..3, 128 bytes each                              |
 //  +---------------------------------------------------------------+
 //  |  durable_seq (32) | durable_waiters (32): futex for producers  | 1280
@@ -95,7 +96,7 @@
 namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
-inline constexpr uint32_t kRingVersionMajor = 3;
+inline constexpr uint32_t kRingVersionMajor = 4;
 inline constexpr uint32_t kRingVersionMinor = 0;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
@@ -146,14 +147,20 @@ struct alignas(128) RingControl {
   uint64_t aborted_claims;
   uint64_t unblock_epoch;
   struct alignas(128) GatingSlot {
-    uint64_t owner;             // 0: free
-    uint64_t position;          // released up to here (e.g. written to a file)
-    uint64_t offset;            // offset of the record at `position`
+    uint64_t owner;  // 0: free
+    // Updates of the released pair; released[seq & 1] is the current one.
+    // The owner writes the other pair, then stores seq + 1: an owner that
+    // dies mid-update leaves the current pair whole (readers never wait on
+    // it, unlike a seqlock left odd).
+    uint64_t seq;
+    struct Released {
+      uint64_t position;  // released up to here (e.g. written to a file)
+      uint64_t offset;    // offset of the record at `position`
+    } released[2];
     uint64_t durable_position;  // durable up to here (e.g. written and synced)
     uint64_t durable_offset;    // offset of the record at `durable_position`
     int32_t error;              // 0, or the errno that stops this reader (ENOSPC, EIO)
     uint32_t reserved;
-    uint64_t seq;  // seqlock over position/offset: odd while advancing
   } gating[kMaxGatingSlots];
   alignas(128) uint32_t durable_seq;
   uint32_t durable_waiters;
@@ -166,6 +173,8 @@ static_assert(offsetof(RingControl, space_seq) == 512);
 static_assert(offsetof(RingControl, unblocked_claims) == 640);
 static_assert(offsetof(RingControl, unblock_epoch) == 664);
 static_assert(offsetof(RingControl, gating) == 768);
+static_assert(sizeof(RingControl::GatingSlot) == 128);
+static_assert(offsetof(RingControl::GatingSlot, released) == 16);
 static_assert(offsetof(RingControl, durable_seq) == 1280);
 static_assert(offsetof(RingControl, write_lap) == 1408);
 static_assert(sizeof(RingControl) == 1536);

@@ -250,6 +250,39 @@ TEST(Ring, EarliestIsTheSlowestGatingReaderWhenItIsOlderThanTheLap) {
   EXPECT_EQ(got.front().offset, 10u);
 }
 
+// A gating reader killed in the middle of AdvanceGatingSlot (a persister's
+// process, kill -9): whatever it wrote of its next position, the slot still
+// reads its last whole one, at once, in every call that looks at it; the
+// next owner's advance is seen.
+TEST(Ring, AGatingOwnerThatDiedMidAdvanceLeavesItsSlotReadable) {
+  TestRing t(Options(RingMode::kSingleProducer));
+  RingProducer p(t.ring);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "r").ok());
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, t.ring.earliest());
+  ASSERT_TRUE(slot.ok());
+  RingReader r(t.ring, t.ring.GatingPosition(*slot));
+  ASSERT_EQ(r.read([](const RecordView&) {}, 4).records, 4u);
+  const RingPosition last = r.position();
+  t.ring.AdvanceGatingSlot(*slot, last);
+  // The dying owner's half-done update: the pair readers are not reading,
+  // scribbled, and no flip.
+  auto& s = t.ring.control()->gating[*slot];
+  auto& next = s.released[(s.seq + 1) & 1];
+  next.position = 0xDEADBEEF;
+  next.offset = 0xBADC0FFEE;
+  EXPECT_EQ(t.ring.GatingPosition(*slot), last);
+  EXPECT_EQ(t.ring.MinGatingPosition(), last.position);
+  EXPECT_EQ(t.ring.earliest(), (RingPosition{0, 0}));  // the lap start is older
+  RingUnblocker unblocker(t.ring, 1'000'000);
+  EXPECT_EQ(unblocker.Poll(0).action, RingUnblocker::Action::kNone);
+  // A new owner takes over and moves on.
+  t.ring.ReownGatingSlot(*slot, 2);
+  ASSERT_EQ(r.read([](const RecordView&) {}, 10).records, 6u);
+  t.ring.AdvanceGatingSlot(*slot, r.position());
+  EXPECT_EQ(t.ring.GatingPosition(*slot), r.position());
+  EXPECT_EQ(t.ring.GatingPosition(*slot).offset, 10u);
+}
+
 TEST(Ring, AllGatingSlotsTakenIsResourceExhausted) {
   TestRing t(Options());
   for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
