@@ -110,6 +110,8 @@ bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_
       continue;
     }
     waiters_ref.fetch_add(1, std::memory_order_seq_cst);
+    // The registration before the re-check, whatever orders ready() uses.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
     const uint32_t observed = seq_ref.load(std::memory_order_seq_cst);
     // A single producer checks `waiters` after its commit without a full
     // fence (see RingProducer::Publish): this is the other half.
@@ -320,7 +322,8 @@ using GatingSlot = internal::RingControl::GatingSlot;
 // The owner's update of a slot's released pair: the pair readers are not
 // reading, then the flip. Only the slot's owner calls it.
 void WriteReleased(GatingSlot& s, RingPosition p) {
-  const uint64_t seq = Word64(s.seq).load(std::memory_order_relaxed);
+  // Acquire: a new owner continues from the count its predecessor left.
+  const uint64_t seq = Word64(s.seq).load(std::memory_order_acquire);
   // Release fence: a reader that sees any of the stores below (into the pair
   // that was current before our last flip) also sees that flip, and retries.
   std::atomic_thread_fence(std::memory_order_release);
@@ -372,8 +375,10 @@ void Ring::ReleaseGatingSlot(uint32_t slot) const {
   auto& s = control_->gating[slot];
   // Position 0 first: a producer that still sees the owner sees a low
   // position and stays conservative.
-  WriteReleased(s, RingPosition{0, 0});
+  WriteReleased(s, RingPosition{0, ReadReleased(s).offset});
   Word64(s.owner).store(0, std::memory_order_release);
+  // seq_cst fence: the release before the check for sleeping producers.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   WakeAll(control_->space_seq, control_->space_waiters);
 }
 

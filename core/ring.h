@@ -231,6 +231,8 @@ class Ring {
   // REQUIRES: start is a frame boundary not older than earliest(); owner != 0.
   Result<uint32_t> AcquireGatingSlot(uint64_t owner, RingPosition start) const;
   // Takes over a slot whose previous owner died (same slot, same position).
+  // REQUIRES: the previous owner is known to be dead: two live owners would
+  // both write the slot's spare pair.
   void ReownGatingSlot(uint32_t slot, uint64_t owner) const;
   void ReleaseGatingSlot(uint32_t slot) const;
   uint64_t GatingOwner(uint32_t slot) const;
