@@ -145,6 +145,35 @@ void ProduceDeferred(Ring ring, uint32_t count, uint32_t size) {
   }
 }
 
+// A gating slot's released pair under a reader that never stops: every pair
+// read is one the owner wrote whole (offset k at position 8k), and the
+// position never goes back.
+TEST(RingStressGating, ReadersSeeWholeReleasedPairsInOrder) {
+  RingOptions o;
+  o.capacity = 64 * 1024;
+  TestRing t(o);
+  Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, RingPosition{0, 0});
+  ASSERT_TRUE(slot.ok());
+  const uint64_t updates = 400'000 / testing::kStressScale;
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> reads{0}, bad{0};
+  std::thread reader([&] {
+    uint64_t last = 0;
+    while (!done.load(std::memory_order_acquire)) {
+      const RingPosition p = t.ring.GatingPosition(*slot);
+      if (p.position != p.offset * 8 || p.position < last) bad.fetch_add(1);
+      last = p.position;
+      reads.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  for (uint64_t k = 1; k <= updates; ++k) t.ring.AdvanceGatingSlot(*slot, RingPosition{8 * k, k});
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_GT(reads.load(), 0u);
+  EXPECT_EQ(t.ring.GatingPosition(*slot), (RingPosition{8 * updates, updates}));
+}
+
 TEST(RingStressDeferred, BatchesAcrossProcessesArriveOnceInOrder) {
   RingOptions o;
   o.capacity = 64 * 1024;

@@ -275,6 +275,8 @@ TEST(Ring, AGatingOwnerThatDiedMidAdvanceLeavesItsSlotReadable) {
   EXPECT_EQ(t.ring.earliest(), (RingPosition{0, 0}));  // the lap start is older
   RingUnblocker unblocker(t.ring, 1'000'000);
   EXPECT_EQ(unblocker.Poll(0).action, RingUnblocker::Action::kNone);
+  // After its timeout it looks at the frame where the slot stands: committed.
+  EXPECT_EQ(unblocker.Poll(2'000'000).action, RingUnblocker::Action::kNone);
   // A new owner takes over and moves on.
   t.ring.ReownGatingSlot(*slot, 2);
   ASSERT_EQ(r.read([](const RecordView&) {}, 10).records, 6u);
