@@ -578,6 +578,22 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
   return *this;
 }
 
+inline void RingClaim::Fill(const Ring* ring, uint64_t position, uint64_t offset,
+                            uint64_t frame_length, uint32_t key_length, uint32_t headers_length,
+                            uint32_t value_length, uint8_t flags, uint64_t unblock_seen) {
+  ring_ = ring;
+  frame_ = ring->At(position);
+  position_ = position;
+  offset_ = offset;
+  frame_length_ = static_cast<uint32_t>(frame_length);
+  key_length_ = key_length;
+  headers_length_ = headers_length;
+  value_length_ = value_length;
+  flags_ = flags;
+  unblock_seen_ = unblock_seen;
+  status_ = ClaimStatus::kOk;
+}
+
 void RingClaim::AbortUnfinished() {
   RingProducer p(*ring_);
   (void)p.abort(*this);
@@ -616,17 +632,8 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   fast_packed_ = packed;
   fast_position_ = end;
   PrefetchForWrite(ring_.At(position + kPrefetchAhead));
-  c.ring_ = &ring_;
-  c.frame_ = ring_.At(position);
-  c.position_ = position;
-  c.offset_ = fast_offset_++;
-  c.frame_length_ = static_cast<uint32_t>(frame_length);
-  c.key_length_ = key_length;
-  c.headers_length_ = headers_length;
-  c.value_length_ = value_length;
-  c.flags_ = flags;
-  c.unblock_seen_ = unblock_seen;
-  c.status_ = ClaimStatus::kOk;
+  c.Fill(&ring_, position, fast_offset_++, frame_length, key_length, headers_length, value_length,
+         flags, unblock_seen);
   return c;
 }
 
@@ -729,17 +736,8 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
     c.status_ = ClaimStatus::kUnblocked;
     return;
   }
-  c.ring_ = &ring_;
-  c.frame_ = f;
-  c.position_ = record_position;
-  c.offset_ = at.offset;
-  c.frame_length_ = static_cast<uint32_t>(frame_length);
-  c.key_length_ = key_length;
-  c.headers_length_ = headers_length;
-  c.value_length_ = value_length;
-  c.flags_ = flags;
-  c.unblock_seen_ = unblock_seen;
-  c.status_ = ClaimStatus::kOk;
+  c.Fill(&ring_, record_position, at.offset, frame_length, key_length, headers_length, value_length,
+         flags, unblock_seen);
   if (ring_.single_producer_) {
     // Arm the fast path for the rest of this lap, up to the gating bound.
     fast_packed_ = PackTail(end, at.offset + 1);

@@ -344,6 +344,11 @@ class RingClaim {
  private:
   friend class RingProducer;
   void AbortUnfinished();
+  // Makes this an active claim (try_claim's two paths).
+  [[gnu::always_inline]] inline void Fill(const Ring* ring, uint64_t position, uint64_t offset,
+                                          uint64_t frame_length, uint32_t key_length,
+                                          uint32_t headers_length, uint32_t value_length,
+                                          uint8_t flags, uint64_t unblock_seen);
   const Ring* ring_ = nullptr;
   std::byte* frame_ = nullptr;
   uint64_t position_ = 0;
