@@ -154,10 +154,14 @@ TEST(RingStressGating, ReadersSeeWholeReleasedPairsInOrder) {
   TestRing t(o);
   Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, RingPosition{0, 0});
   ASSERT_TRUE(slot.ok());
-  const uint64_t updates = 400'000 / testing::kStressScale;
-  std::atomic<bool> done{false};
+  // At least this many updates, and as many as it takes for the reader to
+  // read this often while they happen (threads start at their own pace).
+  const uint64_t min_updates = 400'000 / testing::kStressScale;
+  const uint64_t min_reads = 20'000 / testing::kStressScale;
+  std::atomic<bool> started{false}, done{false};
   std::atomic<uint64_t> reads{0}, bad{0};
   std::thread reader([&] {
+    started.store(true, std::memory_order_release);
     uint64_t last = 0;
     while (!done.load(std::memory_order_acquire)) {
       const RingPosition p = t.ring.GatingPosition(*slot);
@@ -166,12 +170,17 @@ TEST(RingStressGating, ReadersSeeWholeReleasedPairsInOrder) {
       reads.fetch_add(1, std::memory_order_relaxed);
     }
   });
-  for (uint64_t k = 1; k <= updates; ++k) t.ring.AdvanceGatingSlot(*slot, RingPosition{8 * k, k});
+  while (!started.load(std::memory_order_acquire)) std::this_thread::yield();
+  uint64_t k = 0;
+  while (k < min_updates || reads.load(std::memory_order_relaxed) < min_reads) {
+    ++k;
+    t.ring.AdvanceGatingSlot(*slot, RingPosition{8 * k, k});
+  }
   done.store(true, std::memory_order_release);
   reader.join();
   EXPECT_EQ(bad.load(), 0u);
-  EXPECT_GT(reads.load(), 0u);
-  EXPECT_EQ(t.ring.GatingPosition(*slot), (RingPosition{8 * updates, updates}));
+  EXPECT_GE(reads.load(), min_reads);
+  EXPECT_EQ(t.ring.GatingPosition(*slot), (RingPosition{8 * k, k}));
 }
 
 TEST(RingStressDeferred, BatchesAcrossProcessesArriveOnceInOrder) {
