@@ -52,6 +52,16 @@ std::vector<Got> ReadAll(RingReader& r, ReadStatus* status = nullptr) {
   return out;
 }
 
+// Claims `n` records of `value_length` unwritten bytes and commits each
+// deferred (not yet published).
+void DeferRecords(RingProducer& p, uint32_t n, uint32_t value_length) {
+  for (uint32_t i = 0; i < n; ++i) {
+    RingClaim c = p.try_claim(0, 0, value_length, false);
+    ASSERT_TRUE(c.ok());
+    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
+  }
+}
+
 // Leaves a claim active forever, as a producer that died would.
 RingClaim* Abandon(RingClaim claim) {
   static std::vector<std::unique_ptr<std::byte[]>> graveyard;
@@ -764,20 +774,12 @@ TEST(Ring, CommitPublishesThePendingDeferredRecordsWithItself) {
 TEST(Ring, AFullBatchPublishesItself) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);
-  for (uint32_t i = 0; i < RingProducer::kMaxDeferred; ++i) {
-    RingClaim c = p.try_claim(0, 0, 8, false);
-    ASSERT_TRUE(c.ok());
-    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
-  }
+  ASSERT_NO_FATAL_FAILURE(DeferRecords(p, RingProducer::kMaxDeferred, 8));
   EXPECT_EQ(p.deferred(), 0u);
   RingReader r(t.ring, t.ring.earliest());
   EXPECT_EQ(ReadAll(r).size(), RingProducer::kMaxDeferred);
   // So does a batch that reaches a quarter of the ring (16 KiB here).
-  for (uint32_t i = 0; i < 3; ++i) {
-    RingClaim c = p.try_claim(0, 0, 6000, false);
-    ASSERT_TRUE(c.ok());
-    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
-  }
+  ASSERT_NO_FATAL_FAILURE(DeferRecords(p, 3, 6000));
   EXPECT_EQ(p.deferred(), 0u);
   EXPECT_EQ(ReadAll(r).size(), 3u);
 }
@@ -822,11 +824,7 @@ TEST(Ring, AnAbandonedBatchIsUnblockedAsOneHole) {
   RingProducer p(t.ring);
   ASSERT_TRUE(p.try_write(std::nullopt, {}, "before").ok());
   const uint64_t at = t.ring.tail().position;
-  for (uint32_t i = 0; i < 3; ++i) {
-    RingClaim c = p.try_claim(0, 0, 16, false);
-    ASSERT_TRUE(c.ok());
-    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
-  }
+  ASSERT_NO_FATAL_FAILURE(DeferRecords(p, 3, 16));
   RingReader r(t.ring, t.ring.earliest());
   ASSERT_EQ(ReadAll(r).size(), 1u);
   RingUnblocker u(t.ring, 1'000'000);
@@ -884,11 +882,7 @@ TEST(Ring, AnUnblockedBatchStaysLostWhenTheProducerCommitsAgain) {
   TestRing t(Options(RingMode::kSingleProducer));
   RingProducer p(t.ring);
   const uint64_t at = t.ring.tail().position;
-  for (uint32_t i = 0; i < 3; ++i) {
-    RingClaim c = p.try_claim(0, 0, 16, false);
-    ASSERT_TRUE(c.ok());
-    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
-  }
+  ASSERT_NO_FATAL_FAILURE(DeferRecords(p, 3, 16));
   RingUnblocker u(t.ring, 0);
   ASSERT_EQ(u.Unblock(at).action, RingUnblocker::Action::kHoleFilled);
   RingClaim d = p.try_claim(0, 0, 5, false);
@@ -1022,11 +1016,7 @@ TEST(Ring, LossesOfABatchPublishedBeforeKFullAreReportedByPublish) {
   // Fill the ring but the last ~1.5 KiB with published records.
   while (t.ring.tail().position + 2600 < kCap) ASSERT_TRUE(p.try_write(std::nullopt, {}, big).ok());
   const uint64_t at = t.ring.tail().position;
-  for (uint32_t i = 0; i < 2; ++i) {
-    RingClaim c = p.try_claim(0, 0, 8, false);
-    ASSERT_TRUE(c.ok());
-    ASSERT_EQ(p.commit_deferred(c), CommitStatus::kOk);
-  }
+  ASSERT_NO_FATAL_FAILURE(DeferRecords(p, 2, 8));
   RingUnblocker u(t.ring, 0);
   ASSERT_EQ(u.Unblock(at).action, RingUnblocker::Action::kHoleFilled);
   RingClaim full = p.try_claim(0, 0, 3000, false);
