@@ -1214,6 +1214,43 @@ TEST(Ring, GatingReaderRegisteredMidLapHoldsTheSingleProducer) {
   for (uint64_t i = 0; i < written; ++i) ASSERT_EQ(got[i].value, std::to_string(i));
 }
 
+// A handle assigned from a handle of another ring starts with its fast path
+// disarmed: that ring's tail word may read exactly what the handle stored
+// last, while a gating reader there sets a bound this handle never saw.
+TEST(Ring, SingleProducerHandleAssignedToAnotherRingHonoursItsGatingReader) {
+  const std::string v(24, 'g');  // 64-byte frames: a lap holds kCap / 64, no wrap padding
+  TestRing gated(Options(RingMode::kSingleProducer));
+  Result<uint32_t> slot = gated.ring.AcquireGatingSlot(1, gated.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingProducer q(gated.ring);
+  for (int i = 0; i < 512; ++i) ASSERT_TRUE(q.try_write(std::nullopt, {}, v).ok());
+  // The gating reader releases half a lap, so its bound is mid-lap 1.
+  RingReader gate(gated.ring, gated.ring.earliest());
+  ASSERT_EQ(ReadAll(gate).size(), 512u);
+  gated.ring.AdvanceGatingSlot(*slot, gate.position());
+  uint64_t n = 512;
+  while (q.try_write(std::nullopt, {}, v).ok()) ++n;
+  ASSERT_EQ(n, kCap / 64 + 512);
+  // A ring with no gating reader and the same records: the same tail word,
+  // and a handle whose fast path reaches to the end of lap 1.
+  TestRing free(Options(RingMode::kSingleProducer));
+  RingProducer p(free.ring);
+  for (uint64_t i = 0; i < n; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  ASSERT_EQ(free.ring.control()->tail, gated.ring.control()->tail);
+
+  p = q;
+  EXPECT_EQ(p.try_write(std::nullopt, {}, "x").status, ClaimStatus::kFull);
+  // Nothing the gating reader has not released was overwritten.
+  ReadStatus st = ReadStatus::kOk;
+  const auto got = ReadAll(gate, &st);
+  EXPECT_EQ(st, ReadStatus::kOk);
+  ASSERT_EQ(got.size(), n - 512);
+  for (uint64_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].offset, 512 + i);
+    ASSERT_EQ(got[i].value, v);
+  }
+}
+
 // write_lap: raised to a lap before anybody writes in it, so readers can
 // tell "not lapped" without the tail.
 TEST(Ring, ProducersRaiseTheWriteLapBeforeWritingInANewLap) {
