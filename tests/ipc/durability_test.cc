@@ -224,6 +224,36 @@ TEST_F(DurabilityTest, WithoutABrokerProducersGetBackPressureNotLoss) {
   for (uint64_t i = 0; i <= sent; ++i) ASSERT_EQ(got[i].second, Value(i));
 }
 
+// nanoseconds::max() means no deadline: Send on a full partition waits until
+// a broker frees space, however long that takes.
+TEST_F(DurabilityTest, SendWithTheLargestTimeoutWaitsForSpace) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(false));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  uint64_t sent = 0;
+  while (p->TrySend(std::nullopt, Value(sent)).ok()) ++sent;
+  SendResult r;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread sender(
+      [&] { r = p->Send(std::nullopt, Value(sent), {}, 0, std::chrono::nanoseconds::max()); });
+  std::this_thread::sleep_for(200ms);
+  Broker broker(*bus);
+  DurabilityOptions d;
+  d.data_dir = dir_;
+  broker.AddHooks(MakeDurabilityHooks(d));
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  sender.join();
+  EXPECT_EQ(r.status, SendStatus::kOk);
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 200ms);
+  broker.Stop();
+  Result<Consumer> c = bus->CreateConsumer("t", ConsumerOptions{});
+  auto got = Drain(*c, sent + 1);
+  ASSERT_EQ(got.size(), sent + 1);
+  for (uint64_t i = 0; i <= sent; ++i) ASSERT_EQ(got[i].second, Value(i));
+}
+
 TEST_F(DurabilityTest, NonDurableBusReportsWaitDurableUnavailable) {
   ScopedBusName name;
   BusOptions o;  // no data dir
