@@ -194,22 +194,24 @@ void BoostMqLatency(benchmark::State& state, uint32_t payload) {
 // moodycamel queues between two threads.
 
 constexpr std::size_t kMoodyCapacity = 16384;
-struct Msg64 {
-  std::byte bytes[64];
+template <std::size_t N>
+struct Msg {
+  std::byte bytes[N];
 };
+using Msg64 = Msg<64>;
 
-// Two threads, 64-byte elements, 200,000 per iteration.
-ThroughputConfig MoodyConfig() {
+// Two threads, N-byte elements, 200,000 per iteration.
+ThroughputConfig MoodyConfig(std::size_t payload = sizeof(Msg64)) {
   ThroughputConfig config;
   config.isolation = Isolation::kThread;
-  config.payload = sizeof(Msg64);
+  config.payload = static_cast<uint32_t>(payload);
   config.records_per_iteration = 200'000;
   return config;
 }
 
-template <typename Queue>
+template <typename Element = Msg64, typename Queue>
 int ConsumeMoody(ThroughputConsumer& ctx, Queue& q) {
-  Msg64 m;
+  Element m;
   while (!ctx.finished()) {
     if (q.try_dequeue(m)) {
       ctx.checker().Check(m.bytes, sizeof m.bytes);
@@ -224,15 +226,16 @@ int ConsumeMoody(ThroughputConsumer& ctx, Queue& q) {
   return ctx.Finish();
 }
 
+template <std::size_t N>
 void MoodyReaderWriterQueue(benchmark::State& state) {
-  moodycamel::ReaderWriterQueue<Msg64> q(kMoodyCapacity);
-  const ThroughputConfig config = MoodyConfig();
+  moodycamel::ReaderWriterQueue<Msg<N>> q(kMoodyCapacity);
+  const ThroughputConfig config = MoodyConfig(N);
   RunThroughput(
       state, config,
       [&](uint32_t) {
-        return [&, filler = std::vector<std::byte>(sizeof(Msg64), std::byte{0x5A})](
+        return [&, filler = std::vector<std::byte>(N, std::byte{0x5A})](
                    uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) {
-          Msg64 m;
+          Msg<N> m;
           for (uint64_t seq = first; seq < first + count; ++seq) {
             FillPayload(m.bytes, sizeof m.bytes, 0, seq, filler.data());
             if (!q.try_enqueue(m) && (!SpinUntil([&] {
@@ -244,7 +247,7 @@ void MoodyReaderWriterQueue(benchmark::State& state) {
           return true;
         };
       },
-      [&](ThroughputConsumer& ctx) { return ConsumeMoody(ctx, q); });
+      [&](ThroughputConsumer& ctx) { return ConsumeMoody<Msg<N>>(ctx, q); });
 }
 
 // ConcurrentQueue's consumer side without a token, through a tokenless
@@ -512,7 +515,11 @@ void RegisterBaselineBenchmarks() {
       ->UseManualTime()
       ->Iterations(kLatencySamples / 10)
       ->Unit(benchmark::kNanosecond);
-  benchmark::RegisterBenchmark("baseline/moodycamel_rwq_throughput/64B", MoodyReaderWriterQueue)
+  benchmark::RegisterBenchmark("baseline/moodycamel_rwq_throughput/8B", MoodyReaderWriterQueue<8>)
+      ->UseManualTime()
+      ->Iterations(10)
+      ->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark("baseline/moodycamel_rwq_throughput/64B", MoodyReaderWriterQueue<64>)
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);

@@ -230,6 +230,7 @@ const std::vector<Line> kThroughput = {
     {"ring MPMC 2 producers 1 KiB", "ring_throughput/mpmc_2p/1024B"},
     {"boost message_queue 8 B", "baseline/boost_mq_throughput/8B"},
     {"boost message_queue 64 B", "baseline/boost_mq_throughput/64B"},
+    {"moodycamel ReaderWriterQueue 8 B", "baseline/moodycamel_rwq_throughput/8B"},
     {"moodycamel ReaderWriterQueue 64 B", "baseline/moodycamel_rwq_throughput/64B"},
     {"moodycamel ConcurrentQueue 64 B", "baseline/moodycamel_cq_throughput/64B"},
     {"moodycamel ConcurrentQueue 64 B, bulk 32", "baseline/moodycamel_cq_bulk32_throughput/64B"},
@@ -280,6 +281,8 @@ void PlacementSection(const Collector& c, std::ostream& out, int placement, cons
         "vs_floor", Goal::kNone, 0);
   Ratio(v, out, "SPSC 8 B throughput / boost message_queue 8 B", "ring_throughput/spsc/8B",
         "records/s", "baseline/boost_mq_throughput/8B", "records/s", Goal::kAtLeast, 10);
+  Ratio(v, out, "SPSC 8 B throughput / moodycamel ReaderWriterQueue 8 B", "ring_throughput/spsc/8B",
+        "records/s", "baseline/moodycamel_rwq_throughput/8B", "records/s", Goal::kAbove, 1);
   Ratio(v, out, "SPSC 64 B throughput / moodycamel ReaderWriterQueue 64 B",
         "ring_throughput/spsc/64B", "records/s", "baseline/moodycamel_rwq_throughput/64B",
         "records/s", Goal::kAbove, 1);
