@@ -158,18 +158,12 @@ struct LoadedIndex {
 };
 std::optional<LoadedIndex> LoadIndex(const std::string& dir, uint64_t base,
                                      uint32_t segment_header_length, uint64_t below_position) {
-  const std::string name = TimeIndexFileName(base);
-  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
-  if (!fd.ok()) return std::nullopt;
-  auto h = ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, name);
-  if (!h.ok()) return std::nullopt;
-  auto size = FileSize(fd->get(), name);
-  if (!size.ok() || *size < h->header_length) return std::nullopt;
+  auto f = OpenIndex(dir, base);
+  if (!f) return std::nullopt;
   LoadedIndex out;
-  out.entries_start = h->header_length;
-  const uint64_t count = (*size - h->header_length) / kTimeIndexEntryLength;
-  std::vector<std::byte> buf(count * kTimeIndexEntryLength);
-  auto n = ReadAt(fd->get(), buf.data(), buf.size(), h->header_length, name);
+  out.entries_start = f->entries_start;
+  std::vector<std::byte> buf(f->count * kTimeIndexEntryLength);
+  auto n = ReadAt(f->fd.get(), buf.data(), buf.size(), f->entries_start, TimeIndexFileName(base));
   if (!n.ok()) return std::nullopt;
   const uint64_t got = *n / kTimeIndexEntryLength;
   out.entries.reserve(got);
@@ -188,29 +182,6 @@ std::optional<LoadedIndex> LoadIndex(const std::string& dir, uint64_t base,
     out.entries.push_back(e);
   }
   return out;
-}
-
-// Opens a segment's index and validates its header; nullopt if unusable.
-struct IndexFile {
-  ScopedFd fd;
-  uint64_t entries_start = kFileHeaderLength;
-  uint64_t count = 0;
-  bool whole = false;  // the entry area is a whole number of entries
-};
-std::optional<IndexFile> OpenIndex(const std::string& dir, uint64_t base) {
-  const std::string name = TimeIndexFileName(base);
-  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
-  if (!fd.ok()) return std::nullopt;
-  auto h = ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, name);
-  if (!h.ok()) return std::nullopt;
-  auto size = FileSize(fd->get(), name);
-  if (!size.ok() || *size < h->header_length) return std::nullopt;
-  IndexFile f;
-  f.fd = std::move(*fd);
-  f.entries_start = h->header_length;
-  f.count = (*size - h->header_length) / kTimeIndexEntryLength;
-  f.whole = (*size - h->header_length) % kTimeIndexEntryLength == 0;
-  return f;
 }
 
 std::optional<TimeIndexEntry> LastIndexEntry(const std::string& dir, uint64_t base) {

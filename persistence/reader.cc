@@ -331,19 +331,14 @@ struct IndexMap {
   TimeIndexView view;
 };
 std::optional<IndexMap> MapIndex(const std::string& dir, uint64_t base) {
-  const std::string name = TimeIndexFileName(base);
-  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
-  if (!fd.ok()) return std::nullopt;
-  auto h = ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, name);
-  if (!h.ok()) return std::nullopt;
-  auto size = FileSize(fd->get(), name);
-  if (!size.ok() || *size < h->header_length) return std::nullopt;
-  auto map = Mapping::Map(fd->get(), *size, name);
+  auto f = OpenIndex(dir, base);
+  if (!f) return std::nullopt;
+  auto map = Mapping::Map(f->fd.get(), f->file_size, TimeIndexFileName(base));
   if (!map.ok()) return std::nullopt;
   IndexMap m;
-  m.fd = std::move(*fd);
+  m.fd = std::move(f->fd);
   m.map = std::move(*map);
-  m.view = TimeIndexView(m.map.data() + h->header_length, *size - h->header_length);
+  m.view = TimeIndexView(m.map.data() + f->entries_start, f->file_size - f->entries_start);
   return m;
 }
 

@@ -1,11 +1,31 @@
 #include "persistence/internal/layout.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <array>
+#include <utility>
 
 #include "persistence/internal/file.h"
 
 namespace runnel::internal {
+
+std::optional<IndexFile> OpenIndex(const std::string& dir, uint64_t base) {
+  const std::string name = TimeIndexFileName(base);
+  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
+  if (!fd.ok()) return std::nullopt;
+  auto h = ReadFileHeader(fd->get(), FileKind::kTimeIndex, base, dir, name);
+  if (!h.ok()) return std::nullopt;
+  auto size = FileSize(fd->get(), name);
+  if (!size.ok() || *size < h->header_length) return std::nullopt;
+  IndexFile f;
+  f.fd = std::move(*fd);
+  f.file_size = *size;
+  f.entries_start = h->header_length;
+  f.count = (*size - h->header_length) / kTimeIndexEntryLength;
+  f.whole = (*size - h->header_length) % kTimeIndexEntryLength == 0;
+  return f;
+}
 
 Result<PartitionListing> ListPartition(const std::string& dir) {
   auto entries = ListDirectory(dir);

@@ -13,6 +13,7 @@
 
 #include "core/status.h"
 #include "persistence/format.h"
+#include "persistence/internal/file.h"
 
 namespace runnel::internal {
 
@@ -34,6 +35,18 @@ Result<FileHeader> ReadFileHeader(int fd, FileKind kind, uint64_t expected_base,
 // True if the file's first `size` bytes (at most the header) are all zero:
 // a segment whose creation was interrupted before its header was written.
 bool HeaderNeverWritten(int fd, uint64_t size);
+
+// A segment's time index, opened read-only with its header validated.
+struct IndexFile {
+  ScopedFd fd;
+  uint64_t file_size = 0;
+  uint64_t entries_start = kFileHeaderLength;  // the header's length
+  uint64_t count = 0;                          // whole entries after the header
+  bool whole = false;                          // the entry area is a whole number of entries
+};
+// nullopt if the index is missing, unreadable, or its header is not valid
+// for the segment with base offset `base`.
+std::optional<IndexFile> OpenIndex(const std::string& dir, uint64_t base);
 
 // A bounds-checked view of a time index's entries (the bytes after the file
 // header). The entries are untrusted: callers validate what they use.
