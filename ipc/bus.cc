@@ -158,6 +158,43 @@ Result<uint64_t> PartitionMask(std::string_view topic, uint32_t partitions,
   return mask;
 }
 
+Result<TopicRecord> FindTopic(const BusCore& core, std::string_view name) {
+  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
+  std::optional<TopicRecord> t = core.directory().FindLiveTopic(name);
+  if (!t) {
+    return Status::NotFound("topic '" + std::string(name) + "' does not exist on bus '" +
+                            core.name() + "'");
+  }
+  return *std::move(t);
+}
+
+// What a new producer or consumer needs: the live topic, the partitions it
+// uses, their rings mapped, and its registration as a client.
+struct Attachment {
+  TopicRecord topic;
+  uint64_t mask = 0;
+  std::shared_ptr<const internal::TopicMapping> mapping;
+  BusCore::Registration registration;
+};
+
+Result<Attachment> Attach(BusCore& core, ClientRole role, std::string_view topic,
+                          const std::vector<uint32_t>& partitions, std::string_view group) {
+  Attachment a;
+  Result<TopicRecord> t = FindTopic(core, topic);
+  if (!t.ok()) return t.status();
+  a.topic = *std::move(t);
+  Result<uint64_t> mask = PartitionMask(topic, a.topic.partitions, partitions);
+  if (!mask.ok()) return mask.status();
+  a.mask = *mask;
+  Result<std::shared_ptr<const internal::TopicMapping>> m = core.MapTopic(a.topic);
+  if (!m.ok()) return m.status();
+  a.mapping = *std::move(m);
+  Result<BusCore::Registration> reg = core.Register(role, a.topic, a.mask, group);
+  if (!reg.ok()) return reg.status();
+  a.registration = *reg;
+  return a;
+}
+
 }  // namespace
 
 Result<std::vector<TopicInfo>> Bus::ListTopics() const {
@@ -167,12 +204,8 @@ Result<std::vector<TopicInfo>> Bus::ListTopics() const {
 }
 
 Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
-  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
-  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(name);
-  if (!t) {
-    return Status::NotFound("topic '" + std::string(name) + "' does not exist on bus '" +
-                            core_->name() + "'");
-  }
+  const Result<TopicRecord> t = FindTopic(*core_, name);
+  if (!t.ok()) return t.status();
   // Only ring headers are read: no need to pre-fault the data.
   Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t, /*populate=*/false);
   if (!m.ok()) return m.status();
@@ -256,35 +289,25 @@ Result<BusInfo> Bus::Info() const {
 }
 
 Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptions& options) {
-  RUNNEL_RETURN_IF_ERROR(ValidateTopicName(topic));
-  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(topic);
-  if (!t) {
-    return Status::NotFound("topic '" + std::string(topic) + "' does not exist on bus '" +
-                            core_->name() + "'");
-  }
-  Result<uint64_t> mask = PartitionMask(topic, t->partitions, options.partitions);
-  if (!mask.ok()) return mask.status();
-  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
-  if (!m.ok()) return m.status();
-  Result<BusCore::Registration> reg = core_->Register(ClientRole::kProducer, *t, *mask, "");
-  if (!reg.ok()) return reg.status();
+  Result<Attachment> a = Attach(*core_, ClientRole::kProducer, topic, options.partitions, "");
+  if (!a.ok()) return a.status();
 
   Producer p;
   p.core_ = core_;
-  p.mapping_ = *m;
-  p.rings_.reserve(t->partitions);
-  for (const Ring& r : (*m)->rings) p.rings_.emplace_back(r);
+  p.mapping_ = a->mapping;
+  p.rings_.reserve(a->topic.partitions);
+  for (const Ring& r : a->mapping->rings) p.rings_.emplace_back(r);
   p.deferred_next_offset_.assign(p.rings_.size(), 0);
-  for (uint32_t i = 0; i < t->partitions; ++i) {
-    if (*mask >> i & 1) p.allowed_.push_back(i);
+  for (uint32_t i = 0; i < a->topic.partitions; ++i) {
+    if (a->mask >> i & 1) p.allowed_.push_back(i);
   }
-  p.allowed_mask_ = *mask;
-  p.max_record_bytes_ = t->max_record_bytes;
-  p.topic_slot_ = t->slot;
-  p.generation_ = t->generation;
-  p.client_slot_ = reg->slot;
-  p.client_id_ = reg->client_id;
-  p.topic_ = t->name;
+  p.allowed_mask_ = a->mask;
+  p.max_record_bytes_ = a->topic.max_record_bytes;
+  p.topic_slot_ = a->topic.slot;
+  p.generation_ = a->topic.generation;
+  p.client_slot_ = a->registration.slot;
+  p.client_id_ = a->registration.client_id;
+  p.topic_ = a->topic.name;
   return p;
 }
 
@@ -295,36 +318,27 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       return Status::InvalidArgument("consumer group id: " + s.message());
     }
   }
-  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(topic);
-  if (!t) {
-    return Status::NotFound("topic '" + std::string(topic) + "' does not exist on bus '" +
-                            core_->name() + "'");
-  }
-  Result<uint64_t> mask = PartitionMask(topic, t->partitions, options.partitions);
-  if (!mask.ok()) return mask.status();
-  Result<std::shared_ptr<const internal::TopicMapping>> m = core_->MapTopic(*t);
-  if (!m.ok()) return m.status();
-  Result<BusCore::Registration> reg =
-      core_->Register(ClientRole::kConsumer, *t, *mask, options.group);
-  if (!reg.ok()) return reg.status();
+  Result<Attachment> a =
+      Attach(*core_, ClientRole::kConsumer, topic, options.partitions, options.group);
+  if (!a.ok()) return a.status();
 
   Consumer c;
   c.core_ = core_;
-  c.mapping_ = *m;
+  c.mapping_ = a->mapping;
   c.cold_reader_ = core_->cold_reader();
   c.wait_ = options.wait;
-  c.topic_slot_ = t->slot;
-  c.generation_ = t->generation;
-  c.client_slot_ = reg->slot;
-  c.client_id_ = reg->client_id;
+  c.topic_slot_ = a->topic.slot;
+  c.generation_ = a->topic.generation;
+  c.client_slot_ = a->registration.slot;
+  c.client_id_ = a->registration.client_id;
   c.on_overrun_ = options.on_overrun;
-  c.topic_ = t->name;
+  c.topic_ = a->topic.name;
   for (int8_t& x : c.cursor_of_) x = -1;
   ReaderOptions ro;
   ro.verify_crc = options.verify_crc;
-  for (uint32_t p = 0; p < t->partitions; ++p) {
-    if ((*mask >> p & 1) == 0) continue;
-    const Ring& ring = (*m)->rings[p];
+  for (uint32_t p = 0; p < a->topic.partitions; ++p) {
+    if ((a->mask >> p & 1) == 0) continue;
+    const Ring& ring = a->mapping->rings[p];
     const RingPosition start =
         options.start.kind == StartPosition::Kind::kLatest ? ring.tail() : ring.earliest();
     Consumer::Cursor cur(p, RingReader(ring, start, ro));
