@@ -182,13 +182,13 @@ Result<Attachment> Attach(BusCore& core, ClientRole role, std::string_view topic
   Attachment a;
   Result<TopicRecord> t = FindTopic(core, topic);
   if (!t.ok()) return t.status();
-  a.topic = *std::move(t);
+  a.topic = std::move(t).value();
   Result<uint64_t> mask = PartitionMask(topic, a.topic.partitions, partitions);
   if (!mask.ok()) return mask.status();
   a.mask = *mask;
   Result<std::shared_ptr<const internal::TopicMapping>> m = core.MapTopic(a.topic);
   if (!m.ok()) return m.status();
-  a.mapping = *std::move(m);
+  a.mapping = std::move(m).value();
   Result<BusCore::Registration> reg = core.Register(role, a.topic, a.mask, group);
   if (!reg.ok()) return reg.status();
   a.registration = *reg;

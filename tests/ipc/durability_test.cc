@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <optional>
 #include <string>
@@ -85,7 +86,7 @@ std::string Value(uint64_t i) {
 uint64_t SendUntilFull(Producer& p) {
   uint64_t sent = 0;
   SendResult r;
-  while ((r = p.TrySend(std::nullopt, Value(sent))).ok()) ++sent;
+  while ((r = p.TrySend(std::nullopt, Value(sent), {}, 0)).ok()) ++sent;
   EXPECT_EQ(r.status, SendStatus::kFull);
   return sent;
 }
@@ -226,19 +227,28 @@ TEST_F(DurabilityTest, WithoutABrokerProducersGetBackPressureNotLoss) {
   const uint64_t sent = SendUntilFull(*p);
   EXPECT_GT(sent, 100u);
   EXPECT_EQ(p->WaitDurable(0, 0, 10ms).code(), StatusCode::kTimeout);
-  SendResult r;
-  const auto start = std::chrono::steady_clock::now();
-  std::thread sender(
-      [&] { r = p->Send(std::nullopt, Value(sent), {}, 0, std::chrono::nanoseconds::max()); });
-  std::this_thread::sleep_for(200ms);
+  // The sender waits with no deadline; the main thread never touches `p`
+  // until the sender has returned.
+  std::promise<SendResult> sent_result;
+  std::future<SendResult> done = sent_result.get_future();
+  std::thread sender([&] {
+    sent_result.set_value(
+        p->Send(std::nullopt, Value(sent), {}, 0, std::chrono::nanoseconds::max()));
+  });
+  // Still waiting while no broker frees space (a deadline at or near now
+  // would have ended it with kTimeout).
+  EXPECT_EQ(done.wait_for(200ms), std::future_status::timeout);
   Broker broker(*bus);
   AddDurability(broker);
-  const bool started = broker.Start(BrokerMode::kExclusive).ok();
-  if (!started) (void)bus->DeleteTopic("t");  // ends the Send: the test fails, not hangs
+  const Status started = broker.Start(BrokerMode::kExclusive);
+  const bool returned = started.ok() && done.wait_for(10s) == std::future_status::ready;
+  if (!returned) (void)bus->DeleteTopic("t");  // ends the Send: the test fails, not hangs
   sender.join();
-  ASSERT_TRUE(started);
+  ASSERT_TRUE(started.ok()) << started.ToString();
+  ASSERT_TRUE(returned) << "Send did not return within 10 s of the broker starting";
+  const SendResult r = done.get();
   EXPECT_EQ(r.status, SendStatus::kOk);
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 200ms);
+  EXPECT_EQ(r.offset, sent);
   ASSERT_TRUE(p->WaitDurable(0, sent, 10s).ok());
   broker.Stop();
   Result<Consumer> c = bus->CreateConsumer("t", ConsumerOptions{});
