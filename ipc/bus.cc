@@ -386,9 +386,11 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
   }
   if (options.start.kind == StartPosition::Kind::kOffset) {
     for (Consumer::Cursor& cur : c.cursors_) {
-      // Past the end: start at the end (Kafka's "latest" reset), not an error.
-      const uint64_t next = cur.reader.ring().tail().offset;
-      RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, std::min(options.start.offset, next)));
+      // Past the end: wait at the end and skip what comes before the offset
+      // (the first record delivered is the one at `offset`).
+      const RingPosition tail = cur.reader.ring().tail();
+      RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, std::min(options.start.offset, tail.offset)));
+      if (options.start.offset > tail.offset) cur.skip_until = options.start.offset;
     }
   }
   for (const Consumer::Cursor& cur : c.cursors_) c.PublishPosition(cur);

@@ -388,6 +388,28 @@ TEST_F(ProducerConsumerTest, SeekAndStartAtAnOffset) {
   EXPECT_EQ(c->Position(1).status().code(), StatusCode::kNotFound);
 }
 
+// A start offset past the end waits for that offset: the records produced
+// before it are skipped, never delivered.
+TEST_F(ProducerConsumerTest, StartingPastTheEndDeliversFromThatOffsetOn) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 16; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, std::to_string(i)).ok());
+  ConsumerOptions co;
+  co.start = StartPosition::Offset(20);
+  auto c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(*c->Position(0), 20u);
+  EXPECT_TRUE(Drain(*c).empty());
+  for (int i = 16; i < 26; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, std::to_string(i)).ok());
+  const auto got = Drain(*c);
+  ASSERT_EQ(got.size(), 6u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].offset, 20 + i);
+    EXPECT_EQ(got[i].value, std::to_string(20 + i));
+  }
+}
+
 TEST_F(ProducerConsumerTest, SeekOlderThanTheRingIsReportedAsLossWithoutAColdReader) {
   ASSERT_TRUE(Create("t", 1).ok());
   auto p = bus_->CreateProducer("t");
