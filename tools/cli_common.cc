@@ -38,6 +38,10 @@ std::optional<uint64_t> ParseUint(std::string_view text) {
   return v;
 }
 
+std::string CheckUint(const std::string& text) {
+  return ParseUint(text) ? std::string() : "must be a whole number, 0 or more (got " + text + ")";
+}
+
 namespace {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

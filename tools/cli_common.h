@@ -73,6 +73,8 @@ CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, std::optional
 
 // Parses a decimal uint64 (no sign, no suffix); nullopt otherwise.
 std::optional<uint64_t> ParseUint(std::string_view text);
+// A CLI11 check: "" if `text` is a whole number >= 0 that fits 64 bits.
+std::string CheckUint(const std::string& text);
 
 // ---- Text encodings ---------------------------------------------------------
 

@@ -7,6 +7,7 @@
 // away (EPIPE).
 
 #include <fmt/core.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -47,6 +48,13 @@ struct ConsumeArgs {
   std::string key_separator = "\t";
   bool verify_crc = false;
 };
+
+// True if stdout is a pipe whose reader went away (e.g. `| head` exited):
+// noticed while idle, not only at the next write (EPIPE).
+bool StdoutClosed() {
+  pollfd p{STDOUT_FILENO, 0, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
+}
 
 // Parses --from: earliest | latest | OFFSET | @EPOCH_MS.
 std::string CheckFrom(const std::string& text) {
@@ -136,12 +144,13 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   };
   while (remaining > 0 && g_stop == 0) {
     auto slice = std::chrono::milliseconds(100);
+    bool idle_over = false;  // a poll that finds nothing now ends the run
     if (args.idle_exit_ms) {
       const auto idle_left =
           std::chrono::milliseconds(*args.idle_exit_ms) -
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - last_record);
-      if (idle_left.count() <= 0) break;
-      slice = std::min(slice, idle_left);
+      idle_over = idle_left.count() <= 0;
+      slice = std::clamp(idle_left, std::chrono::milliseconds(0), slice);
     }
     const uint32_t limit = static_cast<uint32_t>(std::min<uint64_t>(remaining, 1024));
     PollResult r = consumer->PollFor(handler, limit, slice);
@@ -163,6 +172,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
       rc = kExitRuntime;
       break;
     }
+    if (r.records == 0 && (idle_over || StdoutClosed())) break;
   }
   if (write_error == 0) (void)WriteOut(out, &write_error);
   if (write_error != 0 && write_error != EPIPE) {
@@ -191,7 +201,7 @@ void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str()
       ->type_name("POSITION")
       ->check(CheckFrom);
-  sub->add_option("--max,-n", a->max, "Exit 0 after N records")->type_name("N");
+  sub->add_option("--max,-n", a->max, "Exit 0 after N records")->type_name("N")->check(CheckUint);
   sub->add_option("--idle-exit-ms", a->idle_exit_ms,
                   "Exit 0 after MS milliseconds without a new record")
       ->type_name("MS")

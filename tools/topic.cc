@@ -389,7 +389,8 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
                   "Delete old segments beyond this total size per partition (default: unlimited)");
     sub->add_option("--retention-ms", a->retention_ms,
                     "Delete segments whose newest record is older than this (default: unlimited)")
-        ->type_name("MS");
+        ->type_name("MS")
+        ->check(CheckUint);
     AddSizeOption(sub, "--max-record-size", &a->max_record_size,
                   "Largest key + headers + value (default: ring size / 4 minus overhead)");
     sub->add_option("--fsync", a->fsync,

@@ -10,6 +10,7 @@
 #include "core/wait.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
+#include "persistence/format.h"
 #include "persistence/persister.h"
 
 namespace runnel::internal {
@@ -46,9 +47,9 @@ Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o)
         std::to_string(max_allowed) + ": half the ring minus " +
         std::to_string(kRecordOverheadBytes) + " bytes of frame overhead)");
   }
-  if (o.segment_bytes < 4096) {
-    return Status::InvalidArgument(TopicQuoted(name) +
-                                   ": segment_bytes must be at least 4096 (got " +
+  if (o.segment_bytes < 4096 || o.segment_bytes > kMaxSegmentBytes) {
+    return Status::InvalidArgument(TopicQuoted(name) + ": segment_bytes must be between 4096 and " +
+                                   std::to_string(kMaxSegmentBytes) + " (4 GiB - 4 KiB; got " +
                                    std::to_string(o.segment_bytes) + ")");
   }
   if (o.fsync != FsyncPolicy::kNever && o.fsync != FsyncPolicy::kInterval &&

@@ -158,6 +158,8 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"replay"}, "DIR is required"},
       {{"inspect"}, "PATH is required"},
       {{"replay", "/tmp", "--from", "ten"}, "not an offset"},
+      {{"topic", "create", "t", "--retention-ms", "-1"}, "--retention-ms"},
+      {{"consume", "t", "--max", "-1"}, "--max"},
   };
   for (const UsageCase& c : cases) {
     std::vector<std::string> argv = {RunnelPath()};
@@ -459,6 +461,42 @@ TEST_F(CliTest, ConsumeFollowsNewRecordsAndExitsWhenIdle) {
   EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
   EXPECT_EQ(consumer.out(), "one\ntwo\nthree\n");
   EXPECT_EQ(StopBroker(), 0);
+}
+
+// A segment size the log cannot use is refused when the topic is created
+// (exit 2), not when the broker first tries to persist it.
+TEST_F(CliTest, TopicCreateRefusesSegmentSizesTheLogCannotUse) {
+  for (const char* size : {"5GiB", "2KiB"}) {
+    RunResult r = Runnel({"topic", "create", "s", "--segment-size", size});
+    EXPECT_EQ(r.exit_code, 2) << size << ": " << r.err;
+    EXPECT_NE(r.err.find("segment_bytes must be between 4096 and 4294963200"), std::string::npos)
+        << r.err;
+  }
+  RunResult list = Runnel({"topic", "list", "--json"});
+  EXPECT_EQ(list.out.find("\"s\""), std::string::npos) << list.out;
+}
+
+// --idle-exit-ms 0 still prints what is there; a reader that goes away
+// (`| head -1`) ends consume even when no new record comes to fail a write.
+TEST_F(CliTest, ConsumeDrainsWithIdleZeroAndNoticesAClosedPipe) {
+  CreateTopic("m", {"--no-durable"});
+  ASSERT_EQ(Runnel({"produce", "m"}, "a\nb\nc\n").exit_code, 0);
+  RunResult all = Runnel({"consume", "m", "--from", "earliest", "--idle-exit-ms", "0"});
+  EXPECT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_EQ(all.out, "a\nb\nc\n");
+  // --idle-exit-ms bounds a consume that misses the closed pipe (the test
+  // then fails on the timeout, leaving nothing running for long).
+  std::string cmd = "set -o pipefail; ";
+  for (const std::string& a :
+       Argv({"consume", "m", "--from", "earliest", "--idle-exit-ms", "20000"})) {
+    cmd += "'" + a + "' ";
+  }
+  cmd += "| head -n 1";
+  const auto start = std::chrono::steady_clock::now();
+  RunResult head = RunProcess({"/bin/bash", "-c", cmd}, "", seconds(30));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(10));
+  EXPECT_EQ(head.exit_code, 0) << head.err;
+  EXPECT_EQ(head.out, "a\n");
 }
 
 TEST_F(CliTest, AtLeastOnceWithoutABrokerFailsAndSaysSo) {
