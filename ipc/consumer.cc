@@ -171,6 +171,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
   req.partition = c.partition;
   req.offset = c.cold_next;
   req.limit = limit;
+  req.written_below = c.reader.ring().MinDurableOffset().value_or(0);
   uint32_t delivered = 0;
   const uint64_t want = c.cold_next;
   Result<internal::ColdReadBatch> batch = cold_reader_->ReadFrom(req, [&](const RecordView& v) {
@@ -189,6 +190,17 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
   }
   if (batch->skipped > 0) {
     OverrunInfo info{c.partition, batch->skipped, 0, c.cold_next, c.cold_next + batch->skipped, 0};
+    info.cause = LossCause::kRetention;
+    Report(info, result, overruns_, lost_records_total_, on_overrun_);
+  }
+  if (batch->damaged_to > batch->damaged_from) {
+    OverrunInfo info{c.partition,
+                     batch->damaged_to - batch->damaged_from,
+                     0,
+                     batch->damaged_from,
+                     batch->damaged_to,
+                     0};
+    info.cause = LossCause::kDamaged;
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
   }
   c.cold_next = std::max(batch->next_offset, c.cold_next);

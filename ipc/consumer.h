@@ -62,6 +62,13 @@ struct StartPosition {
   static StartPosition Timestamp(int64_t ns) { return {Kind::kTimestamp, 0, ns}; }
 };
 
+// Why records were lost (OverrunInfo::cause).
+enum class LossCause : uint8_t {
+  kOverrun = 0,    // the consumer fell behind the ring, and they are not on disk either
+  kRetention = 1,  // retention removed them from disk before the consumer read them
+  kDamaged = 2,    // on disk, but damaged (they failed their check and were skipped)
+};
+
 struct OverrunInfo {
   uint32_t partition = 0;
   uint64_t lost_records = 0;  // offsets skipped
@@ -69,6 +76,7 @@ struct OverrunInfo {
   uint64_t from_offset = 0;   // where the consumer was
   uint64_t to_offset = 0;     // where it continues
   uint32_t torn = 0;          // records of the last batch that may have been overwritten
+  LossCause cause = LossCause::kOverrun;
 };
 
 struct ConsumerOptions {

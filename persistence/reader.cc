@@ -44,6 +44,9 @@ struct ReaderState {
   bool lenient = true;
   std::optional<uint64_t> last_offset;
 
+  // Follow mode: records below this offset are completely written.
+  uint64_t written_below = 0;
+
   // Seek targets not reached yet.
   std::optional<uint64_t> skip_below_offset;
   std::optional<int64_t> skip_before_ts;
@@ -188,6 +191,18 @@ LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
   return RecordDamage(r, r.name, at, std::move(reason), q);
 }
 
+// Follow mode, at a frame that fails its check (or is out of sequence) in
+// the last segment: true if it is damage after all, because the record that
+// belongs here is known to be completely written and a valid record
+// follows it (so the resync that comes next finds it, and never gives up on
+// a segment the writer still appends to).
+bool KnownDamage(ReaderState& r) {
+  const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
+  if (min_offset >= r.written_below) return false;
+  const uint64_t limit = std::min(Refresh(r), r.map.size());
+  return FindNextValidRecord(r.map.data(), limit, r.pos + 8, min_offset).has_value();
+}
+
 // Reached the end of the open segment's data (a zero word, or the end of the
 // file). Moves on to the next segment when there is one; else kEnd.
 std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t file_size) {
@@ -262,6 +277,9 @@ LogEntry NextImpl(ReaderState& r) {
     const DiskFrame f = InspectDiskFrame(r.map.data() + r.pos, avail, r.options.verify_crc);
     switch (f.kind) {
       case DiskFrameKind::kEnd: {
+        if (r.options.follow && KnownDamage(r)) {
+          return DamageAndResync(r, "zero-filled hole followed by non-zero bytes", r.map.size());
+        }
         auto e = AtSegmentEnd(r, true, Refresh(r));
         if (e) return *e;
         continue;
@@ -273,7 +291,7 @@ LogEntry NextImpl(ReaderState& r) {
         r.stats.bytes += f.aligned_length;
         continue;
       case DiskFrameKind::kBad: {
-        if (r.options.follow) {
+        if (r.options.follow && !KnownDamage(r)) {
           // Possibly a frame the writer is still writing; it is damage only
           // once the writer has moved on to a later segment.
           if (!HasLaterSegment(r)) (void)Relist(r);
@@ -297,7 +315,7 @@ LogEntry NextImpl(ReaderState& r) {
     if (!follows) {
       // Like a bad frame: in the last segment of a followed log, wait; the
       // resync could not see records the writer has not written yet.
-      if (r.options.follow) {
+      if (r.options.follow && !KnownDamage(r)) {
         if (!HasLaterSegment(r)) (void)Relist(r);
         if (!HasLaterSegment(r)) return EndEntry();
       }
@@ -514,6 +532,10 @@ LogEntry LogReader::Next() { return internal::NextImpl(*state_); }
 uint64_t LogReader::log_start_offset() const {
   return state_->bases.empty() ? 0 : state_->bases.front();
 }
+void LogReader::SetWrittenBelow(uint64_t offset) {
+  state_->written_below = std::max(state_->written_below, offset);
+}
+
 const std::vector<Damage>& LogReader::damages() const { return state_->damages; }
 uint64_t LogReader::damages_not_kept() const { return state_->damages_not_kept; }
 const LogReaderStats& LogReader::stats() const { return state_->stats; }

@@ -115,6 +115,13 @@ class LogReader {
 
   LogEntry Next();
 
+  // Following a live log: every record with an offset below `offset` is
+  // known to be completely written (e.g. it is durable). A frame that fails
+  // its check where such a record belongs is then damage, skipped as soon as
+  // a valid record follows it, even in the last segment (without this it
+  // is taken as a frame still being written). Never lowers the bound.
+  void SetWrittenBelow(uint64_t offset);
+
   // The oldest segment's base offset as of the last directory listing.
   uint64_t log_start_offset() const;
   const std::vector<Damage>& damages() const;

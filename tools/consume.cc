@@ -105,10 +105,15 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
     copts.start = StartPosition::Offset(*ParseUint(args.from));
   }
   copts.on_overrun = [](const OverrunInfo& o) {
-    PrintWarning(kCmd, fmt::format("partition {}: lost {} records (offsets {}..{}): the consumer "
-                                   "fell behind the ring and they could not be read from disk",
+    const char* why =
+        o.cause == LossCause::kDamaged
+            ? "they are damaged on disk (see: runnel replay DATA_DIR --verify)"
+        : o.cause == LossCause::kRetention
+            ? "retention removed them from disk before they were read"
+            : "the consumer fell behind the ring and they could not be read from disk";
+    PrintWarning(kCmd, fmt::format("partition {}: lost {} records (offsets {}..{}): {}",
                                    o.partition, o.lost_records, o.from_offset,
-                                   o.to_offset == 0 ? 0 : o.to_offset - 1));
+                                   o.to_offset == 0 ? 0 : o.to_offset - 1, why));
   };
 
   std::optional<Bus> bus = OpenExistingBus(global, kCmd);

@@ -26,6 +26,10 @@ struct ColdReadRequest {
   uint32_t partition = 0;
   uint64_t offset = 0;  // deliver records with offset >= this
   uint32_t limit = 0;   // at most this many
+  // Records below this offset are completely on disk (durable): a frame
+  // that fails its check where one of them belongs is damage, not a write
+  // in progress.
+  uint64_t written_below = 0;
 };
 
 struct ColdReadBatch {
@@ -34,6 +38,10 @@ struct ColdReadBatch {
   // Offsets in [request.offset, first available) that no longer exist on
   // disk (retention): reported to the consumer as lost.
   uint64_t skipped = 0;
+  // Offsets [damaged_from, damaged_to) were skipped over damage on disk; the
+  // batch ends with the first record after them.
+  uint64_t damaged_from = 0;
+  uint64_t damaged_to = 0;
 };
 
 class ColdReader {

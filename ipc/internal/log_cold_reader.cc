@@ -33,16 +33,30 @@ class LogColdReader : public ColdReader {
       if (!s.ok()) return s;
       o.next = req.offset + batch.skipped;
     }
+    o.reader.SetWrittenBelow(req.written_below);
     const uint32_t limit = req.limit == 0 ? 256 : req.limit;
+    bool damage = false;  // the reader skipped damage since the last record
     while (batch.records < limit) {
       const LogEntry e = o.reader.Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
-      if (e.kind == LogEntry::Kind::kDamage) continue;  // reported in the reader's damages()
+      if (e.kind == LogEntry::Kind::kDamage) {
+        damage = true;
+        continue;
+      }
       if (e.control) continue;
       const uint64_t offset = e.record.offset();
       if (offset < o.next) continue;
       sink(e.record);
       ++batch.records;
+      if (damage && offset > o.next) {
+        // The offsets in between were in the damage (or aborted claims
+        // next to it: the log cannot tell them apart).
+        batch.damaged_from = o.next;
+        batch.damaged_to = offset;
+        o.next = offset + 1;
+        break;
+      }
+      damage = false;
       o.next = offset + 1;
     }
     batch.next_offset = o.next;

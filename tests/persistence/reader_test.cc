@@ -217,6 +217,58 @@ TEST(LogReader, WaitsAtAFrameTheWriterHasNotFinished) {
   ASSERT_TRUE(log->Close().ok());
 }
 
+// Following a live log, a bad frame in the last segment is taken as one the
+// writer has not finished, unless the reader knows its record is written
+// (SetWrittenBelow, e.g. it is durable): then it is damage, skipped as soon
+// as a valid record follows it.
+TEST(LogReader, FollowingALogSkipsDamageBelowTheWrittenBound) {
+  TempDir d(/*in_memory=*/true);
+  auto log = PartitionLog::Open(d.path(), Opts(1 << 20));  // one segment: the last
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 10)).ok());
+  XorByte(d / "00000000000000000000.log", kFileHeaderLength + 5 * kFrame + 60, 0x04);
+  auto r = LogReader::Open(d.path());  // follow
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);  // maybe still being written
+  r->SetWrittenBelow(5);                            // records 0..4: not enough
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  r->SetWrittenBelow(10);
+  const LogEntry e = r->Next();
+  ASSERT_EQ(e.kind, LogEntry::Kind::kDamage);
+  EXPECT_EQ(e.damage->reason, "crc mismatch");
+  for (uint64_t i = 6; i < 10; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  // The writer goes on appending to the same segment: the reader follows.
+  ASSERT_TRUE(log->Append(MakeFrames(10, 2)).ok());
+  EXPECT_EQ(NextOffset(*r), 10u);
+  EXPECT_EQ(NextOffset(*r), 11u);
+  ASSERT_TRUE(log->Close().ok());
+}
+
+// The damaged record is the last one written: nothing follows it yet, so
+// the reader waits (and never gives up on the segment) until one does.
+TEST(LogReader, FollowingALogWaitsPastDamageUntilARecordFollowsIt) {
+  TempDir d(/*in_memory=*/true);
+  auto log = PartitionLog::Open(d.path(), Opts(1 << 20));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 3)).ok());
+  XorByte(d / "00000000000000000000.log", kFileHeaderLength + 2 * kFrame + 60, 0x04);
+  auto r = LogReader::Open(d.path());
+  ASSERT_TRUE(r.ok());
+  r->SetWrittenBelow(3);
+  ASSERT_EQ(NextOffset(*r), 0u);
+  ASSERT_EQ(NextOffset(*r), 1u);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_TRUE(r->damages().empty());
+  ASSERT_TRUE(log->Append(MakeFrames(3, 1)).ok());
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kDamage);
+  EXPECT_EQ(NextOffset(*r), 3u);
+  EXPECT_EQ(r->damages().size(), 1u);
+  ASSERT_TRUE(log->Close().ok());
+}
+
 // The writer seals a segment by cutting it to its data. A reader whose
 // mapping still covers the preallocated size must not touch the page past
 // the new end (SIGBUS): it probes a page-aligned end with pread.

@@ -110,6 +110,22 @@ uint64_t NumberAfter(const std::string& text, const std::string& prefix) {
   return std::strtoull(text.c_str() + at + prefix.size(), nullptr, 10);
 }
 
+// Flips a bit of the 4th byte of the first `text` in the file at `path`;
+// returns where `text` starts (npos if it is not there).
+std::size_t FlipByteIn(const std::string& path, const std::string& text) {
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::size_t at = bytes.find(text);
+  if (at == std::string::npos) return at;
+  bytes[at + 3] ^= 0x20;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return at;
+}
+
 std::string Join(const std::vector<std::string>& lines) {
   std::string out;
   for (const std::string& l : lines) out += l + "\n";
@@ -748,18 +764,8 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
   const std::string copy = root_ + "/copy";
   fs::copy(data_dir_, copy, fs::copy_options::recursive);
   const std::string segment = copy + "/verified/0/00000000000000000000.log";
-  std::string bytes;
-  {
-    std::ifstream in(segment, std::ios::binary);
-    bytes.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  const std::size_t at = bytes.find("value number 50");
+  const std::size_t at = FlipByteIn(segment, "value number 50");
   ASSERT_NE(at, std::string::npos);
-  bytes[at + 3] ^= 0x20;
-  {
-    std::ofstream out(segment, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  }
   RunResult damaged = RunProcess({RunnelPath(), "replay", copy, "--verify"});
   EXPECT_EQ(damaged.exit_code, 3) << damaged.out << damaged.err;
   EXPECT_NE(damaged.out.find("00000000000000000000.log at byte "), std::string::npos)
@@ -784,6 +790,31 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
   EXPECT_EQ(inspect.exit_code, 3) << inspect.out;
   EXPECT_NE(inspect.out.find("DAMAGE at byte " + std::to_string(reported)), std::string::npos)
       << inspect.out;
+}
+
+// A record damaged on disk costs a consumer that record alone: it reads the
+// ones after it from disk too, and says which offsets were damaged.
+TEST_F(CliTest, ConsumeSkipsARecordDamagedOnDiskAndSaysSo) {
+  StartBroker();
+  CreateTopic("d");
+  std::vector<std::string> values;
+  for (int i = 0; i < 100; ++i) values.push_back("value number " + std::to_string(i));
+  RunResult p = Runnel({"produce", "d", "--delivery", "at-least-once"}, Join(values));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_EQ(StopBroker(), 0);
+  ASSERT_NE(FlipByteIn(data_dir_ + "/d/0/00000000000000000000.log", "value number 50"),
+            std::string::npos);
+  // Without the shared memory every record comes from disk.
+  ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
+  StartBroker();
+  RunResult c = Runnel({"consume", "d", "--from", "earliest", "--idle-exit-ms", "1000"});
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  values.erase(values.begin() + 50);
+  EXPECT_EQ(c.out, Join(values));
+  EXPECT_NE(c.err.find("lost 1 records (offsets 50..50): they are damaged on disk"),
+            std::string::npos)
+      << c.err;
+  EXPECT_EQ(StopBroker(), 0);
 }
 
 TEST_F(CliTest, ReplayIntoALiveTopic) {
