@@ -346,10 +346,13 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   if (err != 0) {
     return Status::IoError(where + ": the broker cannot persist: " + std::strerror(err));
   }
+  const std::string broker = core_->name() == "default"
+                                 ? std::string("runnel broker")
+                                 : "runnel --bus " + core_->name() + " broker";
   return Status::Timeout(where + ": offset " + std::to_string(offset) + " not durable after " +
                          std::to_string(timeout.count() / 1'000'000) + " ms (durable up to " +
-                         std::to_string(ring.Durable(*slot).offset) +
-                         "); is a broker running? (runnel broker)");
+                         std::to_string(ring.Durable(*slot).offset) + "); is a broker running? (" +
+                         broker + ")");
 }
 
 }  // namespace runnel

@@ -436,6 +436,8 @@ std::string ExplainBusOpen(const Status& s, std::string_view bus) {
 
 std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global) {
   std::string msg = fmt::format("topic '{}' not found on bus '{}'", topic, global.bus);
+  // Hints name the bus when it is not the default one.
+  const std::string runnel = global.bus == "default" ? "runnel" : "runnel --bus " + global.bus;
   std::error_code ec;
   const std::filesystem::path on_disk = std::filesystem::path(global.data_dir) / std::string(topic);
   // A log the next broker restores the topic from: settings, no tombstone
@@ -443,11 +445,11 @@ std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& gl
   if (std::filesystem::exists(on_disk / "topic.meta", ec) &&
       !std::filesystem::exists(on_disk / "topic.deleted", ec)) {
     msg += fmt::format(
-        " (its log exists in {}: start a broker with `runnel broker` to bring the topic back, "
+        " (its log exists in {}: start a broker with `{} broker` to bring the topic back, "
         "or read the log with `runnel replay {}`)",
-        on_disk.string(), on_disk.string());
+        on_disk.string(), runnel, on_disk.string());
   } else {
-    msg += fmt::format(" (create it with: runnel topic create {})", topic);
+    msg += fmt::format(" (create it with: {} topic create {})", runnel, topic);
   }
   return msg;
 }

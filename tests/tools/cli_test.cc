@@ -254,7 +254,8 @@ TEST_F(CliTest, TopicListAndDescribeJsonParse) {
 
   RunResult missing = Runnel({"topic", "describe", "gamma"});
   EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_NE(missing.err.find("runnel topic create gamma"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("runnel --bus " + bus_ + " topic create gamma"), std::string::npos)
+      << missing.err;
 
   RunResult del = Runnel({"topic", "delete", "beta"});
   EXPECT_EQ(del.exit_code, 0) << del.err;
@@ -537,7 +538,8 @@ TEST_F(CliTest, AtLeastOnceWithoutABrokerFailsAndSaysSo) {
   EXPECT_NE(full.err.find("no broker is running"), std::string::npos) << full.err;
   RunResult unknown = Runnel({"produce", "missing"}, "x\n");
   EXPECT_EQ(unknown.exit_code, 1);
-  EXPECT_NE(unknown.err.find("runnel topic create missing"), std::string::npos) << unknown.err;
+  EXPECT_NE(unknown.err.find("runnel --bus " + bus_ + " topic create missing"), std::string::npos)
+      << unknown.err;
 }
 
 TEST_F(CliTest, RecordsSurviveABrokerRestart) {
@@ -600,7 +602,7 @@ void ExpectDeletedForGood(CliTest& t, const std::string& bus, const std::string&
   RunResult p = t.RunnelFor({"produce", "gone"}, "x\n");
   EXPECT_EQ(p.exit_code, 1);
   EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus +
-                       "' (create it with: runnel topic create gone)\n");
+                       "' (create it with: runnel --bus " + bus + " topic create gone)\n");
   RunResult create = t.RunnelFor({"topic", "create", "gone"});
   ASSERT_EQ(create.exit_code, 0) << create.err;
   RunResult again = t.RunnelFor({"produce", "gone"}, "fresh\n");
@@ -641,7 +643,7 @@ TEST_F(CliTest, TopicDeletedWithNoBrokerRunningStaysDeleted) {
   // Before any broker runs, the hint does not offer to bring it back.
   RunResult p = Runnel({"produce", "gone"}, "x\n");
   EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus_ +
-                       "' (create it with: runnel topic create gone)\n");
+                       "' (create it with: runnel --bus " + bus_ + " topic create gone)\n");
 
   StartBroker();
   ExpectDeletedForGood(*this, bus_, data_dir_);
