@@ -422,11 +422,16 @@ class DurabilityHooks : public BrokerHooks {
       lo.segment_bytes = topic.options.segment_bytes;
       lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
       lo.initial_offset = ring.GatingPosition(*slot).offset;
+      lo.repair = options_.repair;
       Result<PartitionLog> log =
           PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);
       if (!log.ok()) {
-        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s\n", name.c_str(),
-                     log.status().ToString().c_str());
+        const bool damaged = log.status().code() == StatusCode::kCorruption;
+        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s%s\n", name.c_str(),
+                     log.status().ToString().c_str(),
+                     damaged ? " (with `runnel broker --repair` the broker cuts the log at the "
+                               "damage and continues with what is before it)"
+                             : "");
         ring.SetGatingError(*slot, log.status().code() == StatusCode::kCorruption ? EILSEQ : EIO);
         continue;
       }

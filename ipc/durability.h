@@ -39,6 +39,10 @@ struct DurabilityOptions {
   // Overrides every topic's own fsync policy (runnel broker --fsync).
   std::optional<SyncPolicy> fsync_override;
   PersisterOptions persister;
+  // Open logs whose recovery finds damage by cutting them at it
+  // (LogOptions::repair; runnel broker --repair). Off: such a partition
+  // stops persisting, and its producers are told.
+  bool repair = false;
 };
 
 [[nodiscard]] std::shared_ptr<BrokerHooks> MakeDurabilityHooks(const DurabilityOptions& options);

@@ -343,6 +343,11 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
     return Status::ResourceExhausted(where + ": the broker cannot write: " + std::strerror(err) +
                                      " (free disk space; it retries and resumes by itself)");
   }
+  if (err == EILSEQ) {
+    return Status::IoError(where +
+                           ": the broker stopped persisting it: it found damaged data (in the "
+                           "log on disk, or in the ring); its output says where");
+  }
   if (err != 0) {
     return Status::IoError(where + ": the broker cannot persist: " + std::strerror(err));
   }

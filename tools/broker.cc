@@ -28,6 +28,7 @@ namespace {
 
 struct BrokerArgs {
   std::string fsync;  // empty: each topic's own policy
+  bool repair = false;
 };
 
 int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
@@ -67,6 +68,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   DurabilityOptions durability;
   durability.data_dir = global.data_dir;
   durability.fsync_override = fsync_override;
+  durability.repair = args.repair;
   broker.AddHooks(MakeDurabilityHooks(durability));
 
   if (Status s = broker.Start(BrokerMode::kExclusive); !s.ok()) {
@@ -143,6 +145,11 @@ void RegisterBroker(CLI::App& app, const GlobalOptions& global) {
         Result<SyncPolicy> p = SyncPolicy::Parse(text);
         return p.ok() ? std::string() : p.status().message();
       });
+  sub->add_flag("--repair", args->repair,
+                "Open a partition log that recovery finds damaged (a segment cut short, a "
+                "record that fails its CRC mid-log) by cutting it at the damage: the records "
+                "after it are lost, the partition continues. Without it such a partition "
+                "stops persisting and says why.");
   SetRunner(sub, [args, &global] { return RunBroker(global, *args); });
 }
 

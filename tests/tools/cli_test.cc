@@ -819,6 +819,43 @@ TEST_F(CliTest, ConsumeSkipsARecordDamagedOnDiskAndSaysSo) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// A log cut short below its checkpoint (durable records lost) stops that
+// partition, with a message that says what to do; `broker --repair` cuts
+// the log there and the partition continues.
+TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
+  StartBroker();
+  CreateTopic("cut");
+  std::vector<std::string> values;
+  for (int i = 0; i < 20; ++i) values.push_back("value number " + std::to_string(i));
+  ASSERT_EQ(Runnel({"produce", "cut", "--delivery", "at-least-once"}, Join(values)).exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+  const std::string segment = data_dir_ + "/cut/0/00000000000000000000.log";
+  fs::resize_file(segment, fs::file_size(segment) - 24);
+  ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
+
+  Child& broken = StartBroker();
+  EXPECT_TRUE(broken.WaitForStderr("runnel broker --repair", seconds(10))) << broken.err();
+  RunResult refused =
+      Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "2000"}, "more\n");
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.err.find("it found damaged data"), std::string::npos) << refused.err;
+  ASSERT_EQ(StopBroker(), 0);
+
+  ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
+  StartBroker({"--repair"});
+  RunResult more =
+      Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "5000"}, "more\n");
+  EXPECT_EQ(more.exit_code, 0) << more.err;
+  RunResult c = Runnel({"consume", "cut", "--from", "earliest", "--idle-exit-ms", "1000"});
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  const std::vector<std::string> got = Lines(c.out);
+  ASSERT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), "more");
+  for (std::size_t i = 0; i + 1 < got.size(); ++i) EXPECT_EQ(got[i], values[i]);
+  EXPECT_LT(got.size(), values.size() + 1);  // what followed the cut is gone
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 TEST_F(CliTest, ReplayIntoALiveTopic) {
   StartBroker();
   CreateTopic("source");
