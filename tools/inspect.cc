@@ -394,9 +394,9 @@ int InspectDirectory(const std::string& path, const FileMap& m) {
   const std::vector<internal::TopicRecord> topics = dir.LiveTopics();
   fmt::print("  topics ({})\n", topics.size());
   for (const internal::TopicRecord& t : topics) {
-    fmt::print("    [{}] {}: generation {}, {} partitions, ring {}, max record {}{}{}\n", t.slot,
-               t.name, t.generation, t.partitions, FormatSize(t.ring_capacity),
-               FormatSize(t.max_record_bytes),
+    fmt::print("    [{}] {}: generation {}, {} partition{}, ring {}, max record {}{}{}\n", t.slot,
+               t.name, t.generation, t.partitions, t.partitions == 1 ? "" : "s",
+               FormatSize(t.ring_capacity), FormatSize(t.max_record_bytes),
                (t.flags & internal::kTopicFlagDurable) ? ", durable" : "",
                (t.flags & internal::kTopicFlagSingleProducer) ? ", single producer" : "");
   }

@@ -160,9 +160,10 @@ void PrintTable(const GlobalOptions& global, const Sample& s, const std::vector<
                   s.bus.clients, interval_ms));
   for (const TopicRows& t : rows) {
     add("");
-    add(fmt::format("topic {} ({} partitions{}, {} producers, {} consumers{})", t.topic->name,
-                    t.topic->options.partitions, t.topic->options.durable ? ", durable" : "",
-                    t.topic->producers.size(), t.topic->consumers.size(),
+    add(fmt::format("topic {} ({} partition{}{}, {} producers, {} consumers{})", t.topic->name,
+                    t.topic->options.partitions, t.topic->options.partitions == 1 ? "" : "s",
+                    t.topic->options.durable ? ", durable" : "", t.topic->producers.size(),
+                    t.topic->consumers.size(),
                     t.disk_bytes ? ", disk " + FormatSize(*t.disk_bytes) : std::string()));
     add(fmt::format("  {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>12} {:>9} {:>10} {}",
                     "PART", "NEXT", "RING_FROM", "WRITTEN", "DURABLE", "LOG_START", "REC/S",
