@@ -190,10 +190,12 @@ class Run {
     if (resent_ > 0) {
       delivery += fmt::format(", {} resent after timeouts (duplicates possible)", resent_);
     }
+    // Records and bytes of the same set: durable ones for at-least-once.
+    const uint64_t bytes = at_least_once_ ? durable_bytes_ : bytes_;
     fmt::print(stderr, "runnel produce: {} records, {} in {:.3f} s ({:.0f} records/s, {}/s); {}\n",
-               at_least_once_ ? durable_ : accepted_, FormatSize(bytes_), seconds,
+               at_least_once_ ? durable_ : accepted_, FormatSize(bytes), seconds,
                static_cast<double>(at_least_once_ ? durable_ : accepted_) / safe,
-               FormatSize(static_cast<uint64_t>(static_cast<double>(bytes_) / safe)), delivery);
+               FormatSize(static_cast<uint64_t>(static_cast<double>(bytes) / safe)), delivery);
     return failed ? kExitRuntime : kExitOk;
   }
 
@@ -306,6 +308,7 @@ class Run {
       }
       if (all) {
         durable_ += pending_.size();
+        durable_bytes_ += pending_bytes_;
         pending_.clear();
         pending_bytes_ = 0;
         return true;
@@ -320,10 +323,12 @@ class Run {
       const std::size_t now_durable = pending_.size() - left.size();
       durable_ += now_durable;
       pending_ = std::move(left);
+      const uint64_t was_pending = pending_bytes_;
       pending_bytes_ = 0;
       for (const PendingRecord& p : pending_) {
         pending_bytes_ += p.value.size() + (p.key ? p.key->size() : 0);
       }
+      durable_bytes_ += was_pending - pending_bytes_;
       if (pending_.empty()) return true;
 
       Result<BusInfo> info = bus_.Info();
@@ -368,8 +373,9 @@ class Run {
   std::vector<PendingRecord> pending_;
   uint64_t pending_bytes_ = 0;
   uint64_t line_number_ = 0;
-  uint64_t accepted_ = 0;  // records sent (first copies)
-  uint64_t durable_ = 0;   // at-least-once: records confirmed durable
+  uint64_t accepted_ = 0;       // records sent (first copies)
+  uint64_t durable_ = 0;        // at-least-once: records confirmed durable
+  uint64_t durable_bytes_ = 0;  // and their key + value bytes
   uint64_t resent_ = 0;
   uint64_t bytes_ = 0;
 };
