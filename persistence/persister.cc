@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -12,6 +13,8 @@
 #include <future>
 #include <thread>
 
+#include "core/coding.h"
+#include "core/record.h"
 #include "persistence/format.h"
 #include "persistence/internal/sync_tracker.h"
 
@@ -192,6 +195,17 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
                  "records in between are not on disk\n",
                  pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
                  static_cast<unsigned long long>(next));
+    // The offsets jump here: a padding frame says so on disk, so readers
+    // and recovery take the next record as the continuation it is, not as a
+    // record out of sequence (damage).
+    std::array<std::byte, kMinPaddingWithLength> padding{};
+    EncodeFixed64(padding.data() + frame::kCommit,
+                  (kStateMask + 1) | static_cast<uint64_t>(FrameState::kPadding));
+    EncodeFixed32(padding.data() + frame::kLength, kMinPaddingWithLength);
+    if (Status s = pt.spec.log.Append(padding); !s.ok()) {
+      std::fprintf(stderr, "runnel persister: %s: cannot mark the gap in the log: %s\n",
+                   pt.spec.name.c_str(), s.ToString().c_str());
+    }
   }
   // Open() synced and checkpointed the log: what it holds is durable.
   pt.tracker = internal::SyncTracker(
