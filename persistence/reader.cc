@@ -191,16 +191,24 @@ LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
   return RecordDamage(r, r.name, at, std::move(reason), q);
 }
 
-// Follow mode, at a frame that fails its check (or is out of sequence) in
-// the last segment: true if it is damage after all, because the record that
-// belongs here is known to be completely written and a valid record
-// follows it (so the resync that comes next finds it, and never gives up on
-// a segment the writer still appends to).
+// Follow mode, at a frame that fails its check (or is out of sequence, or a
+// zero word) in the last segment: true if it is damage after all, because
+// the record that belongs here is known to be completely written and a
+// valid record follows it within kKnownDamageScan bytes (so the resync that
+// comes next finds it, and never gives up on a segment the writer still
+// appends to). Read with pread, not through the mapping: the writer may cut
+// the file to its data (seal) meanwhile, and touching the mapping past the
+// new end would fault. A damaged frame longer than the window is waited on
+// as one being written, until the segment is sealed.
+constexpr uint64_t kKnownDamageScan = 4 << 20;
+
 bool KnownDamage(ReaderState& r) {
   const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
   if (min_offset >= r.written_below) return false;
-  const uint64_t limit = std::min(Refresh(r), r.map.size());
-  return FindNextValidRecord(r.map.data(), limit, r.pos + 8, min_offset).has_value();
+  std::vector<std::byte> window(kKnownDamageScan);
+  auto n = ReadAt(r.fd.get(), window.data(), window.size(), r.pos, r.name);
+  if (!n.ok() || *n <= 8) return false;
+  return FindNextValidRecord(window.data(), *n, 8, min_offset).has_value();
 }
 
 // Reached the end of the open segment's data (a zero word, or the end of the
