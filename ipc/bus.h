@@ -97,6 +97,8 @@ struct TopicOptions {
 // Frame bytes a record needs beyond key + headers + value (header plus the
 // room reserved for an idempotent producer's id and sequence).
 inline constexpr uint32_t kRecordOverheadBytes = 56;
+// The largest TopicOptions::retention_ms (its nanoseconds fit an int64).
+inline constexpr uint64_t kMaxRetentionMs = INT64_MAX / 1'000'000;
 
 struct PartitionInfo {
   uint32_t partition = 0;

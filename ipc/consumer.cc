@@ -136,7 +136,11 @@ void Consumer::OnReadProblem(Cursor& c, const ReadResult& rr, PollResult& result
   info.lost_records = info.to_offset > from ? info.to_offset - from : 0;
   info.lost_bytes = lost.bytes;
   info.torn = rr.torn;
-  Report(info, result, overruns_, lost_records_total_, on_overrun_);
+  // Lapped while skipping up to a start offset past all it lost: nothing
+  // the consumer wanted is gone.
+  if (info.lost_records > 0 || info.torn > 0) {
+    Report(info, result, overruns_, lost_records_total_, on_overrun_);
+  }
   PublishPosition(c);
 }
 

@@ -426,7 +426,7 @@ class DurabilityHooks : public BrokerHooks {
       Result<PartitionLog> log =
           PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);
       if (!log.ok()) {
-        const bool damaged = log.status().code() == StatusCode::kCorruption;
+        const bool damaged = log.status().code() == StatusCode::kCorruption && !options_.repair;
         std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s%s\n", name.c_str(),
                      log.status().ToString().c_str(),
                      damaged ? " (with `runnel broker --repair` the broker cuts the log at the "

@@ -42,7 +42,7 @@ struct ConsumeArgs {
   std::string topic;
   std::optional<uint32_t> partition;
   std::string from = "latest";
-  std::optional<uint64_t> max;
+  std::string max;  // decimal (checked by CheckUint); empty: no limit
   std::optional<int64_t> idle_exit_ms;
   std::string format = "value";
   std::string key_separator = "\t";
@@ -111,9 +111,9 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
         : o.cause == LossCause::kRetention
             ? "retention removed them from disk before they were read"
             : "the consumer fell behind the ring and they could not be read from disk";
-    PrintWarning(kCmd, fmt::format("partition {}: lost {} records (offsets {}..{}): {}",
-                                   o.partition, o.lost_records, o.from_offset,
-                                   o.to_offset == 0 ? 0 : o.to_offset - 1, why));
+    PrintWarning(kCmd, fmt::format("partition {}: lost {} record{} (offsets {}..{}): {}",
+                                   o.partition, o.lost_records, o.lost_records == 1 ? "" : "s",
+                                   o.from_offset, o.to_offset == 0 ? 0 : o.to_offset - 1, why));
   };
 
   std::optional<Bus> bus = OpenExistingBus(global, kCmd);
@@ -138,7 +138,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
 
   using Clock = std::chrono::steady_clock;
   const std::string sep = UnescapeSeparator(args.key_separator);
-  uint64_t remaining = args.max.value_or(UINT64_MAX);
+  uint64_t remaining = args.max.empty() ? UINT64_MAX : *ParseUint(args.max);
   uint64_t total = 0;
   auto last_record = Clock::now();
   std::string out;
@@ -177,7 +177,8 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
       rc = kExitRuntime;
       break;
     }
-    if (r.records == 0 && (idle_over || StdoutClosed())) break;
+    // Idle: a poll that found nothing (not one that only reported a loss).
+    if (r.records == 0 && r.status == PollStatus::kOk && (idle_over || StdoutClosed())) break;
   }
   if (write_error == 0) (void)WriteOut(out, &write_error);
   if (write_error != 0 && write_error != EPIPE) {

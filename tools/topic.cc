@@ -29,7 +29,7 @@ struct CreateArgs {
   std::optional<uint64_t> ring_size;
   std::optional<uint64_t> segment_size;
   uint64_t retention_bytes = 0;
-  uint64_t retention_ms = 0;
+  std::string retention_ms = "0";  // decimal (checked); a string: CLI11 reads 010 as octal
   std::optional<uint64_t> max_record_size;
   std::string fsync;
   bool single_producer = false;
@@ -94,7 +94,7 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
   if (args.ring_size) o.ring_bytes = *args.ring_size;
   if (args.segment_size) o.segment_bytes = *args.segment_size;
   o.retention_bytes = args.retention_bytes;
-  o.retention_ms = args.retention_ms;
+  o.retention_ms = *ParseUint(args.retention_ms);
   if (args.max_record_size) {
     if (*args.max_record_size > UINT32_MAX) {
       PrintError(kCmd, "--max-record-size must be below 4 GiB");
@@ -390,7 +390,12 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
     sub->add_option("--retention-ms", a->retention_ms,
                     "Delete segments whose newest record is older than this (default: unlimited)")
         ->type_name("MS")
-        ->check(CheckUint);
+        ->check([](const std::string& text) -> std::string {
+          const std::optional<uint64_t> ms = ParseUint(text);
+          if (ms && *ms <= kMaxRetentionMs) return {};
+          return "must be a whole number of milliseconds from 0 to " +
+                 std::to_string(kMaxRetentionMs) + " (got " + text + ")";
+        });
     AddSizeOption(sub, "--max-record-size", &a->max_record_size,
                   "Largest key + headers + value (default: ring size / 4 minus overhead)");
     sub->add_option("--fsync", a->fsync,

@@ -52,6 +52,11 @@ Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o)
                                    std::to_string(kMaxSegmentBytes) + " (4 GiB - 4 KiB; got " +
                                    std::to_string(o.segment_bytes) + ")");
   }
+  if (o.retention_ms > kMaxRetentionMs) {
+    return Status::InvalidArgument(TopicQuoted(name) + ": retention_ms must be at most " +
+                                   std::to_string(kMaxRetentionMs) + " (got " +
+                                   std::to_string(o.retention_ms) + ")");
+  }
   if (o.fsync != FsyncPolicy::kNever && o.fsync != FsyncPolicy::kInterval &&
       o.fsync != FsyncPolicy::kAlways) {
     return Status::InvalidArgument(TopicQuoted(name) + ": unknown fsync policy");
