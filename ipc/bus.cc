@@ -362,7 +362,8 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       std::optional<uint64_t> at;
       if (cold)
         at = cold->OffsetForTimestamp(c.topic_, c.generation_, cur.partition,
-                                      options.start.timestamp_ns);
+                                      options.start.timestamp_ns,
+                                      cur.reader.ring().MinDurableOffset().value_or(0));
       if (!at) {
         // Not on disk: the first record in the ring with a late enough stamp.
         const Ring& ring = cur.reader.ring();

@@ -55,7 +55,8 @@ struct StartPosition {
   static StartPosition Earliest() { return {Kind::kEarliest, 0, 0}; }
   // Only records claimed after the consumer was created.
   static StartPosition Latest() { return {Kind::kLatest, 0, 0}; }
-  // The first record with offset >= n (as Consumer::Seek).
+  // The first record with offset >= n (as Consumer::Seek, except that past
+  // the end it waits there for offset n instead of failing).
   static StartPosition Offset(uint64_t n) { return {Kind::kOffset, n, 0}; }
   // The first record with timestamp >= ns (nanoseconds since the epoch),
   // found through the time index on disk, else in the ring; the end if none.

@@ -44,7 +44,8 @@ struct LogReaderOptions {
   // true: the log may be appended to while we read. A frame in the last
   // segment that fails its check is taken as not yet completely written:
   // Next() returns kEnd there and retries on the next call. It becomes
-  // damage once a later segment exists.
+  // damage once a later segment exists, or once SetWrittenBelow says its
+  // record is written and a valid record follows it.
   // false: the log is at rest (replay --verify, after a crash): such a frame
   // is damage, and Next() resynchronizes past it.
   bool follow = true;

@@ -58,9 +58,11 @@ class ColdReader {
   }
   // The offset of the first record on disk with timestamp >= ts_ns (nullopt:
   // none on disk; look in the ring).
+  // `written_below` as in ColdReadRequest.
   virtual std::optional<uint64_t> OffsetForTimestamp(const std::string& /*topic*/,
                                                      uint64_t /*generation*/,
-                                                     uint32_t /*partition*/, int64_t /*ts_ns*/) {
+                                                     uint32_t /*partition*/, int64_t /*ts_ns*/,
+                                                     uint64_t /*written_below*/) {
     return std::nullopt;
   }
 };

@@ -32,15 +32,15 @@ class LogColdReader : public ColdReader {
       }
       if (!s.ok()) return s;
       o.next = req.offset + batch.skipped;
+      o.damage = false;
     }
     o.reader.SetWrittenBelow(req.written_below);
     const uint32_t limit = req.limit == 0 ? 256 : req.limit;
-    bool damage = false;  // the reader skipped damage since the last record
     while (batch.records < limit) {
       const LogEntry e = o.reader.Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
       if (e.kind == LogEntry::Kind::kDamage) {
-        damage = true;
+        o.damage = true;
         continue;
       }
       if (e.control) continue;
@@ -48,15 +48,16 @@ class LogColdReader : public ColdReader {
       if (offset < o.next) continue;
       sink(e.record);
       ++batch.records;
-      if (damage && offset > o.next) {
+      if (o.damage && offset > o.next) {
         // The offsets in between were in the damage (or aborted claims
         // next to it: the log cannot tell them apart).
         batch.damaged_from = o.next;
         batch.damaged_to = offset;
+        o.damage = false;
         o.next = offset + 1;
         break;
       }
-      damage = false;
+      o.damage = false;
       o.next = offset + 1;
     }
     batch.next_offset = o.next;
@@ -72,11 +73,13 @@ class LogColdReader : public ColdReader {
   }
 
   std::optional<uint64_t> OffsetForTimestamp(const std::string& topic, uint64_t generation,
-                                             uint32_t partition, int64_t ts_ns) override {
+                                             uint32_t partition, int64_t ts_ns,
+                                             uint64_t written_below) override {
     std::lock_guard<std::mutex> lk(mu_);
     Result<Open*> open = Get(topic, generation, partition);
     if (!open.ok()) return std::nullopt;
     Open& o = **open;
+    o.reader.SetWrittenBelow(written_below);
     o.next = UINT64_MAX;  // the reader moves: the next ReadFrom seeks
     if (!o.reader.SeekTimestamp(ts_ns).ok()) return std::nullopt;
     for (;;) {
@@ -93,6 +96,7 @@ class LogColdReader : public ColdReader {
     explicit Open(LogReader r) : reader(std::move(r)) {}
     LogReader reader;
     uint64_t next = UINT64_MAX;  // offset the reader returns next, if known
+    bool damage = false;         // the reader skipped damage since the last record
   };
 
   Result<Open*> Get(const std::string& topic, uint64_t generation, uint32_t partition) {
