@@ -82,6 +82,23 @@ class CliTest : public ::testing::Test {
     return code;
   }
 
+  // Produces 20 records to a new topic `name` (durable, with a broker),
+  // stops the broker, and cuts 24 bytes off the end of the log: durable
+  // records are lost. Returns the values produced.
+  std::vector<std::string> ProduceThenCutTheLog(const std::string& name) {
+    StartBroker();
+    CreateTopic(name);
+    std::vector<std::string> values;
+    for (int i = 0; i < 20; ++i) values.push_back("value number " + std::to_string(i));
+    std::string lines;
+    for (const std::string& v : values) lines += v + "\n";
+    EXPECT_EQ(Runnel({"produce", name, "--delivery", "at-least-once"}, lines).exit_code, 0);
+    EXPECT_EQ(StopBroker(), 0);
+    const std::string segment = data_dir_ + "/" + name + "/0/00000000000000000000.log";
+    fs::resize_file(segment, fs::file_size(segment) - 24);
+    return values;
+  }
+
   void CreateTopic(const std::string& name, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"topic", "create", name};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -824,14 +841,7 @@ TEST_F(CliTest, ConsumeSkipsARecordDamagedOnDiskAndSaysSo) {
 // partition, with a message that says what to do; `broker --repair` cuts
 // the log there and the partition continues.
 TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
-  StartBroker();
-  CreateTopic("cut");
-  std::vector<std::string> values;
-  for (int i = 0; i < 20; ++i) values.push_back("value number " + std::to_string(i));
-  ASSERT_EQ(Runnel({"produce", "cut", "--delivery", "at-least-once"}, Join(values)).exit_code, 0);
-  ASSERT_EQ(StopBroker(), 0);
-  const std::string segment = data_dir_ + "/cut/0/00000000000000000000.log";
-  fs::resize_file(segment, fs::file_size(segment) - 24);
+  const std::vector<std::string> values = ProduceThenCutTheLog("cut");
   ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
 
   Child& broken = StartBroker();
@@ -861,14 +871,7 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
 // the records the cut removed, and the log marks the jump with padding, so
 // it reads (and verifies) clean instead of out of sequence.
 TEST_F(CliTest, BrokerRepairWithTheRingAliveLeavesALogThatVerifiesClean) {
-  StartBroker();
-  CreateTopic("cut");
-  std::vector<std::string> values;
-  for (int i = 0; i < 20; ++i) values.push_back("value number " + std::to_string(i));
-  ASSERT_EQ(Runnel({"produce", "cut", "--delivery", "at-least-once"}, Join(values)).exit_code, 0);
-  ASSERT_EQ(StopBroker(), 0);
-  const std::string segment = data_dir_ + "/cut/0/00000000000000000000.log";
-  fs::resize_file(segment, fs::file_size(segment) - 24);
+  const std::vector<std::string> values = ProduceThenCutTheLog("cut");
   StartBroker({"--repair"});
   RunResult more =
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "5000"}, "more\n");
