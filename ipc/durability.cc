@@ -128,6 +128,8 @@ Result<TopicOptions> ReadTopicMeta(const std::string& data_dir, std::string_view
   RUNNEL_RETURN_IF_ERROR(num("segment_bytes", o.segment_bytes));
   RUNNEL_RETURN_IF_ERROR(num("retention_bytes", o.retention_bytes));
   RUNNEL_RETURN_IF_ERROR(num("retention_ms", o.retention_ms));
+  // Written before the limit existed (a huge value meant "forever").
+  o.retention_ms = std::min(o.retention_ms, kMaxRetentionMs);
   RUNNEL_RETURN_IF_ERROR(num("fsync_interval_ms", v));
   o.fsync_interval_ms = static_cast<uint32_t>(v);
   const std::string f = kv["fsync"];

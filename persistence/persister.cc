@@ -114,6 +114,10 @@ struct Persister::Impl {
     uint64_t checkpointed_position = 0;  // ring position durable at the last checkpoint
     int64_t last_retention_ns = 0;
     bool error_reported = false;
+    // The ring starts past the end of the log: a padding frame must mark the
+    // gap before any record goes after it (MarkGap).
+    bool gap_pending = false;
+    int gap_error = 0;
     PersistedPartitionStats stats;
   };
 
@@ -157,6 +161,7 @@ struct Persister::Impl {
   void OnWrite(Partition& part, int res);
   void OnSync(Partition& part, int res);
   void Fail(Partition& part, int err, const char* what);
+  bool MarkGap(Partition& part);
   void Recovered(Partition& part);
   void PublishDurable(Partition& part);
   bool Idle(const Partition& part) const;
@@ -195,25 +200,18 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
                  "records in between are not on disk\n",
                  pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
                  static_cast<unsigned long long>(next));
-    // The offsets jump here: a padding frame says so on disk, so readers
-    // and recovery take the next record as the continuation it is, not as a
-    // record out of sequence (damage).
-    std::array<std::byte, kMinPaddingWithLength> padding{};
-    EncodeFixed64(padding.data() + frame::kCommit,
-                  (kStateMask + 1) | static_cast<uint64_t>(FrameState::kPadding));
-    EncodeFixed32(padding.data() + frame::kLength, kMinPaddingWithLength);
-    if (Status s = pt.spec.log.Append(padding); !s.ok()) {
-      std::fprintf(stderr, "runnel persister: %s: cannot mark the gap in the log: %s\n",
-                   pt.spec.name.c_str(), s.ToString().c_str());
-    }
+    pt.gap_pending = true;
+    (void)MarkGap(pt);
   }
-  // Open() synced and checkpointed the log: what it holds is durable.
+  // Open() synced and checkpointed the log: what it holds is durable (a gap
+  // padding appended above is synced with the first write after it).
   pt.tracker = internal::SyncTracker(
       internal::PersistMark{pt.reader.position(), pt.spec.log.committed_end()});
   pt.checkpointed_position = pt.reader.position().position;
   pt.spec.ring.AdvanceGatingSlot(pt.spec.gating_slot, pt.tracker.written().ring);
   pt.spec.ring.PublishDurable(pt.spec.gating_slot, pt.tracker.durable().ring);
   pt.spec.ring.SetGatingError(pt.spec.gating_slot, 0);
+  if (pt.gap_pending) Fail(pt, pt.gap_error, "cannot mark the offset gap in the log");
   const int64_t now = MonotonicNanos();
   pt.last_sync_ns = pt.last_checkpoint_ns = pt.last_retention_ns = now;
   parts.push_back(std::move(part));
@@ -284,6 +282,23 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
   }
 }
 
+// The offsets jump where the ring starts: a padding frame says so on disk,
+// so readers and recovery take the next record as the continuation it is,
+// not as a record out of sequence (damage). Until it is written no record
+// may be (Pump retries it).
+bool Persister::Impl::MarkGap(Partition& part) {
+  std::array<std::byte, kMinPaddingWithLength> padding{};
+  EncodeFixed64(padding.data() + frame::kCommit,
+                (kStateMask + 1) | static_cast<uint64_t>(FrameState::kPadding));
+  EncodeFixed32(padding.data() + frame::kLength, kMinPaddingWithLength);
+  if (Status s = part.spec.log.Append(padding); !s.ok()) {
+    part.gap_error = ErrnoOf(s);
+    return false;
+  }
+  part.gap_pending = false;
+  return true;
+}
+
 // A write or sync succeeded after a failure: clear the error.
 void Persister::Impl::Recovered(Partition& part) {
   if (part.error == 0) return;
@@ -325,6 +340,15 @@ bool Persister::Impl::WriteDue(Partition& part, int64_t now) {
 bool Persister::Impl::Pump(Partition& part, int64_t now) {
   if (part.write_inflight || part.removing) return false;
   if (part.error != 0 && now < part.retry_at_ns) return false;
+  if (part.gap_pending) {
+    // Append may roll the segment: never while its fdatasync is in flight.
+    if (part.sync_inflight) return false;
+    if (!MarkGap(part)) {
+      Fail(part, part.gap_error, "cannot mark the offset gap in the log");
+      return false;
+    }
+    Recovered(part);
+  }
   const SyncPolicy::Kind kind = part.spec.fsync.kind;
   bool progressed = false;
   if (kind == SyncPolicy::Kind::kAlways) {

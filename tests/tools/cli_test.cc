@@ -872,7 +872,9 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
 // it reads (and verifies) clean instead of out of sequence.
 TEST_F(CliTest, BrokerRepairWithTheRingAliveLeavesALogThatVerifiesClean) {
   const std::vector<std::string> values = ProduceThenCutTheLog("cut");
-  StartBroker({"--repair"});
+  Child& repaired = StartBroker({"--repair"});
+  EXPECT_TRUE(repaired.WaitForStderr("records in between are not on disk", seconds(10)))
+      << repaired.err();
   RunResult more =
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "5000"}, "more\n");
   EXPECT_EQ(more.exit_code, 0) << more.err;
