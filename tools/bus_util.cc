@@ -72,10 +72,6 @@ void WriteTopicSettingsJson(JsonWriter& w, const TopicInfo& t) {
   w.Key("created_ms").Int(t.created_wall_ns / 1'000'000);
 }
 
-std::string RunnelCommand(const GlobalOptions& global) {
-  return global.bus == "default" ? std::string("runnel") : "runnel --bus " + global.bus;
-}
-
 std::string DescribeBroker(const BusInfo& info, const GlobalOptions& global) {
   const std::string start = fmt::format("start one with: {} broker", RunnelCommand(global));
   switch (info.broker_state) {

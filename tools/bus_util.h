@@ -40,9 +40,6 @@ std::string DescribeBroker(const BusInfo& info, const GlobalOptions& global);
 // "stopped_ms"}; state is never_started | running | stopped | died.
 void WriteBrokerJson(JsonWriter& w, const BusInfo& info);
 
-// "runnel" or "runnel --bus NAME": the prefix of commands in hints.
-std::string RunnelCommand(const GlobalOptions& global);
-
 // Bytes allocated on disk under `path` (a file or a directory tree), from
 // st_blocks; nullopt if it does not exist.
 std::optional<uint64_t> DiskUsage(const std::string& path);

@@ -434,10 +434,13 @@ std::string ExplainBusOpen(const Status& s, std::string_view bus) {
   }
 }
 
+std::string RunnelCommand(const GlobalOptions& global) {
+  return global.bus == "default" ? std::string("runnel") : "runnel --bus " + global.bus;
+}
+
 std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global) {
   std::string msg = fmt::format("topic '{}' not found on bus '{}'", topic, global.bus);
-  // Hints name the bus when it is not the default one.
-  const std::string runnel = global.bus == "default" ? "runnel" : "runnel --bus " + global.bus;
+  const std::string runnel = RunnelCommand(global);
   std::error_code ec;
   const std::filesystem::path on_disk = std::filesystem::path(global.data_dir) / std::string(topic);
   // A log the next broker restores the topic from: settings, no tombstone

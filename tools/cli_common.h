@@ -141,6 +141,9 @@ std::string ExplainBusOpen(const Status& s, std::string_view bus);
 // still exists in the data dir.
 std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global);
 
+// "runnel" or "runnel --bus NAME": the prefix of commands in hints.
+std::string RunnelCommand(const GlobalOptions& global);
+
 }  // namespace runnel::cli
 
 #endif  // RUNNEL_TOOLS_CLI_COMMON_H_
