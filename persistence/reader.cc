@@ -46,6 +46,7 @@ struct ReaderState {
 
   // Follow mode: records below this offset are completely written.
   uint64_t written_below = 0;
+  std::vector<std::byte> scan_buffer;  // KnownDamage's window, kept between calls
 
   // Seek targets not reached yet.
   std::optional<uint64_t> skip_below_offset;
@@ -199,16 +200,22 @@ LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
 // appends to). Read with pread, not through the mapping: the writer may cut
 // the file to its data (seal) meanwhile, and touching the mapping past the
 // new end would fault. A damaged frame longer than the window is waited on
-// as one being written, until the segment is sealed.
+// as one being written, until the segment is sealed. The first look reads
+// 64 KiB (a damaged small record is followed by the next one right away);
+// only a full first window that holds no valid record is read again whole.
+constexpr uint64_t kKnownDamageFirstScan = 64 << 10;
 constexpr uint64_t kKnownDamageScan = 4 << 20;
 
 bool KnownDamage(ReaderState& r) {
   const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
   if (min_offset >= r.written_below) return false;
-  std::vector<std::byte> window(kKnownDamageScan);
-  auto n = ReadAt(r.fd.get(), window.data(), window.size(), r.pos, r.name);
-  if (!n.ok() || *n <= 8) return false;
-  return FindNextValidRecord(window.data(), *n, 8, min_offset).has_value();
+  for (uint64_t window = kKnownDamageFirstScan;; window = kKnownDamageScan) {
+    if (r.scan_buffer.size() < window) r.scan_buffer.resize(window);
+    auto n = ReadAt(r.fd.get(), r.scan_buffer.data(), window, r.pos, r.name);
+    if (!n.ok() || *n <= 8) return false;
+    if (FindNextValidRecord(r.scan_buffer.data(), *n, 8, min_offset)) return true;
+    if (*n < window || window == kKnownDamageScan) return false;
+  }
 }
 
 // Reached the end of the open segment's data (a zero word, or the end of the
