@@ -136,6 +136,8 @@ void Broker::Run() {
     if (IsActive()) {
       if (!announced) {
         announced = true;
+        // Clients that were given no data dir use this one (BusOptions).
+        core_->directory().WriteDataDir(core_->options().data_dir);
         const BrokerContext context{core_->name(), core_->options().data_dir};
         for (const auto& h : hooks) h->OnBecameActive(context);
       }

@@ -32,18 +32,19 @@ Bus& Bus::operator=(Bus&&) noexcept = default;
 Bus::~Bus() = default;  // ~Broker stops the thread
 
 const std::string& Bus::name() const { return core_->name(); }
+const std::string& Bus::data_dir() const { return core_->options().data_dir; }
 
 Result<Bus> Bus::Open(std::string_view name, const BusOptions& options) {
   Result<std::shared_ptr<BusCore>> core = BusCore::Open(name, options);
   if (!core.ok()) return core.status();
-  if (!options.data_dir.empty())
-    (*core)->SetColdReader(internal::MakeLogColdReader(options.data_dir));
+  const std::string& data_dir = (*core)->options().data_dir;  // resolved
+  if (!data_dir.empty()) (*core)->SetColdReader(internal::MakeLogColdReader(data_dir));
   std::unique_ptr<Broker> broker;
   if (options.embedded_broker) {
     broker.reset(new Broker(*core, BrokerOptions{}));
-    if (!options.data_dir.empty()) {
+    if (!data_dir.empty()) {
       DurabilityOptions d;
-      d.data_dir = options.data_dir;
+      d.data_dir = data_dir;
       broker->AddHooks(MakeDurabilityHooks(d));
     }
     RUNNEL_RETURN_IF_ERROR(broker->Start(BrokerMode::kStandby));
@@ -272,6 +273,7 @@ Result<BusInfo> Bus::Info() const {
   info.broker_epoch = b.epoch;
   info.broker_stopped_pid = b.stopped_pid;
   info.broker_stopped_wall_ns = b.stopped_wall_ns;
+  info.broker_data_dir = dir.ReadDataDir();
   if (b.pid != 0) {
     info.broker_state = info.broker_alive ? BrokerState::kRunning : BrokerState::kDied;
     const int64_t now = MonotonicNanos();

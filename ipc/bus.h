@@ -57,12 +57,16 @@ struct BusOptions {
   // Broker housekeeping period: liveness sweep and unblocker polls.
   int64_t sweep_period_ms = 20;
   // Where persistence keeps segment files: DATA_DIR/<topic>/<partition>/.
-  // Empty (the library default): this process does not persist and reads no
-  // disk; topics it creates are ring-only. Set (the CLI's default is
-  // ./runnel-data): durable topics it creates reserve the persistence
-  // thread's gating slot and continue at the offsets found on disk; its
-  // consumers read offsets older than the ring from the segment files; its
-  // embedded broker persists. Every process of a bus should use the same one.
+  // Set (the CLI's default is ./runnel-data), or taken from the bus: durable
+  // topics this process creates reserve the persistence thread's gating slot
+  // and continue at the offsets found on disk; its consumers read offsets
+  // older than the ring from the segment files; its embedded broker persists.
+  // Empty (the library default): the data dir the bus's broker recorded when
+  // it became active (Bus::data_dir() says which); if no broker with a data
+  // dir has been active on this bus, none: this process does not persist and
+  // reads no disk, and topics it creates are ring-only. Every process of a
+  // bus must use the same one: while a live broker has recorded another,
+  // Open fails with kInvalidArgument. At most 2048 bytes once absolute.
   std::string data_dir;
 };
 
@@ -171,6 +175,8 @@ struct BusInfo {
   // 0: none recorded (also for buses created by runnel before directory 1.1).
   int32_t broker_stopped_pid = 0;
   int64_t broker_stopped_wall_ns = 0;
+  // Where the active (or last active) broker persists; empty: none recorded.
+  std::string broker_data_dir;
   uint32_t topics = 0;
   uint32_t clients = 0;
   uint64_t clients_reaped = 0;
@@ -205,6 +211,9 @@ class Bus {
   ~Bus();  // stops the embedded broker; producers/consumers stay usable
 
   const std::string& name() const;
+  // The absolute data dir this bus handle uses (BusOptions::data_dir, or the
+  // one its broker recorded); empty: none.
+  const std::string& data_dir() const;
 
   // Creates a topic and its partition rings. Same name and same settings:
   // OK (idempotent). Same name, other settings: kAlreadyExists naming the

@@ -20,6 +20,7 @@
 #include "ipc/bus.h"
 #include "ipc/durability.h"
 #include "persistence/persister.h"
+#include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 
@@ -59,6 +60,16 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   bus_options.embedded_broker = false;
   bus_options.data_dir = global.data_dir;
   Result<Bus> bus = Bus::Open(global.bus, bus_options);
+  if (!bus.ok() && bus.status().code() == StatusCode::kInvalidArgument) {
+    // Another data dir than the running broker's: that broker is the news.
+    const int32_t pid = RunningBrokerPid(global.bus);
+    if (pid > 0) {
+      PrintError(kCmd, fmt::format("another broker is already active on bus '{}' (pid {}); stop "
+                                   "it first (kill -TERM {}), or use another --bus",
+                                   global.bus, pid, pid));
+      return kExitRuntime;
+    }
+  }
   if (!bus.ok()) {
     PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
     return kExitRuntime;
@@ -66,7 +77,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
 
   Broker broker(*bus);
   DurabilityOptions durability;
-  durability.data_dir = global.data_dir;
+  durability.data_dir = bus->data_dir();
   durability.fsync_override = fsync_override;
   durability.repair = args.repair;
   broker.AddHooks(MakeDurabilityHooks(durability));
@@ -105,7 +116,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       return kExitRuntime;
     }
     if (!said) {
-      fmt::print(stderr, "runnel broker: still restoring topics from {} ...\n", global.data_dir);
+      fmt::print(stderr, "runnel broker: still restoring topics from {} ...\n", bus->data_dir());
       std::fflush(stderr);
       said = true;
     }
@@ -115,7 +126,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   fmt::print(stderr,
              "runnel broker: active on bus '{}' (pid {}), persisting to {} (fsync: {}); stop with "
              "Ctrl-C or SIGTERM\n",
-             global.bus, getpid(), global.data_dir, policy);
+             global.bus, getpid(), bus->data_dir(), policy);
   std::fflush(stderr);
 
   int signal_number = 0;

@@ -35,7 +35,13 @@ int RunInfo(const GlobalOptions& global, const InfoArgs& args) {
     w.Key("topics").Uint(info->topics).Key("clients").Uint(info->clients);
     w.Key("clients_reaped").Uint(info->clients_reaped);
     w.Key("claims_unblocked").Uint(info->claims_unblocked);
-    w.Key("data_dir").String(IsValidUtf8(global.data_dir) ? global.data_dir : "?");
+    w.Key("data_dir").String(IsValidUtf8(bus->data_dir()) ? bus->data_dir() : "?");
+    if (info->broker_data_dir.empty()) {
+      w.Key("broker_data_dir").Null();
+    } else {
+      w.Key("broker_data_dir")
+          .String(IsValidUtf8(info->broker_data_dir) ? info->broker_data_dir : "?");
+    }
     w.EndObject();
     fmt::print("{}\n", w.str());
     return kExitOk;
@@ -45,6 +51,11 @@ int RunInfo(const GlobalOptions& global, const InfoArgs& args) {
   fmt::print("  broker: {}, epoch {}\n", DescribeBroker(*info, global), info->broker_epoch);
   fmt::print("  topics {}, clients {} (reaped {}), claims unblocked {}\n", info->topics,
              info->clients, info->clients_reaped, info->claims_unblocked);
+  fmt::print("  data dir: {}{}\n", bus->data_dir(),
+             info->broker_data_dir.empty() ? " (no broker has recorded one)"
+             : info->broker_data_dir == bus->data_dir()
+                 ? " (the broker's)"
+                 : fmt::format(" (the broker's: {})", info->broker_data_dir));
   return kExitOk;
 }
 

@@ -23,7 +23,43 @@ std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view
     PrintError(command, ExplainBusOpen(bus.status(), global.bus));
     return std::nullopt;
   }
+  // A running broker with another data dir fails the open; a stopped one
+  // only left its record, and the data dir given wins. Say so: segment files
+  // are then read from (and looked for in) another place than it wrote.
+  Result<BusInfo> info = bus->Info();
+  if (info.ok() && !info->broker_data_dir.empty() && info->broker_data_dir != bus->data_dir()) {
+    fmt::print(stderr,
+               "runnel {}: note: the last broker of bus '{}' persisted to {}; this command uses "
+               "--data-dir {}\n",
+               command, global.bus, info->broker_data_dir, bus->data_dir());
+  }
   return std::move(*bus);
+}
+
+namespace {
+
+std::optional<Bus> OpenQuietly(const std::string& bus) {
+  BusOptions options;
+  options.create_if_missing = false;
+  Result<Bus> b = Bus::Open(bus, options);
+  if (!b.ok()) return std::nullopt;
+  return std::move(*b);
+}
+
+}  // namespace
+
+std::string RecordedDataDir(const std::string& bus) {
+  std::optional<Bus> b = OpenQuietly(bus);
+  if (!b) return {};
+  Result<BusInfo> info = b->Info();
+  return info.ok() ? info->broker_data_dir : std::string();
+}
+
+int32_t RunningBrokerPid(const std::string& bus) {
+  std::optional<Bus> b = OpenQuietly(bus);
+  if (!b) return 0;
+  Result<BusInfo> info = b->Info();
+  return info.ok() && info->broker_alive ? info->broker_pid : 0;
 }
 
 std::string FsyncString(const TopicOptions& o) {

@@ -19,6 +19,11 @@ namespace runnel::cli {
 // embedded broker). On failure prints an error for `command` that says what
 // to do and returns nullopt.
 std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command);
+// The data dir that bus `bus`'s broker recorded; empty if the bus does not
+// exist or none was recorded.
+std::string RecordedDataDir(const std::string& bus);
+// The pid of bus `bus`'s broker if it is running; 0 otherwise.
+int32_t RunningBrokerPid(const std::string& bus);
 
 // "never", "interval:10", "always".
 std::string FsyncString(const TopicOptions& o);

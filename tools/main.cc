@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ipc/bus.h"
+#include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
 #include "tools/perf.h"
@@ -86,10 +87,11 @@ int Main(int argc, char** argv) {
         Status s = ValidateBusName(name);
         return s.ok() ? std::string() : s.message();
       });
-  app.add_option("--data-dir", global.data_dir,
-                 "Where the broker keeps segment files (DATA_DIR/<topic>/<partition>/)")
-      ->envname("RUNNEL_DATA_DIR")
-      ->capture_default_str();
+  CLI::Option* data_dir_option =
+      app.add_option("--data-dir", global.data_dir,
+                     "Where the broker keeps segment files (DATA_DIR/<topic>/<partition>/); "
+                     "default: the one the bus's broker uses, else ./runnel-data")
+          ->envname("RUNNEL_DATA_DIR");
 
   RegisterBroker(app, global);
   RegisterTopic(app, global);
@@ -119,6 +121,13 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  if (data_dir_option->count() == 0) {
+    // Not given (CLI11 counts RUNNEL_DATA_DIR too): the broker's, so that
+    // commands run from any directory read and create where it persists.
+    if (std::string recorded = RecordedDataDir(global.bus); !recorded.empty()) {
+      global.data_dir = recorded;
+    }
+  }
   if (!global.data_dir.empty()) {
     // Processes started from other directories must agree on the data dir.
     std::error_code ec;

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "core/record.h"
@@ -199,6 +200,7 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
   core->options_ = options;
   core->dir_region_ = std::move(*region);
   core->dir_ = Directory(core->dir_region_.data());
+  RUNNEL_RETURN_IF_ERROR(core->ResolveDataDir());
   Result<LockFile> lock = LockFile::Open(lock_path, /*create=*/true, core->dir_.file_mode());
   if (!lock.ok()) return lock.status();
   core->lock_file_ = std::move(*lock);
@@ -206,6 +208,32 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
 }
 
 BusCore::~BusCore() = default;
+
+Status BusCore::ResolveDataDir() {
+  std::string& dir = options_.data_dir;
+  const std::string recorded = dir_.ReadDataDir();
+  if (dir.empty()) {
+    dir = recorded;
+    return Status::Ok();
+  }
+  std::error_code ec;
+  const std::filesystem::path abs = std::filesystem::absolute(dir, ec);
+  if (ec) return Status::InvalidArgument("data dir '" + dir + "': " + ec.message());
+  dir = abs.lexically_normal().string();
+  if (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  if (dir.size() > kDataDirBytes) {
+    return Status::InvalidArgument("data dir '" + dir + "' is longer than " +
+                                   std::to_string(kDataDirBytes) + " bytes");
+  }
+  if (recorded.empty() || recorded == dir) return Status::Ok();
+  const BrokerRecord b = dir_.ReadBroker();
+  if (b.pid == 0 || CheckProcess(b.pid, b.start_time) != Liveness::kAlive) return Status::Ok();
+  // Its consumers would read another log than the one the broker writes, and
+  // topics it creates would start at offsets found in the wrong place.
+  return Status::InvalidArgument("the broker of bus '" + name_ + "' (pid " + std::to_string(b.pid) +
+                                 ") keeps its data in " + recorded + ", not in " + dir +
+                                 "; use the same data dir (or leave it out to use the broker's)");
+}
 
 // ---------------------------------------------------------------------------
 // Lock and repair

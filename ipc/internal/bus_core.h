@@ -103,6 +103,8 @@ class BusCore {
 
  private:
   BusCore() = default;
+  // options_.data_dir becomes absolute, or the bus's recorded one when empty.
+  [[nodiscard]] Status ResolveDataDir();
   void RepairLocked();
   void ReleaseTopicClientsLocked(uint32_t slot, uint64_t generation);
   void UnlinkRings(const TopicRecord& t, uint32_t partitions);

@@ -135,12 +135,16 @@ namespace runnel::internal {
 
 inline constexpr uint64_t kDirectoryMagic = 0x31524944424C4E52ull;  // "RNLBDIR1"
 inline constexpr uint32_t kDirectoryVersionMajor = 1;
-inline constexpr uint32_t kDirectoryVersionMinor = 1;  // 1.1: broker stop record
+// 1.1: broker stop record; 1.2: the broker's data dir.
+inline constexpr uint32_t kDirectoryVersionMinor = 2;
 inline constexpr uint32_t kMaxTopics = 128;
 inline constexpr uint32_t kMaxPartitions = 64;
 inline constexpr uint32_t kMaxClients = 512;
 inline constexpr uint32_t kNameBytes = 64;
 inline constexpr uint32_t kNameWords = kNameBytes / 8;
+// The longest data dir path a broker can record (bytes, no terminator).
+inline constexpr uint32_t kDataDirBytes = 2048;
+inline constexpr uint32_t kDataDirWords = kDataDirBytes / 8;
 
 enum class TopicState : uint32_t { kFree = 0, kCreating = 1, kLive = 2, kDeleting = 3 };
 enum class ClientState : uint32_t { kFree = 0, kLive = 1 };
@@ -183,7 +187,14 @@ struct DirectoryHeader {
   // Counters.
   uint64_t clients_reaped;
   uint64_t claims_unblocked;
-  uint8_t reserved5[4096 - 528];
+  uint8_t reserved5[1024 - 528];
+  // Since 1.2. Where the last active broker persists (an absolute path),
+  // written under data_dir_seq (a seqlock) by the active broker only.
+  uint64_t data_dir_seq;
+  uint32_t data_dir_length;
+  uint32_t reserved6;
+  uint64_t data_dir[kDataDirWords];
+  uint8_t reserved7[4096 - 1040 - kDataDirBytes];
 };
 
 struct TopicEntry {
@@ -245,6 +256,8 @@ static_assert(offsetof(DirectoryHeader, broker_stopped_pid) == 388);
 static_assert(offsetof(DirectoryHeader, broker_epoch) == 408);
 static_assert(offsetof(DirectoryHeader, broker_stopped_wall_ns) == 416);
 static_assert(offsetof(DirectoryHeader, clients_reaped) == 512);
+static_assert(offsetof(DirectoryHeader, data_dir_seq) == 1024);
+static_assert(offsetof(DirectoryHeader, data_dir) == 1040);
 static_assert(sizeof(TopicEntry) == 256);
 static_assert(offsetof(TopicEntry, generation) == 16);
 static_assert(offsetof(TopicEntry, max_record_bytes) == 32);
@@ -383,6 +396,11 @@ class Directory {
   void ClearBroker(int32_t pid, int64_t now_wall_ns);
   void AddClaimsUnblocked(uint64_t n);
   uint64_t claims_unblocked() const;
+  // Records `path` (at most kDataDirBytes) as where the broker persists.
+  void WriteDataDir(std::string_view path);
+  // The recorded data dir; empty if none was recorded, or if it kept
+  // changing or does not make sense (untrusted memory).
+  std::string ReadDataDir() const;
 
  private:
   DirectoryLayout* d_ = nullptr;

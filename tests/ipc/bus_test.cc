@@ -295,7 +295,7 @@ TEST(Bus, ScribbledDirectoryVersionIsRefusedNamingBothVersions) {
   ASSERT_FALSE(bus.ok());
   EXPECT_EQ(bus.status().code(), StatusCode::kVersionMismatch);
   EXPECT_NE(bus.status().message().find("2.5"), std::string::npos) << bus.status().message();
-  EXPECT_NE(bus.status().message().find("1.1"), std::string::npos) << bus.status().message();
+  EXPECT_NE(bus.status().message().find("1.2"), std::string::npos) << bus.status().message();
   EXPECT_NE(bus.status().message().find(path), std::string::npos) << bus.status().message();
   EXPECT_NE(bus.status().message().find("runnel bus remove"), std::string::npos);
   // The documented remedy works.

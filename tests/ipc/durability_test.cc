@@ -146,6 +146,65 @@ TEST_F(DurabilityTest, ConsumerFromEarliestReadsTheDiskThenJoinsTheRing) {
   EXPECT_EQ(got[0].second, "live");
 }
 
+TEST_F(DurabilityTest, ProcessesGivenNoDataDirUseTheOneTheBrokerRecorded) {
+  ScopedBusName name;
+  BusOptions other;
+  other.data_dir = dir_ + "-other";
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+    Result<Producer> p = bus->CreateProducer("t");
+    ASSERT_TRUE(p.ok());
+    constexpr uint64_t kRecords = 3000;  // far more than the 64 KiB ring holds
+    uint64_t last = 0;
+    for (uint64_t i = 0; i < kRecords; ++i) {
+      SendResult r = p->Send(std::nullopt, Value(i), {}, 0, 10s);
+      ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+      last = r.offset;
+    }
+    ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+    Result<BusInfo> info = bus->Info();
+    ASSERT_TRUE(info.ok());
+    EXPECT_EQ(info->broker_data_dir, dir_);
+
+    // No data dir given: it reads the broker's log, from offset 0.
+    Result<Bus> plain = Bus::Open(*name, {});
+    ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+    EXPECT_EQ(plain->data_dir(), dir_);
+    Result<Consumer> c = plain->CreateConsumer("t");
+    ASSERT_TRUE(c.ok());
+    PollStatus bad = PollStatus::kOk;
+    auto got = Drain(*c, kRecords, &bad);
+    EXPECT_EQ(bad, PollStatus::kOk);
+    ASSERT_EQ(got.size(), kRecords);
+    for (uint64_t i = 0; i < kRecords; ++i) {
+      ASSERT_EQ(got[i].first, i);
+      ASSERT_EQ(got[i].second, Value(i));
+    }
+
+    // Another data dir while that broker runs: refused, naming both.
+    Result<Bus> wrong = Bus::Open(*name, other);
+    ASSERT_FALSE(wrong.ok());
+    EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(wrong.status().message().find("keeps its data in " + dir_ + ","), std::string::npos)
+        << wrong.status().message();
+    // The same one with a trailing slash is the same.
+    BusOptions same;
+    same.data_dir = dir_ + "/";
+    EXPECT_TRUE(Bus::Open(*name, same).ok());
+  }  // the embedded broker stops
+
+  // Once the broker has stopped, the record stays, and a given one wins.
+  Result<Bus> after = Bus::Open(*name, {});
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->data_dir(), dir_);
+  Result<Bus> given = Bus::Open(*name, other);
+  ASSERT_TRUE(given.ok()) << given.status().ToString();
+  EXPECT_EQ(given->data_dir(), dir_ + "-other");
+}
+
 TEST_F(DurabilityTest, ConsumerStartsAtATimestamp) {
   ScopedBusName name;
   Result<Bus> bus = Bus::Open(*name, Options(true));

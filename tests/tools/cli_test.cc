@@ -607,6 +607,55 @@ TEST_F(CliTest, RecordsSurviveLosingTheSharedMemory) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// Commands run from another directory, with no --data-dir, use the data dir
+// the bus's broker persists to (not ./runnel-data there); another one given
+// while that broker runs is refused, and after it stopped it is noted.
+TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
+  StartBroker();
+  CreateTopic("far", {"--ring-size", "64KiB"});
+  std::vector<std::string> values;
+  for (int i = 0; i < 3000; ++i) values.push_back("far away record " + std::to_string(i));
+  RunResult p = Runnel({"produce", "far", "--delivery", "at-least-once"}, Join(values));
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  const std::string elsewhere = root_ + "/elsewhere";
+  fs::create_directories(elsewhere);
+  // `cd elsewhere && runnel --bus B ARGS...`, with no --data-dir.
+  auto from_elsewhere = [&](const std::string& args) {
+    return RunProcess(
+        {"sh", "-c",
+         "cd '" + elsewhere + "' && exec '" + RunnelPath() + "' --bus " + bus_ + " " + args});
+  };
+  const std::string consume = "consume far --from earliest --idle-exit-ms 500";
+  RunResult c = from_elsewhere(consume);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, Join(values));  // the first records are only on disk
+  EXPECT_EQ(c.err, "");
+  RunResult info = from_elsewhere("bus info --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_TRUE(IsJson(info.out)) << info.out;
+  EXPECT_NE(info.out.find("\"data_dir\":\"" + data_dir_ + "\""), std::string::npos) << info.out;
+  EXPECT_FALSE(fs::exists(elsewhere + "/runnel-data"));
+
+  RunResult wrong = from_elsewhere("--data-dir other " + consume);
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_EQ(wrong.err, "runnel consume: the broker of bus '" + bus_ + "' (pid " +
+                           std::to_string(brokers_.back()->pid()) + ") keeps its data in " +
+                           data_dir_ + ", not in " + elsewhere +
+                           "/other; use the same data dir (or leave it out to use the "
+                           "broker's)\n");
+
+  EXPECT_EQ(StopBroker(), 0);
+  c = from_elsewhere(consume);
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, Join(values));
+  wrong = from_elsewhere("--data-dir other " + consume);
+  EXPECT_EQ(wrong.exit_code, 0) << wrong.err;
+  EXPECT_NE(wrong.err.find("note: the last broker of bus '" + bus_ + "' persisted to " + data_dir_ +
+                           "; this command uses --data-dir " + elsewhere + "/other"),
+            std::string::npos)
+      << wrong.err;
+}
+
 // ---- topic delete ---------------------------------------------------------------------------
 
 // After `topic delete` and a broker (re)start: not listed, producing fails
