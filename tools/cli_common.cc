@@ -42,6 +42,17 @@ std::string CheckUint(const std::string& text) {
   return ParseUint(text) ? std::string() : "must be a whole number, 0 or more (got " + text + ")";
 }
 
+CLI::Validator Decimal() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (std::string problem = CheckUint(text); !problem.empty()) return problem;
+        const std::size_t first = text.find_first_not_of('0');
+        text = first == std::string::npos ? "0" : text.substr(first);
+        return {};
+      },
+      "", "DECIMAL");
+}
+
 namespace {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

@@ -75,6 +75,10 @@ CLI::Option* AddSizeOption(CLI::App* app, const std::string& name, std::optional
 std::optional<uint64_t> ParseUint(std::string_view text);
 // A CLI11 check: "" if `text` is a whole number >= 0 that fits 64 bits.
 std::string CheckUint(const std::string& text);
+// For options CLI11 converts to an integer (it reads "010" as octal, "0x10"
+// as hex and "-1" as 2^64-1): only decimal digits pass, and leading zeros
+// are dropped. Add it with ->transform(), so it runs before other checks.
+CLI::Validator Decimal();
 
 // ---- Text encodings ---------------------------------------------------------
 

@@ -199,7 +199,8 @@ void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
   auto a = std::make_shared<ConsumeArgs>();
   sub->add_option("TOPIC", a->topic, "Topic to read")->required();
   sub->add_option("--partition,-p", a->partition, "Read only this partition (default: all)")
-      ->type_name("P");
+      ->type_name("P")
+      ->transform(Decimal());
   sub->add_option("--from", a->from,
                   "Where to start in each partition: earliest (oldest retained record, on disk "
                   "or in the ring), latest (only new records), an OFFSET, or @EPOCH_MS (first "
@@ -211,6 +212,7 @@ void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--idle-exit-ms", a->idle_exit_ms,
                   "Exit 0 after MS milliseconds without a new record")
       ->type_name("MS")
+      ->transform(Decimal())
       ->check(CLI::Range(int64_t{0}, int64_t{INT64_MAX / 1'000'000}));
   sub->add_option("--format,-f", a->format,
                   "value (the value), kv (key SEP value) or json (one object per line: topic, "

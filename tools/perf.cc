@@ -977,6 +977,7 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
   sub->add_option("TOPIC", o->topic, "Topic to use (created if missing)")->required();
   sub->add_option("--records", o->records, "Records in total, split over the producers")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check([](const std::string& v) -> std::string {
         std::optional<uint64_t> n = ParseUint(v);
         return n && *n > 0 ? std::string() : "--records takes a whole number of at least 1";
@@ -985,9 +986,11 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
                   "Value bytes per record (no key); the first 24 carry a stamp, the run id, "
                   "the producer and its sequence number")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check(CLI::Range(perf::kPerfHeaderBytes, 1u << 30));
   sub->add_option("--producers", o->producers, "Producer processes")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check(CLI::Range(1, 64));
   sub->add_option("--rate", o->rate,
                   "Records/s in total over all producers (0: as fast as possible)")
@@ -1000,6 +1003,7 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
   o->partitions_option =
       sub->add_option("--partitions", o->partitions, "Partitions when perf creates the topic")
           ->capture_default_str()
+          ->transform(Decimal())
           ->check(CLI::Range(1, 64));
   AddSizeOption(sub, "--ring-size", &o->ring_size,
                 "Ring bytes per partition when perf creates the topic (default: the bus's)");
@@ -1014,7 +1018,8 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
   sub->add_option("--timeout-ms", o->timeout_ms,
                   "Consumer: give up after this long without a new record once the producers "
                   "are done")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->transform(Decimal());
   sub->add_flag("--json", o->json, "Print one JSON object on stdout instead of the table");
 }
 

@@ -441,7 +441,8 @@ void RegisterProduce(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--partition,-p", a->partition,
                   "Write every record to this partition (default: by key hash, round-robin "
                   "without a key)")
-      ->type_name("P");
+      ->type_name("P")
+      ->transform(Decimal());
   sub->add_option("--key-separator,-k", a->key_separator,
                   "Split each line at the first SEP into key and value (\\t or 'tab' for a tab); "
                   "a line without SEP is sent without a key")
@@ -459,10 +460,12 @@ void RegisterProduce(CLI::App& app, const GlobalOptions& global) {
                   "How long to wait for ring space, and (at-least-once) for durability before "
                   "resending")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   sub->add_option("--retries", a->retries,
                   "at-least-once: how many times to resend records that are not durable in time")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->transform(Decimal());
   sub->add_option("--header,-H", a->headers, "Add header NAME=VALUE to every record (repeatable)")
       ->type_name("NAME=VALUE");
   SetRunner(sub, [a, &global] { return RunProduce(global, *a); });

@@ -543,7 +543,9 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
                   "A data dir (DIR/<topic>/<partition>/), a topic dir, or a partition dir")
       ->required();
   sub->add_option("--topic,-t", a->topic, "Only this topic (in a data dir)")->type_name("T");
-  sub->add_option("--partition,-p", a->partition, "Only this partition")->type_name("P");
+  sub->add_option("--partition,-p", a->partition, "Only this partition")
+      ->type_name("P")
+      ->transform(Decimal());
   sub->add_option("--from", a->from,
                   "First offset to read in each partition (default: the log start), or "
                   "@EPOCH_MS: the first record with a timestamp at or after it")
@@ -557,7 +559,8 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
         return "'" + text + "' is not an offset (a whole number, e.g. 42) or @EPOCH_MS";
       });
   sub->add_option("--to", a->to, "Last offset to read in each partition (inclusive)")
-      ->type_name("OFFSET");
+      ->type_name("OFFSET")
+      ->transform(Decimal());
   sub->add_flag("--verify", a->verify,
                 "Check every CRC, the offset sequence, segment continuity and the time indexes; "
                 "print a report (segments, records, bytes, offsets, timestamps, damage with file "
@@ -576,6 +579,7 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--timeout-ms", a->timeout_ms,
                   "--into: how long to wait for ring space before giving up")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
   sub->add_flag("--progress", a->progress,
                 "Show the progress bar even if stderr is not a terminal");

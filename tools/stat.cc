@@ -471,6 +471,7 @@ void RegisterStat(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--interval-ms", a->interval_ms,
                   "Time between the two samples the rates come from (and between refreshes)")
       ->capture_default_str()
+      ->transform(Decimal())
       ->check(CLI::Range(int64_t{10}, int64_t{3'600'000}));
   sub->add_option("--topic,-t", a->topics, "Only these topics (repeatable)")->type_name("T");
   SetRunner(sub, [a, &global] { return RunStat(global, *a); });

@@ -380,6 +380,7 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
     sub->add_option("NAME", a->name, "Topic name ([A-Za-z0-9._-], 1..64 characters)")->required();
     sub->add_option("--partitions", a->partitions, "Number of partitions (1..64)")
         ->capture_default_str()
+        ->transform(Decimal())
         ->check(CLI::Range(1, 64));
     AddSizeOption(sub, "--ring-size", &a->ring_size,
                   "Shared-memory ring per partition: a power of two, 64KiB..1GiB (default 1MiB)");

@@ -194,6 +194,11 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"topic", "create", "t", "--retention-ms", "-1"}, "--retention-ms"},
       {{"topic", "create", "t", "--retention-ms", "18446744073709551615"}, "9223372036854"},
       {{"consume", "t", "--max", "-1"}, "--max"},
+      {{"consume", "t", "--partition", "-1"}, "--partition: must be a whole number"},
+      {{"consume", "t", "--idle-exit-ms", "0x10"}, "--idle-exit-ms: must be a whole number"},
+      {{"produce", "t", "--retries", "-1"}, "--retries: must be a whole number"},
+      {{"replay", "/tmp", "--to", "1e3"}, "--to: must be a whole number"},
+      {{"perf", "produce", "t", "--producers", "0x2"}, "--producers: must be a whole number"},
   };
   for (const UsageCase& c : cases) {
     std::vector<std::string> argv = {RunnelPath()};
@@ -249,6 +254,22 @@ TEST_F(CliTest, TopicCreateIsIdempotentAndNamesConflictingSettings) {
   RunResult not_pow2 = Runnel({"topic", "create", "odd", "--ring-size", "100KiB"});
   EXPECT_NE(not_pow2.exit_code, 0);
   EXPECT_FALSE(not_pow2.err.empty());
+}
+
+// CLI11 alone would read "010" as octal 8 and "09" as an error.
+TEST_F(CliTest, NumbersWithLeadingZerosAreDecimal) {
+  CreateTopic("z", {"--partitions", "010"});
+  RunResult d = Runnel({"topic", "describe", "z", "--json"});
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+  EXPECT_NE(d.out.find("\"partitions\":10,"), std::string::npos) << d.out;
+  RunResult p =
+      Runnel({"produce", "z", "--partition", "09", "--delivery", "at-most-once"}, "nine\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  RunResult c = Runnel({"consume", "z", "--partition", "09", "--from", "earliest", "--idle-exit-ms",
+                        "0200", "--format", "json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.out.find("\"partition\":9,"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("\"value\":\"nine\""), std::string::npos) << c.out;
 }
 
 TEST_F(CliTest, TopicListAndDescribeJsonParse) {
