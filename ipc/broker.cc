@@ -36,7 +36,13 @@ void Broker::AddHooks(std::shared_ptr<BrokerHooks> hooks) {
 bool Broker::TryBecomeActive() {
   if (!lock_->TryLock()) return false;
   const internal::ProcessIdentity self = internal::SelfIdentity();
-  core_->directory().WriteBroker(self.pid, self.start_time, MonotonicNanos());
+  internal::Directory& dir = core_->directory();
+  dir.WriteBroker(self.pid, self.start_time, MonotonicNanos());
+  // Processes given no data dir use this one (BusOptions::data_dir); one
+  // recorded by an earlier broker stays when this one has none.
+  if (!core_->options().data_dir.empty()) {
+    dir.WriteDataDir(core_->options().data_dir, dir.ReadBroker().epoch);
+  }
   // Relaxed: a status flag for IsActive(); nothing is published through it.
   active_.store(true, std::memory_order_relaxed);
   return true;
@@ -136,8 +142,6 @@ void Broker::Run() {
     if (IsActive()) {
       if (!announced) {
         announced = true;
-        // Clients that were given no data dir use this one (BusOptions).
-        core_->directory().WriteDataDir(core_->options().data_dir);
         const BrokerContext context{core_->name(), core_->options().data_dir};
         for (const auto& h : hooks) h->OnBecameActive(context);
       }

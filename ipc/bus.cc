@@ -273,7 +273,7 @@ Result<BusInfo> Bus::Info() const {
   info.broker_epoch = b.epoch;
   info.broker_stopped_pid = b.stopped_pid;
   info.broker_stopped_wall_ns = b.stopped_wall_ns;
-  info.broker_data_dir = dir.ReadDataDir();
+  info.broker_data_dir = dir.ReadDataDir().path;
   if (b.pid != 0) {
     info.broker_state = info.broker_alive ? BrokerState::kRunning : BrokerState::kDied;
     const int64_t now = MonotonicNanos();

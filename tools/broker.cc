@@ -27,6 +27,13 @@
 namespace runnel::cli {
 namespace {
 
+std::string AnotherBrokerIsActive(const std::string& bus, int32_t pid) {
+  return fmt::format(
+      "another broker is already active on bus '{}' (pid {}); stop it first (kill -TERM {}), or "
+      "use another --bus",
+      bus, pid, pid);
+}
+
 struct BrokerArgs {
   std::string fsync;  // empty: each topic's own policy
   bool repair = false;
@@ -59,21 +66,18 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   bus_options.create_if_missing = true;
   bus_options.embedded_broker = false;
   bus_options.data_dir = global.data_dir;
-  Result<Bus> bus = Bus::Open(global.bus, bus_options);
-  if (!bus.ok() && bus.status().code() == StatusCode::kInvalidArgument) {
-    // Another data dir than the running broker's: that broker is the news.
-    const int32_t pid = RunningBrokerPid(global.bus);
-    if (pid > 0) {
-      PrintError(kCmd, fmt::format("another broker is already active on bus '{}' (pid {}); stop "
-                                   "it first (kill -TERM {}), or use another --bus",
-                                   global.bus, pid, pid));
-      return kExitRuntime;
-    }
+  // Checked first, so that a data dir other than the running broker's is not
+  // what the user hears about. Start(kExclusive) below settles races.
+  if (const int32_t pid = RunningBrokerPid(global.bus); pid > 0) {
+    PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
+    return kExitRuntime;
   }
+  Result<Bus> bus = Bus::Open(global.bus, bus_options);
   if (!bus.ok()) {
     PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
     return kExitRuntime;
   }
+  NoteOtherDataDir(kCmd, global, *bus);
 
   Broker broker(*bus);
   DurabilityOptions durability;
@@ -87,9 +91,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       Result<BusInfo> info = bus->Info();
       const int32_t pid = info.ok() ? info->broker_pid : 0;
       if (pid > 0) {
-        PrintError(kCmd, fmt::format("another broker is already active on bus '{}' (pid {}); stop "
-                                     "it first (kill -TERM {}), or use another --bus",
-                                     global.bus, pid, pid));
+        PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
       } else {
         PrintError(kCmd, fmt::format("another broker is already active on bus '{}' ({}); stop it "
                                      "first, or use another --bus",

@@ -23,17 +23,18 @@ std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view
     PrintError(command, ExplainBusOpen(bus.status(), global.bus));
     return std::nullopt;
   }
-  // A running broker with another data dir fails the open; a stopped one
-  // only left its record, and the data dir given wins. Say so: segment files
-  // are then read from (and looked for in) another place than it wrote.
-  Result<BusInfo> info = bus->Info();
-  if (info.ok() && !info->broker_data_dir.empty() && info->broker_data_dir != bus->data_dir()) {
+  NoteOtherDataDir(command, global, *bus);
+  return std::move(*bus);
+}
+
+void NoteOtherDataDir(std::string_view command, const GlobalOptions& global, const Bus& bus) {
+  Result<BusInfo> info = bus.Info();
+  if (info.ok() && !info->broker_data_dir.empty() && info->broker_data_dir != bus.data_dir()) {
     fmt::print(stderr,
                "runnel {}: note: the last broker of bus '{}' persisted to {}; this command uses "
-               "--data-dir {}\n",
-               command, global.bus, info->broker_data_dir, bus->data_dir());
+               "{}\n",
+               command, global.bus, info->broker_data_dir, bus.data_dir());
   }
-  return std::move(*bus);
 }
 
 namespace {

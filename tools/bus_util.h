@@ -19,6 +19,11 @@ namespace runnel::cli {
 // embedded broker). On failure prints an error for `command` that says what
 // to do and returns nullopt.
 std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command);
+// A running broker with another data dir fails Bus::Open; a stopped one only
+// left its record, and the data dir given wins. This says so on stderr when
+// they differ: segment files are then looked for in another place than the
+// broker wrote them.
+void NoteOtherDataDir(std::string_view command, const GlobalOptions& global, const Bus& bus);
 // The data dir that bus `bus`'s broker recorded; empty if the bus does not
 // exist or none was recorded.
 std::string RecordedDataDir(const std::string& bus);

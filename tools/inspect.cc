@@ -389,8 +389,11 @@ int InspectDirectory(const std::string& path, const FileMap& m) {
              b.stopped_pid != 0 ? fmt::format(", last clean stop: pid {} at {}", b.stopped_pid,
                                               FormatTimestamp(b.stopped_wall_ns))
                                 : std::string());
-  const std::string data_dir = dir.ReadDataDir();
-  fmt::print("  broker's data dir: {}\n", data_dir.empty() ? "none recorded" : data_dir);
+  const internal::DataDirRecord data_dir = dir.ReadDataDir();
+  fmt::print("  broker's data dir: {}\n",
+             data_dir.path.empty()
+                 ? std::string("none recorded")
+                 : fmt::format("{} (recorded by epoch {})", data_dir.path, data_dir.epoch));
   fmt::print("  clients reaped {}, claims unblocked {}, topics version {}\n", dir.clients_reaped(),
              dir.claims_unblocked(), dir.topics_version());
   const std::vector<internal::TopicRecord> topics = dir.LiveTopics();

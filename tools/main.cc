@@ -133,6 +133,7 @@ int Main(int argc, char** argv) {
     std::error_code ec;
     std::filesystem::path abs = std::filesystem::absolute(global.data_dir, ec);
     if (!ec) global.data_dir = abs.lexically_normal().string();
+    if (global.data_dir.size() > 1 && global.data_dir.back() == '/') global.data_dir.pop_back();
   }
   std::function<int()>& runner = SelectedRunner();
   if (!runner) {

@@ -211,9 +211,9 @@ BusCore::~BusCore() = default;
 
 Status BusCore::ResolveDataDir() {
   std::string& dir = options_.data_dir;
-  const std::string recorded = dir_.ReadDataDir();
+  const DataDirRecord recorded = dir_.ReadDataDir();
   if (dir.empty()) {
-    dir = recorded;
+    dir = recorded.path;
     return Status::Ok();
   }
   std::error_code ec;
@@ -225,13 +225,22 @@ Status BusCore::ResolveDataDir() {
     return Status::InvalidArgument("data dir '" + dir + "' is longer than " +
                                    std::to_string(kDataDirBytes) + " bytes");
   }
-  if (recorded.empty() || recorded == dir) return Status::Ok();
+  if (recorded.path.empty() || recorded.path == dir) return Status::Ok();
+  // Refused only while the broker that recorded it runs.
   const BrokerRecord b = dir_.ReadBroker();
-  if (b.pid == 0 || CheckProcess(b.pid, b.start_time) != Liveness::kAlive) return Status::Ok();
+  if (b.pid == 0 || b.epoch != recorded.epoch ||
+      CheckProcess(b.pid, b.start_time) != Liveness::kAlive) {
+    return Status::Ok();
+  }
+  // The same directory by another name (a symlink on the way)?
+  if (std::filesystem::equivalent(dir, recorded.path, ec) && !ec) {
+    dir = recorded.path;
+    return Status::Ok();
+  }
   // Its consumers would read another log than the one the broker writes, and
   // topics it creates would start at offsets found in the wrong place.
   return Status::InvalidArgument("the broker of bus '" + name_ + "' (pid " + std::to_string(b.pid) +
-                                 ") keeps its data in " + recorded + ", not in " + dir +
+                                 ") keeps its data in " + recorded.path + ", not in " + dir +
                                  "; use the same data dir (or leave it out to use the broker's)");
 }
 

@@ -494,19 +494,20 @@ uint64_t Directory::claims_unblocked() const {
   return Load(d_->header.claims_unblocked, std::memory_order_relaxed);  // a counter
 }
 
-void Directory::WriteDataDir(std::string_view path) {
+void Directory::WriteDataDir(std::string_view path, uint64_t epoch) {
   DirectoryHeader& h = d_->header;
   const std::size_t n = std::min<std::size_t>(path.size(), kDataDirBytes);
   uint64_t packed[kDataDirWords] = {};
   std::memcpy(packed, path.data(), n);
   // Only the holder of the broker lock writes here: one writer for the seq.
   BeginWrite(h.data_dir_seq);
+  Store(h.data_dir_epoch, epoch, kPublish);
   for (uint32_t i = 0; i < kDataDirWords; ++i) Store(h.data_dir[i], packed[i], kPublish);
   Store(h.data_dir_length, static_cast<uint32_t>(n), kPublish);
   EndWrite(h.data_dir_seq);
 }
 
-std::string Directory::ReadDataDir() const {
+DataDirRecord Directory::ReadDataDir() const {
   const DirectoryHeader& h = d_->header;
   uint64_t packed[kDataDirWords];
   for (int i = 0; i < kReadRetries; ++i) {
@@ -516,6 +517,7 @@ std::string Directory::ReadDataDir() const {
       CpuRelax();
       continue;
     }
+    const uint64_t epoch = Load(h.data_dir_epoch, kObserve);
     for (uint32_t w = 0; w < kDataDirWords; ++w) packed[w] = Load(h.data_dir[w], kObserve);
     const uint32_t n = Load(h.data_dir_length, kObserve);
     // Relaxed: the acquire loads above keep this load after them.
@@ -524,7 +526,7 @@ std::string Directory::ReadDataDir() const {
     std::string path(reinterpret_cast<const char*>(packed), n);
     // Only an absolute path without NUL bytes makes sense.
     if (path.front() != '/' || path.find('\0') != std::string::npos) return {};
-    return path;
+    return {std::move(path), epoch};
   }
   return {};
 }

@@ -188,13 +188,15 @@ struct DirectoryHeader {
   uint64_t clients_reaped;
   uint64_t claims_unblocked;
   uint8_t reserved5[1024 - 528];
-  // Since 1.2. Where the last active broker persists (an absolute path),
-  // written under data_dir_seq (a seqlock) by the active broker only.
+  // Since 1.2. Where the last active broker with a data dir persists (an
+  // absolute path) and its broker_epoch, written under data_dir_seq (a
+  // seqlock) by the active broker only.
   uint64_t data_dir_seq;
+  uint64_t data_dir_epoch;
   uint32_t data_dir_length;
   uint32_t reserved6;
   uint64_t data_dir[kDataDirWords];
-  uint8_t reserved7[4096 - 1040 - kDataDirBytes];
+  uint8_t reserved7[4096 - 1048 - kDataDirBytes];
 };
 
 struct TopicEntry {
@@ -257,7 +259,7 @@ static_assert(offsetof(DirectoryHeader, broker_epoch) == 408);
 static_assert(offsetof(DirectoryHeader, broker_stopped_wall_ns) == 416);
 static_assert(offsetof(DirectoryHeader, clients_reaped) == 512);
 static_assert(offsetof(DirectoryHeader, data_dir_seq) == 1024);
-static_assert(offsetof(DirectoryHeader, data_dir) == 1040);
+static_assert(offsetof(DirectoryHeader, data_dir) == 1048);
 static_assert(sizeof(TopicEntry) == 256);
 static_assert(offsetof(TopicEntry, generation) == 16);
 static_assert(offsetof(TopicEntry, max_record_bytes) == 32);
@@ -320,6 +322,11 @@ struct BrokerRecord {
   // The last broker that stopped cleanly (ClearBroker); 0: none recorded.
   int32_t stopped_pid = 0;
   int64_t stopped_wall_ns = 0;
+};
+
+struct DataDirRecord {
+  std::string path;    // absolute; empty: none
+  uint64_t epoch = 0;  // the broker_epoch of the broker that recorded it
 };
 
 // Typed access to a mapped directory. Cheap to copy; does not own memory.
@@ -396,11 +403,12 @@ class Directory {
   void ClearBroker(int32_t pid, int64_t now_wall_ns);
   void AddClaimsUnblocked(uint64_t n);
   uint64_t claims_unblocked() const;
-  // Records `path` (at most kDataDirBytes) as where the broker persists.
-  void WriteDataDir(std::string_view path);
-  // The recorded data dir; empty if none was recorded, or if it kept
+  // Records `path` (at most kDataDirBytes) as where the broker of `epoch`
+  // persists.
+  void WriteDataDir(std::string_view path, uint64_t epoch);
+  // The recorded data dir; path empty if none was recorded, or if it kept
   // changing or does not make sense (untrusted memory).
-  std::string ReadDataDir() const;
+  DataDirRecord ReadDataDir() const;
 
  private:
   DirectoryLayout* d_ = nullptr;

@@ -642,9 +642,9 @@ TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
   fs::create_directories(elsewhere);
   // `cd elsewhere && runnel --bus B ARGS...`, with no --data-dir.
   auto from_elsewhere = [&](const std::string& args) {
-    return RunProcess(
-        {"sh", "-c",
-         "cd '" + elsewhere + "' && exec '" + RunnelPath() + "' --bus " + bus_ + " " + args});
+    return RunProcess({"sh", "-c",
+                       "cd '" + elsewhere + "' && exec env -u RUNNEL_DATA_DIR '" + RunnelPath() +
+                           "' --bus " + bus_ + " " + args});
   };
   const std::string consume = "consume far --from earliest --idle-exit-ms 500";
   RunResult c = from_elsewhere(consume);
@@ -672,9 +672,24 @@ TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
   wrong = from_elsewhere("--data-dir other " + consume);
   EXPECT_EQ(wrong.exit_code, 0) << wrong.err;
   EXPECT_NE(wrong.err.find("note: the last broker of bus '" + bus_ + "' persisted to " + data_dir_ +
-                           "; this command uses --data-dir " + elsewhere + "/other"),
+                           "; this command uses " + elsewhere + "/other"),
             std::string::npos)
       << wrong.err;
+
+  // A broker given another data dir says so, and commands then use its one.
+  const std::string second = root_ + "/second";
+  brokers_.push_back(std::make_unique<Child>(
+      std::vector<std::string>{RunnelPath(), "--bus", bus_, "--data-dir", second, "broker"}));
+  ASSERT_TRUE(brokers_.back()->WaitForStderr("active on bus", seconds(10)))
+      << brokers_.back()->err();
+  EXPECT_NE(
+      brokers_.back()->err().find("note: the last broker of bus '" + bus_ + "' persisted to " +
+                                  data_dir_ + "; this command uses " + second),
+      std::string::npos)
+      << brokers_.back()->err();
+  info = from_elsewhere("bus info --json");
+  EXPECT_NE(info.out.find("\"broker_data_dir\":\"" + second + "\""), std::string::npos) << info.out;
+  EXPECT_EQ(StopBroker(), 0);
 }
 
 // ---- topic delete ---------------------------------------------------------------------------
