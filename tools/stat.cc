@@ -8,9 +8,9 @@
 // their 40+ byte frame headers and alignment, and any padding).
 //
 // Prometheus output is the text exposition format (version 0.0.4), written
-// directly: the values are one-shot gauges and counters that we already hold,
-// and prometheus-cpp would need a registry and metric families built just to
-// print them once (and is optional in the build).
+// directly from tools/metrics (the same families the broker's
+// --metrics-port serves through prometheus-cpp): a one-shot print needs no
+// registry, and works in a build without prometheus-cpp.
 
 #include <fmt/core.h>
 #include <signal.h>
@@ -18,12 +18,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,10 +29,10 @@
 #include <vector>
 
 #include "ipc/bus.h"
-#include "persistence/reader.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/metrics.h"
 
 namespace runnel::cli {
 namespace {
@@ -51,95 +48,6 @@ struct StatArgs {
   int64_t interval_ms = 1000;
   std::vector<std::string> topics;  // empty: all
 };
-
-struct Sample {
-  std::chrono::steady_clock::time_point at;
-  int64_t wall_ns = 0;
-  BusInfo bus;
-  std::vector<TopicInfo> topics;
-};
-
-Result<Sample> TakeSample(const Bus& bus, const StatArgs& args) {
-  Sample s;
-  s.at = std::chrono::steady_clock::now();
-  s.wall_ns = WallClockNanos();
-  Result<BusInfo> info = bus.Info();
-  if (!info.ok()) return info.status();
-  s.bus = *info;
-  Result<std::vector<TopicInfo>> list = bus.ListTopics();
-  if (!list.ok()) return list.status();
-  for (const TopicInfo& t : *list) {
-    if (!args.topics.empty() &&
-        std::find(args.topics.begin(), args.topics.end(), t.name) == args.topics.end()) {
-      continue;
-    }
-    Result<TopicInfo> d = bus.DescribeTopic(t.name);
-    if (d.ok()) s.topics.push_back(std::move(*d));  // deleted meanwhile: skip
-  }
-  return s;
-}
-
-// What we print for one partition.
-struct PartitionRow {
-  const PartitionInfo* info = nullptr;
-  std::optional<double> records_per_sec;
-  std::optional<double> bytes_per_sec;
-  std::optional<uint64_t> disk_bytes;
-  std::optional<uint64_t> log_start_offset;
-};
-
-struct TopicRows {
-  const TopicInfo* topic = nullptr;
-  std::vector<PartitionRow> partitions;
-  std::optional<uint64_t> disk_bytes;
-};
-
-std::vector<TopicRows> Compute(const GlobalOptions& global, const Sample* before,
-                               const Sample& now) {
-  std::map<std::pair<std::string, uint32_t>, const PartitionInfo*> old;
-  std::map<std::string, uint64_t> old_generation;
-  double seconds = 0;
-  if (before != nullptr) {
-    seconds = std::chrono::duration<double>(now.at - before->at).count();
-    for (const TopicInfo& t : before->topics) {
-      old_generation[t.name] = t.generation;
-      for (const PartitionInfo& p : t.partitions) old[{t.name, p.partition}] = &p;
-    }
-  }
-  std::vector<TopicRows> out;
-  for (const TopicInfo& t : now.topics) {
-    TopicRows rows;
-    rows.topic = &t;
-    for (const PartitionInfo& p : t.partitions) {
-      PartitionRow row;
-      row.info = &p;
-      auto it = old.find({t.name, p.partition});
-      if (it != old.end() && seconds > 0 && old_generation[t.name] == t.generation) {
-        const PartitionInfo& o = *it->second;
-        row.records_per_sec =
-            static_cast<double>(p.next_offset - std::min(p.next_offset, o.next_offset)) / seconds;
-        row.bytes_per_sec =
-            static_cast<double>(p.tail_position - std::min(p.tail_position, o.tail_position)) /
-            seconds;
-      }
-      if (t.options.durable) {
-        const std::string dir = PartitionDir(global.data_dir, t.name, p.partition);
-        row.disk_bytes = DiskUsage(dir);
-        if (row.disk_bytes) {
-          LogReaderOptions ro;
-          ro.verify_crc = false;
-          if (Result<LogReader> r = LogReader::Open(dir, ro); r.ok()) {
-            row.log_start_offset = r->log_start_offset();
-          }
-          rows.disk_bytes = rows.disk_bytes.value_or(0) + *row.disk_bytes;
-        }
-      }
-      rows.partitions.push_back(row);
-    }
-    out.push_back(std::move(rows));
-  }
-  return out;
-}
 
 std::string Rate(const std::optional<double>& v) {
   return v ? fmt::format("{:.0f}", *v) : std::string("-");
@@ -266,133 +174,6 @@ void PrintJson(const GlobalOptions& global, const Sample& s, const std::vector<T
   fmt::print("{}\n", w.str());
 }
 
-// A Prometheus label value: backslash, double quote and newline escaped.
-std::string LabelValue(std::string_view v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
-}
-
-std::string PromValue(double v) {
-  if (std::isnan(v)) return "NaN";
-  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
-  return fmt::format("{}", v);
-}
-
-void PrintPrometheus(const GlobalOptions& global, const Sample& s,
-                     const std::vector<TopicRows>& rows) {
-  const std::string bus = LabelValue(global.bus);
-  std::string out;
-  auto family = [&out](std::string_view name, std::string_view type, std::string_view help) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
-  auto sample = [&out](std::string_view name, const std::string& labels, double v) {
-    out += fmt::format("{}{{{}}} {}\n", name, labels, PromValue(v));
-  };
-  const std::string bus_label = fmt::format("bus=\"{}\"", bus);
-  family("runnel_broker_up", "gauge", "1 if the bus's active broker process is alive.");
-  sample("runnel_broker_up", bus_label, s.bus.broker_alive ? 1 : 0);
-  family("runnel_broker_epoch", "counter", "How many times a broker became active on the bus.");
-  sample("runnel_broker_epoch", bus_label, static_cast<double>(s.bus.broker_epoch));
-  family("runnel_bus_clients", "gauge", "Registered producers and consumers.");
-  sample("runnel_bus_clients", bus_label, s.bus.clients);
-  family("runnel_bus_clients_reaped_total", "counter",
-         "Client registrations released because their process died.");
-  sample("runnel_bus_clients_reaped_total", bus_label, static_cast<double>(s.bus.clients_reaped));
-  family("runnel_bus_claims_unblocked_total", "counter",
-         "Dead producer claims turned into padding by the broker.");
-  sample("runnel_bus_claims_unblocked_total", bus_label,
-         static_cast<double>(s.bus.claims_unblocked));
-
-  auto plabels = [&](const TopicRows& t, const PartitionRow& r) {
-    return fmt::format("{},topic=\"{}\",partition=\"{}\"", bus_label, LabelValue(t.topic->name),
-                       r.info->partition);
-  };
-  struct PartitionMetric {
-    std::string_view name;
-    std::string_view type;
-    std::string_view help;
-    std::function<std::optional<double>(const PartitionRow&)> value;
-  };
-  auto opt = [](const std::optional<uint64_t>& v) -> std::optional<double> {
-    return v ? std::optional<double>(static_cast<double>(*v)) : std::nullopt;
-  };
-  const std::vector<PartitionMetric> metrics = {
-      {"runnel_partition_next_offset", "gauge", "Offset the next record of the partition gets.",
-       [](const PartitionRow& r) { return static_cast<double>(r.info->next_offset); }},
-      {"runnel_partition_earliest_ring_offset", "gauge",
-       "Oldest offset still readable from the shared-memory ring.",
-       [](const PartitionRow& r) { return static_cast<double>(r.info->earliest_offset); }},
-      {"runnel_partition_written_offset", "gauge",
-       "Records below this offset are written to the segment files.",
-       [&](const PartitionRow& r) { return opt(r.info->written_offset); }},
-      {"runnel_partition_durable_offset", "gauge",
-       "Records below this offset are durable per the topic's fsync policy.",
-       [&](const PartitionRow& r) { return opt(r.info->durable_offset); }},
-      {"runnel_partition_log_start_offset", "gauge", "Oldest offset retained on disk.",
-       [&](const PartitionRow& r) { return opt(r.log_start_offset); }},
-      {"runnel_partition_records_per_second", "gauge",
-       "Records produced per second over the sampling interval.",
-       [](const PartitionRow& r) { return r.records_per_sec; }},
-      {"runnel_partition_bytes_per_second", "gauge",
-       "Ring bytes (frames) produced per second over the sampling interval.",
-       [](const PartitionRow& r) { return r.bytes_per_sec; }},
-      {"runnel_partition_unblocked_claims_total", "counter",
-       "Claims of dead producers turned into padding.",
-       [](const PartitionRow& r) { return static_cast<double>(r.info->unblocked_claims); }},
-      {"runnel_partition_aborted_claims_total", "counter", "Claims aborted by their producer.",
-       [](const PartitionRow& r) { return static_cast<double>(r.info->aborted_claims); }},
-      {"runnel_partition_persist_error", "gauge",
-       "errno that stops the partition's persistence (0: healthy; 28: disk full).",
-       [&](const PartitionRow& r) { return static_cast<double>(r.info->persist_error); }},
-      {"runnel_partition_disk_bytes", "gauge", "Bytes the partition's log occupies on disk.",
-       [&](const PartitionRow& r) { return opt(r.disk_bytes); }},
-  };
-  for (const PartitionMetric& m : metrics) {
-    family(m.name, m.type, m.help);
-    for (const TopicRows& t : rows) {
-      for (const PartitionRow& r : t.partitions) {
-        if (std::optional<double> v = m.value(r)) sample(m.name, plabels(t, r), *v);
-      }
-    }
-  }
-  family("runnel_topic_producers", "gauge", "Producers registered on the topic.");
-  for (const TopicRows& t : rows) {
-    sample("runnel_topic_producers",
-           fmt::format("{},topic=\"{}\"", bus_label, LabelValue(t.topic->name)),
-           static_cast<double>(t.topic->producers.size()));
-  }
-  family("runnel_topic_consumers", "gauge", "Consumers registered on the topic.");
-  for (const TopicRows& t : rows) {
-    sample("runnel_topic_consumers",
-           fmt::format("{},topic=\"{}\"", bus_label, LabelValue(t.topic->name)),
-           static_cast<double>(t.topic->consumers.size()));
-  }
-  family("runnel_consumer_lag", "gauge",
-         "Records between a consumer's position and the partition's next offset.");
-  for (const TopicRows& t : rows) {
-    for (const ClientInfo& c : t.topic->consumers) {
-      for (const ClientPartition& cp : c.partitions) {
-        sample("runnel_consumer_lag",
-               fmt::format("{},topic=\"{}\",partition=\"{}\",consumer=\"{}\",pid=\"{}\"", bus_label,
-                           LabelValue(t.topic->name), cp.partition, c.id, c.pid),
-               static_cast<double>(cp.lag));
-      }
-    }
-  }
-  fmt::print("{}", out);
-}
-
 // Sleeps `ms`, waking early on SIGINT/SIGTERM. False if stopped.
 bool SleepUnlessStopped(int64_t ms) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
@@ -415,7 +196,7 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
   sigaction(SIGTERM, &sa, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  Result<Sample> first = TakeSample(*bus, args);
+  Result<Sample> first = TakeSample(*bus, args.topics);
   if (!first.ok()) {
     PrintError(kCmd, first.status().ToString());
     return kExitRuntime;
@@ -432,17 +213,17 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
   const bool clear = args.watch && args.format == "table" && isatty(STDOUT_FILENO);
   for (;;) {
     if (!SleepUnlessStopped(args.interval_ms)) break;
-    Result<Sample> now = TakeSample(*bus, args);
+    Result<Sample> now = TakeSample(*bus, args.topics);
     if (!now.ok()) {
       PrintError(kCmd, now.status().ToString());
       return kExitRuntime;
     }
-    const std::vector<TopicRows> rows = Compute(global, &before, *now);
+    const std::vector<TopicRows> rows = Compute(global.data_dir, &before, *now);
     if (clear) fmt::print("\x1b[H\x1b[2J");
     if (args.format == "json") {
       PrintJson(global, *now, rows, args.interval_ms);
     } else if (args.format == "prometheus") {
-      PrintPrometheus(global, *now, rows);
+      fmt::print("{}", PrometheusText(BuildMetrics(global.bus, *now, rows)));
       if (args.watch) fmt::print("\n");
     } else {
       PrintTable(global, *now, rows, args.interval_ms);
