@@ -49,6 +49,7 @@
 #ifndef RUNNEL_CORE_RECORD_H_
 #define RUNNEL_CORE_RECORD_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -171,40 +172,62 @@ class HeaderIterator {
 
 // A read-only view of one committed frame. Valid while the memory it points
 // to is (see RingReader::read and SegmentReader for how long that is).
+// Every header field is read once, when the view is made: key, headers and
+// value are spans inside [frame, frame + frame_length()) whatever the bytes
+// do afterwards, so a frame that changes under a reader (shared memory a
+// producer has lapped, or a peer scribbles on) yields wrong bytes, never a
+// read outside the frame.
 // REQUIRES: CheckFrame() returned kOk for the frame.
 class RecordView {
  public:
   RecordView() = default;
-  explicit RecordView(const std::byte* frame) : frame_(frame) {}
+  // A frame whose length field was checked and does not change.
+  explicit RecordView(const std::byte* frame)
+      : RecordView(frame, DecodeFixed32(frame + frame::kLength)) {}
+  // A frame of `frame_length` bytes, the length the caller checked (the
+  // length field is not read again). REQUIRES: frame_length >=
+  // kFrameHeaderLength, and that many bytes are readable.
+  RecordView(const std::byte* frame, uint32_t frame_length) : frame_(frame) {
+    frame_length_ = frame_length;
+    offset_ = DecodeFixed64(frame + frame::kOffset);
+    timestamp_ns_ = static_cast<int64_t>(DecodeFixed64(frame + frame::kTimestamp));
+    flags_ = static_cast<uint8_t>(frame[frame::kFlags]);
+    uint32_t at = kFrameHeaderLength + ((flags_ & kFlagProducerBlock) ? kProducerBlockLength : 0);
+    at = std::min(at, frame_length);
+    key_start_ = at;
+    key_length_ = std::min<uint32_t>(DecodeFixed16(frame + frame::kKeyLength), frame_length - at);
+    at += key_length_;
+    headers_length_ =
+        std::min<uint32_t>(DecodeFixed16(frame + frame::kHeadersLength), frame_length - at);
+  }
 
   const std::byte* frame() const { return frame_; }
-  uint32_t frame_length() const { return DecodeFixed32(frame_ + frame::kLength); }
-  uint64_t offset() const { return DecodeFixed64(frame_ + frame::kOffset); }
-  int64_t timestamp_ns() const {
-    return static_cast<int64_t>(DecodeFixed64(frame_ + frame::kTimestamp));
-  }
-  uint8_t flags() const { return static_cast<uint8_t>(frame_[frame::kFlags]); }
-  bool has_key() const { return (flags() & kFlagHasKey) != 0; }
-  std::string_view key() const { return {Chars(KeyStart()), KeyLength()}; }
+  uint32_t frame_length() const { return frame_length_; }
+  uint64_t offset() const { return offset_; }
+  int64_t timestamp_ns() const { return timestamp_ns_; }
+  uint8_t flags() const { return flags_; }
+  bool has_key() const { return (flags_ & kFlagHasKey) != 0; }
+  std::string_view key() const { return {Chars(frame_ + key_start_), key_length_}; }
   std::span<const std::byte> headers_bytes() const {
-    return {KeyStart() + KeyLength(), HeadersLength()};
+    return {frame_ + key_start_ + key_length_, headers_length_};
   }
   HeaderIterator headers() const { return HeaderIterator(headers_bytes()); }
   std::string_view value() const {
-    const std::byte* v = KeyStart() + KeyLength() + HeadersLength();
-    return {Chars(v), static_cast<std::size_t>(frame_ + frame_length() - v)};
+    const uint32_t v = key_start_ + key_length_ + headers_length_;
+    return {Chars(frame_ + v), frame_length_ - v};
   }
 
  private:
   static const char* Chars(const std::byte* p) { return reinterpret_cast<const char*>(p); }
-  uint32_t KeyLength() const { return DecodeFixed16(frame_ + frame::kKeyLength); }
-  uint32_t HeadersLength() const { return DecodeFixed16(frame_ + frame::kHeadersLength); }
-  const std::byte* KeyStart() const {
-    return frame_ + kFrameHeaderLength +
-           ((flags() & kFlagProducerBlock) ? kProducerBlockLength : 0);
-  }
 
   const std::byte* frame_ = nullptr;
+  uint32_t frame_length_ = 0;
+  uint32_t key_start_ = 0;  // from frame_
+  uint32_t key_length_ = 0;
+  uint32_t headers_length_ = 0;
+  uint64_t offset_ = 0;
+  int64_t timestamp_ns_ = 0;
+  uint8_t flags_ = 0;
 };
 
 // Current wall-clock time in nanoseconds since the epoch (CLOCK_REALTIME).

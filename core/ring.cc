@@ -1041,16 +1041,27 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
     case FrameState::kControl: {
       const FrameCheck check = CheckFrame(f, room, ring_.max_frame_length_, verify_crc);
       if (check != FrameCheck::kOk) return {Step::kCorrupt, 0, check, f};
-      if (RecordView(f).offset() < at.offset) {
+      // The length is read once more, and that is the one used: the frame
+      // may change under us (a lapping producer, a scribbling peer).
+      const uint32_t length = DecodeFixed32(f + frame::kLength);
+      if (length < kFrameHeaderLength || length > room || length > ring_.max_frame_length_) {
+        return {Step::kCorrupt, 0, FrameCheck::kBadLength, f};
+      }
+      if (RecordView(f, length).offset() < at.offset) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
       }
-      return {Step::kRecord, AlignedFrameLength(DecodeFixed32(f + frame::kLength)), FrameCheck::kOk,
-              f};
+      return {Step::kRecord, AlignedFrameLength(length), FrameCheck::kOk, f, length};
     }
     default:
       return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
   }
 }
+
+namespace internal {
+void CopyRingBytes(std::byte* to, const std::byte* from, std::size_t n) {
+  std::memcpy(to, from, n);
+}
+}  // namespace internal
 
 bool RingReader::HasData() const { return PeekAt(next_, false).step != Step::kEmpty; }
 

@@ -517,6 +517,19 @@ class RingReader {
   template <typename Handler>
   ReadResult read(Handler&& handler, uint32_t limit);
 
+  // As read(), but no record the handler sees can be torn: the batch's
+  // frames are first copied into `buffer` (as many whole frames as fit, up
+  // to `limit`), then checked not to have been overwritten meanwhile, and
+  // only then handed over, as views into `buffer` (valid until the handler
+  // returns; `buffer` is free again after the call). If the producers lapped
+  // the copy, nothing is handed over, the cursor stays at the batch start
+  // and the result is kOverrun (Resync, or re-read the batch from disk).
+  // This is a seqlock-style read: the price is one memcpy per frame.
+  // REQUIRES: buffer.size() >= ring().max_frame_length() (else a frame
+  // larger than the buffer is reported as kCorrupt, kBadLength).
+  template <typename Handler>
+  ReadResult read_copy(Handler&& handler, uint32_t limit, std::span<std::byte> buffer);
+
   // True if the frame at position() is committed (a record or padding).
   bool HasData() const;
   // True if producers lapped this reader (read() would say kOverrun).
@@ -557,6 +570,7 @@ class RingReader {
     uint64_t aligned_length;  // bytes to advance
     FrameCheck check;
     const std::byte* frame;
+    uint32_t frame_length = 0;  // kRecord: the length that was checked
   };
   Peek PeekAt(RingPosition at, bool verify_crc) const;
 
@@ -609,6 +623,10 @@ inline std::atomic_ref<uint64_t> Word64At(std::byte* p) {
 inline std::atomic_ref<uint32_t> Word32At(std::byte* p) {
   return std::atomic_ref<uint32_t>(*reinterpret_cast<uint32_t*>(p));
 }
+// memcpy of `n` ring bytes that a lapping producer may be rewriting (the
+// caller validates afterwards); out of line so that the one deliberate race
+// has a name (tests/tsan.supp).
+void CopyRingBytes(std::byte* to, const std::byte* from, std::size_t n);
 }  // namespace internal
 
 template <typename Handler>
@@ -629,7 +647,9 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       break;
     }
     if (p.step == Step::kCorrupt) {
-      result.status = ReadStatus::kCorrupt;
+      // A lapping producer rewriting the frame looks like garbage.
+      result.status =
+          ring_.Overwritten(next_.position) ? ReadStatus::kOverrun : ReadStatus::kCorrupt;
       result.check = p.check;
       break;
     }
@@ -637,7 +657,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       next_.position += p.aligned_length;
       continue;
     }
-    const RecordView view(p.frame);
+    const RecordView view(p.frame, p.frame_length);
     handler(static_cast<const RecordView&>(view));
     ++delivered;
     next_.position += p.aligned_length;
@@ -655,6 +675,71 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       next_ = batch_start_position;
     }
   }
+  return result;
+}
+
+template <typename Handler>
+ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<std::byte> buffer) {
+  ReadResult result;
+  const RingPosition batch_start = next_;
+  if (ring_.Overwritten(next_.position)) {
+    result.status = ReadStatus::kOverrun;
+    return result;
+  }
+  RingPosition at = next_;
+  uint32_t copied = 0;
+  std::size_t used = 0;
+  while (copied < limit) {
+    const Peek p = PeekAt(at, options_.verify_crc);
+    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kLapped) {
+      result.status = ReadStatus::kOverrun;
+      break;
+    }
+    if (p.step == Step::kCorrupt) {
+      result.status = ring_.Overwritten(at.position) ? ReadStatus::kOverrun : ReadStatus::kCorrupt;
+      result.check = p.check;
+      break;
+    }
+    if (p.step == Step::kPadding) {
+      at.position += p.aligned_length;
+      continue;
+    }
+    if (p.aligned_length > buffer.size() - used) {
+      if (copied == 0) {
+        result.status = ReadStatus::kCorrupt;  // the buffer breaks the REQUIRES
+        result.check = FrameCheck::kBadLength;
+      }
+      break;
+    }
+    std::byte* copy = buffer.data() + used;
+    internal::CopyRingBytes(copy, p.frame, p.frame_length);
+    // The copy keeps the length that was checked, whatever the ring said
+    // while it was copied (a peer may scribble on it).
+    EncodeFixed32(copy + frame::kLength, p.frame_length);
+    used += p.aligned_length;
+    at.position += p.aligned_length;
+    at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
+    ++copied;
+  }
+  // Overwritten's acquire fence orders the copies above before its check.
+  if (ring_.Overwritten(batch_start.position)) {
+    result.status = ReadStatus::kOverrun;  // the copies are suspect: none is handed over
+    return result;
+  }
+  if (result.status == ReadStatus::kOverrun) return result;  // stays at the batch start
+  // Only the copies are read from here on: the views' lengths are the ones
+  // checked in the ring, their bytes cannot change any more.
+  std::size_t pos = 0;
+  for (uint32_t i = 0; i < copied; ++i) {
+    const std::byte* f = buffer.data() + pos;
+    const uint32_t length = DecodeFixed32(f + frame::kLength);
+    const RecordView view(f, length);
+    handler(static_cast<const RecordView&>(view));
+    pos += AlignedFrameLength(length);
+  }
+  next_ = at;
+  result.records = copied;
   return result;
 }
 
@@ -689,7 +774,7 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
       e.next = at;
       continue;
     }
-    const RecordView view(p.frame);
+    const RecordView view(p.frame, p.frame_length);
     if (p.aligned_length > max_bytes - (at.position - e.begin) && e.records > 0) break;
     on_frame(static_cast<const RecordView&>(view), at.position);
     at.position += p.aligned_length;
