@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,15 @@ struct ConsumerOptions {
   StartPosition start = StartPosition::Earliest();
   WaitStrategy wait = WaitStrategy::kBlocking;  // used by PollFor
   bool verify_crc = false;                      // CRC-check every record read from the ring
+  // false (the default): records read from the ring are copied out of it
+  // before the handler sees them, and checked after the copy not to have
+  // been overwritten by producers that lapped this consumer (then they are
+  // re-read from disk, or reported lost): the handler never sees a torn
+  // record. true: the handler gets views into the ring itself (no copy); a
+  // consumer that is lapped while its handler runs may see bytes being
+  // rewritten, and PollResult::torn / OverrunInfo::torn count the records
+  // delivered that way (their offsets are delivered again from disk).
+  bool zero_copy = false;
   std::string group;  // consumer group id: reserved (recorded, not acted on)
   // Called from Poll for every overrun, with the partition's details.
   std::function<void(const OverrunInfo&)> on_overrun;
@@ -208,6 +218,11 @@ class Consumer {
   uint32_t polls_until_check_ = kTopicCheckInterval;
   bool topic_gone_ = false;
   WaitStrategy wait_ = WaitStrategy::kBlocking;
+  bool zero_copy_ = false;
+  // Without zero_copy: where records are copied out of the ring. At least
+  // the largest frame of the topic.
+  std::unique_ptr<std::byte[]> stage_memory_;
+  std::span<std::byte> stage_;
   uint32_t topic_slot_ = 0;
   uint64_t generation_ = 0;
   uint32_t client_slot_ = 0;
@@ -261,7 +276,7 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
     for (;;) {
       const uint32_t ask = limit - result.records - delivered;
       const uint32_t before = delivered;
-      rr = c.reader.read(deliver, ask);
+      rr = zero_copy_ ? c.reader.read(deliver, ask) : c.reader.read_copy(deliver, ask, stage_);
       read_total += rr.records;
       // Skipped records count against read()'s limit: read on until the
       // caller's limit is met by delivered records or the ring has no more.
