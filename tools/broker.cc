@@ -23,6 +23,7 @@
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
 #include "tools/commands.h"
+#include "tools/metrics_exporter.h"
 
 namespace runnel::cli {
 namespace {
@@ -37,6 +38,8 @@ std::string AnotherBrokerIsActive(const std::string& bus, int32_t pid) {
 struct BrokerArgs {
   std::string fsync;  // empty: each topic's own policy
   bool repair = false;
+  std::optional<uint16_t> metrics_port;
+  std::string metrics_address = "127.0.0.1";
 };
 
 int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
@@ -85,6 +88,23 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   durability.fsync_override = fsync_override;
   durability.repair = args.repair;
   broker.AddHooks(MakeDurabilityHooks(durability));
+
+  // Before the broker starts, so that a port in use changes nothing.
+  std::unique_ptr<MetricsExporter> metrics;  // stops before the bus goes
+  if (args.metrics_port) {
+    Result<std::unique_ptr<MetricsExporter>> m =
+        MetricsExporter::Start(*bus, args.metrics_address, *args.metrics_port);
+    if (!m.ok()) {
+      PrintError(kCmd, m.status().message() + " (choose another --metrics-port)");
+      return kExitRuntime;
+    }
+    metrics = std::move(*m);
+    fmt::print(stderr, "runnel broker: metrics at http://{}:{}/metrics\n",
+               args.metrics_address.find(':') != std::string::npos
+                   ? "[" + args.metrics_address + "]"
+                   : args.metrics_address,
+               metrics->port());
+  }
 
   if (Status s = broker.Start(BrokerMode::kExclusive); !s.ok()) {
     if (s.code() == StatusCode::kAlreadyExists) {
@@ -163,6 +183,17 @@ void RegisterBroker(CLI::App& app, const GlobalOptions& global) {
                 "record that fails its CRC mid-log) by cutting it at the damage: the records "
                 "after it are lost, the partition continues. Without it such a partition "
                 "stops persisting and says why.");
+  sub->add_option("--metrics-port", args->metrics_port,
+                  "Serve the bus's metrics (as stat --format prometheus) at "
+                  "http://ADDRESS:PORT/metrics while the broker runs; 0: any free port (the "
+                  "broker prints which)")
+      ->type_name("PORT")
+      ->transform(Decimal())
+      ->check(CLI::Range(0, 65535));
+  sub->add_option("--metrics-address", args->metrics_address,
+                  "Address the metrics endpoint listens on (0.0.0.0: every interface)")
+      ->capture_default_str()
+      ->type_name("ADDRESS");
   SetRunner(sub, [args, &global] { return RunBroker(global, *args); });
 }
 

@@ -2,7 +2,10 @@
 // user would (subprocesses, pipes, exit codes), each test on its own bus and
 // data dir, with brokers as child processes that are always stopped.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -1059,6 +1062,64 @@ TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
 }
 
 // ---- stat ---------------------------------------------------------------------------
+
+// GET `path` from 127.0.0.1:`port` over HTTP/1.0; the whole response, or
+// "" if the connection failed.
+std::string HttpGet(uint16_t port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return {};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "GET " + path + " HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    if (::write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) response.append(buf, n);
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
+  Child& b = StartBroker({"--metrics-port", "0"});
+  const uint16_t port = static_cast<uint16_t>(NumberAfter(b.err(), "metrics at http://127.0.0.1:"));
+  ASSERT_GT(port, 0) << b.err();
+  CreateTopic("m", {"--partitions", "2"});
+  ASSERT_EQ(Runnel({"produce", "m", "--partition", "1"}, "a\nb\nc\n").exit_code, 0);
+  const std::string r = HttpGet(port, "/metrics");
+  ASSERT_EQ(r.rfind("HTTP/1.1 200", 0), 0u) << r;
+  EXPECT_NE(r.find("# TYPE runnel_partition_next_offset gauge\n"), std::string::npos) << r;
+  EXPECT_NE(
+      r.find("runnel_partition_next_offset{bus=\"" + bus_ + "\",topic=\"m\",partition=\"1\"} 3\n"),
+      std::string::npos)
+      << r;
+  EXPECT_NE(r.find("runnel_broker_up{bus=\"" + bus_ + "\"} 1\n"), std::string::npos) << r;
+  EXPECT_NE(r.find("# TYPE runnel_bus_claims_unblocked_total counter\n"), std::string::npos) << r;
+  // The same families as stat --format prometheus.
+  RunResult stat = Runnel({"stat", "--format", "prometheus", "--interval-ms", "10"});
+  ASSERT_EQ(stat.exit_code, 0) << stat.err;
+  for (const std::string& line : Lines(stat.out)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      EXPECT_NE(r.find(line + "\n"), std::string::npos) << line;
+    }
+  }
+
+  // A port in use: exit 1, saying so; a port out of range: usage error.
+  RunResult busy = RunProcess({RunnelPath(), "--bus", bus_ + "x", "--data-dir", root_ + "/x",
+                               "broker", "--metrics-port", std::to_string(port)});
+  EXPECT_EQ(busy.exit_code, 1);
+  EXPECT_NE(busy.err.find("cannot serve metrics on 127.0.0.1:" + std::to_string(port)),
+            std::string::npos)
+      << busy.err;
+  (void)Bus::Remove(bus_ + "x");
+  RunResult bad = Runnel({"broker", "--metrics-port", "65536"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_EQ(StopBroker(), 0);
+}
 
 TEST_F(CliTest, StatFormats) {
   ASSERT_TRUE(Python());
