@@ -95,7 +95,9 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     Result<std::unique_ptr<MetricsExporter>> m =
         MetricsExporter::Start(*bus, args.metrics_address, *args.metrics_port);
     if (!m.ok()) {
-      PrintError(kCmd, m.status().message() + " (choose another --metrics-port)");
+      PrintError(kCmd, m.status().message() + (m.status().code() == StatusCode::kUnavailable
+                                                   ? " (choose another --metrics-port)"
+                                                   : ""));
       return kExitRuntime;
     }
     metrics = std::move(*m);
