@@ -9,6 +9,7 @@
 #include "core/wait.h"
 #include "ipc/internal/bus_core.h"
 #include "ipc/internal/partitioner.h"
+#include "ipc/internal/process.h"
 #include "persistence/persister.h"
 
 namespace runnel {
@@ -337,6 +338,8 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
                                " is not persisted (not durable, or created without a data dir)");
   }
   if (ring.WaitForDurable(offset, timeout.count())) return Status::Ok();
+  // A deleted topic is never persisted again: say that, not "timeout".
+  if (Status live = CheckTopic(); !live.ok()) return live;
   const int32_t err = ring.GatingError(*slot);
   const std::string where = "topic '" + topic_ + "' partition " + std::to_string(partition);
   if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
@@ -351,13 +354,21 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   if (err != 0) {
     return Status::IoError(where + ": the broker cannot persist: " + std::strerror(err));
   }
+  const std::string waited = timeout.count() >= 1'000'000
+                                 ? std::to_string(timeout.count() / 1'000'000) + " ms"
+                                 : std::to_string(timeout.count() / 1'000) + " us";
+  const internal::BrokerRecord b = core_->directory().ReadBroker();
+  const bool broker_alive =
+      b.pid != 0 && internal::CheckProcess(b.pid, b.start_time) == internal::Liveness::kAlive;
   const std::string broker = core_->name() == "default"
                                  ? std::string("runnel broker")
                                  : "runnel --bus " + core_->name() + " broker";
-  return Status::Timeout(where + ": offset " + std::to_string(offset) + " not durable after " +
-                         std::to_string(timeout.count() / 1'000'000) + " ms (durable up to " +
-                         std::to_string(ring.Durable(*slot).offset) + "); is a broker running? (" +
-                         broker + ")");
+  return Status::Timeout(
+      where + ": offset " + std::to_string(offset) + " not durable after " + waited +
+      " (durable up to " + std::to_string(ring.Durable(*slot).offset) + "); " +
+      (broker_alive ? "the broker (pid " + std::to_string(b.pid) +
+                          ") has not written it yet: it is behind, or the disk is slow"
+                    : "no broker is running: start one (" + broker + ")"));
 }
 
 }  // namespace runnel

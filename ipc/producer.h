@@ -18,8 +18,12 @@
 // released enough space; it is not an error. Without gating readers a ring
 // never fills: producers overwrite, and lapped consumers are told (kOverrun).
 //
-// Topic deletion: checked every kTopicCheckInterval operations and on every
-// blocking wait; afterwards every call returns kTopicDeleted.
+// Topic deletion: checked every kTopicCheckInterval operations, on every
+// blocking wait, by WaitDurable when it times out (kNotFound: the records
+// will never be durable), and by CheckTopic(); afterwards every call returns
+// kTopicDeleted. A producer that sends rarely should call CheckTopic() now
+// and then (it also refreshes its heartbeat): `runnel produce` does, around
+// every read of stdin.
 //
 // REQUIRES: one thread at a time per Producer; claims do not outlive it.
 

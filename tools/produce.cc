@@ -151,9 +151,20 @@ class Run {
           failed = true;
           break;
         }
+        // Around each read of stdin (which may block for long): a producer
+        // learns of a deleted topic only every few hundred records by
+        // itself, and this also keeps its heartbeat fresh.
+        if (!TopicStillThere()) {
+          failed = true;
+          break;
+        }
         if (!in.Fill() && in.error() != 0) {
           PrintError(kCmd, fmt::format("cannot read stdin: {}", std::strerror(in.error())));
           failed = true;
+        }
+        if (!TopicStillThere()) {
+          failed = true;
+          break;
         }
         continue;
       }
@@ -265,6 +276,15 @@ class Run {
   }
 
   // Waits until every pending record is durable, resending on timeouts.
+  // False (and says so) once the topic was deleted.
+  bool TopicStillThere() {
+    if (producer_.CheckTopic().ok()) return true;
+    PrintError(kCmd, fmt::format("topic '{}' was deleted while producing (after line {}); the "
+                                 "records sent after the delete are lost",
+                                 args_.topic, line_number_));
+    return false;
+  }
+
   bool SettlePending() {
     std::string last_problem;
     for (uint32_t attempt = 0;; ++attempt) {
@@ -290,6 +310,11 @@ class Run {
             disk_full = true;
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
             continue;
+          }
+          if (s.code() == StatusCode::kNotFound) {
+            PrintError(kCmd, fmt::format("{}; {} records were not confirmed durable", s.message(),
+                                         pending_.size()));
+            return false;
           }
           if (s.code() == StatusCode::kUnavailable) {
             PrintError(kCmd, fmt::format("cannot confirm durability on topic '{}': {}", args_.topic,

@@ -768,6 +768,27 @@ void ExpectDeletedForGood(CliTest& t, const std::string& bus, const std::string&
   EXPECT_EQ(kept.out, "k1\nk2\n");
 }
 
+// A producer reading stdin slowly notices that its topic was deleted at
+// the next line (it used to notice only every 256 records): exit 1, saying so.
+TEST_F(CliTest, ProduceStopsWhenItsTopicIsDeleted) {
+  StartBroker();
+  for (const std::string delivery : {"at-most-once", "at-least-once"}) {
+    const std::string topic = "del-" + delivery;
+    CreateTopic(topic);
+    Child producer({"sh", "-c",
+                    "(echo a; sleep 1; echo b; sleep 1; echo c) | exec '" + RunnelPath() +
+                        "' --bus " + bus_ + " --data-dir '" + data_dir_ + "' produce " + topic +
+                        " --delivery " + delivery});
+    std::this_thread::sleep_for(milliseconds(500));
+    RunResult d = Runnel({"topic", "delete", topic});
+    ASSERT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_EQ(producer.Wait(seconds(20)), 1) << producer.err();
+    EXPECT_NE(producer.err().find("topic '" + topic + "' was deleted"), std::string::npos)
+        << producer.err();
+  }
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 TEST_F(CliTest, TopicDeletedWithNoBrokerRunningStaysDeleted) {
   StartBroker();
   CreateTopic("gone", {"--partitions", "2"});
