@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -21,6 +22,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "ipc/bus.h"
 #include "ipc/consumer.h"
@@ -144,7 +146,23 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   std::string out;
   int write_error = 0;
   int rc = kExitOk;
+  // --from @EPOCH_MS starts each partition at its first record stamped at
+  // or after that time, or at its end if there is none yet. From the end on,
+  // records stamped earlier (a time in the future, clocks of several
+  // producers) are skipped until the first one at or after it arrives.
+  std::optional<int64_t> not_before_ns;
+  if (args.from[0] == '@')
+    not_before_ns = static_cast<int64_t>(*ParseUint(args.from.substr(1))) * 1'000'000;
+  std::array<bool, 64> reached{};  // per partition: a record at or after not_before_ns came
+  uint32_t skipped = 0;
   auto handler = [&](const ConsumerRecord& r) {
+    if (not_before_ns && !reached[r.partition() % 64]) {
+      if (r.timestamp_ns() < *not_before_ns) {
+        ++skipped;
+        return;
+      }
+      reached[r.partition() % 64] = true;
+    }
     AppendRecord(out, *format, r.topic(), r.partition(), r.view(), sep);
   };
   while (remaining > 0 && g_stop == 0) {
@@ -159,6 +177,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
     }
     const uint32_t limit = static_cast<uint32_t>(std::min<uint64_t>(remaining, 1024));
     PollResult r = consumer->PollFor(handler, limit, slice);
+    r.records -= std::exchange(skipped, 0);
     if (r.records > 0) {
       total += r.records;
       remaining -= std::min<uint64_t>(remaining, r.records);

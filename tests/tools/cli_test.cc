@@ -522,6 +522,38 @@ TEST_F(CliTest, ConsumeFollowsNewRecordsAndExitsWhenIdle) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// --from @T with T still to come: records stamped before T are not printed,
+// also when they arrive after the consumer started.
+TEST_F(CliTest, ConsumeFromAFutureTimeSkipsEarlierRecords) {
+  StartBroker();
+  CreateTopic("soon");
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  const int64_t at_ms = now_ms + 1500;
+  Child consumer(Argv({"consume", "soon", "--from", "@" + std::to_string(at_ms), "--idle-exit-ms",
+                       "5000", "--max", "1"}));
+  // Registered (so positioned at the end) before "early" is produced.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+  while (Runnel({"topic", "describe", "soon", "--json"}).out.find("\"consumers\":[{") ==
+         std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << consumer.err();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  RunResult early = Runnel({"produce", "soon"}, "early\n");
+  ASSERT_EQ(early.exit_code, 0) << early.err;
+  while (std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+             .count() <= at_ms) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  RunResult late = Runnel({"produce", "soon"}, "late\n");
+  ASSERT_EQ(late.exit_code, 0) << late.err;
+  EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
+  EXPECT_EQ(consumer.out(), "late\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 // A segment size the log cannot use is refused when the topic is created
 // (exit 2), not when the broker first tries to persist it.
 TEST_F(CliTest, TopicCreateRefusesSegmentSizesTheLogCannotUse) {
