@@ -739,18 +739,31 @@ TEST_F(CliTest, ALappedConsumerPrintsOnlyWholeRecords) {
   constexpr int kRecords = 100'000;
   std::vector<std::string> values;
   for (int i = 0; i < kRecords; ++i) values.push_back("v" + std::to_string(i));
-  Child durable(Argv({"consume", "lap", "--from", "earliest", "--idle-exit-ms", "3000"}));
-  Child memory(Argv(
-      {"consume", "lapmem", "--from", "earliest", "--idle-exit-ms", "3000", "--format", "json"}));
+  // Each consumer is registered before its producer starts, so it is at
+  // offset 0 when the first record comes.
+  auto registered = [&](const std::string& topic, Child& consumer) {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+    while (Runnel({"topic", "describe", topic, "--json"}).out.find("\"consumers\":[{") ==
+           std::string::npos) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (consumer.Wait(milliseconds(20)) != -1) return false;  // it exited
+    }
+    return true;
+  };
+  Child durable(Argv({"consume", "lap", "--from", "earliest", "--max", std::to_string(kRecords),
+                      "--idle-exit-ms", "30000"}));
+  ASSERT_TRUE(registered("lap", durable)) << durable.err();
   RunResult p = Runnel({"produce", "lap"}, Join(values));
   ASSERT_EQ(p.exit_code, 0) << p.err;
-  RunResult pm = Runnel({"produce", "lapmem"}, Join(values));
-  ASSERT_EQ(pm.exit_code, 0) << pm.err;
-
   ASSERT_EQ(durable.Wait(seconds(60)), 0) << durable.err();
   EXPECT_EQ(durable.out(), Join(values));
   EXPECT_EQ(durable.err(), "");
 
+  Child memory(Argv(
+      {"consume", "lapmem", "--from", "earliest", "--idle-exit-ms", "5000", "--format", "json"}));
+  ASSERT_TRUE(registered("lapmem", memory)) << memory.err();
+  RunResult pm = Runnel({"produce", "lapmem"}, Join(values));
+  ASSERT_EQ(pm.exit_code, 0) << pm.err;
   ASSERT_EQ(memory.Wait(seconds(60)), 0) << memory.err();
   uint64_t printed = 0;
   uint64_t next = 0;
