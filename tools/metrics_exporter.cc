@@ -55,12 +55,14 @@ class PrometheusExporter : public MetricsExporter {
  public:
   PrometheusExporter(std::unique_ptr<prometheus::Exposer> exposer,
                      std::shared_ptr<BusCollectable> collectable, uint16_t port)
-      : exposer_(std::move(exposer)), collectable_(std::move(collectable)), port_(port) {}
+      : collectable_(std::move(collectable)), exposer_(std::move(exposer)), port_(port) {}
   uint16_t port() const override { return port_; }
 
  private:
-  std::unique_ptr<prometheus::Exposer> exposer_;  // stops its threads first
   std::shared_ptr<BusCollectable> collectable_;
+  // Declared after collectable_, so destroyed before it: its HTTP threads
+  // are joined before the collectable goes.
+  std::unique_ptr<prometheus::Exposer> exposer_;
   uint16_t port_;
 };
 
