@@ -196,9 +196,24 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     return;
   }
   if (batch->skipped > 0) {
-    OverrunInfo info{c.partition, batch->skipped, 0, c.cold_next, c.cold_next + batch->skipped, 0};
-    info.cause = LossCause::kRetention;
-    Report(info, result, overruns_, lost_records_total_, on_overrun_);
+    // Retention removed [cold_next, cold_next + skipped) from disk. The ring
+    // may still hold the newer part of it: only what it does not is lost.
+    const uint64_t log_start = c.cold_next + batch->skipped;
+    const RingPosition now = c.reader.ring().earliest();
+    const uint64_t lost_to = now.offset < log_start ? std::max(c.cold_next, now.offset) : log_start;
+    if (lost_to > c.cold_next) {
+      OverrunInfo info{c.partition, lost_to - c.cold_next, 0, c.cold_next, lost_to, 0};
+      info.cause = LossCause::kRetention;
+      Report(info, result, overruns_, lost_records_total_, on_overrun_);
+    }
+    if (now.offset < log_start) {
+      c.cold = false;
+      c.slow = false;
+      c.reader.Seek(now);
+      c.skip_until = lost_to;
+      PublishPosition(c);
+      return;
+    }
   }
   if (batch->damaged_to > batch->damaged_from) {
     OverrunInfo info{c.partition,

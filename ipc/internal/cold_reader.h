@@ -36,7 +36,9 @@ struct ColdReadBatch {
   uint32_t records = 0;      // handed to the sink, in offset order
   uint64_t next_offset = 0;  // where the next request should start
   // Offsets in [request.offset, first available) that no longer exist on
-  // disk (retention): reported to the consumer as lost.
+  // disk (retention). A batch that skips delivers no record (next_offset is
+  // the first available): the consumer reads what of them the ring still
+  // holds, and reports the rest as lost.
   uint64_t skipped = 0;
   // Offsets [damaged_from, damaged_to) were skipped over damage on disk; the
   // batch ends with the first record after them.

@@ -33,6 +33,12 @@ class LogColdReader : public ColdReader {
       if (!s.ok()) return s;
       o.next = req.offset + batch.skipped;
       o.damage = false;
+      if (batch.skipped > 0) {
+        // Nothing delivered with it: the ring may still hold what the log
+        // lost, and the consumer reads that first (ColdReadBatch::skipped).
+        batch.next_offset = o.next;
+        return batch;
+      }
     }
     o.reader.SetWrittenBelow(req.written_below);
     const uint32_t limit = req.limit == 0 ? 256 : req.limit;

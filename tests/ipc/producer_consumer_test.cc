@@ -440,6 +440,12 @@ class FakeColdReader : public internal::ColdReader {
     ++calls;
     internal::ColdReadBatch b;
     b.next_offset = req.offset;
+    if (!log_.empty() && req.offset < log_.begin()->first) {
+      // Retention removed the start of the log.
+      b.skipped = log_.begin()->first - req.offset;
+      b.next_offset = log_.begin()->first;
+      return b;
+    }
     for (auto it = log_.lower_bound(req.offset); it != log_.end() && b.records < req.limit; ++it) {
       // Build a frame the way a segment holds it.
       std::vector<std::byte> frame(AlignedFrameLength(FrameLength(0, 0, it->second.size())));
@@ -487,6 +493,43 @@ TEST_F(ProducerConsumerTest, ColdReaderServesWhatTheRingLostThenTheConsumerRejoi
   ASSERT_EQ(offsets.size(), 1000u);
   for (uint64_t i = 0; i < offsets.size(); ++i) ASSERT_EQ(offsets[i], i);
   EXPECT_GT(cold->calls, 0);
+  bus_->core()->SetColdReader(nullptr);
+}
+
+// The log lost its start to retention, but the ring still holds some of
+// it: those come from the ring, only the rest is reported lost.
+TEST_F(ProducerConsumerTest, WhatRetentionRemovedButTheRingHoldsIsNotLost) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(p->TrySend(std::nullopt, "v" + std::to_string(i) + std::string(200, '.')).ok());
+  }
+  Result<TopicInfo> info = bus_->DescribeTopic("t");
+  ASSERT_TRUE(info.ok());
+  const uint64_t earliest = info->partitions[0].earliest_offset;
+  ASSERT_GT(earliest, 0u);              // the ring lost its start
+  std::map<uint64_t, std::string> log;  // the log lost more: it starts 100 later
+  for (uint64_t o = earliest + 100; o < 1000; ++o) log[o] = "v" + std::to_string(o);
+  auto cold = std::make_shared<FakeColdReader>(log);
+  bus_->core()->SetColdReader(cold);
+  std::vector<OverrunInfo> losses;
+  ConsumerOptions co;
+  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
+  auto c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Seek(0, 0).ok());
+  std::vector<uint64_t> offsets;
+  for (int i = 0; i < 100; ++i) {
+    (void)c->Poll([&](const ConsumerRecord& rec) { offsets.push_back(rec.offset()); }, 64);
+  }
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(losses[0].from_offset, 0u);
+  EXPECT_EQ(losses[0].to_offset, earliest);
+  EXPECT_EQ(losses[0].lost_records, earliest);
+  EXPECT_EQ(losses[0].cause, LossCause::kRetention);
+  ASSERT_EQ(offsets.size(), 1000 - earliest);
+  for (uint64_t i = 0; i < offsets.size(); ++i) ASSERT_EQ(offsets[i], earliest + i);
   bus_->core()->SetColdReader(nullptr);
 }
 
