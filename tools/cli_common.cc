@@ -11,6 +11,8 @@
 #include <iterator>
 #include <system_error>
 
+#include "ipc/bus.h"
+
 namespace runnel::cli {
 
 std::function<int()>& SelectedRunner() {
@@ -40,6 +42,11 @@ std::optional<uint64_t> ParseUint(std::string_view text) {
 
 std::string CheckUint(const std::string& text) {
   return ParseUint(text) ? std::string() : "must be a whole number, 0 or more (got " + text + ")";
+}
+
+std::string CheckTopicName(const std::string& name) {
+  Status s = ValidateTopicName(name);
+  return s.ok() ? std::string() : s.message();
 }
 
 CLI::Validator Decimal() {

@@ -79,6 +79,9 @@ std::string CheckUint(const std::string& text);
 // as hex and "-1" as 2^64-1): only decimal digits pass, and leading zeros
 // are dropped. Add it with ->transform(), so it runs before other checks.
 CLI::Validator Decimal();
+// For options that name a topic: "" if `name` is a valid topic name, else
+// why not (a usage error, exit 2).
+std::string CheckTopicName(const std::string& name);
 
 // ---- Text encodings ---------------------------------------------------------
 

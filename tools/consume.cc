@@ -216,7 +216,7 @@ void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
       "Print a topic's records to stdout, one per line, as they arrive. Records older than the "
       "ring are read from the data dir.");
   auto a = std::make_shared<ConsumeArgs>();
-  sub->add_option("TOPIC", a->topic, "Topic to read")->required();
+  sub->add_option("TOPIC", a->topic, "Topic to read")->required()->check(CheckTopicName);
   sub->add_option("--partition,-p", a->partition, "Read only this partition (default: all)")
       ->type_name("P")
       ->transform(Decimal());

@@ -633,8 +633,9 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
     // the producers would stop once the ring is full.
     to.durable = sum.broker;
     if (Status s = bus->CreateTopic(o.topic, to); !s.ok()) {
-      PrintError(cmd, "cannot create topic '" + o.topic + "': " + s.ToString());
-      return kExitRuntime;
+      PrintError(cmd, "cannot create topic '" + o.topic + "': " + s.message());
+      // A setting the bus refuses (--ring-size 3000) is a usage error.
+      return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime;
     }
     if (!o.json) {
       fmt::print(stderr, "runnel {}: created topic '{}' with {} partition{} ({})\n", cmd, o.topic,
@@ -665,11 +666,12 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
       if (!p.gating_position.has_value()) continue;
       // A persistence gating slot with nobody behind it (the broker is not
       // running, or died): the ring fills and the producers wait forever.
-      PrintError(cmd, fmt::format("topic '{}' is durable but no broker is running on bus '{}': "
-                                  "producers would stop once its ring is full, because nothing "
-                                  "writes it to disk. Start one (runnel broker &), or measure a "
-                                  "ring-only topic (runnel topic create NAME --no-durable)",
-                                  o.topic, global.bus));
+      PrintError(cmd,
+                 fmt::format("topic '{}' is durable but no broker is running on bus '{}': "
+                             "producers would stop once its ring is full, because nothing "
+                             "writes it to disk. Start one ({} broker &), or measure a "
+                             "ring-only topic ({} topic create NAME --no-durable)",
+                             o.topic, global.bus, RunnelCommand(global), RunnelCommand(global)));
       return kExitRuntime;
     }
   }
@@ -974,7 +976,9 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
 }
 
 void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
-  sub->add_option("TOPIC", o->topic, "Topic to use (created if missing)")->required();
+  sub->add_option("TOPIC", o->topic, "Topic to use (created if missing)")
+      ->required()
+      ->check(CheckTopicName);
   sub->add_option("--records", o->records, "Records in total, split over the producers")
       ->capture_default_str()
       ->transform(Decimal())
@@ -982,12 +986,20 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
         std::optional<uint64_t> n = ParseUint(v);
         return n && *n > 0 ? std::string() : "--records takes a whole number of at least 1";
       });
-  sub->add_option("--size", o->size,
-                  "Value bytes per record (no key); the first 24 carry a stamp, the run id, "
-                  "the producer and its sequence number")
-      ->capture_default_str()
-      ->transform(Decimal())
-      ->check(CLI::Range(perf::kPerfHeaderBytes, 1u << 30));
+  sub->add_option_function<std::string>(
+         "--size",
+         [o](const std::string& text) {
+           Result<uint64_t> v = ParseSize(text);
+           if (!v.ok()) throw CLI::ValidationError("--size", v.status().message());
+           if (*v < perf::kPerfHeaderBytes || *v > (1u << 30)) {
+             throw CLI::ValidationError("--size", fmt::format("{} is not between {} and 1GiB", text,
+                                                              perf::kPerfHeaderBytes));
+           }
+           o->size = static_cast<uint32_t>(*v);
+         },
+         "Value bytes per record (no key; suffixes as for sizes: 1KiB); the first 24 carry a "
+         "stamp, the run id, the producer and its sequence number (default 100)")
+      ->type_name("BYTES");
   sub->add_option("--producers", o->producers, "Producer processes")
       ->capture_default_str()
       ->transform(Decimal())

@@ -462,7 +462,7 @@ void RegisterProduce(CLI::App& app, const GlobalOptions& global) {
       "or KEY<sep>VALUE with --key-separator). Exits 0 only if every record was accepted per "
       "--delivery; prints a summary on stderr.");
   auto a = std::make_shared<ProduceArgs>();
-  sub->add_option("TOPIC", a->topic, "Topic to write to")->required();
+  sub->add_option("TOPIC", a->topic, "Topic to write to")->required()->check(CheckTopicName);
   sub->add_option("--partition,-p", a->partition,
                   "Write every record to this partition (default: by key hash, round-robin "
                   "without a key)")

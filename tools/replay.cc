@@ -542,7 +542,9 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("DIR", a->dir,
                   "A data dir (DIR/<topic>/<partition>/), a topic dir, or a partition dir")
       ->required();
-  sub->add_option("--topic,-t", a->topic, "Only this topic (in a data dir)")->type_name("T");
+  sub->add_option("--topic,-t", a->topic, "Only this topic (in a data dir)")
+      ->type_name("T")
+      ->check(CheckTopicName);
   sub->add_option("--partition,-p", a->partition, "Only this partition")
       ->type_name("P")
       ->transform(Decimal());
@@ -575,7 +577,8 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--into", a->into,
                   "Re-publish the records into this topic of the live bus (--bus), keeping key, "
                   "headers and timestamp; partition by key hash, round-robin without a key")
-      ->type_name("TOPIC");
+      ->type_name("TOPIC")
+      ->check(CheckTopicName);
   sub->add_option("--timeout-ms", a->timeout_ms,
                   "--into: how long to wait for ring space before giving up")
       ->capture_default_str()

@@ -254,7 +254,9 @@ void RegisterStat(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str()
       ->transform(Decimal())
       ->check(CLI::Range(int64_t{10}, int64_t{3'600'000}));
-  sub->add_option("--topic,-t", a->topics, "Only these topics (repeatable)")->type_name("T");
+  sub->add_option("--topic,-t", a->topics, "Only these topics (repeatable)")
+      ->type_name("T")
+      ->check(CheckTopicName);
   SetRunner(sub, [a, &global] { return RunStat(global, *a); });
 }
 

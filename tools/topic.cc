@@ -377,7 +377,9 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
         "Create a topic (idempotent: an existing topic with the same settings is OK; other "
         "settings are an error that names them)");
     auto a = std::make_shared<CreateArgs>();
-    sub->add_option("NAME", a->name, "Topic name ([A-Za-z0-9._-], 1..64 characters)")->required();
+    sub->add_option("NAME", a->name, "Topic name ([A-Za-z0-9._-], 1..64 characters)")
+        ->required()
+        ->check(CheckTopicName);
     sub->add_option("--partitions", a->partitions, "Number of partitions (1..64)")
         ->capture_default_str()
         ->transform(Decimal())
@@ -422,7 +424,7 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
     CLI::App* sub = topic->add_subcommand(
         "describe", "Show a topic's settings, partitions (offsets, durability) and clients");
     auto a = std::make_shared<DescribeArgs>();
-    sub->add_option("NAME", a->name, "Topic name")->required();
+    sub->add_option("NAME", a->name, "Topic name")->required()->check(CheckTopicName);
     sub->add_flag("--json", a->json, "One JSON object");
     SetRunner(sub, [a, &global] { return RunDescribe(global, *a); });
   }
@@ -432,7 +434,7 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
         "Delete a topic: its rings and client registrations, and (by the broker, or now with "
         "--purge) its log in the data dir");
     auto a = std::make_shared<DeleteArgs>();
-    sub->add_option("NAME", a->name, "Topic name")->required();
+    sub->add_option("NAME", a->name, "Topic name")->required()->check(CheckTopicName);
     sub->add_flag("--purge", a->purge,
                   "Also delete the log DATA_DIR/NAME now, even with no broker running (a running "
                   "broker deletes it itself; else the next broker to start does)");

@@ -202,6 +202,12 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"produce", "t", "--retries", "-1"}, "--retries: must be a whole number"},
       {{"replay", "/tmp", "--to", "1e3"}, "--to: must be a whole number"},
       {{"perf", "produce", "t", "--producers", "0x2"}, "--producers: must be a whole number"},
+      {{"perf", "produce", "t", "--size", "10"}, "--size: 10 is not between 24 and 1GiB"},
+      {{"topic", "describe", "bad/name"}, "NAME: topic name 'bad/name'"},
+      {{"topic", "delete", ".."}, "NAME: topic name '..'"},
+      {{"produce", "bad/x"}, "TOPIC: topic name 'bad/x'"},
+      {{"replay", "/tmp", "--into", "a/b"}, "--into: topic name 'a/b'"},
+      {{"stat", "--topic", "bad/x"}, "--topic: topic name 'bad/x'"},
   };
   for (const UsageCase& c : cases) {
     std::vector<std::string> argv = {RunnelPath()};
