@@ -187,8 +187,8 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
     if (MonotonicNanos() > deadline) {
       return Status::Unavailable(dir_path +
                                  " was never initialized (its creator died?); remove the bus "
-                                 "(runnel bus remove " +
-                                 std::string(name) + ", or rm /dev/shm/runnel." +
+                                 "(runnel --bus " +
+                                 std::string(name) + " bus remove, or rm /dev/shm/runnel." +
                                  std::string(name) + ".*) and open it again");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -107,10 +107,9 @@ uint64_t Directory::LoadMagic(const std::byte* base) {
 
 Status Directory::Check(std::span<const std::byte> memory, const std::string& path,
                         std::string_view bus_name) {
-  const std::string remedy =
-      "; if no process uses this bus any more, remove it (runnel bus remove " +
-      std::string(bus_name) + ", or rm /dev/shm/runnel." + std::string(bus_name) +
-      ".*) and open it again";
+  const std::string remedy = "; if no process uses this bus any more, remove it (runnel --bus " +
+                             std::string(bus_name) + " bus remove, or rm /dev/shm/runnel." +
+                             std::string(bus_name) + ".*) and open it again";
   if (memory.size() < sizeof(DirectoryHeader)) {
     return Status::Corruption(path + " is " + std::to_string(memory.size()) +
                               " bytes, too small for a bus directory" + remedy);

@@ -46,7 +46,7 @@ TEST(Directory, ScribbledVersionIsAVersionMismatchNamingBothVersions) {
   EXPECT_NE(s.message().find("7.3"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("1.2"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("/dev/shm/runnel.bus1.dir"), std::string::npos) << s.message();
-  EXPECT_NE(s.message().find("runnel bus remove bus1"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("runnel --bus bus1 bus remove"), std::string::npos) << s.message();
 }
 
 TEST(Directory, MinorVersionBumpIsAccepted) {
