@@ -49,6 +49,10 @@ std::string CheckTopicName(const std::string& name) {
   return s.ok() ? std::string() : s.message();
 }
 
+std::string Count(uint64_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
 CLI::Validator Decimal() {
   return CLI::Validator(
       [](std::string& text) -> std::string {

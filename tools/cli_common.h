@@ -82,6 +82,8 @@ CLI::Validator Decimal();
 // For options that name a topic: "" if `name` is a valid topic name, else
 // why not (a usage error, exit 2).
 std::string CheckTopicName(const std::string& name);
+// "1 record", "2 records": `noun` in the singular, an 's' added unless n == 1.
+std::string Count(uint64_t n, std::string_view noun);
 
 // ---- Text encodings ---------------------------------------------------------
 

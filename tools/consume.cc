@@ -204,7 +204,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
     PrintError(kCmd, fmt::format("cannot write to stdout: {}", std::strerror(write_error)));
     return kExitRuntime;
   }
-  if (isatty(STDERR_FILENO)) fmt::print(stderr, "runnel consume: {} records\n", total);
+  if (isatty(STDERR_FILENO)) fmt::print(stderr, "runnel consume: {}\n", Count(total, "record"));
   return rc;
 }
 

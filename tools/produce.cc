@@ -203,8 +203,8 @@ class Run {
     }
     // Records and bytes of the same set: durable ones for at-least-once.
     const uint64_t bytes = at_least_once_ ? durable_bytes_ : bytes_;
-    fmt::print(stderr, "runnel produce: {} records, {} in {:.3f} s ({:.0f} records/s, {}/s); {}\n",
-               at_least_once_ ? durable_ : accepted_, FormatSize(bytes), seconds,
+    fmt::print(stderr, "runnel produce: {}, {} in {:.3f} s ({:.0f} records/s, {}/s); {}\n",
+               Count(at_least_once_ ? durable_ : accepted_, "record"), FormatSize(bytes), seconds,
                static_cast<double>(at_least_once_ ? durable_ : accepted_) / safe,
                FormatSize(static_cast<uint64_t>(static_cast<double>(bytes) / safe)), delivery);
     return failed ? kExitRuntime : kExitOk;

@@ -63,16 +63,16 @@ void PrintTable(const GlobalOptions& global, const Sample& s, const std::vector<
     out += line;
     out.push_back('\n');
   };
-  add(fmt::format("bus '{}' at {}: broker {}, {} topics, {} clients (rates over {} ms)", global.bus,
-                  FormatTimestamp(s.wall_ns), DescribeBroker(s.bus, global), s.topics.size(),
-                  s.bus.clients, interval_ms));
+  add(fmt::format("bus '{}' at {}: broker {}, {}, {} (rates over {} ms)", global.bus,
+                  FormatTimestamp(s.wall_ns), DescribeBroker(s.bus, global),
+                  Count(s.topics.size(), "topic"), Count(s.bus.clients, "client"), interval_ms));
   for (const TopicRows& t : rows) {
     add("");
-    add(fmt::format("topic {} ({} partition{}{}, {} producers, {} consumers{})", t.topic->name,
-                    t.topic->options.partitions, t.topic->options.partitions == 1 ? "" : "s",
-                    t.topic->options.durable ? ", durable" : "", t.topic->producers.size(),
-                    t.topic->consumers.size(),
-                    t.disk_bytes ? ", disk " + FormatSize(*t.disk_bytes) : std::string()));
+    add(fmt::format(
+        "topic {} ({}{}, {}, {}{})", t.topic->name, Count(t.topic->options.partitions, "partition"),
+        t.topic->options.durable ? ", durable" : "", Count(t.topic->producers.size(), "producer"),
+        Count(t.topic->consumers.size(), "consumer"),
+        t.disk_bytes ? ", disk " + FormatSize(*t.disk_bytes) : std::string()));
     add(fmt::format("  {:>4} {:>12} {:>12} {:>12} {:>12} {:>12} {:>10} {:>12} {:>9} {:>10} {}",
                     "PART", "NEXT", "RING_FROM", "WRITTEN", "DURABLE", "LOG_START", "REC/S",
                     "BYTES/S", "UNBLOCKED", "DISK", "ERROR"));

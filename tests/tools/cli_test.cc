@@ -367,12 +367,12 @@ TEST_F(CliTest, StatAndBusInfoTellABrokerThatNeverRanFromOneThatStoppedOrDied) {
     return lines.empty() ? std::string() : lines[0];
   };
   const std::vector<std::string> stat = {"stat", "--interval-ms", "10"};
-  EXPECT_NE(first_line(stat).find(": broker never started (" + start + "), 1 topics"),
+  EXPECT_NE(first_line(stat).find(": broker never started (" + start + "), 1 topic"),
             std::string::npos)
       << first_line(stat);
 
   const int pid = StartBroker().pid();
-  EXPECT_NE(first_line(stat).find(": broker pid " + std::to_string(pid) + " (alive), 1 topics"),
+  EXPECT_NE(first_line(stat).find(": broker pid " + std::to_string(pid) + " (alive), 1 topic"),
             std::string::npos)
       << first_line(stat);
 
@@ -394,7 +394,7 @@ TEST_F(CliTest, StatAndBusInfoTellABrokerThatNeverRanFromOneThatStoppedOrDied) {
   ASSERT_GT(rest.size(), 24u) << stopped;
   EXPECT_EQ(rest[10], 'T') << stopped;
   EXPECT_EQ(rest[23], 'Z') << stopped;
-  EXPECT_EQ(rest.substr(24), "; " + start + "), 1 topics, 0 clients (rates over 10 ms)");
+  EXPECT_EQ(rest.substr(24), "; " + start + "), 1 topic, 0 clients (rates over 10 ms)");
 
   RunResult json = Runnel({"stat", "--format", "json", "--interval-ms", "10"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
@@ -423,7 +423,7 @@ TEST_F(CliTest, StatAndBusInfoTellABrokerThatNeverRanFromOneThatStoppedOrDied) {
                       " NOT RUNNING (died without stopping, last seen "),
             std::string::npos)
       << died;
-  EXPECT_NE(died.find(" s ago; " + start + "), 1 topics"), std::string::npos) << died;
+  EXPECT_NE(died.find(" s ago; " + start + "), 1 topic"), std::string::npos) << died;
   RunResult died_json = Runnel({"bus", "info", "--json"});
   EXPECT_NE(died_json.out.find("\"broker\":{\"pid\":" + std::to_string(killed) +
                                ",\"alive\":false,\"epoch\":2,\"state\":\"died\","
