@@ -14,11 +14,13 @@
 
 #include <fmt/core.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -36,6 +38,12 @@
 
 namespace runnel::cli {
 namespace {
+
+// SIGINT/SIGTERM end the input: what was read is sent (and, at-least-once,
+// settled), the summary is printed, and the exit code says whether every
+// record read was accepted.
+volatile sig_atomic_t g_stop = 0;
+void OnStopSignal(int) { g_stop = 1; }
 
 constexpr std::string_view kCmd = "produce";
 
@@ -90,6 +98,12 @@ class LineReader {
     buffer_.resize(old + kChunk);
     for (;;) {
       const ssize_t n = ::read(fd_, buffer_.data() + old, kChunk);
+      if (n < 0 && errno == EINTR && g_stop != 0) {
+        // SIGINT/SIGTERM: the end of the input (what was read is sent).
+        buffer_.resize(old);
+        eof_ = true;
+        return false;
+      }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         error_ = errno;
@@ -141,7 +155,7 @@ class Run {
     LineReader in(STDIN_FILENO);
     const std::string sep = UnescapeSeparator(args_.key_separator);
     bool failed = false;
-    while (!failed) {
+    while (!failed && g_stop == 0) {
       std::optional<std::string_view> line = in.NextBuffered();
       if (!line) {
         if (in.eof()) break;
@@ -416,6 +430,11 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
     headers.push_back(
         Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
   }
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;  // no SA_RESTART: a blocked read of stdin returns
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   std::optional<Bus> bus = OpenExistingBus(global, kCmd);
   if (!bus) return kExitRuntime;
   Result<TopicInfo> info = bus->DescribeTopic(args.topic);

@@ -3,9 +3,11 @@
 // data dir, with brokers as child processes that are always stopped.
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -817,6 +819,32 @@ void ExpectDeletedForGood(CliTest& t, const std::string& bus, const std::string&
   EXPECT_NE(lines[0].find("\"value\":\"fresh\""), std::string::npos) << lines[0];
   RunResult kept = t.RunnelFor({"consume", "kept", "--from", "earliest", "--idle-exit-ms", "500"});
   EXPECT_EQ(kept.out, "k1\nk2\n");
+}
+
+// `tail -F log | runnel produce t` ends with Ctrl-C: the lines read so far
+// are sent, the summary is printed, and the exit code is 0.
+TEST_F(CliTest, ProduceStoppedBySigintSendsWhatItReadAndSaysSo) {
+  CreateTopic("sig", {"--no-durable"});
+  const std::string fifo = root_ + "/in";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Child producer({"sh", "-c",
+                  "exec '" + RunnelPath() + "' --bus " + bus_ + " --data-dir '" + data_dir_ +
+                      "' produce sig < '" + fifo + "'"});
+  const int fd = ::open(fifo.c_str(), O_WRONLY);  // waits for the reader
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::write(fd, "a\nb\n", 4), 4);
+  // Both lines are in the ring before the signal.
+  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
+  while (Runnel({"topic", "describe", "sig", "--json"}).out.find("\"next_offset\":2") ==
+         std::string::npos) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << producer.err();
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_EQ(::kill(producer.pid(), SIGINT), 0);
+  EXPECT_EQ(producer.Wait(seconds(10)), 0) << producer.err();
+  ::close(fd);
+  EXPECT_NE(producer.err().find("runnel produce: 2 records, 2 B in "), std::string::npos)
+      << producer.err();
 }
 
 // A producer reading stdin slowly notices that its topic was deleted at
