@@ -132,8 +132,8 @@ std::optional<BusSender> MakeSender(Bus& bus, uint32_t id, uint32_t payload) {
 
 // Runs in a consumer worker: opens the bus by name and subscribes to the
 // topic from its earliest record, before the start barrier.
-std::optional<Consumer> Subscribe(std::optional<Bus>& bus, const std::string& name,
-                                  bool shares_cpu) {
+std::optional<Consumer> Subscribe(std::optional<Bus>& bus, const std::string& name, bool shares_cpu,
+                                  bool zero_copy) {
   BusOptions bus_options;
   bus_options.create_if_missing = false;
   Result<Bus> b = Bus::Open(name, bus_options);
@@ -142,12 +142,14 @@ std::optional<Consumer> Subscribe(std::optional<Bus>& bus, const std::string& na
   ConsumerOptions options;
   options.start = StartPosition::Earliest();
   options.wait = shares_cpu ? WaitStrategy::kSpinYield : WaitStrategy::kBusySpin;
+  options.zero_copy = zero_copy;
   Result<Consumer> c = bus->CreateConsumer(kTopic, options);
   if (!c.ok()) return std::nullopt;
   return std::move(*c);
 }
 
-void BusThroughput(benchmark::State& state, uint32_t producers, uint32_t consumers) {
+void BusThroughput(benchmark::State& state, uint32_t producers, uint32_t consumers,
+                   bool zero_copy) {
   BusFixture fixture(/*single_producer=*/producers == 1);
   if (!fixture.error().empty()) {
     state.SkipWithError(fixture.error().c_str());
@@ -181,7 +183,8 @@ void BusThroughput(benchmark::State& state, uint32_t producers, uint32_t consume
       },
       [&](ThroughputConsumer& ctx) -> int {
         std::optional<Bus> bus;
-        std::optional<Consumer> consumer = Subscribe(bus, fixture.name(), ctx.shares_cpu());
+        std::optional<Consumer> consumer =
+            Subscribe(bus, fixture.name(), ctx.shares_cpu(), zero_copy);
         if (!consumer) return 10;
         PayloadChecker& checker = ctx.checker();
         auto handler = [&](const ConsumerRecord& r) {
@@ -202,7 +205,7 @@ void BusThroughput(benchmark::State& state, uint32_t producers, uint32_t consume
       });
 }
 
-void BusLatency(benchmark::State& state, bool single_producer, uint32_t consumers) {
+void BusLatency(benchmark::State& state, bool single_producer, uint32_t consumers, bool zero_copy) {
   BusFixture fixture(single_producer);
   if (!fixture.error().empty()) {
     state.SkipWithError(fixture.error().c_str());
@@ -220,7 +223,8 @@ void BusLatency(benchmark::State& state, bool single_producer, uint32_t consumer
       },
       [&](LatencyConsumer& ctx) -> int {
         std::optional<Bus> bus;
-        std::optional<Consumer> consumer = Subscribe(bus, fixture.name(), ctx.shares_cpu());
+        std::optional<Consumer> consumer =
+            Subscribe(bus, fixture.name(), ctx.shares_cpu(), zero_copy);
         if (!consumer) return 10;
         auto handler = [&](const ConsumerRecord& r) {
           uint64_t stamp;
@@ -243,21 +247,30 @@ void RegisterBusBenchmarks() {
     for (uint32_t consumers : {1u, 3u}) {
       const std::string name = "bus_throughput/" + std::to_string(producers) + "p_" +
                                std::to_string(consumers) + "c/64B";
-      benchmark::RegisterBenchmark(name.c_str(), BusThroughput, producers, consumers)
+      benchmark::RegisterBenchmark(name.c_str(), BusThroughput, producers, consumers, false)
           ->UseManualTime()
           ->Iterations(100)
           ->Unit(benchmark::kMillisecond);
     }
   }
+  // The consumer's default copies each record out of the ring and validates
+  // it (ConsumerOptions::zero_copy); this row hands views into the ring, so
+  // the two 1p_1c rows of a run give the cost of the copy.
+  benchmark::RegisterBenchmark("bus_throughput/1p_1c/64B/zero_copy", BusThroughput, 1u, 1u, true)
+      ->UseManualTime()
+      ->Iterations(100)
+      ->Unit(benchmark::kMillisecond);
   struct Shape {
     const char* name;
     bool single_producer;
     uint32_t consumers;
+    bool zero_copy;
   };
-  for (const Shape& s : {Shape{"bus_latency/spsc_topic_1c/64B", true, 1},
-                         Shape{"bus_latency/mpmc_topic_1c/64B", false, 1},
-                         Shape{"bus_latency/spsc_topic_3c/64B", true, 3}}) {
-    benchmark::RegisterBenchmark(s.name, BusLatency, s.single_producer, s.consumers)
+  for (const Shape& s : {Shape{"bus_latency/spsc_topic_1c/64B", true, 1, false},
+                         Shape{"bus_latency/mpmc_topic_1c/64B", false, 1, false},
+                         Shape{"bus_latency/spsc_topic_3c/64B", true, 3, false},
+                         Shape{"bus_latency/spsc_topic_1c/64B/zero_copy", true, 1, true}}) {
+    benchmark::RegisterBenchmark(s.name, BusLatency, s.single_producer, s.consumers, s.zero_copy)
         ->UseManualTime()
         ->Iterations(s.consumers == 1 ? kLatencySamples : kLatencySamples / 10)
         ->Unit(benchmark::kNanosecond);
