@@ -487,6 +487,11 @@ struct ReadResult {
   uint32_t records = 0;                // handed to the handler in this call
   uint32_t torn = 0;                   // of those, how many may have been overwritten while handled
   FrameCheck check = FrameCheck::kOk;  // for kCorrupt
+  // read_copy only: the buffer was full before `limit` records (more may
+  // follow at once); and, when it could not hold even the first frame, the
+  // bytes that frame needs (nothing was read: call again with a larger one).
+  bool buffer_full = false;
+  uint64_t buffer_needed = 0;
 };
 
 // What Resync skipped.
@@ -524,9 +529,10 @@ class RingReader {
   // returns; `buffer` is free again after the call). If the producers lapped
   // the copy, nothing is handed over, the cursor stays at the batch start
   // and the result is kOverrun (Resync, or re-read the batch from disk).
-  // This is a seqlock-style read: the price is one memcpy per frame.
-  // REQUIRES: buffer.size() >= ring().max_frame_length() (else a frame
-  // larger than the buffer is reported as kCorrupt, kBadLength).
+  // This is a seqlock-style read: the price is one memcpy per frame. A
+  // frame larger than the whole buffer is not read: the result says how
+  // large a buffer it needs (buffer_needed; at most
+  // AlignedFrameLength(ring().max_frame_length())).
   template <typename Handler>
   ReadResult read_copy(Handler&& handler, uint32_t limit, std::span<std::byte> buffer);
 
@@ -706,10 +712,8 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
       continue;
     }
     if (p.aligned_length > buffer.size() - used) {
-      if (copied == 0) {
-        result.status = ReadStatus::kCorrupt;  // the buffer breaks the REQUIRES
-        result.check = FrameCheck::kBadLength;
-      }
+      result.buffer_full = true;
+      if (copied == 0) result.buffer_needed = p.aligned_length;
       break;
     }
     std::byte* copy = buffer.data() + used;

@@ -332,15 +332,7 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
   c.cold_reader_ = core_->cold_reader();
   c.wait_ = options.wait;
   c.zero_copy_ = options.zero_copy;
-  if (!c.zero_copy_) {
-    // Room for the largest frame and a batch of small ones; the first MiB is
-    // touched now, so that copying does not page-fault on the hot path.
-    const std::size_t bytes = std::max<std::size_t>(
-        64 * 1024, AlignedFrameLength(a->mapping->rings.front().max_frame_length()));
-    c.stage_memory_.reset(new std::byte[bytes]);
-    std::memset(c.stage_memory_.get(), 0, std::min<std::size_t>(bytes, 1 << 20));
-    c.stage_ = {c.stage_memory_.get(), bytes};
-  }
+  if (!c.zero_copy_) c.GrowStage(64 * 1024);
   c.topic_slot_ = a->topic.slot;
   c.generation_ = a->topic.generation;
   c.client_slot_ = a->registration.slot;

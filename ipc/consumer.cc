@@ -1,6 +1,7 @@
 #include "ipc/consumer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <utility>
 
 #include "ipc/internal/bus_core.h"
@@ -110,6 +111,15 @@ void Report(const OverrunInfo& info, PollResult& result, uint64_t& overruns, uin
 }
 
 }  // namespace
+
+void Consumer::GrowStage(std::size_t bytes) {
+  // Touched now, so that copying into it does not page-fault on the hot
+  // path (a larger record's first copy pays for its own growth).
+  std::unique_ptr<std::byte[]> memory(new std::byte[bytes]);
+  std::memset(memory.get(), 0, bytes);
+  stage_memory_ = std::move(memory);
+  stage_ = {stage_memory_.get(), bytes};
+}
 
 void Consumer::OnReadProblem(Cursor& c, const ReadResult& rr, PollResult& result) {
   if (rr.status == ReadStatus::kCorrupt) {

@@ -201,6 +201,8 @@ class Consumer {
   void MaintenanceCheck();
   void OnReadProblem(Cursor& c, const ReadResult& rr, PollResult& result);
   void PublishPosition(const Cursor& c);
+  // Replaces the stage buffer with one of at least `bytes` (cold path).
+  void GrowStage(std::size_t bytes);
   // Pending losses and cold reads. `sink` adapts the user's handler.
   void PollSlow(Cursor& c, const std::function<void(const RecordView&)>& sink, uint32_t limit,
                 PollResult& result);
@@ -219,8 +221,8 @@ class Consumer {
   bool topic_gone_ = false;
   WaitStrategy wait_ = WaitStrategy::kBlocking;
   bool zero_copy_ = false;
-  // Without zero_copy: where records are copied out of the ring. At least
-  // the largest frame of the topic.
+  // Without zero_copy: where records are copied out of the ring. 64 KiB,
+  // touched at creation, grown when a larger record comes (GrowStage).
   std::unique_ptr<std::byte[]> stage_memory_;
   std::span<std::byte> stage_;
   uint32_t topic_slot_ = 0;
@@ -278,9 +280,16 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
       const uint32_t before = delivered;
       rr = zero_copy_ ? c.reader.read(deliver, ask) : c.reader.read_copy(deliver, ask, stage_);
       read_total += rr.records;
+      if (rr.buffer_needed > stage_.size()) [[unlikely]] {
+        GrowStage(rr.buffer_needed);  // a record larger than any before
+        continue;
+      }
       // Skipped records count against read()'s limit: read on until the
       // caller's limit is met by delivered records or the ring has no more.
-      if (rr.status != ReadStatus::kOk || rr.records < ask || delivered - before == ask) break;
+      if (rr.status != ReadStatus::kOk || (rr.records < ask && !rr.buffer_full) ||
+          delivered - before == ask) {
+        break;
+      }
     }
     result.records += delivered;
     if (read_total > 0) PublishPosition(c);

@@ -496,6 +496,34 @@ TEST_F(ProducerConsumerTest, ColdReaderServesWhatTheRingLostThenTheConsumerRejoi
   bus_->core()->SetColdReader(nullptr);
 }
 
+// The consumer copies records out of the ring through a 64 KiB buffer.
+// Records skipped on the way to a Seek target fill it too: a Poll still
+// delivers as soon as the target is reached (it returned 0 records while
+// the ring had them). A record larger than the buffer grows it.
+TEST_F(ProducerConsumerTest, CopyingConsumerSkipsFarAndReadsRecordsLargerThanItsBuffer) {
+  ASSERT_TRUE(Create("t", 1, 1 << 20).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const std::string filler(200, '.');
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, filler).ok());  // ~740 KB
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(c->Seek(0, 2900).ok());
+  std::vector<uint64_t> offsets;
+  const PollResult r =
+      c->Poll([&](const ConsumerRecord& rec) { offsets.push_back(rec.offset()); }, 1000);
+  EXPECT_EQ(r.status, PollStatus::kOk);
+  ASSERT_EQ(offsets.size(), 100u);
+  EXPECT_EQ(offsets.front(), 2900u);
+  EXPECT_EQ(offsets.back(), 2999u);
+
+  const std::string big(200 * 1024, 'b');
+  ASSERT_TRUE(p->TrySend(std::nullopt, big).ok());
+  std::string got;
+  (void)c->Poll([&](const ConsumerRecord& rec) { got = rec.value(); }, 10);
+  EXPECT_EQ(got, big);
+}
+
 // The log lost its start to retention, but the ring still holds some of
 // it: those come from the ring, only the rest is reported lost.
 TEST_F(ProducerConsumerTest, WhatRetentionRemovedButTheRingHoldsIsNotLost) {
