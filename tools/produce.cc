@@ -97,13 +97,18 @@ class LineReader {
     const std::size_t old = buffer_.size();
     buffer_.resize(old + kChunk);
     for (;;) {
-      const ssize_t n = ::read(fd_, buffer_.data() + old, kChunk);
-      if (n < 0 && errno == EINTR && g_stop != 0) {
+      // Waits in slices, so that a stop signal that came before the wait
+      // (not only one that interrupts it) ends the input.
+      pollfd p{fd_, POLLIN, 0};
+      while (g_stop == 0 && ::poll(&p, 1, 100) == 0) {
+      }
+      if (g_stop != 0) {
         // SIGINT/SIGTERM: the end of the input (what was read is sent).
         buffer_.resize(old);
         eof_ = true;
         return false;
       }
+      const ssize_t n = ::read(fd_, buffer_.data() + old, kChunk);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         error_ = errno;
@@ -155,10 +160,10 @@ class Run {
     LineReader in(STDIN_FILENO);
     const std::string sep = UnescapeSeparator(args_.key_separator);
     bool failed = false;
-    while (!failed && g_stop == 0) {
+    while (!failed) {
       std::optional<std::string_view> line = in.NextBuffered();
       if (!line) {
-        if (in.eof()) break;
+        if (in.eof() || g_stop != 0) break;  // lines already read are all sent
         // About to block on stdin: settle what is pending first, so an
         // interactive user sees each line acknowledged.
         if (at_least_once_ && !pending_.empty() && !in.ReadReady() && !SettlePending()) {
@@ -289,7 +294,6 @@ class Run {
     }
   }
 
-  // Waits until every pending record is durable, resending on timeouts.
   // False (and says so) once the topic was deleted.
   bool TopicStillThere() {
     if (producer_.CheckTopic().ok()) return true;
@@ -299,6 +303,7 @@ class Run {
     return false;
   }
 
+  // Waits until every pending record is durable, resending on timeouts.
   bool SettlePending() {
     std::string last_problem;
     for (uint32_t attempt = 0;; ++attempt) {

@@ -538,7 +538,7 @@ TEST_F(CliTest, ConsumeFromAFutureTimeSkipsEarlierRecords) {
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  const int64_t at_ms = now_ms + 1500;
+  const int64_t at_ms = now_ms + 3000;  // room for a slow (sanitizer) start
   Child consumer(Argv({"consume", "soon", "--from", "@" + std::to_string(at_ms), "--idle-exit-ms",
                        "5000", "--max", "1"}));
   // Registered (so positioned at the end) before "early" is produced.
@@ -855,10 +855,16 @@ TEST_F(CliTest, ProduceStopsWhenItsTopicIsDeleted) {
     const std::string topic = "del-" + delivery;
     CreateTopic(topic);
     Child producer({"sh", "-c",
-                    "(echo a; sleep 1; echo b; sleep 1; echo c) | exec '" + RunnelPath() +
+                    "(echo a; sleep 2; echo b; sleep 2; echo c) | exec '" + RunnelPath() +
                         "' --bus " + bus_ + " --data-dir '" + data_dir_ + "' produce " + topic +
                         " --delivery " + delivery});
-    std::this_thread::sleep_for(milliseconds(500));
+    // Registered (it has the topic open) before the delete.
+    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+    while (Runnel({"topic", "describe", topic, "--json"}).out.find("\"producers\":[{") ==
+           std::string::npos) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << producer.err();
+      std::this_thread::sleep_for(milliseconds(20));
+    }
     RunResult d = Runnel({"topic", "delete", topic});
     ASSERT_EQ(d.exit_code, 0) << d.err;
     EXPECT_EQ(producer.Wait(seconds(20)), 1) << producer.err();
