@@ -104,6 +104,18 @@ class CliTest : public ::testing::Test {
     return values;
   }
 
+  // True once `topic describe` lists a registered client of `kind`
+  // ("consumers" or "producers"); false after 20 s, or if `child` exited.
+  bool WaitRegistered(const std::string& topic, const std::string& kind, Child& child) {
+    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
+    while (Runnel({"topic", "describe", topic, "--json"}).out.find("\"" + kind + "\":[{") ==
+           std::string::npos) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      if (child.Wait(milliseconds(20)) != -1) return false;  // it exited
+    }
+    return true;
+  }
+
   void CreateTopic(const std::string& name, const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {"topic", "create", name};
     args.insert(args.end(), extra.begin(), extra.end());
@@ -516,13 +528,8 @@ TEST_F(CliTest, ConsumeFollowsNewRecordsAndExitsWhenIdle) {
   StartBroker();
   CreateTopic("live");
   Child consumer(Argv({"consume", "live", "--idle-exit-ms", "10000", "--max", "3"}));
-  // Wait until the consumer is registered (it starts at "latest").
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (Runnel({"topic", "describe", "live", "--json"}).out.find("\"consumers\":[{") ==
-         std::string::npos) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << consumer.err();
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  // Registered (it starts at "latest") before anything is produced.
+  ASSERT_TRUE(WaitRegistered("live", "consumers", consumer)) << consumer.err();
   RunResult p = Runnel({"produce", "live"}, "one\ntwo\nthree\nfour\n");
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
@@ -542,12 +549,7 @@ TEST_F(CliTest, ConsumeFromAFutureTimeSkipsEarlierRecords) {
   Child consumer(Argv({"consume", "soon", "--from", "@" + std::to_string(at_ms), "--idle-exit-ms",
                        "5000", "--max", "1"}));
   // Registered (so positioned at the end) before "early" is produced.
-  const auto deadline = std::chrono::steady_clock::now() + seconds(10);
-  while (Runnel({"topic", "describe", "soon", "--json"}).out.find("\"consumers\":[{") ==
-         std::string::npos) {
-    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << consumer.err();
-    std::this_thread::sleep_for(milliseconds(20));
-  }
+  ASSERT_TRUE(WaitRegistered("soon", "consumers", consumer)) << consumer.err();
   RunResult early = Runnel({"produce", "soon"}, "early\n");
   ASSERT_EQ(early.exit_code, 0) << early.err;
   while (std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -749,18 +751,9 @@ TEST_F(CliTest, ALappedConsumerPrintsOnlyWholeRecords) {
   for (int i = 0; i < kRecords; ++i) values.push_back("v" + std::to_string(i));
   // Each consumer is registered before its producer starts, so it is at
   // offset 0 when the first record comes.
-  auto registered = [&](const std::string& topic, Child& consumer) {
-    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-    while (Runnel({"topic", "describe", topic, "--json"}).out.find("\"consumers\":[{") ==
-           std::string::npos) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      if (consumer.Wait(milliseconds(20)) != -1) return false;  // it exited
-    }
-    return true;
-  };
   Child durable(Argv({"consume", "lap", "--from", "earliest", "--max", std::to_string(kRecords),
                       "--idle-exit-ms", "30000"}));
-  ASSERT_TRUE(registered("lap", durable)) << durable.err();
+  ASSERT_TRUE(WaitRegistered("lap", "consumers", durable)) << durable.err();
   RunResult p = Runnel({"produce", "lap"}, Join(values));
   ASSERT_EQ(p.exit_code, 0) << p.err;
   ASSERT_EQ(durable.Wait(seconds(60)), 0) << durable.err();
@@ -769,7 +762,7 @@ TEST_F(CliTest, ALappedConsumerPrintsOnlyWholeRecords) {
 
   Child memory(Argv(
       {"consume", "lapmem", "--from", "earliest", "--idle-exit-ms", "5000", "--format", "json"}));
-  ASSERT_TRUE(registered("lapmem", memory)) << memory.err();
+  ASSERT_TRUE(WaitRegistered("lapmem", "consumers", memory)) << memory.err();
   RunResult pm = Runnel({"produce", "lapmem"}, Join(values));
   ASSERT_EQ(pm.exit_code, 0) << pm.err;
   ASSERT_EQ(memory.Wait(seconds(60)), 0) << memory.err();
@@ -859,12 +852,7 @@ TEST_F(CliTest, ProduceStopsWhenItsTopicIsDeleted) {
                         "' --bus " + bus_ + " --data-dir '" + data_dir_ + "' produce " + topic +
                         " --delivery " + delivery});
     // Registered (it has the topic open) before the delete.
-    const auto deadline = std::chrono::steady_clock::now() + seconds(20);
-    while (Runnel({"topic", "describe", topic, "--json"}).out.find("\"producers\":[{") ==
-           std::string::npos) {
-      ASSERT_LT(std::chrono::steady_clock::now(), deadline) << producer.err();
-      std::this_thread::sleep_for(milliseconds(20));
-    }
+    ASSERT_TRUE(WaitRegistered(topic, "producers", producer)) << producer.err();
     RunResult d = Runnel({"topic", "delete", topic});
     ASSERT_EQ(d.exit_code, 0) << d.err;
     EXPECT_EQ(producer.Wait(seconds(20)), 1) << producer.err();
