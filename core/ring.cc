@@ -295,6 +295,34 @@ void Ring::RaiseWriteLap(uint64_t position, uint64_t& known) const {
   std::atomic_thread_fence(std::memory_order_release);
 }
 
+uint64_t Ring::FinishedLength(uint64_t position) const {
+  const uint64_t index = position & mask_;
+  const uint64_t room = capacity_ - index;
+  std::byte* f = data_ + index;
+  const uint64_t w = Word64At(f).load(std::memory_order_acquire);
+  if ((w & ~kStateMask) != Tag(position)) return 0;
+  const uint64_t state = StateOf(w);
+  if (state == S(FrameState::kClaimed) || state == S(FrameState::kPoison)) return 0;
+  if (state == S(FrameState::kPadding) && room < kMinPaddingWithLength) return room;
+  if (state != S(FrameState::kPadding) && state != S(FrameState::kData) &&
+      state != S(FrameState::kControl)) {
+    return kBadFrame;
+  }
+  const uint64_t len =
+      AlignedFrameLength(Word32At(f + frame::kLength).load(std::memory_order_relaxed));
+  const uint64_t min = state == S(FrameState::kPadding) ? kFrameAlignment : kFrameHeaderLength;
+  return len < min || len > room ? kBadFrame : len;
+}
+
+uint64_t Ring::NextTaggedFrame(uint64_t position, uint64_t limit) const {
+  const uint64_t lap_end = (position | mask_) + 1;
+  for (uint64_t q = position + kFrameAlignment; q < std::min(limit, lap_end);
+       q += kFrameAlignment) {
+    if ((Word64At(At(q)).load(std::memory_order_acquire) & ~kStateMask) == Tag(q)) return q;
+  }
+  return lap_end <= limit ? lap_end : position;
+}
+
 bool Ring::Overwritten(uint64_t from) const {
   // Acquire fence: the reads of ring bytes before it are ordered before the
   // load of write_lap below (seqlock-style validation).
@@ -668,12 +696,23 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
     end = at.position + pad + aligned;
     if (end > gating_cache_position_ + cap) {
       const std::optional<uint64_t> min = ring_.MinGatingPosition();
-      // No gating reader: producers run free, and re-check once a claim
-      // ends a ring past the lap reference. A gating reader registers at
-      // earliest() or later, which is never behind the lap reference, so it
-      // is noticed before anything it may read is overwritten (but for the
-      // one claim in flight while it registers).
-      gating_cache_position_ = min ? *min : ref_position;
+      // No gating reader: producers re-check once a claim ends a ring past
+      // the lap reference. A gating reader registers at earliest() or later,
+      // which is never behind the lap reference, so it is noticed before
+      // anything it may read is overwritten (but for the one claim in flight
+      // while it registers). A single producer runs free; several stay
+      // within a ring of the claim horizon (see claim_horizon in ring.h).
+      uint64_t bound = min ? *min : ref_position;
+      if (!min && !ring_.single_producer_) {
+        const uint64_t horizon = ClaimHorizon(end - cap, at.position, ref_position);
+        if (end > horizon + cap) {
+          gating_cache_position_ = 0;
+          c.status_ = ClaimStatus::kFull;
+          return;
+        }
+        bound = std::min(horizon, ref_position);
+      }
+      gating_cache_position_ = bound;
       if (min && end > *min + cap) {
         // Deferred records hold the gating readers back: publish them, so
         // that waiting for space can end.
@@ -997,7 +1036,52 @@ WriteResult RingProducer::try_write(std::optional<std::string_view> key,
   return r;
 }
 
+uint64_t RingProducer::ClaimHorizon(uint64_t need, uint64_t limit, uint64_t lap_reference) const {
+  auto word = Word64(ring_.control_->claim_horizon);
+  uint64_t start = word.load(std::memory_order_acquire);
+  for (;;) {
+    if (start >= need) return start;
+    uint64_t h = start;
+    // Left more than a ring behind (a gating reader held the producers
+    // meanwhile, or a ring made before the horizon existed): the frames there
+    // were rewritten. The lap reference is a frame boundary in the newest lap.
+    if (limit > h + ring_.capacity_) h = std::max(h, lap_reference);
+    while (h < limit) {
+      uint64_t len = ring_.FinishedLength(h);
+      // A committed frame with a scribbled length: readers report it; the
+      // producers step over it rather than stop for good.
+      if (len == Ring::kBadFrame) len = ring_.NextTaggedFrame(h, limit) - h;
+      if (len == 0) break;  // an open claim
+      h += len;
+    }
+    if (h == start) return start;
+    // From the value the walk started at: if another walk was published
+    // meanwhile, producers may have rewritten what this one read.
+    if (word.compare_exchange_strong(start, h, std::memory_order_acq_rel,
+                                     std::memory_order_acquire)) {
+      return h;
+    }
+  }
+}
+
 bool RingProducer::WaitForSpace(int64_t timeout_ns) {
+  internal::RingControl* ctl = ring_.control_;
+  if (!ring_.single_producer_ && !ring_.MinGatingPosition()) {
+    // Held by an open claim at the claim horizon. Nobody wakes us when it is
+    // committed, and its producer may be waiting for this CPU: spin, then
+    // yield.
+    const uint64_t before = Word64(ctl->claim_horizon).load(std::memory_order_acquire);
+    auto moved = [&] {
+      if (ring_.MinGatingPosition()) return true;
+      const RingPosition t = ring_.tail();
+      return ClaimHorizon(before + 1, t.position,
+                          Word64(ctl->lap_position).load(std::memory_order_acquire)) > before;
+    };
+    const bool ok =
+        WaitUntil(moved, WaitStrategy::kSpinYield, timeout_ns, ctl->space_seq, ctl->space_waiters);
+    if (ok) gating_cache_position_ = 0;
+    return ok;
+  }
   const uint64_t before = gating_cache_position_;
   auto moved = [&] {
     const std::optional<uint64_t> min = ring_.MinGatingPosition();
@@ -1150,22 +1234,8 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
   // word and the length are read, both atomically: the cursor may lag behind
   // the gating readers, so producers may be rewriting the bytes it looks at.
   auto peek = [&](uint64_t position) -> uint64_t {  // 0: not committed here
-    const uint64_t index = position & ring_.mask_;
-    const uint64_t room = ring_.capacity_ - index;
-    std::byte* f = ring_.data_ + index;
-    const uint64_t w = Word64At(f).load(std::memory_order_acquire);
-    if ((w & ~kStateMask) != ring_.Tag(position)) return 0;
-    const uint64_t state = StateOf(w);
-    if (state == S(FrameState::kPadding) && room < kMinPaddingWithLength) return room;
-    if (state != S(FrameState::kPadding) && state != S(FrameState::kData) &&
-        state != S(FrameState::kControl)) {
-      return 0;
-    }
-    const uint64_t len =
-        AlignedFrameLength(Word32At(f + frame::kLength).load(std::memory_order_relaxed));
-    const uint64_t min = state == S(FrameState::kPadding) ? kFrameAlignment : kFrameHeaderLength;
-    if (len < min || len > room) return 0;  // corrupt: readers report it; nothing to unblock
-    return len;
+    const uint64_t len = ring_.FinishedLength(position);
+    return len == Ring::kBadFrame ? 0 : len;  // corrupt: readers report it; nothing to unblock
   };
   uint64_t walked = 0;
   for (uint64_t len; (len = peek(cursor_.position)) != 0;) {

@@ -63,7 +63,10 @@
 //  |  write_lap (64): start position of the newest lap anybody may  | 1408
 //  |  have begun to write in; raised before the first write there   |
 //  +---------------------------------------------------------------+
-//  |  reserved to 4096                                              | 1536
+//  |  claim_horizon (64): multi-producer rings, a frame boundary    | 1536
+//  |  below which every frame is finished (committed, padding)      |
+//  +---------------------------------------------------------------+
+//  |  reserved to 4096                                              | 1664
 //  +---------------------------------------------------------------+
 //  |  frames (core/record.h)                                        | 4096
 //
@@ -97,7 +100,7 @@ namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
 inline constexpr uint32_t kRingVersionMajor = 4;
-inline constexpr uint32_t kRingVersionMinor = 0;
+inline constexpr uint32_t kRingVersionMinor = 1;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
 inline constexpr uint64_t kRingMaxCapacity = 1ull << 30;
@@ -165,6 +168,7 @@ struct alignas(128) RingControl {
   alignas(128) uint32_t durable_seq;
   uint32_t durable_waiters;
   alignas(128) uint64_t write_lap;
+  alignas(128) uint64_t claim_horizon;
 };
 static_assert(offsetof(RingControl, tail) == 128);
 static_assert(offsetof(RingControl, lap_seq) == 256);
@@ -177,7 +181,8 @@ static_assert(sizeof(RingControl::GatingSlot) == 128);
 static_assert(offsetof(RingControl::GatingSlot, released) == 16);
 static_assert(offsetof(RingControl, durable_seq) == 1280);
 static_assert(offsetof(RingControl, write_lap) == 1408);
-static_assert(sizeof(RingControl) == 1536);
+static_assert(offsetof(RingControl, claim_horizon) == 1536);
+static_assert(sizeof(RingControl) == 1664);
 static_assert(sizeof(RingControl) <= kRingHeaderBytes);
 static_assert(std::is_trivially_copyable_v<RingControl>);
 static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
@@ -276,6 +281,16 @@ class Ring {
   friend class RingUnblocker;
 
   void PublishLap(uint64_t position, uint64_t offset) const;
+  // The aligned length of the finished (committed or padding) frame at
+  // `position`; 0 if the frame there is not finished (claimed, poisoned, or
+  // not written in this lap); kBadFrame if it carries its tag with a state or
+  // length no producer writes. Reads the commit word and length atomically.
+  static constexpr uint64_t kBadFrame = ~0ull;
+  uint64_t FinishedLength(uint64_t position) const;
+  // Past a bad frame at `position`: the next position below `limit` whose
+  // commit word carries its tag, else the end of the lap if it is at most
+  // `limit`, else `position`.
+  uint64_t NextTaggedFrame(uint64_t position, uint64_t limit) const;
   // Raises write_lap to the lap holding `position`, before writing there.
   // `known` caches the highest value this caller raised or saw.
   void RaiseWriteLap(uint64_t position, uint64_t& known) const;
@@ -422,8 +437,11 @@ class RingProducer {
                                       std::span<const Header> headers, std::string_view value,
                                       int64_t timestamp_ns = 0);
 
-  // Sleeps until a gating reader releases space or timeout_ns passes.
-  // Returns false on timeout. Call after try_claim returned kFull.
+  // Waits until a gating reader releases space (sleeping) or, on a
+  // multi-producer ring without one, until the open claim that holds the
+  // claim horizon is finished (spinning, then yielding: the claimer may need
+  // this CPU), at most timeout_ns. Returns false on timeout. Call after
+  // try_claim returned kFull.
   bool WaitForSpace(int64_t timeout_ns);
 
   const Ring& ring() const { return ring_; }
@@ -438,6 +456,10 @@ class RingProducer {
   // gating bound, several producers, or another handle claimed since.
   void TryClaimSlow(RingClaim& claim, uint64_t frame_length, uint32_t key_length,
                     uint32_t headers_length, uint32_t value_length, uint8_t flags);
+  // Multi-producer ring without a gating reader: the claim horizon, walked
+  // up to `limit` (a position every frame below which is claimed) if it is
+  // below `need`. See claim_horizon above.
+  uint64_t ClaimHorizon(uint64_t need, uint64_t limit, uint64_t lap_reference) const;
   // commit() with deferred records pending: the record joins the batch.
   CommitStatus CommitWithBatch(RingClaim& claim);
   void CopySettings(const RingProducer& other);

@@ -2,6 +2,7 @@
 // in order per producer, exact bytes.
 
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -484,6 +485,107 @@ TEST(RingStressLapped, CopyingReaderNeverHandsOverATornRecord) {
   EXPECT_EQ(bad, 0u) << "first: " << first_bad;
   EXPECT_GT(delivered, 0u);
   EXPECT_GT(overruns, 0u);  // the reader was lapped: the test tested something
+}
+
+// Two producer processes on one CPU and no gating reader (a memory-only
+// topic): each is preempted in the middle of claims again and again, for far
+// longer than the other takes to write a lap of the 64 KiB ring. Neither may
+// lap the other's open claim: every commit succeeds, and every record a
+// reader gets carries exactly the bytes its producer wrote. (Before the claim
+// horizon, commits failed with kUnblocked and late writes landed in newer
+// records.)
+TEST(RingStressProducers, ProducersSharingACpuNeverLapEachOthersClaims) {
+  RingOptions o;
+  o.capacity = 64 * 1024;
+  TestRing t(o);
+  constexpr uint32_t kProducers = 2;
+  constexpr uint32_t kPerProducer = 200'000;
+  constexpr uint32_t kSize = 64;
+  SharedMemory failures(64);
+  auto* failed = reinterpret_cast<std::atomic<uint64_t>*>(failures.data());
+  std::vector<pid_t> pids;
+  for (uint32_t id = 0; id < kProducers; ++id) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(0, &one);
+      (void)sched_setaffinity(0, sizeof one, &one);
+      Result<Ring> ring = Ring::Attach(t.memory.span());
+      RingProducer p(*ring);
+      for (uint32_t seq = 0; seq < kPerProducer;) {
+        const WriteResult w = p.try_write(std::nullopt, {}, MakeValue(id, seq, kSize));
+        if (w.status == ClaimStatus::kFull) {
+          (void)p.WaitForSpace(1'000'000);
+          continue;
+        }
+        if (!w.ok()) failed->fetch_add(1);
+        ++seq;
+      }
+      _exit(0);
+    }
+    pids.push_back(pid);
+  }
+  struct Reap {
+    std::vector<pid_t>& pids;
+    ~Reap() {
+      for (pid_t pid : pids) {
+        if (pid <= 0) continue;  // reaped already (kill(0) would hit our group)
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+      }
+    }
+  } reap{pids};
+  std::vector<std::byte> buffer(AlignedFrameLength(t.ring.max_frame_length()));
+  RingReader r(t.ring, t.ring.earliest());
+  std::vector<uint32_t> next(kProducers, 0);
+  uint64_t delivered = 0;
+  uint64_t bad = 0;
+  std::string first_bad;
+  const int64_t deadline = MonotonicNanos() + 60'000'000'000;
+  for (;;) {
+    const ReadResult res = r.read_copy(
+        [&](const RecordView& v) {
+          ++delivered;
+          uint32_t producer = 0, seq = 0;
+          if (v.value().size() == kSize) {
+            std::memcpy(&producer, v.value().data(), 4);
+            std::memcpy(&seq, v.value().data() + 4, 4);
+          }
+          if (v.value().size() != kSize || producer >= kProducers || seq < next[producer] ||
+              v.value() != MakeValue(producer, seq, kSize)) {
+            if (bad++ == 0) first_bad = "offset " + std::to_string(v.offset());
+            return;
+          }
+          next[producer] = seq + 1;  // skips only after an overrun
+        },
+        256, buffer);
+    if (res.status == ReadStatus::kOverrun) {
+      (void)r.Resync();
+      continue;
+    }
+    ASSERT_EQ(res.status, ReadStatus::kOk) << ReadStatusName(res.status);
+    if (res.records > 0) continue;
+    bool running = false;
+    for (pid_t& pid : pids) {
+      int status = 0;
+      if (pid > 0 && waitpid(pid, &status, WNOHANG) == 0)
+        running = true;
+      else if (pid > 0) {
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        pid = 0;
+      }
+    }
+    if (!running && r.position().position >= t.ring.tail().position) break;
+    ASSERT_LT(MonotonicNanos(), deadline) << "wedged at " << r.position().position;
+  }
+  pids.clear();
+  EXPECT_EQ(failed->load(), 0u) << "commits lost to another producer";
+  EXPECT_EQ(bad, 0u) << "first: " << first_bad;
+  EXPECT_GT(delivered, 0u);
+  EXPECT_EQ(t.ring.tail().offset, uint64_t{kProducers} * kPerProducer);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, RingCrash,

@@ -452,6 +452,86 @@ TEST(Ring, DeadClaimWhereTheGatingReaderWaitsIsUnblocked) {
   EXPECT_EQ(v.Poll(5'000'000).action, RingUnblocker::Action::kNone);
 }
 
+// Writes `value` through `p` until the ring refuses; returns how many went in.
+int WriteUntilFull(RingProducer& p, std::string_view value, int at_most) {
+  for (int i = 0; i < at_most; ++i) {
+    const WriteResult w = p.try_write(std::nullopt, {}, value);
+    if (w.status == ClaimStatus::kFull) return i;
+    EXPECT_TRUE(w.ok());
+  }
+  return at_most;
+}
+
+TEST(Ring, ProducersDoNotLapAnotherProducersOpenClaim) {
+  // No gating reader: a memory-only topic. A producer stalled between claim
+  // and commit (preempted) must not have its record overwritten by the
+  // others, nor write its late bytes into their newer records.
+  TestRing t(Options());
+  RingProducer slow(t.ring), fast(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  RingClaim c = slow.try_claim(0, 0, 100, false);
+  ASSERT_TRUE(c.ok());
+  std::memset(c.value().data(), 's', 100);
+  const std::string v(1000, 'f');
+  const int n = WriteUntilFull(fast, v, 1000);
+  // Less than a ring: the claim's frame stays unwritten by anybody else.
+  EXPECT_LT(n * AlignedFrameLength(FrameLength(0, 0, 1000)), kCap);
+  EXPECT_GT(n, 50);
+  EXPECT_FALSE(fast.WaitForSpace(1'000'000));  // still held: times out
+  ASSERT_EQ(slow.commit(c), CommitStatus::kOk);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), static_cast<size_t>(n) + 1);
+  EXPECT_EQ(got[0].value, std::string(100, 's'));
+  for (size_t i = 1; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].offset, i);
+    EXPECT_EQ(got[i].value, v);
+  }
+  // Committed: the others go on into the next lap.
+  EXPECT_TRUE(fast.WaitForSpace(0));
+  EXPECT_TRUE(fast.try_write(std::nullopt, {}, v).ok());
+}
+
+TEST(Ring, ADeadClaimHoldsTheOtherProducersOnlyUntilItIsUnblocked) {
+  TestRing t(Options());
+  RingProducer dead(t.ring), alive(t.ring);
+  RingClaim* c = Abandon(dead.try_claim(0, 0, 100, false));
+  ASSERT_TRUE(c->ok());
+  const std::string v(1000, 'a');
+  const int n = WriteUntilFull(alive, v, 1000);
+  ASSERT_LT(n, 1000);
+  EXPECT_EQ(RingUnblocker(t.ring, 0).Unblock(0).action, RingUnblocker::Action::kPadded);
+  // Now the producers run free again, lap after lap.
+  EXPECT_EQ(WriteUntilFull(alive, v, 500), 500);
+  EXPECT_EQ(dead.commit(*c), CommitStatus::kUnblocked);
+}
+
+TEST(Ring, AScribbledFrameDoesNotStopTheProducers) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "fine").ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "scribbled").ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "after").ok());
+  EncodeFixed32(t.ring.At(48) + frame::kLength, 0x7FFFFFF0);
+  // A lap and a half of records: the horizon steps over the bad frame.
+  EXPECT_EQ(WriteUntilFull(p, std::string(1000, 'x'), 100), 100);
+}
+
+TEST(Ring, ProducersLeftBehindByAGatingReaderRunOnWhenItLeaves) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingReader r(t.ring, t.ring.earliest());
+  const std::string v(1000, 'g');
+  // Three laps while the gating reader keeps up; the horizon stays at 0.
+  for (int lap = 0; lap < 3; ++lap) {
+    ASSERT_GT(WriteUntilFull(p, v, 1000), 0);
+    ASSERT_FALSE(ReadAll(r).empty());
+    t.ring.AdvanceGatingSlot(slot, r.position());
+  }
+  t.ring.ReleaseGatingSlot(slot);
+  EXPECT_EQ(WriteUntilFull(p, v, 300), 300);
+}
+
 TEST(Ring, ClaimThatDiedBeforeMarkingIsFoundAndFilled) {
   TestRing t(Options());
   RingProducer dead(t.ring), alive(t.ring);
