@@ -274,15 +274,25 @@ SendResult Producer::Send(std::optional<std::string_view> key, std::string_view 
   }
 }
 
+std::string Producer::WhyFull(uint32_t partition) const {
+  if (partition < rings_.size()) {
+    const Ring& ring = rings_[partition].ring();
+    if (ring.mode() == RingMode::kMultiProducer && !ring.MinGatingPosition()) {
+      return "another producer's claim a ring back is still open (producers never lap an open "
+             "claim; one whose producer died is turned into padding by the broker)";
+    }
+  }
+  return "a gating reader (persistence) has not released space yet";
+}
+
 Status Producer::Explain(const SendResult& r) const {
   const std::string where = "topic '" + topic_ + "' partition " + std::to_string(r.partition);
   switch (r.status) {
     case SendStatus::kOk:
       return Status::Ok();
     case SendStatus::kFull:
-      return Status::ResourceExhausted(where +
-                                       " is full: a gating reader (persistence) has not released "
-                                       "space yet; retry, or Send with a timeout");
+      return Status::ResourceExhausted(where + " is full: " + WhyFull(r.partition) +
+                                       "; retry, or Send with a timeout");
     case SendStatus::kTooLarge:
       return Status::InvalidArgument("record of " + std::to_string(last_record_bytes_) +
                                      " bytes (key + headers + value) exceeds the max record size " +
@@ -311,7 +321,8 @@ Status Producer::Explain(const SendResult& r) const {
                              ": the claim was held longer than the unblock timeout and was "
                              "turned into padding by the broker; the record was not published");
     case SendStatus::kTimeout:
-      return Status::Timeout(where + " stayed full until the send timeout");
+      return Status::Timeout(where +
+                             " stayed full until the send timeout: " + WhyFull(r.partition));
     case SendStatus::kTopicDeleted:
       return Status::NotFound("topic '" + topic_ + "' was deleted");
   }

@@ -178,6 +178,8 @@ class Producer {
   [[nodiscard]] Status CheckTopic();
 
  private:
+  // Why `partition` was full, for Explain.
+  std::string WhyFull(uint32_t partition) const;
   friend class Bus;
   Producer() = default;
   void MaintenanceCheck();

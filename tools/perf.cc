@@ -818,17 +818,7 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
     const ProducerReport& r = preports[k];
     committed += r.records;
     counts += (k == 0 ? "" : ",") + std::to_string(r.records);
-    if (!r.ok) {
-      std::string hint;
-      if (!sum.broker && r.error.find("unblock") != std::string::npos) {
-        // No broker unblocks anything here: another producer went a whole
-        // ring past this producer's open claim (an ungated ring overwrites).
-        hint =
-            " (no broker is running: another producer lapped the ring over this open claim; "
-            "use a larger --ring-size, or run a broker, which holds producers back)";
-      }
-      sum.problems.push_back(fmt::format("producer {}: {}{}", k, r.error, hint));
-    }
+    if (!r.ok) sum.problems.push_back(fmt::format("producer {}: {}", k, r.error));
     if (r.start_ticks != 0) min_start = std::min(min_start, r.start_ticks);
     max_end = std::max(max_end, r.end_ticks);
     sum.stalls += r.stalls;

@@ -300,6 +300,33 @@ TEST_F(ProducerConsumerTest, BackPressureIsFullThenSendWaitsForSpaceUntilTimeout
   ring.ReleaseGatingSlot(*slot);
 }
 
+TEST_F(ProducerConsumerTest, AnOpenClaimARingBackHoldsTheOtherProducersAndIsExplained) {
+  // A memory-only topic with two producers: no gating reader.
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto slow = bus_->CreateProducer("t");
+  auto fast = bus_->CreateProducer("t");
+  ASSERT_TRUE(slow.ok() && fast.ok());
+  ProducerClaim held = slow->TryClaim(0, 0, 0, 8, false);
+  ASSERT_TRUE(held.ok());
+  std::memcpy(held.value().data(), "held-one", 8);
+  const std::string value(1000, 'v');
+  SendResult r;
+  int sent = 0;
+  while ((r = fast->TrySend(std::nullopt, value)).ok()) ++sent;
+  EXPECT_EQ(r.status, SendStatus::kFull);
+  EXPECT_GT(sent, 50);
+  const Status why = fast->Explain(r);
+  EXPECT_EQ(why.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(why.ToString().find("still open"), std::string::npos) << why.ToString();
+  std::thread committer([&] {
+    std::this_thread::sleep_for(30ms);
+    EXPECT_EQ(slow->Commit(held), SendStatus::kOk);
+  });
+  r = fast->Send(std::nullopt, value, {}, kAnyPartition, 5s);
+  committer.join();
+  EXPECT_TRUE(r.ok()) << SendStatusName(r.status);
+}
+
 TEST_F(ProducerConsumerTest, OverrunIsReportedWithCountsAndTheConsumerContinues) {
   ASSERT_TRUE(Create("t", 1).ok());
   auto p = bus_->CreateProducer("t");
