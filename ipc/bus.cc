@@ -97,6 +97,10 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
                         "' was deleted and its old log is not removed yet: " + purged.message());
     }
   }
+  // Live already (the idempotent create every process of an application may
+  // run at start-up): the directory compares the options; the log, which the
+  // broker is appending to, is not read.
+  if (core_->directory().FindLiveTopic(name)) return core_->CreateTopic(name, options);
   // A topic whose log is already on disk (the bus's shared memory was lost)
   // continues at the offsets recovered there.
   std::vector<uint64_t> base(options.partitions, 0);

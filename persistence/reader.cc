@@ -218,6 +218,20 @@ bool KnownDamage(ReaderState& r) {
   }
 }
 
+// True if a byte in [from, to) of the open segment is not zero. Read with
+// pread, not through the mapping: the writer may cut the file meanwhile.
+bool NonZeroOnDisk(ReaderState& r, uint64_t from, uint64_t to) {
+  constexpr uint64_t kChunk = 1 << 20;
+  if (r.scan_buffer.size() < kChunk) r.scan_buffer.resize(kChunk);
+  for (uint64_t at = from; at < to;) {
+    auto n = ReadAt(r.fd.get(), r.scan_buffer.data(), std::min(kChunk, to - at), at, r.name);
+    if (!n.ok() || *n == 0) return false;
+    if (NonZeroExtentEnd(r.scan_buffer.data(), *n, 0) > 0) return true;
+    at += *n;
+  }
+  return false;
+}
+
 // Reached the end of the open segment's data (a zero word, or the end of the
 // file). Moves on to the next segment when there is one; else kEnd.
 std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t file_size) {
@@ -230,12 +244,16 @@ std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t fi
   }
   if (!later && r.options.follow) return EndEntry();
   if (zero_word && r.zero_checked_at != r.pos) {
+    // The writer may have written here since we saw the zero word, and then
+    // rolled to the later segment we just found: read the frame again.
+    std::byte word[8];
+    auto n = ReadAt(r.fd.get(), word, sizeof word, r.pos, r.name);
+    if (n.ok() && *n == sizeof word && DecodeFixed64(word) != 0) return std::nullopt;
     // At rest, or sealed by a later segment: zeros must run to the end.
-    const uint64_t limit = std::min(file_size, r.map.size());
-    const uint64_t extent = NonZeroExtentEnd(r.map.data(), limit, r.pos);
     r.zero_checked_at = r.pos;
-    if (extent > r.pos) {
-      return DamageAndResync(r, "zero-filled hole followed by non-zero bytes", limit);
+    if (NonZeroOnDisk(r, r.pos, file_size)) {
+      return DamageAndResync(r, "zero-filled hole followed by non-zero bytes",
+                             std::min(file_size, r.map.size()));
     }
   }
   if (!later) {
@@ -277,9 +295,18 @@ LogEntry NextImpl(ReaderState& r) {
         continue;
       }
     }
+    // The data ends at a zero commit word.
+    auto at_zero_word = [&r]() -> std::optional<LogEntry> {
+      if (r.options.follow && KnownDamage(r)) {
+        return DamageAndResync(r, "zero-filled hole followed by non-zero bytes", r.map.size());
+      }
+      return AtSegmentEnd(r, true, Refresh(r));
+    };
     if (r.pos % r.page_size == 0) {
       // The first word of a page: if the writer sealed (shrank) the file
-      // right here, touching the mapping would fault. pread cannot.
+      // right here, touching the mapping would fault. pread cannot. A zero
+      // word there is not read through the mapping either: the page is past
+      // the data, so it is the page a seal cuts off.
       std::byte word[8];
       auto n = ReadAt(r.fd.get(), word, sizeof word, r.pos, r.name);
       if (!n.ok() || *n < sizeof word) {
@@ -287,16 +314,16 @@ LogEntry NextImpl(ReaderState& r) {
         if (auto e = AtSegmentEnd(r, false, now)) return *e;
         continue;
       }
+      if (DecodeFixed64(word) == 0) {
+        if (auto e = at_zero_word()) return *e;
+        continue;
+      }
     }
     const uint64_t avail = r.map.size() - r.pos;
     const DiskFrame f = InspectDiskFrame(r.map.data() + r.pos, avail, r.options.verify_crc);
     switch (f.kind) {
       case DiskFrameKind::kEnd: {
-        if (r.options.follow && KnownDamage(r)) {
-          return DamageAndResync(r, "zero-filled hole followed by non-zero bytes", r.map.size());
-        }
-        auto e = AtSegmentEnd(r, true, Refresh(r));
-        if (e) return *e;
+        if (auto e = at_zero_word()) return *e;
         continue;
       }
       case DiskFrameKind::kPadding:
