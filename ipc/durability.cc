@@ -462,6 +462,18 @@ class DurabilityHooks : public BrokerHooks {
     // Still there (or re-created meanwhile): the directory is not ours to
     // remove (a newer incarnation removes a tombstoned one in OnTopicAdded).
     if (bus_->DescribeTopic(topic.name).ok()) return;
+    // Only a delete committed on disk removes a log: Bus::DeleteTopic writes
+    // the tombstone before it touches the bus. A topic that left the bus
+    // without one (its directory entry scribbled over, the bus removed
+    // under the broker) keeps its log.
+    if (!ReadTopicTombstone(options_.data_dir, topic.name)) {
+      std::fprintf(stderr,
+                   "runnel broker: topic %s left the bus without a delete mark on disk (%s); "
+                   "its log stays in %s\n",
+                   topic.name.c_str(), kTombstoneFile,
+                   (options_.data_dir + "/" + topic.name).c_str());
+      return;
+    }
     // Renamed away first: a crash cannot leave a partial topic directory.
     Status s = PurgeTopicData(options_.data_dir, topic.name, std::chrono::seconds(2));
     if (!s.ok()) {

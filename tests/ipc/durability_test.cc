@@ -21,6 +21,7 @@
 
 #include "ipc/broker.h"
 #include "ipc/bus.h"
+#include "ipc/internal/bus_core.h"
 #include "persistence/reader.h"
 #include "tests/ipc/test_util.h"
 
@@ -438,6 +439,29 @@ TEST_F(DurabilityTest, TopicDeletedWhileTheBrokerRunsIsNotRestoredAfterTheShared
   ASSERT_EQ(topics->size(), 1u);
   EXPECT_EQ((*topics)[0].name, "kept");
   ExpectFreshTopic(*bus, "gone");
+}
+
+// A topic that leaves the bus without the delete mark on disk (a peer wrote
+// over its directory entry; here the bus-level delete, which writes no
+// tombstone) keeps its log: the broker stops persisting it and says so, but
+// removes nothing. A re-created topic continues at the offsets on disk.
+TEST_F(DurabilityTest, ATopicGoneFromTheBusWithoutATombstoneKeepsItsLog) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+  ProduceDurably(*bus, "kept", 200);
+  ASSERT_TRUE(bus->core()->DeleteTopic("kept").ok());
+  // Long enough for the broker to close the log (it ticks every 20 ms).
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(DataDirEntries(dir_), std::vector<std::string>{"kept"});
+  ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+  auto producer = bus->CreateProducer("kept");
+  ASSERT_TRUE(producer.ok());
+  const SendResult r = producer->Send(std::nullopt, "next", {}, kAnyPartition, 5s);
+  ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+  EXPECT_EQ(r.offset, 200u);
 }
 
 TEST_F(DurabilityTest, RecreatingADeletedTopicWithoutABrokerStartsAfresh) {
