@@ -787,6 +787,18 @@ Status Recover(LogState& st) {
     }
     break;
   }
+  // The checkpoint fit its segment, so the records before it were durable:
+  // a scan that ends before them (zeros where records were, read from the
+  // segment start because its time index was unusable) lost durable data.
+  // Going on would hand their offsets out again.
+  if (cp_index && expected < cp->next_offset && !st.options.repair) {
+    return Status::Corruption(
+        "the checkpoint says records up to offset " + std::to_string(cp->next_offset) +
+        " are durable (" + Pos(cp->segment_base, cp->file_position) +
+        "), but the log's data ends at offset " + std::to_string(expected) +
+        ": durable records were lost (zero-filled?). Restore the file, or open with "
+        "LogOptions::repair to continue with what is there");
+  }
   st.next_offset = expected;
   st.max_ts = max_ts;
   return Status::Ok();

@@ -243,6 +243,27 @@ TEST(Recovery, ScanStartsAtTheCheckpoint) {
   ExpectVerifies(d.path(), 15);
 }
 
+// Zeros where durable records were (a power loss that lost written pages),
+// and a time index that no longer fits, so recovery scans the segment from
+// its start and finds the data ending early: that is lost durable data, not a
+// torn tail. (It was taken for one: the log continued at offset 6 and gave
+// offsets 6..9 out again.)
+TEST(Recovery, DurableRecordsZeroedBeforeTheCheckpointAreCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  PatchFile(d / kSeg0, PositionOf(6), std::vector<std::byte>(9 * kFrame));
+  std::filesystem::remove(d / "00000000000000000000.timeindex");
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  EXPECT_NE(log.status().message().find("durable records were lost"), std::string::npos)
+      << log.status().message();
+  // Repair continues with what is there.
+  LogOptions repair = Opts();
+  repair.repair = true;
+  auto repaired = PartitionLog::Open(d.path(), repair);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);
