@@ -21,6 +21,12 @@ using internal::Word64At;
 
 constexpr uint64_t kLow32 = 0xFFFFFFFFull;
 
+// The packed tail fails to unpack against the lap reference only while a
+// producer publishes a newer reference than the tail we loaded: loading both
+// again succeeds. Words that stay the same and still fail this many times
+// were written over (a peer scribbled on the control block).
+constexpr int kStableUnpackFailures = 1024;
+
 // The packed tail: offset mod 2^32 high, position/8 mod 2^32 low. Both halves
 // are reconstructed against a full reference that is known to be behind the
 // tail by less than 2^31 units (the lap reference, at most two laps behind).
@@ -222,7 +228,9 @@ Result<Ring> Ring::Attach(std::span<std::byte> memory) {
 }
 
 RingPosition Ring::tail() const {
-  for (;;) {
+  uint64_t last_packed = 0;
+  uint64_t last_ref = 0;
+  for (int stable = 0;;) {
     // Acquire on the tail first, then the lap words: if the lap reference is
     // newer than the tail snapshot, Unpack fails and we take a new snapshot.
     const uint64_t packed = Word64(control_->tail).load(std::memory_order_acquire);
@@ -230,6 +238,16 @@ RingPosition Ring::tail() const {
     const uint64_t ref_offset = Word64(control_->lap_offset).load(std::memory_order_acquire);
     RingPosition out;
     if (Unpack(packed, ref_position, ref_offset, &out)) return out;
+    if (packed == last_packed && ref_position == last_ref) {
+      // Written over: the lap reference is the best guess, and spinning on
+      // would hang every process of the bus. Producers refuse to claim
+      // (kCorrupt); readers find no frame with their tag there.
+      if (++stable >= kStableUnpackFailures) return RingPosition{ref_position, ref_offset};
+    } else {
+      stable = 0;
+      last_packed = packed;
+      last_ref = ref_position;
+    }
     CpuRelax();
   }
 }
@@ -515,6 +533,8 @@ std::string_view ClaimStatusName(ClaimStatus s) {
       return "claim was unblocked as dead";
     case ClaimStatus::kInvalid:
       return "invalid claim";
+    case ClaimStatus::kCorrupt:
+      return "ring control block is corrupt";
   }
   return "unknown";
 }
@@ -684,11 +704,23 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
   uint64_t pad = 0;
   uint64_t ref_position = 0;
   uint64_t end = 0;
+  int stable_failures = 0;
   for (;;) {
     ref_position = Word64(ctl->lap_position).load(std::memory_order_acquire);
     const uint64_t ref_offset = Word64(ctl->lap_offset).load(std::memory_order_acquire);
     if (!Unpack(packed, ref_position, ref_offset, &at)) {
-      packed = tail.load(std::memory_order_acquire);
+      const uint64_t again = tail.load(std::memory_order_acquire);
+      if (again == packed &&
+          Word64(ctl->lap_position).load(std::memory_order_acquire) == ref_position) {
+        if (++stable_failures >= kStableUnpackFailures) {
+          c.status_ = ClaimStatus::kCorrupt;
+          return;
+        }
+        CpuRelax();
+      } else {
+        stable_failures = 0;
+      }
+      packed = again;
       continue;
     }
     const uint64_t index = at.position & ring_.mask_;

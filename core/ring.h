@@ -318,6 +318,8 @@ enum class ClaimStatus : uint8_t {
   kTooLarge = 2,   // error: the frame exceeds max_frame_length (never truncated)
   kUnblocked = 3,  // error: an unblocker declared this claim dead before it was marked
   kInvalid = 4,    // error: bad arguments (key or headers longer than 65535)
+  kCorrupt = 5,    // error: the control block's tail and lap words contradict each other
+                   // (the shared memory was written over); nothing was claimed
 };
 std::string_view ClaimStatusName(ClaimStatus s);
 

@@ -32,6 +32,8 @@ std::string_view SendStatusName(SendStatus s) {
       return "timeout";
     case SendStatus::kTopicDeleted:
       return "topic deleted";
+    case SendStatus::kCorrupt:
+      return "ring corrupt";
   }
   return "unknown";
 }
@@ -50,6 +52,8 @@ SendStatus FromClaim(ClaimStatus s) {
       return SendStatus::kUnblocked;
     case ClaimStatus::kInvalid:
       return SendStatus::kInvalid;
+    case ClaimStatus::kCorrupt:
+      return SendStatus::kCorrupt;
   }
   return SendStatus::kInvalid;
 }
@@ -325,6 +329,12 @@ Status Producer::Explain(const SendResult& r) const {
                              " stayed full until the send timeout: " + WhyFull(r.partition));
     case SendStatus::kTopicDeleted:
       return Status::NotFound("topic '" + topic_ + "' was deleted");
+    case SendStatus::kCorrupt:
+      return Status::Corruption(where +
+                                ": the ring's control block in shared memory was written over "
+                                "(its tail and lap words contradict each other); nothing was "
+                                "sent. The log on disk is not affected: stop the bus's processes "
+                                "and remove the bus (runnel bus remove) to rebuild it");
   }
   return Status::Internal("unknown send status");
 }

@@ -66,6 +66,7 @@ enum class SendStatus : uint8_t {
   kUnblocked = 5,         // error: the claim was declared dead (held > unblock timeout); lost
   kTimeout = 6,           // Send only: still full when the timeout ran out
   kTopicDeleted = 7,      // error: the topic was deleted (or re-created)
+  kCorrupt = 8,           // error: the partition's ring control block was written over
 };
 std::string_view SendStatusName(SendStatus s);
 

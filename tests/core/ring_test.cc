@@ -402,6 +402,27 @@ TEST(Ring, GarbageStateWithAMatchingTagIsCorrupt) {
   EXPECT_EQ(r.read([](const RecordView&) {}, 10).status, ReadStatus::kCorrupt);
 }
 
+// A peer scribbled on the control block: the lap reference is ahead of the
+// tail, which no producer ever leaves behind. Every process used to spin in
+// tail() forever (the whole bus hung, SIGTERM or not).
+TEST(Ring, ControlWordsWrittenOverAreAnErrorNotAHang) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "before").ok());
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(r).size(), 1u);
+  const uint64_t tail = t.ring.tail().position;
+  internal::Word64(t.ring.control()->lap_position).store(tail + 8000);
+  EXPECT_EQ(t.ring.tail().position, tail + 8000);  // returns: the lap reference
+  (void)t.ring.earliest();
+  EXPECT_EQ(p.try_claim(0, 0, 5, false).status(), ClaimStatus::kCorrupt);
+  RingProducer q(t.ring);
+  EXPECT_EQ(q.try_write(std::nullopt, {}, "after").status, ClaimStatus::kCorrupt);
+  EXPECT_TRUE(ReadAll(r).empty());
+  RingUnblocker u(t.ring, 0);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+}
+
 TEST(Ring, DeadMarkedClaimIsTurnedIntoPaddingAfterTheTimeout) {
   TestRing t(Options());
   RingProducer dead(t.ring), alive(t.ring);
