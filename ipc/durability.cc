@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -158,10 +159,14 @@ Status FsyncDir(const std::string& dir) {
 }
 
 // DIR/NAME holds `text` after a crash at any point, or is absent/unchanged:
-// DIR/NAME.tmp, fsync, rename, fsync of DIR.
+// DIR/NAME.tmp.<pid>.<n>, fsync, rename, fsync of DIR.
 Status WriteFileDurably(const std::string& dir, const std::string& name, std::string_view text) {
   const std::string path = dir + "/" + name;
-  const std::string tmp = path + ".tmp";
+  // A name of its own: threads or processes deleting the same topic at once
+  // would otherwise write, and rename away, each other's temporary file.
+  static std::atomic<uint64_t> sequence{0};
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." +
+                          std::to_string(sequence.fetch_add(1, std::memory_order_relaxed));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::FromErrno(errno, "create " + tmp);
   size_t done = 0;

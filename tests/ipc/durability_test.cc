@@ -464,6 +464,36 @@ TEST_F(DurabilityTest, ATopicGoneFromTheBusWithoutATombstoneKeepsItsLog) {
   EXPECT_EQ(r.offset, 200u);
 }
 
+// Threads deleting the same topic at once: one deletes it, the others are
+// told it does not exist (they shared one temporary tombstone file name, and
+// were told "nothing was deleted" when another renamed it away).
+TEST_F(DurabilityTest, ConcurrentDeletesOfOneTopicSucceedOnceAndFindItGoneOtherwise) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  for (int round = 0; round < 10; ++round) {
+    ASSERT_TRUE(bus->CreateTopic("x", Topic()).ok());
+    std::vector<Status> results(4);
+    std::vector<std::thread> threads;
+    for (Status& r : results) threads.emplace_back([&bus, &r] { r = bus->DeleteTopic("x"); });
+    for (std::thread& t : threads) t.join();
+    int ok = 0;
+    for (const Status& r : results) {
+      if (r.ok()) {
+        ++ok;
+      } else {
+        EXPECT_EQ(r.code(), StatusCode::kNotFound) << r.ToString();
+        EXPECT_EQ(r.message().find("nothing was deleted"), std::string::npos) << r.ToString();
+      }
+    }
+    EXPECT_EQ(ok, 1) << "round " << round;
+  }
+  // The name can be used again (a late deleter's tombstone is cleared).
+  ASSERT_TRUE(bus->CreateTopic("x", Topic()).ok());
+  ProduceDurably(*bus, "x", 10);
+}
+
 TEST_F(DurabilityTest, RecreatingADeletedTopicWithoutABrokerStartsAfresh) {
   ScopedBusName name;
   {
