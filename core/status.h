@@ -18,8 +18,10 @@ namespace runnel {
 
 enum class StatusCode : uint8_t {
   kOk = 0,
-  kInvalidArgument = 1,      // the caller passed something we refuse (bad name, size)
-  kNotFound = 2,             // unknown topic, partition, file
+  kInvalidArgument = 1,      // the caller passed something we refuse (bad name, size,
+                             // options naming a partition the topic does not have)
+  kNotFound = 2,             // unknown topic or file; a partition a consumer does not
+                             // read (Seek, Position)
   kAlreadyExists = 3,        // create of something that exists with other settings
   kCorruption = 4,           // bytes on disk or in shared memory fail validation
   kIoError = 5,              // a system call failed (errno in the message)

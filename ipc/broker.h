@@ -12,7 +12,7 @@
 //    unblock_timeout_ms becomes padding, so consumers move past it;
 //  - repairs directory entries left half-written by a process that died
 //    holding the directory lock;
-//  - calls the hooks (persistence, issue 4).
+//  - calls the hooks (the persistence thread: ipc/durability.h).
 // Every broker thread, active or not, heartbeats its own process's client
 // registrations.
 //

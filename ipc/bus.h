@@ -46,7 +46,7 @@ struct BusOptions {
   // processes of other users in the creator's group can use the bus. The mode
   // is fixed when the bus is created and applies to every file made later.
   bool group_shared = false;
-  // Run a broker (housekeeping: liveness sweep, dead-claim unblocking, later
+  // Run a broker (housekeeping: liveness sweep, dead-claim unblocking,
   // persistence) in a thread of this process. Any number of processes may
   // ask for one: exactly one is active per bus, the others stand by and take
   // over when the active one dies.
@@ -87,7 +87,13 @@ struct TopicOptions {
   // One producer per partition (SPSC ring, no CAS on the claim path). The bus
   // refuses a second live producer on such a partition.
   bool single_producer = false;
-  // Persistence settings (issue 4): stored in the directory, not acted on yet.
+  // Persistence, carried out by the active broker's persistence thread
+  // (docs/design.md, "Durability"). durable: the broker writes every record
+  // to segment files under DATA_DIR/<topic>/<partition>/ and producers wait
+  // (kFull) rather than overwrite what it has not written; false: ring only.
+  // segment_bytes: a segment file's size before the log rolls to the next.
+  // retention_*: whole sealed segments older or beyond are deleted. fsync /
+  // fsync_interval_ms: when written data is made durable (see FsyncPolicy).
   bool durable = true;
   uint64_t segment_bytes = 64ull << 20;
   uint64_t retention_bytes = 0;  // 0: unlimited
