@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,6 +82,19 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     return kExitRuntime;
   }
   NoteOtherDataDir(kCmd, global, *bus);
+  {
+    // A broker that cannot persist is of no use to durable topics: refuse to
+    // start rather than run and fail every producer later.
+    std::error_code ec;
+    std::filesystem::create_directories(bus->data_dir(), ec);
+    if (!ec && !std::filesystem::is_directory(bus->data_dir(), ec)) {
+      ec = std::make_error_code(std::errc::not_a_directory);
+    }
+    if (ec) {
+      PrintError(kCmd, fmt::format("cannot use data dir {}: {}", bus->data_dir(), ec.message()));
+      return kExitRuntime;
+    }
+  }
 
   Broker broker(*bus);
   DurabilityOptions durability;

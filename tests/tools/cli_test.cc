@@ -1178,6 +1178,15 @@ std::string HttpGet(uint16_t port, const std::string& path) {
   return response;
 }
 
+TEST_F(CliTest, BrokerWhoseDataDirIsAFileRefusesToStart) {
+  const std::string file = root_ + "/afile";
+  { std::ofstream(file) << "x"; }
+  RunResult r = RunProcess({RunnelPath(), "--bus", bus_, "--data-dir", file, "broker"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot use data dir " + file), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("active on bus"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
   Child& b = StartBroker({"--metrics-port", "0"});
   const uint16_t port = static_cast<uint16_t>(NumberAfter(b.err(), "metrics at http://127.0.0.1:"));
