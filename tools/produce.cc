@@ -208,6 +208,8 @@ class Run {
       }
     }
     if (!failed && at_least_once_ && !pending_.empty() && !SettlePending()) failed = true;
+    // Stopped early: what became durable meanwhile counts as durable.
+    if (failed && at_least_once_) (void)CountDurableNow();
 
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -264,6 +266,14 @@ class Run {
     return true;
   }
 
+  // The errno that stops the broker persisting `partition` (ENOSPC, EIO),
+  // or 0.
+  int32_t PersistError(uint32_t partition) {
+    Result<TopicInfo> t = bus_.DescribeTopic(args_.topic);
+    if (!t.ok() || partition >= t->partitions.size()) return 0;
+    return t->partitions[partition].persist_error;
+  }
+
   void ReportSendFailure(const SendResult& r) {
     const std::string where = fmt::format("line {}", line_number_);
     switch (r.status) {
@@ -276,6 +286,15 @@ class Run {
                                        "that are not on disk yet",
                                        where, global_.bus, RunnelCommand(global_), r.partition,
                                        args_.topic));
+        } else if (const int32_t err = PersistError(r.partition); err != 0) {
+          PrintError(kCmd, fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
+                                       "broker cannot write it to disk ({}){}; see: {} stat",
+                                       where, r.partition, args_.topic, args_.timeout_ms,
+                                       std::strerror(err),
+                                       err == ENOSPC ? ": free space in the data dir, and the "
+                                                       "broker continues by itself"
+                                                     : "",
+                                       RunnelCommand(global_)));
         } else {
           PrintError(kCmd, fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
                                        "broker is not keeping up; raise --timeout-ms, or see: {} "
@@ -301,6 +320,27 @@ class Run {
                                  "records sent after the delete are lost",
                                  args_.topic, line_number_));
     return false;
+  }
+
+  // Counts the pending records that are durable already (no waiting) and
+  // keeps the others pending; returns how many became durable.
+  std::size_t CountDurableNow() {
+    std::vector<PendingRecord> left;
+    for (PendingRecord& p : pending_) {
+      if (!producer_.WaitDurable(p.partition, p.offset, std::chrono::nanoseconds(0)).ok()) {
+        left.push_back(std::move(p));
+      }
+    }
+    const std::size_t now_durable = pending_.size() - left.size();
+    durable_ += now_durable;
+    pending_ = std::move(left);
+    const uint64_t was_pending = pending_bytes_;
+    pending_bytes_ = 0;
+    for (const PendingRecord& p : pending_) {
+      pending_bytes_ += p.value.size() + (p.key ? p.key->size() : 0);
+    }
+    durable_bytes_ += was_pending - pending_bytes_;
+    return now_durable;
   }
 
   // Waits until every pending record is durable, resending on timeouts.
@@ -358,21 +398,7 @@ class Run {
         return true;
       }
       // Timed out: keep only the records that are not durable yet.
-      std::vector<PendingRecord> left;
-      for (PendingRecord& p : pending_) {
-        if (!producer_.WaitDurable(p.partition, p.offset, std::chrono::nanoseconds(0)).ok()) {
-          left.push_back(std::move(p));
-        }
-      }
-      const std::size_t now_durable = pending_.size() - left.size();
-      durable_ += now_durable;
-      pending_ = std::move(left);
-      const uint64_t was_pending = pending_bytes_;
-      pending_bytes_ = 0;
-      for (const PendingRecord& p : pending_) {
-        pending_bytes_ += p.value.size() + (p.key ? p.key->size() : 0);
-      }
-      durable_bytes_ += was_pending - pending_bytes_;
+      (void)CountDurableNow();
       if (pending_.empty()) return true;
 
       Result<BusInfo> info = bus_.Info();

@@ -6,13 +6,16 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -1185,6 +1188,33 @@ TEST_F(CliTest, BrokerWhoseDataDirIsAFileRefusesToStart) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("cannot use data dir " + file), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("active on bus"), std::string::npos) << r.err;
+}
+
+// The disk fills: producers are told that it is the disk, not a slow broker.
+TEST_F(CliTest, AFullDiskIsNamedToProducers) {
+  const std::string mnt = root_ + "/small";
+  fs::create_directories(mnt);
+  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  data_dir_ = mnt;
+  StartBroker();
+  CreateTopic("f", {"--segment-size", "256KiB", "--ring-size", "64KiB"});
+  std::string lines;
+  for (int i = 0; i < 20000; ++i) lines += std::string(96, 'a' + i % 26) + "\n";
+  RunResult r = Runnel({"produce", "f", "--delivery", "at-least-once", "--timeout-ms", "1000"},
+                       lines, seconds(60));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  // Whether the ring filled first (the send times out) or a wait for
+  // durability ran out first, the message names the disk.
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("not keeping up"), std::string::npos) << r.err;
+  brokers_.clear();  // before the unmount
 }
 
 TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
