@@ -71,7 +71,10 @@ macro(_runnel_parse fn)
 endmacro()
 
 function(_runnel_compiled_target name)
-  target_include_directories(${name} PUBLIC "${PROJECT_SOURCE_DIR}")
+  # Installed, the headers keep their layout under include/runnel
+  # (`#include "ipc/bus.h"` either way).
+  target_include_directories(${name} PUBLIC "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>"
+                                            "$<INSTALL_INTERFACE:include/runnel>")
   target_compile_options(${name} PRIVATE ${RUNNEL_WARNING_FLAGS})
 endfunction()
 
@@ -90,7 +93,8 @@ function(runnel_library)
     target_link_libraries(${RT_NAME} PUBLIC ${RT_DEPS})
   else()
     add_library(${RT_NAME} INTERFACE)
-    target_include_directories(${RT_NAME} INTERFACE "${PROJECT_SOURCE_DIR}")
+    target_include_directories(${RT_NAME} INTERFACE "$<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}>"
+                                                    "$<INSTALL_INTERFACE:include/runnel>")
     target_link_libraries(${RT_NAME} INTERFACE ${RT_DEPS})
   endif()
 endfunction()
