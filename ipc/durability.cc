@@ -425,38 +425,32 @@ class DurabilityHooks : public BrokerHooks {
         }
         slot = *s;
       }
-      LogOptions lo;
-      lo.segment_bytes = topic.options.segment_bytes;
-      lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
-      lo.initial_offset = ring.GatingPosition(*slot).offset;
-      lo.repair = options_.repair;
-      Result<PartitionLog> log =
-          PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);
-      if (!log.ok()) {
-        const bool damaged = log.status().code() == StatusCode::kCorruption && !options_.repair;
-        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s%s\n", name.c_str(),
-                     log.status().ToString().c_str(),
-                     damaged ? " (with `runnel broker --repair` the broker cuts the log at the "
-                               "damage and continues with what is before it)"
-                             : "");
-        ring.SetGatingError(*slot, log.status().code() == StatusCode::kCorruption ? EILSEQ : EIO);
-        continue;
+      if (!OpenPartition(topic, p, *slot, sync, /*retrying=*/false)) {
+        pending_opens_.push_back({topic, p, *slot, sync, MonotonicNanos() + kOpenRetryNs});
       }
-      if (!log->recovery().clean()) {
-        std::fprintf(stderr, "runnel broker: %s: recovery: %s\n", name.c_str(),
-                     log->recovery().ToString().c_str());
+    }
+    partitions_[topic.name] = static_cast<uint32_t>(topic.rings.size());
+  }
+
+  // Logs that could not be opened for a reason that may pass (a full disk,
+  // an I/O error, permissions): tried again every second, so the broker
+  // persists them once the cause is gone without a restart.
+  void OnTick(int64_t now_ns) override {
+    if (!persister_) return;
+    for (auto it = pending_opens_.begin(); it != pending_opens_.end();) {
+      if (now_ns < it->next_ns) {
+        ++it;
+      } else if (OpenPartition(it->topic, it->partition, it->slot, it->sync, /*retrying=*/true)) {
+        it = pending_opens_.erase(it);
+      } else {
+        it->next_ns = now_ns + kOpenRetryNs;
+        ++it;
       }
-      RetentionPolicy retention;
-      if (topic.options.retention_bytes != 0) retention.max_bytes = topic.options.retention_bytes;
-      if (topic.options.retention_ms != 0) {
-        retention.max_age_ms = static_cast<int64_t>(topic.options.retention_ms);
-      }
-      persister_->Add(PersistedPartition{name, ring, *slot, std::move(*log), sync, retention});
-      partitions_[topic.name] = static_cast<uint32_t>(topic.rings.size());
     }
   }
 
   void OnTopicRemoved(const BrokerTopic& topic) override {
+    std::erase_if(pending_opens_, [&](const PendingOpen& o) { return o.topic.name == topic.name; });
     if (!persister_) return;
     for (uint32_t p = 0; p < topic.rings.size(); ++p) {
       (void)persister_->Remove(PartitionName(topic.name, p));
@@ -489,13 +483,77 @@ class DurabilityHooks : public BrokerHooks {
 
   void Stop() override {
     stopping_ = true;
+    pending_opens_.clear();
     if (persister_) persister_->Stop();
     persister_.reset();
     bus_.reset();
   }
 
  private:
+  static constexpr int64_t kOpenRetryNs = 1'000'000'000;
+
+  struct PendingOpen {
+    BrokerTopic topic;
+    uint32_t partition;
+    uint32_t slot;
+    SyncPolicy sync;
+    int64_t next_ns;
+  };
+
+  // Opens partition `p`'s log and hands it to the persister. False when the
+  // open failed for a reason that may pass (retry later); a damaged log is
+  // not retried (it needs --repair or a restored file): true, with the
+  // ring's gating error set.
+  bool OpenPartition(const BrokerTopic& topic, uint32_t p, uint32_t slot, const SyncPolicy& sync,
+                     bool retrying) {
+    const Ring& ring = topic.rings[p];
+    const std::string name = PartitionName(topic.name, p);
+    LogOptions lo;
+    lo.segment_bytes = topic.options.segment_bytes;
+    lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
+    lo.initial_offset = ring.GatingPosition(slot).offset;
+    lo.repair = options_.repair;
+    Result<PartitionLog> log =
+        PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);
+    if (!log.ok()) {
+      const StatusCode code = log.status().code();
+      if (code == StatusCode::kCorruption) {
+        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s%s\n", name.c_str(),
+                     log.status().ToString().c_str(),
+                     options_.repair ? ""
+                                     : " (with `runnel broker --repair` the broker cuts the log at "
+                                       "the damage and continues with what is before it)");
+        ring.SetGatingError(slot, EILSEQ);
+        return true;
+      }
+      if (!retrying) {
+        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s (retrying every second)\n",
+                     name.c_str(), log.status().ToString().c_str());
+      }
+      ring.SetGatingError(slot, code == StatusCode::kResourceExhausted  ? ENOSPC
+                                : code == StatusCode::kPermissionDenied ? EACCES
+                                                                        : EIO);
+      return false;
+    }
+    if (retrying) {
+      std::fprintf(stderr, "runnel broker: %s: log opened; persisting\n", name.c_str());
+    }
+    if (!log->recovery().clean()) {
+      std::fprintf(stderr, "runnel broker: %s: recovery: %s\n", name.c_str(),
+                   log->recovery().ToString().c_str());
+    }
+    ring.SetGatingError(slot, 0);
+    RetentionPolicy retention;
+    if (topic.options.retention_bytes != 0) retention.max_bytes = topic.options.retention_bytes;
+    if (topic.options.retention_ms != 0) {
+      retention.max_age_ms = static_cast<int64_t>(topic.options.retention_ms);
+    }
+    persister_->Add(PersistedPartition{name, ring, slot, std::move(*log), sync, retention});
+    return true;
+  }
+
   DurabilityOptions options_;
+  std::vector<PendingOpen> pending_opens_;
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<Bus> bus_;
   std::map<std::string, uint32_t> partitions_;

@@ -1217,6 +1217,43 @@ TEST_F(CliTest, AFullDiskIsNamedToProducers) {
   brokers_.clear();  // before the unmount
 }
 
+// A broker that starts while the disk is full cannot open the log of a new
+// topic; it tries again every second and persists once there is space,
+// without a restart (it used to stay failed until restarted).
+TEST_F(CliTest, ABrokerThatCouldNotOpenALogForLackOfSpaceRetries) {
+  const std::string mnt = root_ + "/small";
+  fs::create_directories(mnt);
+  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
+                 << std::strerror(errno);
+  }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
+  } unmount{mnt};
+  {
+    std::ofstream filler(mnt + "/filler", std::ios::binary);
+    const std::string chunk(16 * 1024, 'f');
+    while (filler.write(chunk.data(), static_cast<std::streamsize>(chunk.size()))) {
+    }
+  }
+  data_dir_ = mnt;
+  Child& broker = StartBroker();
+  CreateTopic("f", {"--segment-size", "64KiB", "--ring-size", "64KiB"});
+  RunResult full =
+      Runnel({"produce", "f", "--delivery", "at-least-once", "--timeout-ms", "500"}, "a\nb\n");
+  EXPECT_EQ(full.exit_code, 1) << full.err;
+  EXPECT_NE(full.err.find("No space left on device"), std::string::npos) << full.err;
+  fs::remove(mnt + "/filler");
+  RunResult later =
+      Runnel({"produce", "f", "--delivery", "at-least-once", "--timeout-ms", "10000"}, "c\nd\n");
+  EXPECT_EQ(later.exit_code, 0) << later.err;
+  EXPECT_TRUE(broker.WaitForStderr("f/0: log opened; persisting", seconds(5))) << broker.err();
+  RunResult all = Runnel({"consume", "f", "--from", "earliest", "--idle-exit-ms", "300"});
+  EXPECT_EQ(all.out, "a\nb\nc\nd\n") << all.err;
+  brokers_.clear();  // before the unmount
+}
+
 TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
   Child& b = StartBroker({"--metrics-port", "0"});
   const uint16_t port = static_cast<uint16_t>(NumberAfter(b.err(), "metrics at http://127.0.0.1:"));
