@@ -417,8 +417,20 @@ void Ring::ReownGatingSlot(uint32_t slot, uint64_t owner) const {
   Word64(control_->gating[slot].owner).store(owner, std::memory_order_release);
 }
 
+void Ring::RaiseClaimHorizon(uint64_t position) const {
+  if (single_producer_) return;
+  auto h = Word64(control_->claim_horizon);
+  uint64_t v = h.load(std::memory_order_acquire);
+  while (v < position && !h.compare_exchange_weak(v, position, std::memory_order_acq_rel,
+                                                  std::memory_order_acquire)) {
+  }
+}
+
 void Ring::ReleaseGatingSlot(uint32_t slot) const {
   auto& s = control_->gating[slot];
+  // The producers' bound from now on: everything below the slot's position
+  // is finished (it was read), and they may have claimed up to a ring past it.
+  RaiseClaimHorizon(ReadReleased(s).position);
   // Position 0 first: a producer that still sees the owner sees a low
   // position and stays conservative.
   WriteReleased(s, RingPosition{0, ReadReleased(s).offset});
@@ -437,6 +449,9 @@ RingPosition Ring::GatingPosition(uint32_t slot) const {
 }
 
 void Ring::AdvanceGatingSlot(uint32_t slot, RingPosition released) const {
+  // Before the release: a walk of the claim horizon that started below it
+  // cannot be published once producers may rewrite what it reads.
+  RaiseClaimHorizon(released.position);
   WriteReleased(control_->gating[slot], released);
   // seq_cst fence: orders the release before the check for sleeping
   // producers (they re-check after registering in space_waiters).
@@ -1259,6 +1274,26 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     stuck_since_ns_ = now_ns;  // act once per timeout at most
     cursor_ = *gate;
     return Unblock(gate->position);
+  }
+  // Several producers and no gating reader: producers stay within a ring of
+  // the claim horizon, so a dead claim there stops them all. The cursor below
+  // may have been lapped past it (it restarts at the lap reference): watch the
+  // horizon like a gating position.
+  if (!ring_.single_producer_) {
+    const uint64_t h = Word64(ring_.control_->claim_horizon).load(std::memory_order_acquire);
+    const RingPosition t = ring_.tail();
+    if (h < t.position && t.position - h <= ring_.capacity_ && ring_.FinishedLength(h) == 0) {
+      if (h != horizon_stuck_position_) {
+        horizon_stuck_position_ = h;
+        horizon_stuck_since_ns_ = now_ns;
+      } else if (now_ns - horizon_stuck_since_ns_ >= timeout_ns_) {
+        horizon_stuck_since_ns_ = now_ns;  // act once per timeout at most
+        const Result r = Unblock(h);
+        if (r.action != Action::kNone) return r;
+      }
+    } else {
+      horizon_stuck_position_ = ~0ull;
+    }
   }
   if (ring_.Overwritten(cursor_.position)) cursor_ = ring_.earliest();
   const uint64_t walk_start = cursor_.position;

@@ -99,8 +99,8 @@
 namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
-inline constexpr uint32_t kRingVersionMajor = 4;
-inline constexpr uint32_t kRingVersionMinor = 1;
+inline constexpr uint32_t kRingVersionMajor = 5;
+inline constexpr uint32_t kRingVersionMinor = 0;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
 inline constexpr uint64_t kRingMaxCapacity = 1ull << 30;
@@ -281,6 +281,9 @@ class Ring {
   friend class RingUnblocker;
 
   void PublishLap(uint64_t position, uint64_t offset) const;
+  // Multi-producer rings: raises claim_horizon to `position` (CAS to the
+  // maximum), a frame boundary every frame below which is finished.
+  void RaiseClaimHorizon(uint64_t position) const;
   // The aligned length of the finished (committed or padding) frame at
   // `position`; 0 if the frame there is not finished (claimed, poisoned, or
   // not written in this lap); kBadFrame if it carries its tag with a state or
@@ -640,6 +643,8 @@ class RingUnblocker {
   uint64_t lap_seq_seen_ = 0;
   int64_t lap_seq_since_ns_ = 0;
   uint64_t write_lap_known_ = 0;
+  uint64_t horizon_stuck_position_ = ~0ull;
+  int64_t horizon_stuck_since_ns_ = 0;
 };
 
 // ---------------------------------------------------------------------------

@@ -526,6 +526,51 @@ TEST(Ring, ADeadClaimHoldsTheOtherProducersOnlyUntilItIsUnblocked) {
   EXPECT_EQ(dead.commit(*c), CommitStatus::kUnblocked);
 }
 
+// The unblocker's own cursor restarts at the lap reference once the
+// producers lap it, which can be past a dead claim that holds the claim
+// horizon: it watches the horizon too, or the producers would wait forever.
+TEST(Ring, ADeadClaimBehindTheLapReferenceIsUnblockedAtTheHorizon) {
+  TestRing t(Options());
+  RingProducer dead(t.ring), alive(t.ring);
+  const std::string v(1000, 'a');
+  ASSERT_EQ(WriteUntilFull(alive, v, 30), 30);  // mid-lap
+  RingClaim* c = Abandon(dead.try_claim(0, 0, 100, false));
+  ASSERT_TRUE(c->ok());
+  ASSERT_LT(WriteUntilFull(alive, v, 1000), 1000);       // into the next lap, then held
+  ASSERT_GT(t.ring.earliest().position, c->position());  // the lap reference passed it
+  RingUnblocker u(t.ring, 1'000'000);                    // a broker that starts now
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  const RingUnblocker::Result r = u.Poll(1'000'000);
+  EXPECT_EQ(r.action, RingUnblocker::Action::kPadded);
+  EXPECT_EQ(r.position, c->position());
+  EXPECT_EQ(WriteUntilFull(alive, v, 500), 500);
+}
+
+// A gating reader that leaves hands the producers its position as the claim
+// horizon: an open claim just past it stays theirs to respect.
+TEST(Ring, AGatingReaderThatLeavesKeepsOpenClaimsPastItSafe) {
+  TestRing t(Options());
+  RingProducer slow(t.ring), fast(t.ring);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  const std::string v(1000, 'f');
+  ASSERT_EQ(WriteUntilFull(fast, v, 10), 10);
+  RingReader gate(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(gate).size(), 10u);
+  t.ring.AdvanceGatingSlot(slot, gate.position());
+  RingClaim c = slow.try_claim(0, 0, 100, false);
+  ASSERT_TRUE(c.ok());
+  std::memset(c.value().data(), 's', 100);
+  ASSERT_LT(WriteUntilFull(fast, v, 1000), 1000);  // held by the gating reader
+  t.ring.ReleaseGatingSlot(slot);
+  ASSERT_LT(WriteUntilFull(fast, v, 1000), 1000);  // now held by the open claim
+  const RingPosition at{c.position(), c.offset()};
+  ASSERT_EQ(slow.commit(c), CommitStatus::kOk);
+  RingReader r(t.ring, at);
+  const ReadResult res =
+      r.read([&](const RecordView& rec) { EXPECT_EQ(rec.value(), std::string(100, 's')); }, 1);
+  EXPECT_EQ(res.records, 1u);
+}
+
 TEST(Ring, AScribbledFrameDoesNotStopTheProducers) {
   TestRing t(Options());
   RingProducer p(t.ring);
