@@ -82,7 +82,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     return kExitRuntime;
   }
   NoteOtherDataDir(kCmd, global, *bus);
-  {
+  if (!bus->data_dir().empty()) {
     // A broker that cannot persist is of no use to durable topics: refuse to
     // start rather than run and fail every producer later.
     std::error_code ec;
@@ -174,8 +174,30 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
              signal_number == SIGINT ? "SIGINT" : "SIGTERM");
   std::fflush(stderr);
   broker.Stop();
+  // What this broker leaves unwritten stays in shared memory for the next
+  // one; say so, and fail when it was the disk (or damage) that kept it.
+  bool failed = false;
+  if (Result<std::vector<TopicInfo>> topics = bus->ListTopics(); topics.ok()) {
+    for (const TopicInfo& listed : *topics) {
+      Result<TopicInfo> t = bus->DescribeTopic(listed.name);  // with the partitions
+      if (!t.ok()) continue;
+      for (const PartitionInfo& p : t->partitions) {
+        if (!p.written_offset || *p.written_offset >= p.next_offset) continue;
+        const uint64_t left = p.next_offset - *p.written_offset;
+        fmt::print(stderr,
+                   "runnel broker: {}/{}: {} (offsets {}..{}) not written to disk{}; {} in "
+                   "shared memory, and the next broker on bus '{}' writes {}\n",
+                   t->name, p.partition, Count(left, "record"), *p.written_offset,
+                   p.next_offset - 1,
+                   p.persist_error != 0 ? fmt::format(" ({})", PersistErrorText(p.persist_error))
+                                        : std::string(),
+                   left == 1 ? "it stays" : "they stay", global.bus, left == 1 ? "it" : "them");
+        failed = failed || p.persist_error != 0;
+      }
+    }
+  }
   fmt::print(stderr, "runnel broker: stopped\n");
-  return kExitOk;
+  return failed ? kExitRuntime : kExitOk;
 }
 
 }  // namespace

@@ -49,6 +49,11 @@ std::string CheckTopicName(const std::string& name) {
   return s.ok() ? std::string() : s.message();
 }
 
+std::string PersistErrorText(int32_t err) {
+  if (err == EILSEQ) return "damaged log: see the broker's output";
+  return std::strerror(err);
+}
+
 std::string Count(uint64_t n, std::string_view noun) {
   return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
 }

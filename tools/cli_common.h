@@ -85,6 +85,10 @@ std::string CheckTopicName(const std::string& name);
 // "1 record", "2 records": `noun` in the singular, an 's' added unless n == 1.
 std::string Count(uint64_t n, std::string_view noun);
 
+// A persistence thread's error (PartitionInfo::persist_error) in words:
+// strerror, but EILSEQ (the broker's mark for a damaged log) as what it is.
+std::string PersistErrorText(int32_t err);
+
 // ---- Text encodings ---------------------------------------------------------
 
 // True if `s` is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).

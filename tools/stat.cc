@@ -84,7 +84,7 @@ void PrintTable(const GlobalOptions& global, const Sample& s, const std::vector<
                       Num(p.durable_offset), Num(r.log_start_offset), Rate(r.records_per_sec),
                       Rate(r.bytes_per_sec), p.unblocked_claims,
                       r.disk_bytes ? FormatSize(*r.disk_bytes) : std::string("-"),
-                      err == 0 ? std::string("-") : std::string(std::strerror(err))));
+                      err == 0 ? std::string("-") : PersistErrorText(err)));
     }
     for (const ClientInfo& c : t.topic->producers) {
       std::string parts;

@@ -1079,7 +1079,12 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "2000"}, "more\n");
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("it found damaged data"), std::string::npos) << refused.err;
-  ASSERT_EQ(StopBroker(), 0);
+  // It stops with "more" unwritten: it says so, and fails.
+  ASSERT_EQ(StopBroker(), 1);
+  EXPECT_NE(broken.err().find("cut/0: 1 record (offsets 19..19) not written to disk (damaged "
+                              "log: see the broker's output); it stays in shared memory"),
+            std::string::npos)
+      << broken.err();
 
   ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
   StartBroker({"--repair"});
@@ -1214,6 +1219,13 @@ TEST_F(CliTest, AFullDiskIsNamedToProducers) {
   // durability ran out first, the message names the disk.
   EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("not keeping up"), std::string::npos) << r.err;
+  // Stopped with records it could not write: it says so, and fails.
+  Child& broker = *brokers_.back();
+  EXPECT_EQ(StopBroker(), 1) << broker.err();
+  EXPECT_NE(broker.err().find("not written to disk (No space left on device); they stay in "
+                              "shared memory"),
+            std::string::npos)
+      << broker.err();
   brokers_.clear();  // before the unmount
 }
 
