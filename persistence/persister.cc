@@ -275,8 +275,11 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
   part.retry_at_ns = MonotonicNanos() + options.error_retry_ms * 1'000'000;
   part.spec.ring.SetGatingError(part.spec.gating_slot, err);
   if (!part.error_reported) {
-    std::fprintf(stderr, "runnel persister: %s: %s: %s (retrying every %lld ms)\n",
-                 part.spec.name.c_str(), what, std::strerror(err),
+    // `what` is often a Status that names the error already.
+    const char* reason = std::strerror(err);
+    std::fprintf(stderr, "runnel persister: %s: %s%s%s (retrying every %lld ms)\n",
+                 part.spec.name.c_str(), what, std::strstr(what, reason) ? "" : ": ",
+                 std::strstr(what, reason) ? "" : reason,
                  static_cast<long long>(options.error_retry_ms));
     part.error_reported = true;
   }
