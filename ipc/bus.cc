@@ -117,7 +117,11 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
 }
 
 Status Bus::DeleteTopic(std::string_view name) {
-  const std::string& data_dir = core_->options().data_dir;
+  // This process's data dir, else the one a broker recorded since this
+  // process opened the bus: only a tombstone lets a broker remove the log
+  // (and keeps it from restoring the topic).
+  std::string data_dir = core_->options().data_dir;
+  if (data_dir.empty()) data_dir = core_->directory().ReadDataDir().path;
   const std::optional<TopicRecord> t = data_dir.empty() || !ValidateTopicName(name).ok()
                                            ? std::nullopt
                                            : core_->directory().FindLiveTopic(name);

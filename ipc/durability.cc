@@ -169,24 +169,24 @@ Status WriteFileDurably(const std::string& dir, const std::string& name, std::st
                           std::to_string(sequence.fetch_add(1, std::memory_order_relaxed));
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return Status::FromErrno(errno, "create " + tmp);
+  // Every way out after this: close, and remove the temporary file unless
+  // it became `path`.
+  auto fail = [&](const char* op) {
+    const int err = errno;
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return Status::FromErrno(err, std::string(op) + " " + tmp);
+  };
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      ::close(fd);
-      return Status::FromErrno(err, "write " + tmp);
-    }
+    if (n < 0) return fail("write");
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Status::FromErrno(err, "fsync " + tmp);
-  }
+  if (::fsync(fd) != 0) return fail("fsync");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename");
   ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno(errno, "rename " + tmp);
   return FsyncDir(dir);
 }
 

@@ -494,6 +494,26 @@ TEST_F(DurabilityTest, ConcurrentDeletesOfOneTopicSucceedOnceAndFindItGoneOtherw
   ProduceDurably(*bus, "x", 10);
 }
 
+// A process that opened the bus before any broker recorded a data dir has
+// none of its own; its delete still writes the tombstone, into the data dir
+// the broker recorded since, so the broker removes the log (and does not
+// restore the topic from it later).
+TEST_F(DurabilityTest, ADeleteFromAProcessThatOpenedTheBusBeforeTheBrokerRemovesTheLog) {
+  ScopedBusName name;
+  BusOptions early;  // no data dir, no broker yet
+  Result<Bus> first = Bus::Open(*name, early);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->data_dir().empty());
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  ASSERT_TRUE(bus->CreateTopic("gone", Topic()).ok());
+  ProduceDurably(*bus, "gone", 100);
+  ASSERT_TRUE(first->DeleteTopic("gone").ok());
+  EXPECT_TRUE(testing::Eventually([&] { return DataDirEntries(dir_).empty(); }, 5s))
+      << DataDirEntries(dir_).size();
+}
+
 TEST_F(DurabilityTest, RecreatingADeletedTopicWithoutABrokerStartsAfresh) {
   ScopedBusName name;
   {
