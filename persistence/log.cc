@@ -684,6 +684,20 @@ Status Recover(LogState& st) {
     // How did the data end?
     const bool last = i + 1 == segs.size();
     const uint64_t cut = r.end;
+    // The checkpoint fit this segment, so the bytes before its position were
+    // durable: a scan that ends before them (zeros or damage where records
+    // were, read from the segment start because the time index was unusable)
+    // lost durable data, and going on would hand their offsets out again.
+    if (cp_index && i == *cp_index && cut < cp->file_position && !st.options.repair) {
+      return Status::Corruption(
+          "the checkpoint says " + SegmentFileName(seg.base) +
+          " holds durable data up to file "
+          "position " +
+          std::to_string(cp->file_position) + " (offset " + std::to_string(cp->next_offset) +
+          "), but its data ends at " + Pos(seg.base, cut) +
+          ": durable records were lost (zero-filled or damaged). Restore the file, or open "
+          "with LogOptions::repair to continue with what is there");
+    }
     uint64_t extent_end = r.end;  // end of the non-zero bytes after the cut
     std::string reason;
     if (r.stop == ScanResult::Stop::kZero) {
@@ -786,18 +800,6 @@ Status Recover(LogState& st) {
       RUNNEL_RETURN_IF_ERROR(Preallocate(a.fd.get(), st.options.segment_bytes, path));
     }
     break;
-  }
-  // The checkpoint fit its segment, so the records before it were durable:
-  // a scan that ends before them (zeros where records were, read from the
-  // segment start because its time index was unusable) lost durable data.
-  // Going on would hand their offsets out again.
-  if (cp_index && expected < cp->next_offset && !st.options.repair) {
-    return Status::Corruption(
-        "the checkpoint says records up to offset " + std::to_string(cp->next_offset) +
-        " are durable (" + Pos(cp->segment_base, cp->file_position) +
-        "), but the log's data ends at offset " + std::to_string(expected) +
-        ": durable records were lost (zero-filled?). Restore the file, or open with "
-        "LogOptions::repair to continue with what is there");
   }
   st.next_offset = expected;
   st.max_ts = max_ts;

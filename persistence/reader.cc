@@ -177,12 +177,28 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
 
 // Damage at r.pos: report it and resynchronize at the next valid record of
 // this segment, or give up on the segment.
+constexpr uint64_t kKnownDamageFirstScan = 64 << 10;
+constexpr uint64_t kKnownDamageScan = 4 << 20;
+
 LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
   const uint64_t at = r.pos;
   limit = std::min(limit, Refresh(r));
   limit = std::min(limit, r.map.size());
   const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
-  const std::optional<uint64_t> q = FindNextValidRecord(r.map.data(), limit, at + 8, min_offset);
+  std::optional<uint64_t> q;
+  if (r.options.follow && !HasLaterSegment(r)) {
+    // The writer still appends to this segment, and a seal may cut the file
+    // under the mapping: search with pread, as far as KnownDamage looked.
+    const uint64_t window = limit > at ? std::min(limit - at, kKnownDamageScan) : 0;
+    if (r.scan_buffer.size() < window) r.scan_buffer.resize(window);
+    auto n = window == 0 ? Result<uint64_t>(uint64_t{0})
+                         : ReadAt(r.fd.get(), r.scan_buffer.data(), window, at, r.name);
+    if (n.ok() && *n > 8) {
+      if (auto rel = FindNextValidRecord(r.scan_buffer.data(), *n, 8, min_offset)) q = at + *rel;
+    }
+  } else {
+    q = FindNextValidRecord(r.map.data(), limit, at + 8, min_offset);
+  }
   if (q) {
     r.pos = *q;
     r.lenient = true;
@@ -203,9 +219,6 @@ LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
 // as one being written, until the segment is sealed. The first look reads
 // 64 KiB (a damaged small record is followed by the next one right away);
 // only a full first window that holds no valid record is read again whole.
-constexpr uint64_t kKnownDamageFirstScan = 64 << 10;
-constexpr uint64_t kKnownDamageScan = 4 << 20;
-
 bool KnownDamage(ReaderState& r) {
   const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
   if (min_offset >= r.written_below) return false;
