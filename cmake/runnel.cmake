@@ -30,17 +30,19 @@ set(RUNNEL_WARNING_FLAGS
 # ---------------------------------------------------------------------------
 set(RUNNEL_TEST_ENVIRONMENT "")
 if(RUNNEL_SANITIZE STREQUAL "asan")
-  add_compile_options(-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+  # -g1: line tables and function names (all a sanitizer report shows), about a
+  # quarter less compile time than -g for these builds.
+  add_compile_options(-O1 -g1 -fsanitize=address,undefined -fno-omit-frame-pointer
                       -fno-sanitize-recover=all)
   add_link_options(-fsanitize=address,undefined -fno-sanitize-recover=all)
   set(RUNNEL_TEST_ENVIRONMENT
     "ASAN_OPTIONS=detect_leaks=1:abort_on_error=1"
     "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 elseif(RUNNEL_SANITIZE STREQUAL "tsan")
-  add_compile_options(-O1 -g -fsanitize=thread)
+  add_compile_options(-O1 -g1 -fsanitize=thread)
   add_link_options(-fsanitize=thread)
   set(RUNNEL_TEST_ENVIRONMENT
-    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=${CMAKE_SOURCE_DIR}/tests/tsan.supp")
+    "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=${PROJECT_SOURCE_DIR}/tests/tsan.supp")
 elseif(NOT RUNNEL_SANITIZE STREQUAL "none" AND NOT RUNNEL_SANITIZE STREQUAL "")
   message(FATAL_ERROR "RUNNEL_SANITIZE must be none, asan or tsan (got '${RUNNEL_SANITIZE}')")
 endif()
@@ -127,7 +129,7 @@ function(runnel_test)
   add_executable(${RT_NAME} ${RT_SRCS})
   _runnel_compiled_target(${RT_NAME})
   target_link_libraries(${RT_NAME} PRIVATE GTest::gtest_main GTest::gmock ${RT_DEPS})
-  target_compile_definitions(${RT_NAME} PRIVATE RUNNEL_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  target_compile_definitions(${RT_NAME} PRIVATE RUNNEL_BINARY_DIR="${PROJECT_BINARY_DIR}")
 
   gtest_discover_tests(${RT_NAME}
     DISCOVERY_TIMEOUT 60
