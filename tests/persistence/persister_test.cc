@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 #include "core/ring.h"
 #include "persistence/format.h"
 #include "persistence/log.h"
+#include "tests/common/scoped_tmpfs.h"
 #include "tests/core/test_memory.h"
 
 namespace runnel {
@@ -392,16 +392,9 @@ TEST_F(PersisterTest, FsyncPolicyParsing) {
 // A full disk: the persister reports ENOSPC in the gating slot, never
 // acknowledges what it could not write, and resumes when space returns.
 TEST_F(PersisterTest, FullDiskStopsAcknowledgementsAndRecovers) {
-  const std::string mnt = dir_ + "/small";
-  fs::create_directories(mnt);
-  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
-                 << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::ScopedTmpfs small(dir_ + "/small", "size=1m");
+  if (!small.mounted()) GTEST_SKIP() << small.error();
+  const std::string& mnt = small.path();
   // Fill most of the file system.
   {
     std::ofstream filler(mnt + "/filler", std::ios::binary);

@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 
 #include "gtest/gtest.h"
 #include "ipc/bus.h"
+#include "tests/common/scoped_tmpfs.h"
 #include "tests/tools/cli_test_util.h"
 
 namespace runnel::clitest {
@@ -1197,16 +1197,9 @@ TEST_F(CliTest, BrokerWhoseDataDirIsAFileRefusesToStart) {
 
 // The disk fills: producers are told that it is the disk, not a slow broker.
 TEST_F(CliTest, AFullDiskIsNamedToProducers) {
-  const std::string mnt = root_ + "/small";
-  fs::create_directories(mnt);
-  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
-                 << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::ScopedTmpfs small(root_ + "/small", "size=1m");
+  if (!small.mounted()) GTEST_SKIP() << small.error();
+  const std::string& mnt = small.path();
   data_dir_ = mnt;
   StartBroker();
   CreateTopic("f", {"--segment-size", "256KiB", "--ring-size", "64KiB"});
@@ -1233,16 +1226,9 @@ TEST_F(CliTest, AFullDiskIsNamedToProducers) {
 // topic; it tries again every second and persists once there is space,
 // without a restart (it used to stay failed until restarted).
 TEST_F(CliTest, ABrokerThatCouldNotOpenALogForLackOfSpaceRetries) {
-  const std::string mnt = root_ + "/small";
-  fs::create_directories(mnt);
-  if (mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a small tmpfs to fill (needs root/CAP_SYS_ADMIN): "
-                 << std::strerror(errno);
-  }
-  struct Unmount {
-    std::string path;
-    ~Unmount() { umount2(path.c_str(), MNT_DETACH); }
-  } unmount{mnt};
+  testing::ScopedTmpfs small(root_ + "/small", "size=1m");
+  if (!small.mounted()) GTEST_SKIP() << small.error();
+  const std::string& mnt = small.path();
   {
     std::ofstream filler(mnt + "/filler", std::ios::binary);
     const std::string chunk(16 * 1024, 'f');
