@@ -458,8 +458,14 @@ TEST(RingStressLapped, CopyingReaderNeverHandsOverATornRecord) {
   uint64_t overruns = 0;
   uint64_t bad = 0;
   std::string first_bad;
-  const int64_t until = MonotonicNanos() + 1'000'000'000;
-  for (uint32_t round = 0; MonotonicNanos() < until; ++round) {
+  // At least 1 s and 3 laps of the reader, at most 20 s: a slow producer (a
+  // sanitizer build) laps a reader that pauses 20 us only by luck.
+  const int64_t start = MonotonicNanos();
+  auto more = [&] {
+    const int64_t ran = MonotonicNanos() - start;
+    return ran < 1'000'000'000 || (overruns < 3 && ran < 20'000'000'000);
+  };
+  for (uint32_t round = 0; more(); ++round) {
     const ReadResult res = r.read_copy(
         [&](const RecordView& v) {
           ++delivered;
@@ -477,8 +483,10 @@ TEST(RingStressLapped, CopyingReaderNeverHandsOverATornRecord) {
     } else {
       ASSERT_EQ(res.status, ReadStatus::kOk) << ReadStatusName(res.status);
     }
-    // Fall behind by varying amounts, so that laps also land mid-copy.
-    const int64_t pause_until = MonotonicNanos() + (round * 7919) % 20000;
+    // Fall behind by varying amounts, so that laps also land mid-copy; now
+    // and then by 2 ms, which a producer laps however slow it is.
+    const int64_t pause = round % 64 == 63 ? 2'000'000 : (round * 7919) % 20000;
+    const int64_t pause_until = MonotonicNanos() + pause;
     while (MonotonicNanos() < pause_until) {
     }
   }
