@@ -64,8 +64,7 @@ int main(int argc, char** argv) {
   for (int i = 0; i < kRecords; ++i) {
     const std::string key = users[i % 3];
     const std::string value = "hello #" + std::to_string(i) + " from " + key;
-    const runnel::SendResult r =
-        producer->Send(key, value, {}, runnel::kAnyPartition, 1s);
+    const runnel::SendResult r = producer->Send(key, value, {}, runnel::kAnyPartition, 1s);
     if (!r.ok()) {
       std::fprintf(stderr, "send: %s\n", producer->Explain(r).ToString().c_str());
       return 1;
