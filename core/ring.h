@@ -530,7 +530,7 @@ struct Lost {
 };
 
 struct ReaderOptions {
-  bool verify_crc = false;  // CRC-check every frame read from the ring
+  bool verify_crc = false;  // CRC-check every frame read (read_copy: the copy handed over)
 };
 
 // One reader cursor. Not thread-safe. Any number may read the same ring.
@@ -725,7 +725,9 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
   uint32_t copied = 0;
   std::size_t used = 0;
   while (copied < limit) {
-    const Peek p = PeekAt(at, options_.verify_crc);
+    // The CRC, if asked for, is checked on the copy: that is what the
+    // handler sees.
+    const Peek p = PeekAt(at, /*verify_crc=*/false);
     if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
@@ -750,6 +752,13 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     // The copy keeps the length that was checked, whatever the ring said
     // while it was copied (a peer may scribble on it).
     EncodeFixed32(copy + frame::kLength, p.frame_length);
+    if (options_.verify_crc &&
+        DecodeFixed32(copy + frame::kCrc) != ComputeFrameCrc(copy, p.frame_length)) {
+      // Not handed over; a lapping producer's bytes say kOverrun below.
+      result.status = ReadStatus::kCorrupt;
+      result.check = FrameCheck::kBadCrc;
+      break;
+    }
     used += p.aligned_length;
     at.position += p.aligned_length;
     at.offset = DecodeFixed64(copy + frame::kOffset) + 1;

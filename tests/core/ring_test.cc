@@ -393,6 +393,30 @@ TEST(Ring, CrcVerificationCatchesAScribbledValue) {
   EXPECT_EQ(checked.read([](const RecordView&) {}, 10).check, FrameCheck::kBadCrc);
 }
 
+TEST(Ring, CopyingReaderWithCrcChecksHandsOverTheGoodRecordsAndStopsAtTheScribbledOne) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "first").ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "second").ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "third").ok());
+  t.ring.At(48)[kFrameHeaderLength] ^= std::byte{1};  // "second"'s value
+  RingReader r(t.ring, t.ring.earliest(), ReaderOptions{.verify_crc = true});
+  std::vector<std::string> seen;
+  std::vector<std::byte> buffer(4096);
+  auto handler = [&](const RecordView& v) { seen.emplace_back(v.value()); };
+  ReadResult res = r.read_copy(handler, 10, buffer);
+  EXPECT_EQ(res.status, ReadStatus::kCorrupt);
+  EXPECT_EQ(res.check, FrameCheck::kBadCrc);
+  EXPECT_EQ(res.records, 1u);
+  EXPECT_EQ(seen, std::vector<std::string>{"first"});
+  EXPECT_EQ(r.position().position, 48u);
+  // It stays on the bad frame: nothing after it is handed over silently.
+  res = r.read_copy(handler, 10, buffer);
+  EXPECT_EQ(res.status, ReadStatus::kCorrupt);
+  EXPECT_EQ(res.records, 0u);
+  EXPECT_EQ(seen.size(), 1u);
+}
+
 TEST(Ring, GarbageStateWithAMatchingTagIsCorrupt) {
   TestRing t(Options());
   RingProducer p(t.ring);
