@@ -3,8 +3,10 @@
 #include <fmt/core.h>
 
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -14,6 +16,25 @@
 #include "ipc/bus.h"
 
 namespace runnel::cli {
+
+namespace {
+// Lock-free, so safe to set in a signal handler; relaxed: a lone flag that
+// publishes no data.
+std::atomic<bool> g_stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+void OnStopSignal(int) { g_stop_requested.store(true, std::memory_order_relaxed); }
+}  // namespace
+
+void InstallStopHandlers(bool ignore_sigpipe) {
+  struct sigaction sa {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  (void)sigaction(SIGINT, &sa, nullptr);
+  (void)sigaction(SIGTERM, &sa, nullptr);
+  if (ignore_sigpipe) (void)std::signal(SIGPIPE, SIG_IGN);
+}
+
+bool StopRequested() { return g_stop_requested.load(std::memory_order_relaxed); }
 
 std::function<int()>& SelectedRunner() {
   static std::function<int()> runner;

@@ -49,6 +49,13 @@ void SetRunner(CLI::App* sub, std::function<int()> run);
 std::function<int()>& SelectedRunner();
 
 // Prints "runnel <command>: <message>" to stderr.
+// SIGINT and SIGTERM ask a long-running command to stop: they set the flag
+// StopRequested() reads. No SA_RESTART, so a blocked read (of stdin, say)
+// returns EINTR and the command sees the flag. ignore_sigpipe: a closed
+// stdout is a write error the command reports, not a silent death.
+void InstallStopHandlers(bool ignore_sigpipe);
+bool StopRequested();
+
 void PrintError(std::string_view command, std::string_view message);
 void PrintWarning(std::string_view command, std::string_view message);
 

@@ -34,11 +34,7 @@
 namespace runnel::cli {
 namespace {
 
-constexpr std::string_view kCmd = "consume";
-
-volatile sig_atomic_t g_stop = 0;
-
-void OnStopSignal(int) { g_stop = 1; }
+constexpr std::string_view kConsumeCmd = "consume";
 
 struct ConsumeArgs {
   std::string topic;
@@ -99,7 +95,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   } else if (args.from[0] == '@') {
     const uint64_t ms = *ParseUint(std::string_view(args.from).substr(1));
     if (ms > static_cast<uint64_t>(INT64_MAX / 1'000'000)) {
-      PrintError(kCmd, fmt::format("--from {}: timestamp out of range", args.from));
+      PrintError(kConsumeCmd, fmt::format("--from {}: timestamp out of range", args.from));
       return kExitUsage;
     }
     copts.start = StartPosition::Timestamp(static_cast<int64_t>(ms) * 1'000'000);
@@ -113,30 +109,26 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
         : o.cause == LossCause::kRetention
             ? "retention removed them from disk before they were read"
             : "the consumer fell behind the ring and they could not be read from disk";
-    PrintWarning(kCmd, fmt::format("partition {}: lost {} record{} (offsets {}..{}): {}",
-                                   o.partition, o.lost_records, o.lost_records == 1 ? "" : "s",
-                                   o.from_offset, o.to_offset == 0 ? 0 : o.to_offset - 1, why));
+    PrintWarning(kConsumeCmd,
+                 fmt::format("partition {}: lost {} record{} (offsets {}..{}): {}", o.partition,
+                             o.lost_records, o.lost_records == 1 ? "" : "s", o.from_offset,
+                             o.to_offset == 0 ? 0 : o.to_offset - 1, why));
   };
 
-  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  std::optional<Bus> bus = OpenExistingBus(global, kConsumeCmd);
   if (!bus) return kExitRuntime;
   Result<Consumer> consumer = bus->CreateConsumer(args.topic, copts);
   if (!consumer.ok()) {
     const Status& s = consumer.status();
     if (s.code() == StatusCode::kNotFound) {
-      PrintError(kCmd, ExplainTopicNotFound(args.topic, global));
+      PrintError(kConsumeCmd, ExplainTopicNotFound(args.topic, global));
       return kExitRuntime;
     }
-    PrintError(kCmd, s.message());
+    PrintError(kConsumeCmd, s.message());
     return s.code() == StatusCode::kInvalidArgument ? kExitUsage : kExitRuntime;
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = OnStopSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  InstallStopHandlers(/*ignore_sigpipe=*/true);
 
   using Clock = std::chrono::steady_clock;
   const std::string sep = UnescapeSeparator(args.key_separator);
@@ -165,7 +157,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
     }
     AppendRecord(out, *format, r.topic(), r.partition(), r.view(), sep);
   };
-  while (remaining > 0 && g_stop == 0) {
+  while (remaining > 0 && !StopRequested()) {
     auto slice = std::chrono::milliseconds(100);
     bool idle_over = false;  // a poll that finds nothing now ends the run
     if (args.idle_exit_ms) {
@@ -185,14 +177,14 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
       if (!WriteOut(out, &write_error)) break;
     }
     if (r.status == PollStatus::kTopicDeleted) {
-      PrintError(kCmd, fmt::format("topic '{}' was deleted", args.topic));
+      PrintError(kConsumeCmd, fmt::format("topic '{}' was deleted", args.topic));
       rc = kExitRuntime;
       break;
     }
     if (r.status == PollStatus::kCorrupt) {
-      PrintError(kCmd, fmt::format("partition {}: a record in the ring failed validation "
-                                   "(corrupt shared memory); stopping",
-                                   r.partition));
+      PrintError(kConsumeCmd, fmt::format("partition {}: a record in the ring failed validation "
+                                          "(corrupt shared memory); stopping",
+                                          r.partition));
       rc = kExitRuntime;
       break;
     }
@@ -201,7 +193,7 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   }
   if (write_error == 0) (void)WriteOut(out, &write_error);
   if (write_error != 0 && write_error != EPIPE) {
-    PrintError(kCmd, fmt::format("cannot write to stdout: {}", std::strerror(write_error)));
+    PrintError(kConsumeCmd, fmt::format("cannot write to stdout: {}", std::strerror(write_error)));
     return kExitRuntime;
   }
   if (isatty(STDERR_FILENO)) fmt::print(stderr, "runnel consume: {}\n", Count(total, "record"));

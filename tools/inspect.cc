@@ -44,7 +44,7 @@
 namespace runnel::cli {
 namespace {
 
-constexpr std::string_view kCmd = "inspect";
+constexpr std::string_view kInspectCmd = "inspect";
 namespace fs = std::filesystem;
 
 // A read-only view of a whole file: MAP_PRIVATE with write permission so
@@ -286,7 +286,7 @@ int InspectPartitionDir(const std::string& dir) {
   }
   Result<VerifyReport> r = VerifyLog(dir);
   if (!r.ok()) {
-    PrintError(kCmd, fmt::format("cannot verify {}: {}", dir, r.status().ToString()));
+    PrintError(kInspectCmd, fmt::format("cannot verify {}: {}", dir, r.status().ToString()));
     return kExitRuntime;
   }
   fmt::print("  records {}, padding frames {}, bytes {}\n", r->records, r->padding_frames,
@@ -324,9 +324,10 @@ int InspectLogTree(const std::string& dir) {
     }
   }
   if (parts.empty()) {
-    PrintError(kCmd, fmt::format("{} holds no runnel logs (expected a data dir, a topic dir or a "
-                                 "partition dir)",
-                                 dir));
+    PrintError(kInspectCmd,
+               fmt::format("{} holds no runnel logs (expected a data dir, a topic dir or a "
+                           "partition dir)",
+                           dir));
     return kExitRuntime;
   }
   fmt::print("{}: {} partition log{}\n", dir, parts.size(), parts.size() == 1 ? "" : "s");
@@ -501,7 +502,7 @@ int InspectFile(const std::string& path) {
   }
   Result<FileMap> m = FileMap::Open(path);
   if (!m.ok()) {
-    PrintError(kCmd, m.status().message());
+    PrintError(kInspectCmd, m.status().message());
     return kExitRuntime;
   }
   if (name == "topic.meta") {
@@ -534,9 +535,10 @@ int InspectFile(const std::string& path) {
     return InspectDirectory(path, *m);
   }
   if (word == kRingMagic || name.starts_with("runnel.")) return InspectRing(path, *m);
-  PrintError(kCmd, fmt::format("{} is not a runnel file (segment, time index, checkpoint, bus "
-                               "directory or ring)",
-                               path));
+  PrintError(kInspectCmd,
+             fmt::format("{} is not a runnel file (segment, time index, checkpoint, bus "
+                         "directory or ring)",
+                         path));
   return kExitRuntime;
 }
 
@@ -544,9 +546,10 @@ int RunInspect(const std::string& path) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (ec || !fs::exists(st)) {
-    PrintError(kCmd, fmt::format("{} does not exist (a bus's files are /dev/shm/runnel.<bus>.*; "
-                                 "logs are under the data dir)",
-                                 path));
+    PrintError(kInspectCmd,
+               fmt::format("{} does not exist (a bus's files are /dev/shm/runnel.<bus>.*; "
+                           "logs are under the data dir)",
+                           path));
     return kExitRuntime;
   }
   if (fs::is_directory(st)) {

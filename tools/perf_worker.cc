@@ -31,12 +31,6 @@ using perf::Histogram;
 using perf::ReportLine;
 using perf::Ticks;
 
-// Set by SIGTERM/SIGINT: the worker stops and reports what it has. Relaxed
-// everywhere: a lone flag set in a signal handler; it publishes no data.
-std::atomic<bool> g_stop{false};
-
-void OnStopSignal(int) { g_stop.store(true, std::memory_order_relaxed); }
-
 bool WriteAll(int fd, std::string_view s) {
   while (!s.empty()) {
     const ssize_t n = ::write(fd, s.data(), s.size());
@@ -71,7 +65,7 @@ std::optional<std::string> ReadLineBlocking() {
     const ssize_t n = ::read(STDIN_FILENO, &c, 1);
     if (n == 0) return std::nullopt;
     if (n < 0) {
-      if (errno == EINTR && !g_stop.load(std::memory_order_relaxed)) continue;
+      if (errno == EINTR && !StopRequested()) continue;
       return std::nullopt;
     }
     if (c == '\n') return line;
@@ -121,12 +115,7 @@ Status Prepare(const PerfWorkerOptions& o) {
   if (o.parent_pid != 0 && getppid() != o.parent_pid) {
     return Status::Unavailable("the coordinator is gone");
   }
-  struct sigaction sa {};
-  sa.sa_handler = OnStopSignal;
-  sigemptyset(&sa.sa_mask);
-  (void)sigaction(SIGTERM, &sa, nullptr);
-  (void)sigaction(SIGINT, &sa, nullptr);
-  (void)signal(SIGPIPE, SIG_IGN);
+  InstallStopHandlers(/*ignore_sigpipe=*/true);
   return PinToCpus(o.cpus);
 }
 
@@ -146,7 +135,7 @@ bool PaceUntil(int64_t t) {
   for (;;) {
     const int64_t gap = t - MonotonicNanos();
     if (gap <= 0) return true;
-    if (g_stop.load(std::memory_order_relaxed)) return false;
+    if (StopRequested()) return false;
     if (gap > kSpinNs) {
       const int64_t sleep_ns = std::min<int64_t>(gap - kSpinNs, 100'000'000);
       timespec ts{static_cast<time_t>(sleep_ns / 1'000'000'000),
@@ -203,8 +192,7 @@ int RunProducer(const GlobalOptions& global, const PerfWorkerOptions& o) {
   uint64_t seq = 0;
   std::string error;
   for (; seq < o.records; ++seq) {
-    if (g_stop.load(std::memory_order_relaxed) ||
-        ((seq & 1023) == 0 && MonotonicNanos() >= deadline_ns)) {
+    if (StopRequested() || ((seq & 1023) == 0 && MonotonicNanos() >= deadline_ns)) {
       break;
     }
     if (interval_ns > 0) {
@@ -226,12 +214,11 @@ int RunProducer(const GlobalOptions& global, const PerfWorkerOptions& o) {
       const int64_t give_up = MonotonicNanos() + 30'000'000'000;
       do {
         r = producer.Send(std::nullopt, value_view, {}, partition, std::chrono::milliseconds(100));
-      } while (r.status == SendStatus::kTimeout && !g_stop.load(std::memory_order_relaxed) &&
-               MonotonicNanos() < give_up);
+      } while (r.status == SendStatus::kTimeout && !StopRequested() && MonotonicNanos() < give_up);
       const uint64_t now = Ticks();
       stall_ticks += now - wait_start;
       if (!r.ok()) {
-        if (g_stop.load(std::memory_order_relaxed)) break;
+        if (StopRequested()) break;
         error = r.status == SendStatus::kTimeout
                     ? "topic '" + o.topic + "' partition " + std::to_string(partition) +
                           " stayed full for 30 s: the broker's persistence thread is not "
@@ -532,7 +519,7 @@ int RunConsumer(const GlobalOptions& global, const PerfWorkerOptions& o) {
   // too, and the consumer drains what they committed, so the partial run
   // still checks out.
   while (!verifier.complete()) {
-    const bool stopping = g_stop.load(std::memory_order_relaxed);
+    const bool stopping = StopRequested();
     const PollResult r = busy ? consumer.Poll(handler, 256)
                               : consumer.PollFor(handler, 256, std::chrono::milliseconds(2));
     if (r.status == PollStatus::kOverrun) {

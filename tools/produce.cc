@@ -39,13 +39,7 @@
 namespace runnel::cli {
 namespace {
 
-// SIGINT/SIGTERM end the input: what was read is sent (and, at-least-once,
-// settled), the summary is printed, and the exit code says whether every
-// record read was accepted.
-volatile sig_atomic_t g_stop = 0;
-void OnStopSignal(int) { g_stop = 1; }
-
-constexpr std::string_view kCmd = "produce";
+constexpr std::string_view kProduceCmd = "produce";
 
 struct ProduceArgs {
   std::string topic;
@@ -100,9 +94,9 @@ class LineReader {
       // Waits in slices, so that a stop signal that came before the wait
       // (not only one that interrupts it) ends the input.
       pollfd p{fd_, POLLIN, 0};
-      while (g_stop == 0 && ::poll(&p, 1, 100) == 0) {
+      while (!StopRequested() && ::poll(&p, 1, 100) == 0) {
       }
-      if (g_stop != 0) {
+      if (StopRequested()) {
         // SIGINT/SIGTERM: the end of the input (what was read is sent).
         buffer_.resize(old);
         eof_ = true;
@@ -163,7 +157,7 @@ class Run {
     while (!failed) {
       std::optional<std::string_view> line = in.NextBuffered();
       if (!line) {
-        if (in.eof() || g_stop != 0) break;  // lines already read are all sent
+        if (in.eof() || StopRequested()) break;  // lines already read are all sent
         // About to block on stdin: settle what is pending first, so an
         // interactive user sees each line acknowledged.
         if (at_least_once_ && !pending_.empty() && !in.ReadReady() && !SettlePending()) {
@@ -178,7 +172,7 @@ class Run {
           break;
         }
         if (!in.Fill() && in.error() != 0) {
-          PrintError(kCmd, fmt::format("cannot read stdin: {}", std::strerror(in.error())));
+          PrintError(kProduceCmd, fmt::format("cannot read stdin: {}", std::strerror(in.error())));
           failed = true;
         }
         if (!TopicStillThere()) {
@@ -281,44 +275,48 @@ class Run {
       case SendStatus::kFull: {
         Result<BusInfo> info = bus_.Info();
         if (info.ok() && !info->broker_alive) {
-          PrintError(kCmd, fmt::format("{}: no broker is running for bus '{}' (start one with: {} "
-                                       "broker): partition {} of topic '{}' is full of records "
-                                       "that are not on disk yet",
-                                       where, global_.bus, RunnelCommand(global_), r.partition,
-                                       args_.topic));
+          PrintError(
+              kProduceCmd,
+              fmt::format("{}: no broker is running for bus '{}' (start one with: {} "
+                          "broker): partition {} of topic '{}' is full of records "
+                          "that are not on disk yet",
+                          where, global_.bus, RunnelCommand(global_), r.partition, args_.topic));
         } else if (const int32_t err = PersistError(r.partition); err != 0) {
-          PrintError(kCmd, fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
-                                       "broker cannot write it to disk ({}){}; see: {} stat",
-                                       where, r.partition, args_.topic, args_.timeout_ms,
-                                       std::strerror(err),
-                                       err == ENOSPC ? ": free space in the data dir, and the "
-                                                       "broker continues by itself"
-                                                     : "",
-                                       RunnelCommand(global_)));
+          PrintError(
+              kProduceCmd,
+              fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
+                          "broker cannot write it to disk ({}){}; see: {} stat",
+                          where, r.partition, args_.topic, args_.timeout_ms, std::strerror(err),
+                          err == ENOSPC ? ": free space in the data dir, and the "
+                                          "broker continues by itself"
+                                        : "",
+                          RunnelCommand(global_)));
         } else {
-          PrintError(kCmd, fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
-                                       "broker is not keeping up; raise --timeout-ms, or see: {} "
-                                       "stat",
-                                       where, r.partition, args_.topic, args_.timeout_ms,
-                                       RunnelCommand(global_)));
+          PrintError(kProduceCmd,
+                     fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
+                                 "broker is not keeping up; raise --timeout-ms, or see: {} "
+                                 "stat",
+                                 where, r.partition, args_.topic, args_.timeout_ms,
+                                 RunnelCommand(global_)));
         }
         return;
       }
       case SendStatus::kTopicDeleted:
-        PrintError(kCmd,
+        PrintError(kProduceCmd,
                    fmt::format("{}: topic '{}' was deleted while producing", where, args_.topic));
         return;
       default:
-        PrintError(kCmd, fmt::format("{}: {}", where, producer_.Explain(r).message()));
+        PrintError(kProduceCmd, fmt::format("{}: {}", where, producer_.Explain(r).message()));
     }
   }
 
   // False (and says so) once the topic was deleted.
   bool TopicStillThere() {
     if (producer_.CheckTopic().ok()) return true;
-    PrintError(kCmd, fmt::format("topic '{}' was deleted while producing (after line {}); the "
-                                 "records sent after the delete are lost",
-                                 args_.topic, line_number_));
+    PrintError(kProduceCmd,
+               fmt::format("topic '{}' was deleted while producing (after line {}); the "
+                           "records sent after the delete are lost",
+                           args_.topic, line_number_));
     return false;
   }
 
@@ -371,17 +369,17 @@ class Run {
             continue;
           }
           if (s.code() == StatusCode::kNotFound) {
-            PrintError(kCmd, fmt::format("{}; {} records were not confirmed durable", s.message(),
-                                         pending_.size()));
+            PrintError(kProduceCmd, fmt::format("{}; {} records were not confirmed durable",
+                                                s.message(), pending_.size()));
             return false;
           }
           if (s.code() == StatusCode::kUnavailable) {
-            PrintError(kCmd, fmt::format("cannot confirm durability on topic '{}': {}", args_.topic,
-                                         s.message()));
+            PrintError(kProduceCmd, fmt::format("cannot confirm durability on topic '{}': {}",
+                                                args_.topic, s.message()));
             return false;
           }
           if (s.code() != StatusCode::kTimeout && s.code() != StatusCode::kResourceExhausted) {
-            PrintError(kCmd, fmt::format("waiting for durability failed: {}", s.ToString()));
+            PrintError(kProduceCmd, fmt::format("waiting for durability failed: {}", s.ToString()));
             return false;
           }
           if (s.code() == StatusCode::kTimeout && last_problem.empty()) last_problem = s.message();
@@ -403,16 +401,17 @@ class Run {
 
       Result<BusInfo> info = bus_.Info();
       if (info.ok() && !info->broker_alive) {
-        PrintError(kCmd, fmt::format("no broker is running for bus '{}' (start one with: {} "
-                                     "broker); {} records are not confirmed durable",
-                                     global_.bus, RunnelCommand(global_), pending_.size()));
+        PrintError(kProduceCmd, fmt::format("no broker is running for bus '{}' (start one with: {} "
+                                            "broker); {} records are not confirmed durable",
+                                            global_.bus, RunnelCommand(global_), pending_.size()));
         return false;
       }
       if (attempt >= args_.retries) {
-        PrintError(kCmd, fmt::format("{} records are still not durable after {} attempts of {} ms "
-                                     "({}); raise --timeout-ms or --retries, or check the broker",
-                                     pending_.size(), attempt + 1, args_.timeout_ms,
-                                     last_problem.empty() ? "timeout" : last_problem));
+        PrintError(kProduceCmd,
+                   fmt::format("{} records are still not durable after {} attempts of {} ms "
+                               "({}); raise --timeout-ms or --retries, or check the broker",
+                               pending_.size(), attempt + 1, args_.timeout_ms,
+                               last_problem.empty() ? "timeout" : last_problem));
         return false;
       }
       // A full disk: the records wait in the ring (the persister never lets
@@ -455,48 +454,46 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
   for (const std::string& h : args.headers) {
     const std::size_t eq = h.find('=');
     if (eq == std::string::npos || eq == 0) {
-      PrintError(kCmd, fmt::format("--header '{}' is not NAME=VALUE", h));
+      PrintError(kProduceCmd, fmt::format("--header '{}' is not NAME=VALUE", h));
       return kExitUsage;
     }
     headers.push_back(
         Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
   }
-  struct sigaction sa {};
-  sa.sa_handler = OnStopSignal;  // no SA_RESTART: a blocked read of stdin returns
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  InstallStopHandlers(/*ignore_sigpipe=*/false);
+  std::optional<Bus> bus = OpenExistingBus(global, kProduceCmd);
   if (!bus) return kExitRuntime;
   Result<TopicInfo> info = bus->DescribeTopic(args.topic);
   if (!info.ok()) {
-    PrintError(kCmd, info.status().code() == StatusCode::kNotFound
-                         ? ExplainTopicNotFound(args.topic, global)
-                         : info.status().ToString());
+    PrintError(kProduceCmd, info.status().code() == StatusCode::kNotFound
+                                ? ExplainTopicNotFound(args.topic, global)
+                                : info.status().ToString());
     return kExitRuntime;
   }
   if (args.partition && *args.partition >= info->options.partitions) {
-    PrintError(kCmd, fmt::format("topic '{}' has {} partition{} (0..{}); there is no partition {}",
-                                 args.topic, info->options.partitions,
-                                 info->options.partitions == 1 ? "" : "s",
-                                 info->options.partitions - 1, *args.partition));
+    PrintError(
+        kProduceCmd,
+        fmt::format("topic '{}' has {} partition{} (0..{}); there is no partition {}", args.topic,
+                    info->options.partitions, info->options.partitions == 1 ? "" : "s",
+                    info->options.partitions - 1, *args.partition));
     return kExitUsage;
   }
   bool at_least_once = info->options.durable;
   if (!args.delivery.empty()) at_least_once = args.delivery == "at-least-once";
   if (at_least_once && !info->options.durable) {
-    PrintError(kCmd, fmt::format("topic '{}' is not durable (created with --no-durable): "
-                                 "at-least-once needs a durable topic; use --delivery at-most-once",
-                                 args.topic));
+    PrintError(kProduceCmd,
+               fmt::format("topic '{}' is not durable (created with --no-durable): "
+                           "at-least-once needs a durable topic; use --delivery at-most-once",
+                           args.topic));
     return kExitRuntime;
   }
   ProducerOptions popts;
   if (args.partition) popts.partitions = {*args.partition};
   Result<Producer> producer = bus->CreateProducer(args.topic, popts);
   if (!producer.ok()) {
-    PrintError(kCmd, producer.status().code() == StatusCode::kNotFound
-                         ? ExplainTopicNotFound(args.topic, global)
-                         : producer.status().ToString());
+    PrintError(kProduceCmd, producer.status().code() == StatusCode::kNotFound
+                                ? ExplainTopicNotFound(args.topic, global)
+                                : producer.status().ToString());
     return kExitRuntime;
   }
   Run run(global, args, *bus, *producer, at_least_once, std::move(headers));

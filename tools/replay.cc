@@ -37,7 +37,7 @@
 namespace runnel::cli {
 namespace {
 
-constexpr std::string_view kCmd = "replay";
+constexpr std::string_view kReplayCmd = "replay";
 namespace fs = std::filesystem;
 
 struct ReplayArgs {
@@ -293,15 +293,17 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
     progress.Update(i, records, fmt::format("{}/{}", src.topic, src.partition));
     if (std::vector<int32_t> writers = FlockHolders(src.dir); !writers.empty()) {
       progress.Finish();
-      PrintWarning(kCmd, fmt::format("{} is open for writing by pid {}: a record being written "
-                                     "at its tail may show as damage (verify a stopped broker's "
-                                     "log, or a copy)",
-                                     src.dir, writers.front()));
+      PrintWarning(kReplayCmd,
+                   fmt::format("{} is open for writing by pid {}: a record being written "
+                               "at its tail may show as damage (verify a stopped broker's "
+                               "log, or a copy)",
+                               src.dir, writers.front()));
     }
     Result<VerifyReport> report = VerifyLog(src.dir);
     progress.Finish();
     if (!report.ok()) {
-      PrintError(kCmd, fmt::format("cannot verify {}: {}", src.dir, report.status().ToString()));
+      PrintError(kReplayCmd,
+                 fmt::format("cannot verify {}: {}", src.dir, report.status().ToString()));
       error = true;
       continue;
     }
@@ -386,13 +388,13 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
   std::optional<Republisher> into;
   std::optional<Bus> bus;
   if (args.into) {
-    bus = OpenExistingBus(global, kCmd);
+    bus = OpenExistingBus(global, kReplayCmd);
     if (!bus) return kExitRuntime;
     Result<Producer> producer = bus->CreateProducer(*args.into);
     if (!producer.ok()) {
-      PrintError(kCmd, producer.status().code() == StatusCode::kNotFound
-                           ? ExplainTopicNotFound(*args.into, global)
-                           : producer.status().ToString());
+      PrintError(kReplayCmd, producer.status().code() == StatusCode::kNotFound
+                                 ? ExplainTopicNotFound(*args.into, global)
+                                 : producer.status().ToString());
       return kExitRuntime;
     }
     into.emplace(std::move(*producer), args.timeout_ms);
@@ -416,7 +418,8 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
     ropts.follow = !FlockHolders(src.dir).empty();
     Result<LogReader> reader = LogReader::Open(src.dir, ropts);
     if (!reader.ok()) {
-      PrintError(kCmd, fmt::format("cannot read {}: {}", src.dir, reader.status().ToString()));
+      PrintError(kReplayCmd,
+                 fmt::format("cannot read {}: {}", src.dir, reader.status().ToString()));
       failed = true;
       continue;
     }
@@ -429,13 +432,13 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
     } else {
       seek = reader->Seek(*ParseUint(args.from));
       if (seek.code() == StatusCode::kOutOfRange) {
-        PrintWarning(kCmd,
+        PrintWarning(kReplayCmd,
                      fmt::format("{}: {}; starting at the log start", src.dir, seek.message()));
         seek = reader->SeekToStart();
       }
     }
     if (!seek.ok()) {
-      PrintError(kCmd, fmt::format("cannot position in {}: {}", src.dir, seek.ToString()));
+      PrintError(kReplayCmd, fmt::format("cannot position in {}: {}", src.dir, seek.ToString()));
       failed = true;
       continue;
     }
@@ -445,7 +448,7 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
       if (e.kind == LogEntry::Kind::kDamage) {
         ++damages;
         progress.Finish();
-        PrintWarning(kCmd, fmt::format("damage: {}", FormatDamage(src.dir, *e.damage)));
+        PrintWarning(kReplayCmd, fmt::format("damage: {}", FormatDamage(src.dir, *e.damage)));
         continue;
       }
       if (e.control) continue;
@@ -454,9 +457,9 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
       if (into) {
         if (Status s = into->Publish(e.record); !s.ok()) {
           progress.Finish();
-          PrintError(kCmd, fmt::format("cannot publish offset {} of {}/{} into '{}': {}",
-                                       e.record.offset(), src.topic, src.partition, *args.into,
-                                       s.message()));
+          PrintError(kReplayCmd, fmt::format("cannot publish offset {} of {}/{} into '{}': {}",
+                                             e.record.offset(), src.topic, src.partition,
+                                             *args.into, s.message()));
           failed = true;
           break;
         }
@@ -474,7 +477,8 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
   }
   progress.Finish();
   if (!output.Write(buf, true) && output.error() != EPIPE) {
-    PrintError(kCmd, fmt::format("cannot write to stdout: {}", std::strerror(output.error())));
+    PrintError(kReplayCmd,
+               fmt::format("cannot write to stdout: {}", std::strerror(output.error())));
     return kExitRuntime;
   }
   if (into) {
@@ -482,9 +486,9 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
                into->published(), *args.into, global.bus);
   }
   if (damages > 0) {
-    PrintError(kCmd, fmt::format("{} damaged place{} found (records there were skipped); run "
-                                 "`runnel replay {} --verify` for a report",
-                                 damages, damages == 1 ? "" : "s", args.dir));
+    PrintError(kReplayCmd, fmt::format("{} damaged place{} found (records there were skipped); run "
+                                       "`runnel replay {} --verify` for a report",
+                                       damages, damages == 1 ? "" : "s", args.dir));
     return kExitDamage;
   }
   return failed ? kExitRuntime : kExitOk;
@@ -494,25 +498,25 @@ int RunReplay(const GlobalOptions& global, const ReplayArgs& args) {
   const std::optional<OutputFormat> format = ParseOutputFormat(args.format);
   if (!format) return kExitUsage;
   if (args.verify && (!args.from.empty() || args.to || args.into)) {
-    PrintError(kCmd,
+    PrintError(kReplayCmd,
                "--verify checks whole logs: it cannot be combined with --from, --to or --into");
     return kExitUsage;
   }
   if (args.verify && *format == OutputFormat::kKv) {
-    PrintError(kCmd, "--verify prints a report: use --format value (text) or --format json");
+    PrintError(kReplayCmd, "--verify prints a report: use --format value (text) or --format json");
     return kExitUsage;
   }
   if (args.to && !args.from.empty() && args.from[0] != '@' && *ParseUint(args.from) > *args.to) {
-    PrintError(kCmd, fmt::format("--from {} is after --to {}", args.from, *args.to));
+    PrintError(kReplayCmd, fmt::format("--from {} is after --to {}", args.from, *args.to));
     return kExitUsage;
   }
   Result<std::vector<Source>> sources = FindSources(args);
   if (!sources.ok()) {
-    PrintError(kCmd, sources.status().message());
+    PrintError(kReplayCmd, sources.status().message());
     return kExitRuntime;
   }
   if (sources->empty() && (args.topic || args.partition)) {
-    PrintError(kCmd,
+    PrintError(kReplayCmd,
                fmt::format("no partition log in {} matches{}{} (see: runnel inspect {})", args.dir,
                            args.topic ? fmt::format(" --topic {}", *args.topic) : "",
                            args.partition ? fmt::format(" --partition {}", *args.partition) : "",
@@ -520,10 +524,11 @@ int RunReplay(const GlobalOptions& global, const ReplayArgs& args) {
     return kExitRuntime;
   }
   if (sources->empty()) {
-    PrintError(kCmd, fmt::format("{} holds no partition logs (expected a data dir DIR/<topic>/"
-                                 "<partition>/, a topic dir or a partition dir with .log "
-                                 "segment files)",
-                                 args.dir));
+    PrintError(kReplayCmd,
+               fmt::format("{} holds no partition logs (expected a data dir DIR/<topic>/"
+                           "<partition>/, a topic dir or a partition dir with .log "
+                           "segment files)",
+                           args.dir));
     return kExitRuntime;
   }
   if (args.verify) return RunVerify(args, *sources, *format == OutputFormat::kJson);

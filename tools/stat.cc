@@ -37,10 +37,7 @@
 namespace runnel::cli {
 namespace {
 
-constexpr std::string_view kCmd = "stat";
-
-volatile sig_atomic_t g_stop = 0;
-void OnStopSignal(int) { g_stop = 1; }
+constexpr std::string_view kStatCmd = "stat";
 
 struct StatArgs {
   bool watch = false;
@@ -177,7 +174,7 @@ void PrintJson(const GlobalOptions& global, const Sample& s, const std::vector<T
 // Sleeps `ms`, waking early on SIGINT/SIGTERM. False if stopped.
 bool SleepUnlessStopped(int64_t ms) {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
-  while (g_stop == 0) {
+  while (!StopRequested()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return true;
     std::this_thread::sleep_for(
@@ -187,25 +184,20 @@ bool SleepUnlessStopped(int64_t ms) {
 }
 
 int RunStat(const GlobalOptions& global, const StatArgs& args) {
-  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
+  std::optional<Bus> bus = OpenExistingBus(global, kStatCmd);
   if (!bus) return kExitRuntime;
-  struct sigaction sa {};
-  sa.sa_handler = OnStopSignal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  std::signal(SIGPIPE, SIG_IGN);
+  InstallStopHandlers(/*ignore_sigpipe=*/true);
 
   Result<Sample> first = TakeSample(*bus, args.topics);
   if (!first.ok()) {
-    PrintError(kCmd, first.status().ToString());
+    PrintError(kStatCmd, first.status().ToString());
     return kExitRuntime;
   }
   for (const std::string& t : args.topics) {
     bool found = false;
     for (const TopicInfo& info : first->topics) found |= info.name == t;
     if (!found) {
-      PrintError(kCmd, ExplainTopicNotFound(t, global));
+      PrintError(kStatCmd, ExplainTopicNotFound(t, global));
       return kExitRuntime;
     }
   }
@@ -215,7 +207,7 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
     if (!SleepUnlessStopped(args.interval_ms)) break;
     Result<Sample> now = TakeSample(*bus, args.topics);
     if (!now.ok()) {
-      PrintError(kCmd, now.status().ToString());
+      PrintError(kStatCmd, now.status().ToString());
       return kExitRuntime;
     }
     const std::vector<TopicRows> rows = Compute(global.data_dir, &before, *now);
