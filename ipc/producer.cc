@@ -149,6 +149,12 @@ ProducerClaim Producer::TryClaim(uint32_t partition, uint32_t key_length, uint32
   if (partition >= rings_.size() || (allowed_mask_ >> partition & 1) == 0) [[unlikely]] {
     return ProducerClaim(partition, SendStatus::kUnknownPartition);
   }
+  if (key_length > kMaxKeyLength) [[unlikely]] {
+    return ProducerClaim(partition, Invalid(InvalidCause::kKeyTooLong, key_length));
+  }
+  if (headers_length > kMaxHeadersLength) [[unlikely]] {
+    return ProducerClaim(partition, Invalid(InvalidCause::kHeadersTooLong, headers_length));
+  }
   const uint64_t size = uint64_t{key_length} + headers_length + value_length;
   if (size > max_record_bytes_) [[unlikely]] {
     last_record_bytes_ = size;
@@ -159,7 +165,7 @@ ProducerClaim Producer::TryClaim(uint32_t partition, uint32_t key_length, uint32
 }
 
 SendStatus Producer::Commit(ProducerClaim& claim) {
-  if (!claim.ok()) return SendStatus::kInvalid;
+  if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
   const uint64_t offset = claim.claim_.offset();
   const SendStatus s = FromCommit(rings_[claim.partition_].commit(claim.claim_));
   claim.status_ = SendStatus::kInvalid;
@@ -169,7 +175,7 @@ SendStatus Producer::Commit(ProducerClaim& claim) {
 }
 
 SendStatus Producer::CommitDeferred(ProducerClaim& claim) {
-  if (!claim.ok()) return SendStatus::kInvalid;
+  if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
   const uint32_t partition = claim.partition_;
   const uint64_t offset = claim.claim_.offset();
   RingProducer& ring = rings_[partition];
@@ -200,7 +206,7 @@ SendStatus Producer::Publish() {
 }
 
 SendStatus Producer::Abort(ProducerClaim& claim) {
-  if (!claim.ok()) return SendStatus::kInvalid;
+  if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
   const SendStatus s = FromCommit(rings_[claim.partition_].abort(claim.claim_));
   claim.status_ = SendStatus::kInvalid;
   return s;
@@ -224,7 +230,15 @@ SendResult Producer::TrySend(std::optional<std::string_view> key, std::string_vi
   }
   const int64_t hlen = headers.empty() ? 0 : EncodedHeadersLength(headers);
   if (hlen < 0 || hlen > kMaxHeadersLength || (key && key->size() > kMaxKeyLength)) [[unlikely]] {
-    r.status = SendStatus::kInvalid;
+    if (key && key->size() > kMaxKeyLength) {
+      r.status = Invalid(InvalidCause::kKeyTooLong, key->size());
+    } else if (hlen < 0) {
+      uint64_t longest = 0;
+      for (const Header& h : headers) longest = std::max({longest, h.name.size(), h.value.size()});
+      r.status = Invalid(InvalidCause::kHeaderTooLong, longest);
+    } else {
+      r.status = Invalid(InvalidCause::kHeadersTooLong, static_cast<uint64_t>(hlen));
+    }
     return r;
   }
   const uint64_t size = (key ? key->size() : 0) + static_cast<uint64_t>(hlen) + value.size();
@@ -285,6 +299,21 @@ std::string Producer::WhyFull(uint32_t partition) const {
       return "another producer's claim a ring back is still open (producers never lap an open "
              "claim; one whose producer died is turned into padding by the broker)";
     }
+    for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+      if (ring.GatingOwner(i) != kPersisterGatingOwner) continue;
+      const int32_t err = ring.GatingError(i);
+      if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
+        return std::string("the broker cannot write the partition's log: ") + std::strerror(err) +
+               " (free disk space; it retries and resumes by itself)";
+      }
+      if (err == EILSEQ) {
+        return "the broker stopped persisting it: it found damaged data (in the log on disk, "
+               "or in the ring); its output says where";
+      }
+      if (err != 0) {
+        return std::string("the broker cannot persist it: ") + std::strerror(err);
+      }
+    }
   }
   return "a gating reader (persistence) has not released space yet";
 }
@@ -317,9 +346,25 @@ Status Producer::Explain(const SendResult& r) const {
           std::to_string(r.partition) + " is not one of them");
     }
     case SendStatus::kInvalid:
+      switch (last_invalid_) {
+        case InvalidCause::kKeyTooLong:
+          return Status::InvalidArgument("key of " + std::to_string(last_invalid_bytes_) +
+                                         " bytes is longer than the limit of 65535 bytes");
+        case InvalidCause::kHeaderTooLong:
+          return Status::InvalidArgument("a header name or value of " +
+                                         std::to_string(last_invalid_bytes_) +
+                                         " bytes is longer than the limit of 65535 bytes");
+        case InvalidCause::kHeadersTooLong:
+          return Status::InvalidArgument(
+              "the headers take " + std::to_string(last_invalid_bytes_) +
+              " bytes encoded (4 bytes per header plus names and values), over the limit of "
+              "65535 bytes");
+        case InvalidCause::kNoClaim:
+          break;
+      }
       return Status::InvalidArgument(
-          "key or encoded headers longer than 65535 bytes, or no active "
-          "claim");
+          "no active claim: the claim was already committed or aborted, or TryClaim did not "
+          "succeed (check its status first)");
     case SendStatus::kUnblocked:
       return Status::Timeout(where +
                              ": the claim was held longer than the unblock timeout and was "

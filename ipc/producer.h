@@ -62,7 +62,7 @@ enum class SendStatus : uint8_t {
   kFull = 1,              // back-pressure: retry later, or use Send with a timeout
   kTooLarge = 2,          // error: key + headers + value exceed the topic's max record size
   kUnknownPartition = 3,  // error: no such partition, or not one of this producer's
-  kInvalid = 4,           // error: key or encoded headers longer than 65535 bytes, or no claim
+  kInvalid = 4,           // error: key, a header or all headers over 65535 bytes, or no claim
   kUnblocked = 5,         // error: the claim was declared dead (held > unblock timeout); lost
   kTimeout = 6,           // Send only: still full when the timeout ran out
   kTopicDeleted = 7,      // error: the topic was deleted (or re-created)
@@ -179,6 +179,13 @@ class Producer {
   [[nodiscard]] Status CheckTopic();
 
  private:
+  // Why a call returned kInvalid, for Explain.
+  enum class InvalidCause : uint8_t { kNoClaim, kKeyTooLong, kHeaderTooLong, kHeadersTooLong };
+  SendStatus Invalid(InvalidCause cause, uint64_t bytes = 0) {
+    last_invalid_ = cause;
+    last_invalid_bytes_ = bytes;
+    return SendStatus::kInvalid;
+  }
   // Why `partition` was full, for Explain.
   std::string WhyFull(uint32_t partition) const;
   friend class Bus;
@@ -199,7 +206,9 @@ class Producer {
   uint64_t generation_ = 0;
   uint32_t client_slot_ = 0;
   uint64_t client_id_ = 0;
-  uint64_t last_record_bytes_ = 0;              // for Explain(kTooLarge)
+  uint64_t last_record_bytes_ = 0;                      // for Explain(kTooLarge)
+  InvalidCause last_invalid_ = InvalidCause::kNoClaim;  // for Explain(kInvalid)
+  uint64_t last_invalid_bytes_ = 0;
   uint64_t deferred_mask_ = 0;                  // partitions with deferred records
   std::vector<uint64_t> deferred_next_offset_;  // by partition: after the last deferred
   std::string topic_;

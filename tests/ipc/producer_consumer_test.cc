@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <set>
@@ -19,6 +20,7 @@
 #include "ipc/internal/bus_core.h"
 #include "ipc/internal/cold_reader.h"
 #include "ipc/internal/partitioner.h"
+#include "persistence/persister.h"
 #include "tests/ipc/test_util.h"
 
 namespace runnel {
@@ -239,6 +241,39 @@ TEST_F(ProducerConsumerTest, TooLargeRecordIsRefusedWithTheLimitInTheMessage) {
   EXPECT_EQ(p->TrySend(std::string(70000, 'k'), "v").status, SendStatus::kInvalid);
 }
 
+// kInvalid has four causes; Explain names the one that happened, with the size.
+TEST_F(ProducerConsumerTest, InvalidRecordsAreExplainedByTheirCause) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  SendResult r = p->TrySend(std::string(70000, 'k'), "v");
+  ASSERT_EQ(r.status, SendStatus::kInvalid);
+  EXPECT_EQ(p->Explain(r).message(), "key of 70000 bytes is longer than the limit of 65535 bytes");
+  const std::string long_value(65536, 'x');
+  const Header one_long[] = {{"h", long_value}};
+  r = p->TrySend(std::nullopt, "v", one_long);
+  ASSERT_EQ(r.status, SendStatus::kInvalid);
+  EXPECT_EQ(p->Explain(r).message(),
+            "a header name or value of 65536 bytes is longer than the limit of 65535 bytes");
+  const std::string half(40000, 'y');
+  const Header two[] = {{"a", half}, {"b", half}};
+  r = p->TrySend(std::nullopt, "v", two);
+  ASSERT_EQ(r.status, SendStatus::kInvalid);
+  EXPECT_EQ(p->Explain(r).code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(p->Explain(r).message().find("the headers take 80010 bytes encoded"), std::string::npos)
+      << p->Explain(r).message();
+  ProducerClaim claim = p->TryClaim(0, 70000, 0, 1, true);
+  EXPECT_EQ(claim.status(), SendStatus::kInvalid);
+  EXPECT_EQ(p->Explain({claim.status(), 0, 0}).message(),
+            "key of 70000 bytes is longer than the limit of 65535 bytes");
+  ProducerClaim good = p->TryClaim(0, 0, 0, 1, false);
+  ASSERT_TRUE(good.ok());
+  ASSERT_EQ(p->Commit(good), SendStatus::kOk);
+  const SendStatus again = p->Commit(good);
+  ASSERT_EQ(again, SendStatus::kInvalid);
+  EXPECT_NE(p->Explain({again, 0, 0}).message().find("no active claim"), std::string::npos);
+}
+
 // TryClaim's refusals carry their status and claim nothing; a good claim
 // after them lands in the partition asked for, with the next offset.
 TEST_F(ProducerConsumerTest, TryClaimRefusalsClaimNothing) {
@@ -297,6 +332,35 @@ TEST_F(ProducerConsumerTest, BackPressureIsFullThenSendWaitsForSpaceUntilTimeout
   r = p->Send(std::nullopt, value, {}, kAnyPartition, 5s);
   releaser.join();
   EXPECT_TRUE(r.ok()) << SendStatusName(r.status);
+  ring.ReleaseGatingSlot(*slot);
+}
+
+// A broker that cannot write (full disk) holds its gating slot: producers of
+// the partition see kFull, and Explain says why and what to do.
+TEST_F(ProducerConsumerTest, AFullRingBehindABrokerThatCannotWriteIsExplainedAsAFullDisk) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto topic = bus_->core()->directory().FindLiveTopic("t");
+  auto mapping = bus_->core()->MapTopic(*topic);
+  ASSERT_TRUE(mapping.ok());
+  const Ring ring = (*mapping)->rings[0];
+  auto slot = ring.AcquireGatingSlot(kPersisterGatingOwner, ring.tail());
+  ASSERT_TRUE(slot.ok());
+  auto p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  SendResult r;
+  while ((r = p->TrySend(std::nullopt, std::string(1000, 'v'))).ok()) {
+  }
+  ASSERT_EQ(r.status, SendStatus::kFull);
+  EXPECT_NE(p->Explain(r).message().find("gating reader (persistence) has not released"),
+            std::string::npos)
+      << p->Explain(r).message();
+  ring.SetGatingError(*slot, ENOSPC);
+  const Status why = p->Explain(r);
+  EXPECT_EQ(why.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(why.message().find("the broker cannot write the partition's log: No space left on "
+                               "device (free disk space"),
+            std::string::npos)
+      << why.message();
   ring.ReleaseGatingSlot(*slot);
 }
 
