@@ -512,6 +512,45 @@ TEST(VerifyLog, ReportsAMissingSegmentAsAGap) {
   EXPECT_EQ(v->records, 150u);
 }
 
+// A log cut short at a frame boundary reads clean; only the checkpoint
+// knows that durable records are gone. VerifyLog agrees with recovery, which
+// refuses to open such a log without repair.
+TEST(VerifyLog, ReportsDurableRecordsCutOffBehindTheCheckpoint) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::filesystem::resize_file(d / "00000000000000000150.log", kFileHeaderLength + 30 * kFrame);
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->records, 180u);
+  // The time index still points at the cut records, then the checkpoint.
+  ASSERT_EQ(v->damages.size(), 2u);
+  EXPECT_EQ(v->damages[0].file, "00000000000000000150.timeindex");
+  EXPECT_EQ(v->damages[1].file, "checkpoint");
+  EXPECT_EQ(v->damages[1].file_position, kFileHeaderLength + 30 * kFrame);
+  EXPECT_NE(
+      v->damages[1].reason.find("up to file position " +
+                                std::to_string(kFileHeaderLength + 50 * kFrame) + " (offset 200)"),
+      std::string::npos)
+      << v->damages[1].reason;
+  EXPECT_EQ(PartitionLog::Open(d.path(), Opts(4096)).status().code(), StatusCode::kCorruption);
+}
+
+TEST(VerifyLog, ReportsTheCheckpointsSegmentMissing) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::filesystem::remove(d / "00000000000000000150.log");
+  std::filesystem::remove(d / "00000000000000000150.timeindex");
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->records, 150u);
+  ASSERT_EQ(v->damages.size(), 1u);
+  EXPECT_EQ(v->damages[0].file, "checkpoint");
+  EXPECT_NE(v->damages[0].reason.find("00000000000000000150.log, which does not exist"),
+            std::string::npos)
+      << v->damages[0].reason;
+  EXPECT_EQ(PartitionLog::Open(d.path(), Opts(4096)).status().code(), StatusCode::kCorruption);
+}
+
 TEST(DataDir, ListsTopicsAndPartitions) {
   TempDir d(/*in_memory=*/true);
   for (auto p : {"orders/0", "orders/1", "orders/10", "clicks/3"}) {
