@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/log.h"
 #include "core/wait.h"
 #include "ipc/bus.h"
 #include "persistence/internal/layout.h"
@@ -294,8 +295,8 @@ void RemovePurgeLeftovers(const std::string& data_dir) {
     std::error_code rc;
     fs::remove_all(p, rc);
     if (rc) {
-      std::fprintf(stderr, "runnel broker: cannot remove %s: %s\n", p.c_str(),
-                   rc.message().c_str());
+      Log(LogLevel::kWarning, "runnel broker: cannot remove %s: %s", p.c_str(),
+          rc.message().c_str());
     }
   }
 }
@@ -334,13 +335,12 @@ class DurabilityHooks : public BrokerHooks {
     std::error_code ec;
     fs::create_directories(options_.data_dir, ec);
     if (ec) {
-      std::fprintf(stderr, "runnel broker: cannot create data dir %s: %s\n",
-                   options_.data_dir.c_str(), ec.message().c_str());
+      Log(LogLevel::kError, "runnel broker: cannot create data dir %s: %s",
+          options_.data_dir.c_str(), ec.message().c_str());
     }
     Result<std::unique_ptr<Persister>> p = Persister::Start(options_.persister);
     if (!p.ok()) {
-      std::fprintf(stderr, "runnel broker: persistence is off: %s\n",
-                   p.status().ToString().c_str());
+      Log(LogLevel::kError, "runnel broker: persistence is off: %s", p.status().ToString().c_str());
       return;
     }
     persister_ = std::move(*p);
@@ -364,16 +364,16 @@ class DurabilityHooks : public BrokerHooks {
         // (the delete's last step, or a newer incarnation).
         if (bus_->DescribeTopic(topic).ok()) continue;
         Status s = PurgeTopicData(options_.data_dir, topic, std::chrono::milliseconds(0));
-        std::fprintf(stderr, "runnel broker: removed the log of deleted topic %s from %s: %s\n",
-                     topic.c_str(), options_.data_dir.c_str(), s.ToString().c_str());
+        Log(LogLevel::kInfo, "runnel broker: removed the log of deleted topic %s from %s: %s",
+            topic.c_str(), options_.data_dir.c_str(), s.ToString().c_str());
         continue;
       }
       Result<TopicOptions> meta = ReadTopicMeta(options_.data_dir, topic);
       if (!meta.ok()) continue;
       if (bus_->DescribeTopic(topic).ok()) continue;
       Status s = bus_->CreateTopic(topic, *meta);
-      std::fprintf(stderr, "runnel broker: restored topic %s from %s: %s\n", topic.c_str(),
-                   options_.data_dir.c_str(), s.ToString().c_str());
+      Log(LogLevel::kInfo, "runnel broker: restored topic %s from %s: %s", topic.c_str(),
+          options_.data_dir.c_str(), s.ToString().c_str());
     }
   }
 
@@ -386,15 +386,15 @@ class DurabilityHooks : public BrokerHooks {
         // but its deleter died before taking it off the bus: finish that.
         // OnTopicRemoved follows on a later tick and removes the log.
         Status s = bus_->DeleteTopic(topic.name);
-        std::fprintf(stderr, "runnel broker: finished deleting topic %s: %s\n", topic.name.c_str(),
-                     s.ToString().c_str());
+        Log(LogLevel::kInfo, "runnel broker: finished deleting topic %s: %s", topic.name.c_str(),
+            s.ToString().c_str());
         return;
       }
       // The log of an earlier incarnation: remove it, this one starts afresh.
       Status s = PurgeTopicData(options_.data_dir, topic.name, std::chrono::seconds(2));
       if (!s.ok()) {
-        std::fprintf(stderr, "runnel broker: %s: the log of its deleted predecessor: %s\n",
-                     topic.name.c_str(), s.ToString().c_str());
+        Log(LogLevel::kWarning, "runnel broker: %s: the log of its deleted predecessor: %s",
+            topic.name.c_str(), s.ToString().c_str());
         for (const Ring& ring : topic.rings) {
           for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
             if (ring.GatingOwner(i) == kPersisterGatingOwner) ring.SetGatingError(i, EIO);
@@ -405,7 +405,7 @@ class DurabilityHooks : public BrokerHooks {
     }
     Status meta = WriteTopicMeta(options_.data_dir, topic.name, topic.options);
     if (!meta.ok()) {
-      std::fprintf(stderr, "runnel broker: %s: %s\n", topic.name.c_str(), meta.ToString().c_str());
+      Log(LogLevel::kWarning, "runnel broker: %s: %s", topic.name.c_str(), meta.ToString().c_str());
     }
     const SyncPolicy sync = options_.fsync_override.value_or(TopicSyncPolicy(topic.options));
     for (uint32_t p = 0; p < topic.rings.size(); ++p) {
@@ -419,8 +419,8 @@ class DurabilityHooks : public BrokerHooks {
         // A topic created without the slot: persist from what the ring holds.
         Result<uint32_t> s = ring.AcquireGatingSlot(kPersisterGatingOwner, ring.earliest());
         if (!s.ok()) {
-          std::fprintf(stderr, "runnel broker: %s: %s\n", name.c_str(),
-                       s.status().ToString().c_str());
+          Log(LogLevel::kError, "runnel broker: %s: %s", name.c_str(),
+              s.status().ToString().c_str());
           continue;
         }
         slot = *s;
@@ -466,18 +466,17 @@ class DurabilityHooks : public BrokerHooks {
     // without one (its directory entry scribbled over, the bus removed
     // under the broker) keeps its log.
     if (!ReadTopicTombstone(options_.data_dir, topic.name)) {
-      std::fprintf(stderr,
-                   "runnel broker: topic %s left the bus without a delete mark on disk (%s); "
-                   "its log stays in %s\n",
-                   topic.name.c_str(), kTombstoneFile,
-                   (options_.data_dir + "/" + topic.name).c_str());
+      Log(LogLevel::kWarning,
+          "runnel broker: topic %s left the bus without a delete mark on disk (%s); "
+          "its log stays in %s",
+          topic.name.c_str(), kTombstoneFile, (options_.data_dir + "/" + topic.name).c_str());
       return;
     }
     // Renamed away first: a crash cannot leave a partial topic directory.
     Status s = PurgeTopicData(options_.data_dir, topic.name, std::chrono::seconds(2));
     if (!s.ok()) {
-      std::fprintf(stderr, "runnel broker: cannot remove the log of deleted topic %s: %s\n",
-                   topic.name.c_str(), s.ToString().c_str());
+      Log(LogLevel::kWarning, "runnel broker: cannot remove the log of deleted topic %s: %s",
+          topic.name.c_str(), s.ToString().c_str());
     }
   }
 
@@ -518,17 +517,17 @@ class DurabilityHooks : public BrokerHooks {
     if (!log.ok()) {
       const StatusCode code = log.status().code();
       if (code == StatusCode::kCorruption) {
-        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s%s\n", name.c_str(),
-                     log.status().ToString().c_str(),
-                     options_.repair ? ""
-                                     : " (with `runnel broker --repair` the broker cuts the log at "
-                                       "the damage and continues with what is before it)");
+        Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s%s", name.c_str(),
+            log.status().ToString().c_str(),
+            options_.repair ? ""
+                            : " (with `runnel broker --repair` the broker cuts the log at "
+                              "the damage and continues with what is before it)");
         ring.SetGatingError(slot, EILSEQ);
         return true;
       }
       if (!retrying) {
-        std::fprintf(stderr, "runnel broker: %s: cannot open its log: %s (retrying every second)\n",
-                     name.c_str(), log.status().ToString().c_str());
+        Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s (retrying every second)",
+            name.c_str(), log.status().ToString().c_str());
       }
       ring.SetGatingError(slot, code == StatusCode::kResourceExhausted  ? ENOSPC
                                 : code == StatusCode::kPermissionDenied ? EACCES
@@ -536,11 +535,11 @@ class DurabilityHooks : public BrokerHooks {
       return false;
     }
     if (retrying) {
-      std::fprintf(stderr, "runnel broker: %s: log opened; persisting\n", name.c_str());
+      Log(LogLevel::kInfo, "runnel broker: %s: log opened; persisting", name.c_str());
     }
     if (!log->recovery().clean()) {
-      std::fprintf(stderr, "runnel broker: %s: recovery: %s\n", name.c_str(),
-                   log->recovery().ToString().c_str());
+      Log(LogLevel::kWarning, "runnel broker: %s: recovery: %s", name.c_str(),
+          log->recovery().ToString().c_str());
     }
     ring.SetGatingError(slot, 0);
     RetentionPolicy retention;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "core/coding.h"
+#include "core/log.h"
 #include "core/record.h"
 #include "persistence/format.h"
 #include "persistence/internal/sync_tracker.h"
@@ -195,11 +196,11 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
     pt.reader.Consume(e);
   }
   if (pt.reader.position().offset > next) {
-    std::fprintf(stderr,
-                 "runnel persister: %s: ring starts at offset %llu but the log ends at %llu; "
-                 "records in between are not on disk\n",
-                 pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
-                 static_cast<unsigned long long>(next));
+    Log(LogLevel::kWarning,
+        "runnel persister: %s: ring starts at offset %llu but the log ends at %llu; "
+        "records in between are not on disk",
+        pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
+        static_cast<unsigned long long>(next));
     pt.gap_pending = true;
     (void)MarkGap(pt);
   }
@@ -277,10 +278,9 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
   if (!part.error_reported) {
     // `what` is often a Status that names the error already.
     const char* reason = std::strerror(err);
-    std::fprintf(stderr, "runnel persister: %s: %s%s%s (retrying every %lld ms)\n",
-                 part.spec.name.c_str(), what, std::strstr(what, reason) ? "" : ": ",
-                 std::strstr(what, reason) ? "" : reason,
-                 static_cast<long long>(options.error_retry_ms));
+    Log(LogLevel::kError, "runnel persister: %s: %s%s%s (retrying every %lld ms)",
+        part.spec.name.c_str(), what, std::strstr(what, reason) ? "" : ": ",
+        std::strstr(what, reason) ? "" : reason, static_cast<long long>(options.error_retry_ms));
     part.error_reported = true;
   }
 }
@@ -308,7 +308,7 @@ void Persister::Impl::Recovered(Partition& part) {
   part.error = 0;
   part.error_reported = false;
   part.spec.ring.SetGatingError(part.spec.gating_slot, 0);
-  std::fprintf(stderr, "runnel persister: %s: writing again\n", part.spec.name.c_str());
+  Log(LogLevel::kInfo, "runnel persister: %s: writing again", part.spec.name.c_str());
 }
 
 void Persister::Impl::PublishDurable(Partition& part) {
@@ -471,8 +471,8 @@ void Persister::Impl::OnWrite(Partition& part, int res) {
     // new one: nothing is acknowledged, the ring keeps the bytes.
     Status s = part.spec.log.AbortAppend(part.target);
     if (!s.ok())
-      std::fprintf(stderr, "runnel persister: %s: %s\n", part.spec.name.c_str(),
-                   s.ToString().c_str());
+      Log(LogLevel::kError, "runnel persister: %s: %s", part.spec.name.c_str(),
+          s.ToString().c_str());
     Fail(part, res < 0 ? -res : EIO, "write to segment failed");
     return;
   }
@@ -573,8 +573,8 @@ void Persister::Impl::Housekeep(Partition& part, int64_t now) {
     part.last_retention_ns = now;
     Result<RetentionResult> r = part.spec.log.Retention(part.spec.retention, WallClockNanos());
     if (!r.ok()) {
-      std::fprintf(stderr, "runnel persister: %s: retention: %s\n", part.spec.name.c_str(),
-                   r.status().ToString().c_str());
+      Log(LogLevel::kWarning, "runnel persister: %s: retention: %s", part.spec.name.c_str(),
+          r.status().ToString().c_str());
     }
   }
 }

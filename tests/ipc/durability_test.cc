@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -19,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/log.h"
 #include "ipc/broker.h"
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
@@ -252,10 +254,25 @@ TEST_F(DurabilityTest, TopicsComeBackFromDiskAfterTheSharedMemoryIsGone) {
   }
   // A reboot: every process and the shared memory are gone; the disk stays.
   ASSERT_TRUE(Bus::Remove(*name).ok());
+  std::mutex log_mu;
+  std::vector<std::pair<LogLevel, std::string>> log;
+  SetLogSink([&](LogLevel level, std::string_view line) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    log.emplace_back(level, std::string(line));
+  });
   Result<Bus> bus = Bus::Open(*name, Options(true));
   ASSERT_TRUE(bus.ok());
   // The broker restores the topic from the data dir before it is ready.
   ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  SetLogSink(nullptr);
+  {
+    // ...and says so through the program's log sink.
+    std::lock_guard<std::mutex> lock(log_mu);
+    const std::pair<LogLevel, std::string> restored{
+        LogLevel::kInfo, "runnel broker: restored topic t from " + dir_ + ": ok"};
+    EXPECT_NE(std::find(log.begin(), log.end(), restored), log.end())
+        << (log.empty() ? "nothing logged" : log.front().second);
+  }
   Result<TopicInfo> info = bus->DescribeTopic("t");
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   ASSERT_EQ(info->partitions.size(), 2u);
