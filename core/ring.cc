@@ -405,12 +405,54 @@ Result<uint32_t> Ring::AcquireGatingSlot(uint64_t owner, RingPosition start) con
       Word64(slot.durable_position).store(start.position, std::memory_order_relaxed);
       Word64(slot.durable_offset).store(start.offset, std::memory_order_relaxed);
       std::atomic_ref<int32_t>(slot.error).store(0, std::memory_order_relaxed);
+      Word64(slot.unread_from).store(0, std::memory_order_relaxed);
+      Word64(slot.unread_to).store(0, std::memory_order_relaxed);
       WriteReleased(slot, start);
       return i;
     }
   }
   return Status::ResourceExhausted("all " + std::to_string(kMaxGatingSlots) +
                                    " gating slots of the ring are taken");
+}
+
+void Ring::SetUnread(uint32_t slot, OffsetRange unread) const {
+  auto& s = control_->gating[slot];
+  Word64(s.unread_from).store(unread.from, std::memory_order_relaxed);
+  // Release: a reader that sees `to` sees `from`.
+  Word64(s.unread_to).store(unread.to, std::memory_order_release);
+}
+
+Ring::OffsetRange Ring::Unread(uint32_t slot) const {
+  auto& s = control_->gating[slot];
+  const uint64_t to = Word64(s.unread_to).load(std::memory_order_acquire);
+  return {Word64(s.unread_from).load(std::memory_order_relaxed), to};
+}
+
+RingPosition Ring::OldestIntact() const {
+  const RingPosition e = earliest();
+  if (single_producer_ || MinGatingPosition()) return e;
+  const RingPosition t = tail();
+  const uint64_t h = Word64(control_->claim_horizon).load(std::memory_order_acquire);
+  if (h >= e.position || h > t.position || t.position - h > capacity_) return e;
+  // Walk from the horizon to the first frame that carries its offset: a
+  // claim (marked with its offset when it was made) or a committed record.
+  // Padding in front of it has no offset to give, and readers skip it.
+  for (uint64_t q = h; q < e.position;) {
+    const uint64_t w = Word64At(At(q)).load(std::memory_order_acquire);
+    if ((w & ~kStateMask) != Tag(q)) return e;  // an unmarked hole: no offset here
+    const uint64_t state = StateOf(w);
+    if (state == S(FrameState::kClaimed) || state == S(FrameState::kData) ||
+        state == S(FrameState::kControl)) {
+      const uint64_t offset = Word64At(At(q) + frame::kOffset).load(std::memory_order_relaxed);
+      // Sane, and still there after the reads: else the lap reference.
+      if (offset < base_offset() || offset >= e.offset || Overwritten(q)) return e;
+      return RingPosition{q, offset};
+    }
+    const uint64_t len = FinishedLength(q);
+    if (len == 0 || len == kBadFrame) return e;
+    q += len;
+  }
+  return e;
 }
 
 void Ring::ReownGatingSlot(uint32_t slot, uint64_t owner) const {
@@ -812,6 +854,9 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
   if (!ring_.single_producer_) {
     Word32At(f + frame::kLength)
         .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
+    // And the offset, for a reader that must start at an open claim
+    // (Ring::OldestIntact).
+    Word64At(f + frame::kOffset).store(at.offset, std::memory_order_relaxed);
   }
   // With several producers the claim is marked now, so an unblocker that
   // finds it stale knows its length and leaves the claims after it alone. A

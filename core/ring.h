@@ -54,7 +54,7 @@
 //  |  gating slot 0: owner (64) | seq (64) | released[2]: position |  768
 //  |    (64), offset (64) each; released[seq & 1] is current         |
 //  |    durable_position (64) | durable_offset (64) | error (32)    |
-//  |    reserved (32)                                              |
+//  |    reserved (32) | unread_from (64) | unread_to (64) (5.1)      |
 //  |  gating slot 1..3, 128 bytes each                              |
 //  +---------------------------------------------------------------+
 //  |  durable_seq (32) | durable_waiters (32): futex for producers  | 1280
@@ -100,7 +100,7 @@ namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
 inline constexpr uint32_t kRingVersionMajor = 5;
-inline constexpr uint32_t kRingVersionMinor = 0;
+inline constexpr uint32_t kRingVersionMinor = 1;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
 inline constexpr uint64_t kRingMaxCapacity = 1ull << 30;
@@ -164,6 +164,10 @@ struct alignas(128) RingControl {
     uint64_t durable_offset;    // offset of the record at `durable_position`
     int32_t error;              // 0, or the errno that stops this reader (ENOSPC, EIO)
     uint32_t reserved;
+    // Offsets [unread_from, unread_to) this reader never got to read (they
+    // were overwritten before it took the slot); equal when none. 5.1.
+    uint64_t unread_from;
+    uint64_t unread_to;
   } gating[kMaxGatingSlots];
   alignas(128) uint32_t durable_seq;
   uint32_t durable_waiters;
@@ -179,6 +183,7 @@ static_assert(offsetof(RingControl, unblock_epoch) == 664);
 static_assert(offsetof(RingControl, gating) == 768);
 static_assert(sizeof(RingControl::GatingSlot) == 128);
 static_assert(offsetof(RingControl::GatingSlot, released) == 16);
+static_assert(offsetof(RingControl::GatingSlot, unread_from) == 72);
 static_assert(offsetof(RingControl, durable_seq) == 1280);
 static_assert(offsetof(RingControl, write_lap) == 1408);
 static_assert(offsetof(RingControl, claim_horizon) == 1536);
@@ -230,6 +235,14 @@ class Ring {
   // gating position (always intact), or the first record the producers saw in
   // the newest lap, or the ring start before the first wrap.
   RingPosition earliest() const;
+  // The oldest frame boundary from which every frame up to the tail is still
+  // in the ring, with its offset, for a reader that must miss nothing it can
+  // still get (a persistence thread taking over a ring nobody gated). On a
+  // multi-producer ring without a gating reader that is the claim horizon
+  // (producers never claim more than a ring past it), which may lie a lap
+  // behind earliest(); otherwise, and when the frames there do not say their
+  // offset, earliest().
+  RingPosition OldestIntact() const;
 
   // Gating slots. Acquire returns a slot index whose position is `start`;
   // kResourceExhausted when all slots are taken.
@@ -254,6 +267,16 @@ class Ring {
   // An errno that stops a gating reader (e.g. ENOSPC); 0 clears it.
   void SetGatingError(uint32_t slot, int32_t error) const;
   int32_t GatingError(uint32_t slot) const;
+  // Offsets [from, to) below the slot's start that it never read (they were
+  // overwritten before the slot was taken): a persistence thread that takes
+  // over a ring late says so, and durable() says nothing about them.
+  struct OffsetRange {
+    uint64_t from = 0;
+    uint64_t to = 0;
+    bool empty() const { return from >= to; }
+  };
+  void SetUnread(uint32_t slot, OffsetRange unread) const;
+  OffsetRange Unread(uint32_t slot) const;
   // Waits until MinDurableOffset() > offset (the record at `offset` is
   // durable). Returns false on timeout or if no gating slot is in use.
   bool WaitForDurable(uint64_t offset, int64_t timeout_ns) const;

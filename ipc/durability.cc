@@ -416,13 +416,19 @@ class DurabilityHooks : public BrokerHooks {
         if (ring.GatingOwner(i) == kPersisterGatingOwner) slot = i;
       }
       if (!slot) {
-        // A topic created without the slot: persist from what the ring holds.
-        Result<uint32_t> s = ring.AcquireGatingSlot(kPersisterGatingOwner, ring.earliest());
+        // A topic created without the slot: persist from the oldest record
+        // the ring still holds (a dead claim there is unblocked like any
+        // other at the gate). Nothing is durable until the persister has
+        // compared the ring with the log: records the ring lost before this
+        // are then reported as never durable (Ring::SetUnread).
+        const RingPosition start = ring.OldestIntact();
+        Result<uint32_t> s = ring.AcquireGatingSlot(kPersisterGatingOwner, start);
         if (!s.ok()) {
           Log(LogLevel::kError, "runnel broker: %s: %s", name.c_str(),
               s.status().ToString().c_str());
           continue;
         }
+        ring.PublishDurable(*s, RingPosition{start.position, ring.base_offset()});
         slot = *s;
       }
       if (!OpenPartition(topic, p, *slot, sync, /*retrying=*/false)) {
@@ -510,7 +516,10 @@ class DurabilityHooks : public BrokerHooks {
     LogOptions lo;
     lo.segment_bytes = topic.options.segment_bytes;
     lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
-    lo.initial_offset = ring.GatingPosition(slot).offset;
+    // A new log starts where durability starts: the slot's start for a
+    // topic created with it, the ring's base for one adopted late (the
+    // persister then records the offsets the ring had already lost as a gap).
+    lo.initial_offset = std::min(ring.GatingPosition(slot).offset, ring.Durable(slot).offset);
     lo.repair = options_.repair;
     Result<PartitionLog> log =
         PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);

@@ -403,7 +403,35 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
     return Status::Unavailable("topic '" + topic_ + "' partition " + std::to_string(partition) +
                                " is not persisted (not durable, or created without a data dir)");
   }
-  if (ring.WaitForDurable(offset, timeout.count())) return Status::Ok();
+  auto never = [&]() -> std::optional<Status> {
+    const Ring::OffsetRange unread = ring.Unread(*slot);
+    if (offset < unread.from || offset >= unread.to) return std::nullopt;
+    return Status::OutOfRange(
+        "topic '" + topic_ + "' partition " + std::to_string(partition) + ": offset " +
+        std::to_string(offset) + " is not on disk and never will be: offsets " +
+        std::to_string(unread.from) + ".." + std::to_string(unread.to - 1) +
+        " were overwritten in the ring before a broker persisted the topic (it was written "
+        "with no broker running and no gating reader); the log continues at offset " +
+        std::to_string(unread.to));
+  };
+  if (std::optional<Status> s = never()) return *s;
+  // A negative timeout is no wait, as everywhere else. The wait is sliced so
+  // that a deleted topic, or a broker that stops persisting, ends it early.
+  if (timeout.count() < 0) timeout = std::chrono::nanoseconds(0);
+  const int64_t deadline = DeadlineAfter(timeout.count());
+  for (;;) {
+    const int64_t remaining = std::max<int64_t>(deadline - MonotonicNanos(), 0);
+    const int64_t slice = std::min<int64_t>(remaining, 100'000'000);
+    if (ring.WaitForDurable(offset, slice)) {
+      // The range is published before the durable offset that passes it.
+      if (std::optional<Status> s = never()) return *s;
+      return Status::Ok();
+    }
+    if (remaining <= slice || ring.GatingOwner(*slot) != kPersisterGatingOwner ||
+        ring.GatingError(*slot) != 0 || topic_gone_ || !CheckTopic().ok()) {
+      break;
+    }
+  }
   // A deleted topic is never persisted again: say that, not "timeout".
   if (Status live = CheckTopic(); !live.ok()) return live;
   const int32_t err = ring.GatingError(*slot);

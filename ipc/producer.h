@@ -169,9 +169,14 @@ class Producer {
   [[nodiscard]] Status Explain(const SendResult& result) const;
   // Waits until the record at `offset` of `partition` is durable per the
   // topic's fsync policy (the persistence thread's durable position passed
-  // it). kTimeout; kResourceExhausted when the broker reports a full disk;
-  // kIoError for another persistence error; kUnavailable if the partition is
-  // not persisted (not a durable topic, or a bus without a data dir).
+  // it). kTimeout (a negative timeout is no wait; the wait ends early, with
+  // the reason, when the topic is deleted or the broker reports an error);
+  // kResourceExhausted when the broker reports a full disk; kIoError for
+  // another persistence error; kUnavailable if the partition is not
+  // persisted (not a durable topic, or a bus without a data dir and no
+  // broker yet); kOutOfRange if the record never will be: it was overwritten
+  // in the ring before a broker took the topic over; kInvalidArgument for a
+  // partition the topic does not have.
   [[nodiscard]] Status WaitDurable(uint32_t partition, uint64_t offset,
                                    std::chrono::nanoseconds timeout);
 

@@ -201,6 +201,10 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
         "records in between are not on disk",
         pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
         static_cast<unsigned long long>(next));
+    // Producers waiting for these offsets to be durable must hear that they
+    // never will be (Producer::WaitDurable).
+    pt.spec.ring.SetUnread(pt.spec.gating_slot,
+                           Ring::OffsetRange{next, pt.reader.position().offset});
     pt.gap_pending = true;
     (void)MarkGap(pt);
   }

@@ -507,6 +507,53 @@ int WriteUntilFull(RingProducer& p, std::string_view value, int at_most) {
   return at_most;
 }
 
+// A ring nobody gated, taken over late (a persistence thread arriving after
+// the producers): earliest() is the start of the newest lap, but everything
+// from the open claim at the claim horizon on is still there. OldestIntact()
+// finds that claim, with its offset, so the newcomer misses nothing.
+TEST(Ring, OldestIntactIsTheOpenClaimAtTheClaimHorizonALapBeforeEarliest) {
+  TestRing t(Options());
+  RingProducer stuck(t.ring), other(t.ring);
+  const std::string v(200, 'v');
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(other.try_write(std::nullopt, {}, v).ok());
+  RingClaim c = stuck.try_claim(0, 0, 8, false);  // offset 3, left open
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(c.offset(), 3u);
+  // The others fill a ring past the claim, overwriting offsets 0..2.
+  uint64_t last = 0;
+  for (;;) {
+    WriteResult w = other.try_write(std::nullopt, {}, v);
+    if (!w.ok()) break;
+    last = w.offset;
+  }
+  const RingPosition e = t.ring.earliest();
+  EXPECT_GT(e.offset, 3u);  // the newest lap starts after the claim
+  const RingPosition oldest = t.ring.OldestIntact();
+  EXPECT_EQ(oldest.position, c.position());
+  EXPECT_EQ(oldest.offset, 3u);
+  // From there a reader gets the claim (once committed) and everything after.
+  ASSERT_EQ(stuck.commit(c), CommitStatus::kOk);
+  RingReader r(t.ring, oldest);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), last - 2);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].offset, i + 3);
+}
+
+TEST(Ring, OldestIntactIsEarliestWhereProducersMayLapAnything) {
+  TestRing single(Options(RingMode::kSingleProducer));
+  RingProducer p(single.ring);
+  const std::string v(200, 'v');
+  for (int i = 0; i < 2000; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+  EXPECT_EQ(single.ring.OldestIntact(), single.ring.earliest());
+  // A gating reader bounds the producers: its position is the answer.
+  TestRing gated(Options());
+  auto slot = gated.ring.AcquireGatingSlot(7, gated.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingProducer q(gated.ring);
+  ASSERT_TRUE(q.try_write(std::nullopt, {}, v).ok());
+  EXPECT_EQ(gated.ring.OldestIntact(), gated.ring.earliest());
+}
+
 TEST(Ring, ProducersDoNotLapAnotherProducersOpenClaim) {
   // No gating reader: a memory-only topic. A producer stalled between claim
   // and commit (preempted) must not have its record overwritten by the

@@ -334,6 +334,71 @@ TEST_F(DurabilityTest, WithoutABrokerProducersGetBackPressureNotLoss) {
   for (uint64_t i = 0; i <= sent; ++i) ASSERT_EQ(got[i].second, Value(i));
 }
 
+// A durable topic written with no broker and no data dir has no persistence
+// slot. A producer that dies holding a claim stops the others a ring later
+// (they never lap an open claim), after they overwrote the records before
+// it. A broker that arrives later persists from that claim (and unblocks it),
+// not from the start of the newest lap: every record still in the ring
+// reaches the log, a consumer waiting at the dead claim goes on, and
+// WaitDurable says which offsets never reached disk instead of "ok".
+TEST_F(DurabilityTest, ALateBrokerPersistsEveryRecordTheRingStillHoldsAndNamesTheLostOnes) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, BusOptions{});
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(p->TrySend(std::nullopt, Value(i), {}, 0).ok());
+  Result<Consumer> c = bus->CreateConsumer("t");
+  ASSERT_EQ(Drain(*c, 5).size(), 5u);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    Result<Bus> b = Bus::Open(*name, BusOptions{});
+    if (!b.ok()) _exit(2);
+    Result<Producer> dying = b->CreateProducer("t");
+    if (!dying.ok()) _exit(3);
+    ProducerClaim claim = dying->TryClaim(0, 0, 0, 4, false);  // offset 5, never committed
+    if (!claim.ok()) _exit(4);
+    kill(getpid(), SIGKILL);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(child, &st, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "the claiming child exited with " << WEXITSTATUS(st);
+  // Offsets 6..: up to a ring past the dead claim, overwriting 0..4.
+  uint64_t last = 5;
+  SendResult r;
+  while ((r = p->TrySend(std::nullopt, Value(last + 1), {}, 0)).ok()) last = r.offset;
+  ASSERT_EQ(r.status, SendStatus::kFull);
+  ASSERT_GT(last, 300u);
+
+  Broker broker(*bus);
+  AddDurability(broker);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());  // it has taken the topic over
+  const Status all = p->WaitDurable(0, last, 10s);
+  EXPECT_TRUE(all.ok()) << all.ToString();
+  for (uint64_t lost : {0u, 4u}) {
+    const Status s = p->WaitDurable(0, lost, 10s);
+    EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << s.ToString();
+    EXPECT_NE(s.message().find("offsets 0..4 were overwritten"), std::string::npos) << s.ToString();
+  }
+  // The consumer that waited at the dead claim gets everything after it.
+  const auto got = Drain(*c, last - 5);
+  ASSERT_EQ(got.size(), last - 5);
+  for (uint64_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].first, i + 6);
+    ASSERT_EQ(got[i].second, Value(i + 6));
+  }
+  broker.Stop();
+  Result<VerifyReport> v = VerifyLog(PartitionDir(dir_, "t", 0));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->first_offset, 6u);
+  EXPECT_EQ(v->last_offset, last);
+  EXPECT_EQ(v->records, last - 5);
+}
+
 TEST_F(DurabilityTest, NonDurableBusReportsWaitDurableUnavailable) {
   ScopedBusName name;
   BusOptions o;  // no data dir
