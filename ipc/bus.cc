@@ -33,8 +33,19 @@ Bus::Bus(Bus&&) noexcept = default;
 Bus& Bus::operator=(Bus&&) noexcept = default;
 Bus::~Bus() = default;  // ~Broker stops the thread
 
-const std::string& Bus::name() const { return core_->name(); }
-const std::string& Bus::data_dir() const { return core_->options().data_dir; }
+namespace {
+// Every call on a moved-from Bus, Producer or Consumer says so instead of
+// following the null pointer it was left with.
+const std::string kNone;
+}  // namespace
+
+Status internal::MovedFrom(std::string_view what) {
+  return Status::FailedPrecondition("this " + std::string(what) +
+                                    " was moved from: use the object it was moved to");
+}
+
+const std::string& Bus::name() const { return core_ ? core_->name() : kNone; }
+const std::string& Bus::data_dir() const { return core_ ? core_->options().data_dir : kNone; }
 
 Result<Bus> Bus::Open(std::string_view name, const BusOptions& options) {
   Result<std::shared_ptr<BusCore>> core = BusCore::Open(name, options);
@@ -70,6 +81,7 @@ Status Bus::Remove(std::string_view name) {
 }
 
 Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
+  if (!core_) return internal::MovedFrom("Bus");
   const std::string& data_dir = core_->options().data_dir;
   if (!options.durable || data_dir.empty() || !ValidateTopicName(name).ok() ||
       options.partitions == 0 || options.partitions > 64) {
@@ -117,6 +129,7 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
 }
 
 Status Bus::DeleteTopic(std::string_view name) {
+  if (!core_) return internal::MovedFrom("Bus");
   // This process's data dir, else the one a broker recorded since this
   // process opened the bus: only a tombstone lets a broker remove the log
   // (and keeps it from restoring the topic).
@@ -209,12 +222,14 @@ Result<Attachment> Attach(BusCore& core, ClientRole role, std::string_view topic
 }  // namespace
 
 Result<std::vector<TopicInfo>> Bus::ListTopics() const {
+  if (!core_) return internal::MovedFrom("Bus");
   std::vector<TopicInfo> out;
   for (const TopicRecord& t : core_->directory().LiveTopics()) out.push_back(InfoFromRecord(t));
   return out;
 }
 
 Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
+  if (!core_) return internal::MovedFrom("Bus");
   const Result<TopicRecord> t = FindTopic(*core_, name);
   if (!t.ok()) return t.status();
   // Only ring headers are read: no need to pre-fault the data.
@@ -272,6 +287,7 @@ Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
 }
 
 Result<BusInfo> Bus::Info() const {
+  if (!core_) return internal::MovedFrom("Bus");
   const internal::Directory& dir = core_->directory();
   BusInfo info;
   info.name = core_->name();
@@ -301,6 +317,7 @@ Result<BusInfo> Bus::Info() const {
 }
 
 Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptions& options) {
+  if (!core_) return internal::MovedFrom("Bus");
   Result<Attachment> a = Attach(*core_, ClientRole::kProducer, topic, options.partitions, "");
   if (!a.ok()) return a.status();
 
@@ -324,6 +341,7 @@ Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptio
 }
 
 Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptions& options) {
+  if (!core_) return internal::MovedFrom("Bus");
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(topic));
   if (!options.group.empty()) {
     if (Status s = internal::ValidateTopicName(options.group); !s.ok()) {

@@ -45,7 +45,8 @@ Consumer& Consumer::operator=(Consumer&& other) noexcept {
     cold_reader_ = std::move(other.cold_reader_);
     cursors_ = std::move(other.cursors_);
     std::copy(std::begin(other.cursor_of_), std::end(other.cursor_of_), std::begin(cursor_of_));
-    next_cursor_ = other.next_cursor_;
+    std::fill(std::begin(other.cursor_of_), std::end(other.cursor_of_), -1);
+    next_cursor_ = std::exchange(other.next_cursor_, 0);
     polls_until_check_ = other.polls_until_check_;
     topic_gone_ = other.topic_gone_;
     wait_ = other.wait_;
@@ -79,12 +80,14 @@ std::vector<uint32_t> Consumer::partitions() const {
 
 void Consumer::MaintenanceCheck() {
   polls_until_check_ = kTopicCheckInterval;
+  if (!core_) return;  // moved from: nothing to check (no cursors)
   const internal::Directory& dir = core_->directory();
   if (!dir.IsLive(topic_slot_, generation_)) topic_gone_ = true;
   dir.StoreHeartbeat(client_slot_, MonotonicNanos());
 }
 
 Status Consumer::CheckTopic() {
+  if (!core_) return internal::MovedFrom("Consumer");
   MaintenanceCheck();
   if (topic_gone_) return Status::NotFound("topic '" + topic_ + "' was deleted");
   return Status::Ok();
@@ -298,6 +301,7 @@ Status Consumer::SeekCursor(Cursor& c, uint64_t offset) {
 }
 
 Status Consumer::Seek(uint32_t partition, uint64_t offset) {
+  if (!core_) return internal::MovedFrom("Consumer");
   if (partition >= 64 || cursor_of_[partition] < 0) {
     return Status::NotFound("this consumer of topic '" + topic_ + "' does not read partition " +
                             std::to_string(partition));
@@ -307,6 +311,7 @@ Status Consumer::Seek(uint32_t partition, uint64_t offset) {
 }
 
 Result<uint64_t> Consumer::Position(uint32_t partition) const {
+  if (!core_) return internal::MovedFrom("Consumer");
   if (partition >= 64 || cursor_of_[partition] < 0) {
     return Status::NotFound("this consumer of topic '" + topic_ + "' does not read partition " +
                             std::to_string(partition));

@@ -81,8 +81,8 @@ Producer& Producer::operator=(Producer&& other) noexcept {
     mapping_ = std::move(other.mapping_);
     rings_ = std::move(other.rings_);
     allowed_ = std::move(other.allowed_);
-    allowed_mask_ = other.allowed_mask_;
-    round_robin_ = other.round_robin_;
+    allowed_mask_ = std::exchange(other.allowed_mask_, 0);
+    round_robin_ = std::exchange(other.round_robin_, 0);
     ops_until_check_ = other.ops_until_check_;
     topic_gone_ = other.topic_gone_;
     max_record_bytes_ = other.max_record_bytes_;
@@ -91,6 +91,8 @@ Producer& Producer::operator=(Producer&& other) noexcept {
     client_slot_ = other.client_slot_;
     client_id_ = std::exchange(other.client_id_, 0);
     last_record_bytes_ = other.last_record_bytes_;
+    last_invalid_ = other.last_invalid_;
+    last_invalid_bytes_ = other.last_invalid_bytes_;
     deferred_mask_ = std::exchange(other.deferred_mask_, 0);
     deferred_next_offset_ = std::move(other.deferred_next_offset_);
     topic_ = std::move(other.topic_);
@@ -108,22 +110,26 @@ void Producer::Release() {
 
 void Producer::MaintenanceCheck() {
   ops_until_check_ = kTopicCheckInterval;
+  if (!core_) return;  // moved from: nothing to check (rings_ is empty)
   const internal::Directory& dir = core_->directory();
   if (!dir.IsLive(topic_slot_, generation_)) topic_gone_ = true;
   dir.StoreHeartbeat(client_slot_, MonotonicNanos());
 }
 
 Status Producer::CheckTopic() {
+  if (!core_) return internal::MovedFrom("Producer");
   MaintenanceCheck();
   if (topic_gone_) return Status::NotFound("topic '" + topic_ + "' was deleted");
   return Status::Ok();
 }
 
 uint32_t Producer::KeyPartition(std::string_view key) const {
+  if (partition_count() == 0) return 0;  // moved from
   return internal::KeyPartition(key, partition_count());
 }
 
 uint32_t Producer::ChoosePartition(std::optional<std::string_view> key) {
+  if (allowed_.empty()) return 0;  // moved from: TrySend says kUnknownPartition
   if (key) return KeyPartition(*key);
   const uint32_t p = allowed_[round_robin_];
   round_robin_ = round_robin_ + 1 == allowed_.size() ? 0 : round_robin_ + 1;
@@ -319,6 +325,7 @@ std::string Producer::WhyFull(uint32_t partition) const {
 }
 
 Status Producer::Explain(const SendResult& r) const {
+  if (!core_ && r.status != SendStatus::kOk) return internal::MovedFrom("Producer");
   const std::string where = "topic '" + topic_ + "' partition " + std::to_string(r.partition);
   switch (r.status) {
     case SendStatus::kOk:
@@ -390,6 +397,7 @@ namespace runnel {
 
 Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
                              std::chrono::nanoseconds timeout) {
+  if (!core_) return internal::MovedFrom("Producer");
   if (partition >= rings_.size()) {
     return Status::InvalidArgument("topic '" + topic_ + "' has no partition " +
                                    std::to_string(partition));

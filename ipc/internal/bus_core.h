@@ -25,6 +25,10 @@
 
 namespace runnel::internal {
 
+// kFailedPrecondition: "this <what> was moved from: use the object it was
+// moved to", for every call on a moved-from Bus, Producer or Consumer.
+Status MovedFrom(std::string_view what);
+
 // The mapped rings of one topic generation. Immutable once built.
 struct TopicMapping {
   TopicRecord topic;

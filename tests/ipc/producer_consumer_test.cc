@@ -274,6 +274,57 @@ TEST_F(ProducerConsumerTest, InvalidRecordsAreExplainedByTheirCause) {
   EXPECT_NE(p->Explain({again, 0, 0}).message().find("no active claim"), std::string::npos);
 }
 
+// A moved-from Bus, Producer or Consumer answers every call with an error
+// (kFailedPrecondition, or the hot paths' kUnknownPartition / nothing), never
+// by following the pointer the move left null, also past the periodic topic
+// check that every 1024th send and 256th poll makes.
+TEST_F(ProducerConsumerTest, MovedFromHandlesReportErrorsInsteadOfCrashing) {
+  ASSERT_TRUE(Create("t", 2).ok());
+  Result<Producer> p = bus_->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  Producer moved_to = std::move(*p);
+  Producer& from = *p;  // NOLINT(bugprone-use-after-move): what is tested
+  for (int i = 0; i < 3000; ++i) {
+    ASSERT_EQ(from.TrySend(std::nullopt, "v").status, SendStatus::kUnknownPartition);
+    ASSERT_EQ(from.TrySend("key", "v", {}, 1).status, SendStatus::kUnknownPartition);
+    ASSERT_EQ(from.TryClaim(0, 0, 0, 1, false).status(), SendStatus::kUnknownPartition);
+  }
+  EXPECT_EQ(from.CheckTopic().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(from.WaitDurable(0, 0, 0ms).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(from.Explain({SendStatus::kUnknownPartition, 0, 0}).message(),
+            "this Producer was moved from: use the object it was moved to");
+  EXPECT_EQ(from.KeyPartition("key"), 0u);
+  EXPECT_TRUE(moved_to.TrySend(std::nullopt, "still works").ok());
+
+  Result<Consumer> c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(c.ok());
+  Consumer consumer = std::move(*c);
+  Consumer& gone = *c;  // NOLINT(bugprone-use-after-move)
+  for (int i = 0; i < 600; ++i) {
+    const PollResult r = gone.Poll([](const ConsumerRecord&) { ADD_FAILURE(); }, 10);
+    ASSERT_EQ(r.records, 0u);
+  }
+  EXPECT_EQ(gone.Seek(0, 0).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(gone.Position(0).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(gone.CheckTopic().code(), StatusCode::kFailedPrecondition);
+  int got = 0;
+  (void)consumer.PollFor([&](const ConsumerRecord&) { ++got; }, 10, 1s);
+  EXPECT_EQ(got, 1);
+
+  Bus bus = std::move(*bus_);
+  Bus& old = *bus_;  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(old.CreateProducer("t").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.CreateConsumer("t").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.CreateTopic("u", TopicOptions{}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.DeleteTopic("t").code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.DescribeTopic("t").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.ListTopics().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.Info().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(old.name(), "");
+  EXPECT_TRUE(bus.DescribeTopic("t").ok());
+  *bus_ = std::move(bus);  // the fixture's TearDown uses it
+}
+
 // TryClaim's refusals carry their status and claim nothing; a good claim
 // after them lands in the partition asked for, with the next offset.
 TEST_F(ProducerConsumerTest, TryClaimRefusalsClaimNothing) {
