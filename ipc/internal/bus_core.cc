@@ -38,20 +38,37 @@ Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o)
   if (Status s = Ring::ValidateOptions(ro); !s.ok()) {
     return Status::InvalidArgument(TopicQuoted(name) + ": ring_bytes: " + s.message());
   }
+  if (o.segment_bytes < 4096 || o.segment_bytes > kMaxSegmentBytes) {
+    return Status::InvalidArgument(TopicQuoted(name) + ": segment_bytes must be between 4096 and " +
+                                   std::to_string(kMaxSegmentBytes) + " (4 GiB - 4 KiB; got " +
+                                   std::to_string(o.segment_bytes) + ")");
+  }
   const uint64_t max_allowed = o.ring_bytes / 2 - kRecordOverheadBytes;
-  const uint64_t max_record =
-      o.max_record_bytes != 0 ? o.max_record_bytes : o.ring_bytes / 4 - kRecordOverheadBytes;
+  // A durable topic's record must fit in one segment after its header: the
+  // log never splits a frame, and a larger one would stop the partition's
+  // persistence for good. The default stays within it.
+  const uint64_t segment_fit =
+      o.durable ? (o.segment_bytes - kFileHeaderLength) / kFrameAlignment * kFrameAlignment -
+                      kRecordOverheadBytes
+                : max_allowed;
+  const uint64_t max_record = o.max_record_bytes != 0
+                                  ? o.max_record_bytes
+                                  : std::min(o.ring_bytes / 4 - kRecordOverheadBytes, segment_fit);
+  if (max_record > segment_fit) {
+    return Status::InvalidArgument(
+        TopicQuoted(name) + ": max_record_bytes " + std::to_string(max_record) +
+        " does not fit in a segment of " + std::to_string(o.segment_bytes) + " bytes (at most " +
+        std::to_string(segment_fit) + ": the segment minus its " +
+        std::to_string(kFileHeaderLength) + "-byte header and " +
+        std::to_string(kRecordOverheadBytes) +
+        " bytes of frame overhead); raise segment_bytes or lower max_record_bytes");
+  }
   if (max_record > max_allowed) {
     return Status::InvalidArgument(
         TopicQuoted(name) + ": max_record_bytes " + std::to_string(max_record) +
         " is too large for a ring of " + std::to_string(o.ring_bytes) + " bytes (at most " +
         std::to_string(max_allowed) + ": half the ring minus " +
         std::to_string(kRecordOverheadBytes) + " bytes of frame overhead)");
-  }
-  if (o.segment_bytes < 4096 || o.segment_bytes > kMaxSegmentBytes) {
-    return Status::InvalidArgument(TopicQuoted(name) + ": segment_bytes must be between 4096 and " +
-                                   std::to_string(kMaxSegmentBytes) + " (4 GiB - 4 KiB; got " +
-                                   std::to_string(o.segment_bytes) + ")");
   }
   if (o.retention_ms > kMaxRetentionMs) {
     return Status::InvalidArgument(TopicQuoted(name) + ": retention_ms must be at most " +

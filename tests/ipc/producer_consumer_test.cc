@@ -325,6 +325,27 @@ TEST_F(ProducerConsumerTest, MovedFromHandlesReportErrorsInsteadOfCrashing) {
   *bus_ = std::move(bus);  // the fixture's TearDown uses it
 }
 
+// A durable topic's record must fit in one segment: the log never splits a
+// frame, so a larger one would stop the partition's persistence for good.
+TEST_F(ProducerConsumerTest, ADurableTopicsMaxRecordFitsInASegment) {
+  TopicOptions o;
+  o.segment_bytes = 64 * 1024;
+  o.max_record_bytes = 100'000;
+  const Status s = bus_->CreateTopic("big", o);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("does not fit in a segment of 65536 bytes (at most 65416"),
+            std::string::npos)
+      << s.ToString();
+  o.max_record_bytes = 0;  // the default shrinks to fit
+  ASSERT_TRUE(bus_->CreateTopic("fits", o).ok());
+  Result<TopicInfo> info = bus_->DescribeTopic("fits");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->options.max_record_bytes, 65416u);
+  o.durable = false;  // a ring-only topic has no segments
+  o.max_record_bytes = 100'000;
+  EXPECT_TRUE(bus_->CreateTopic("ring-only", o).ok());
+}
+
 // TryClaim's refusals carry their status and claim nothing; a good claim
 // after them lands in the partition asked for, with the next offset.
 TEST_F(ProducerConsumerTest, TryClaimRefusalsClaimNothing) {
