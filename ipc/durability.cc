@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <charconv>
@@ -308,7 +309,15 @@ Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view 
   if (!fs::exists(dir, ec)) return uint64_t{0};
   Result<internal::PartitionListing> listing = internal::ListPartition(dir);
   if (!listing.ok()) return listing.status();
-  if (listing->segments.empty()) return uint64_t{0};
+  // Offsets up to the checkpoint's were durable once; they are never given
+  // out again, even when the segments that held them are damaged or gone
+  // (the log then opens with a gap there, or not at all until repaired).
+  uint64_t durable_next = 0;
+  if (listing->has_checkpoint) {
+    Result<Checkpoint> cp = internal::ReadCheckpointFile(dir);
+    if (cp.ok()) durable_next = cp->next_offset;
+  }
+  if (listing->segments.empty()) return durable_next;
   LogReaderOptions ro;
   ro.follow = false;
   Result<LogReader> reader = LogReader::Open(dir, ro);
@@ -320,7 +329,7 @@ Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view 
     if (e.kind == LogEntry::Kind::kEnd) break;
     if (e.kind == LogEntry::Kind::kRecord) next = e.record.offset() + 1;
   }
-  return next;
+  return std::max(next, durable_next);
 }
 
 namespace {

@@ -521,15 +521,12 @@ Status Recover(LogState& st) {
   // The checkpoint.
   std::optional<Checkpoint> cp;
   if (listing->has_checkpoint) {
-    const std::string path = JoinPath(st.dir, kCheckpointFileName);
-    std::array<std::byte, kCheckpointLength> buf{};
-    auto fd = OpenFile(path, O_RDONLY);
-    if (!fd.ok()) return fd.status();
-    auto n = ReadAt(fd->get(), buf.data(), buf.size(), 0, path);
-    if (!n.ok()) return n.status();
-    auto c = DecodeCheckpoint(std::span<const std::byte>(buf.data(), *n), path);
+    auto c = ReadCheckpointFile(st.dir);
     if (c.ok()) {
       cp = *c;
+    } else if (c.status().code() != StatusCode::kCorruption &&
+               c.status().code() != StatusCode::kVersionMismatch) {
+      return c.status();
     } else {
       st.warnings.push_back("ignored the checkpoint (" + c.status().message() +
                             "); recovery scans the last segment from its start");

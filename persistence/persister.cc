@@ -119,6 +119,9 @@ struct Persister::Impl {
     // gap before any record goes after it (MarkGap).
     bool gap_pending = false;
     int gap_error = 0;
+    // The ring is behind the log: its records would reuse offsets the log
+    // already holds. Nothing is written until the partition is added again.
+    bool halted = false;
     PersistedPartitionStats stats;
   };
 
@@ -194,6 +197,22 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
     RingReader::Extent e = pt.reader.Scan(1, [](const RecordView&, uint64_t) {});
     if (e.next == pt.reader.position() || e.status != ReadStatus::kOk) break;
     pt.reader.Consume(e);
+  }
+  if (pt.reader.position().offset < next) {
+    Log(LogLevel::kError,
+        "runnel persister: %s: the ring's next offset is %llu but the log already ends at "
+        "%llu: persisting would give two records one offset, so this partition is not "
+        "persisted (the ring was made from an older state of the log: stop its producers, "
+        "remove the bus with `runnel bus remove` and restart the broker, which continues "
+        "the ring at the log's end)",
+        pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
+        static_cast<unsigned long long>(next));
+    pt.halted = true;
+    pt.error = EILSEQ;
+    pt.error_reported = true;
+    pt.spec.ring.SetGatingError(pt.spec.gating_slot, EILSEQ);
+    parts.push_back(std::move(part));
+    return;
   }
   if (pt.reader.position().offset > next) {
     Log(LogLevel::kWarning,
@@ -345,7 +364,7 @@ bool Persister::Impl::WriteDue(Partition& part, int64_t now) {
 }
 
 bool Persister::Impl::Pump(Partition& part, int64_t now) {
-  if (part.write_inflight || part.removing) return false;
+  if (part.write_inflight || part.removing || part.halted) return false;
   if (part.error != 0 && now < part.retry_at_ns) return false;
   if (part.gap_pending) {
     // Append may roll the segment: never while its fdatasync is in flight.

@@ -680,13 +680,7 @@ namespace {
 // (recovery scans instead) and is not reported here.
 void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segments,
                       VerifyReport& report) {
-  const std::string path = internal::JoinPath(dir, kCheckpointFileName);
-  std::array<std::byte, kCheckpointLength> buf{};
-  auto fd = internal::OpenFile(path, O_RDONLY);
-  if (!fd.ok()) return;
-  auto n = internal::ReadAt(fd->get(), buf.data(), buf.size(), 0, path);
-  if (!n.ok()) return;
-  auto cp = DecodeCheckpoint(std::span<const std::byte>(buf.data(), *n), path);
+  auto cp = internal::ReadCheckpointFile(dir);
   if (!cp.ok()) return;
   Damage d;
   d.file = std::string(kCheckpointFileName);

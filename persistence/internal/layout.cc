@@ -27,6 +27,16 @@ std::optional<IndexFile> OpenIndex(const std::string& dir, uint64_t base) {
   return f;
 }
 
+Result<Checkpoint> ReadCheckpointFile(const std::string& dir) {
+  const std::string path = JoinPath(dir, kCheckpointFileName);
+  auto fd = OpenFile(path, O_RDONLY);
+  if (!fd.ok()) return fd.status();
+  std::array<std::byte, kCheckpointLength> buf{};
+  auto n = ReadAt(fd->get(), buf.data(), buf.size(), 0, path);
+  if (!n.ok()) return n.status();
+  return DecodeCheckpoint(std::span<const std::byte>(buf.data(), *n), path);
+}
+
 Result<PartitionListing> ListPartition(const std::string& dir) {
   auto entries = ListDirectory(dir);
   if (!entries.ok()) return entries.status();

@@ -36,6 +36,10 @@ Result<FileHeader> ReadFileHeader(int fd, FileKind kind, uint64_t expected_base,
 // a segment whose creation was interrupted before its header was written.
 bool HeaderNeverWritten(int fd, uint64_t size);
 
+// Reads and decodes `dir`/checkpoint: kNotFound if there is none, the
+// read's error, or DecodeCheckpoint's kCorruption / kVersionMismatch.
+Result<Checkpoint> ReadCheckpointFile(const std::string& dir);
+
 // A segment's time index, opened read-only with its header validated.
 struct IndexFile {
   ScopedFd fd;

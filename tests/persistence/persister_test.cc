@@ -202,6 +202,44 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
   }
 }
 
+// A ring whose offsets are behind the log's end (made from an older state of
+// the log) would give two records one offset: the persister refuses it, says
+// so to producers through the gating slot, and the log keeps what it had.
+TEST_F(PersisterTest, ARingBehindTheLogIsRefusedInsteadOfReusingOffsets) {
+  RingOptions ro;
+  ro.capacity = 256 * 1024;
+  {
+    TestRing t(ro);
+    const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+    RingProducer p(t.ring);
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+    auto persister = Persister::Start({});
+    ASSERT_TRUE(persister.ok());
+    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+    ASSERT_TRUE((*persister)->Flush().ok());
+  }
+  TestRing t(ro);  // starts at offset 0 again
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "reused offset").ok());
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+  EXPECT_FALSE((*persister)->Flush().ok());
+  const std::vector<PersistedPartitionStats> stats = (*persister)->Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].error, EILSEQ);
+  EXPECT_EQ(t.ring.GatingError(slot), EILSEQ);
+  EXPECT_EQ(t.ring.GatingPosition(slot).offset, 0u);  // nothing was taken from the ring
+  (*persister)->Stop();
+  const auto disk = ReadSegments(dir_ + "/p0");
+  ASSERT_EQ(disk.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
+    ASSERT_EQ(disk[i].value, Value(i, 50));
+  }
+}
+
 // With interval:MS writes go on while the fdatasync runs. Whatever the
 // interleaving, the durable position never passes the written one, neither
 // moves back, and a flush makes everything durable. (Exactly what a sync may
