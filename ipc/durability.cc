@@ -377,12 +377,24 @@ class DurabilityHooks : public BrokerHooks {
             topic.c_str(), options_.data_dir.c_str(), s.ToString().c_str());
         continue;
       }
-      Result<TopicOptions> meta = ReadTopicMeta(options_.data_dir, topic);
-      if (!meta.ok()) continue;
       if (bus_->DescribeTopic(topic).ok()) continue;
+      Result<TopicOptions> meta = ReadTopicMeta(options_.data_dir, topic);
+      if (!meta.ok()) {
+        Log(LogLevel::kError,
+            "runnel broker: cannot restore topic %s from %s: %s (its log stays on disk; "
+            "`runnel topic create %s` with its settings makes the broker persist it again)",
+            topic.c_str(), options_.data_dir.c_str(), meta.status().ToString().c_str(),
+            topic.c_str());
+        continue;
+      }
       Status s = bus_->CreateTopic(topic, *meta);
-      Log(LogLevel::kInfo, "runnel broker: restored topic %s from %s: %s", topic.c_str(),
-          options_.data_dir.c_str(), s.ToString().c_str());
+      if (s.ok()) {
+        Log(LogLevel::kInfo, "runnel broker: restored topic %s from %s", topic.c_str(),
+            options_.data_dir.c_str());
+      } else {
+        Log(LogLevel::kError, "runnel broker: cannot restore topic %s from %s: %s", topic.c_str(),
+            options_.data_dir.c_str(), s.ToString().c_str());
+      }
     }
   }
 

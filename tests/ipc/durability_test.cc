@@ -269,8 +269,8 @@ TEST_F(DurabilityTest, TopicsComeBackFromDiskAfterTheSharedMemoryIsGone) {
   {
     // ...and says so through the program's log sink.
     std::lock_guard<std::mutex> lock(log_mu);
-    const std::pair<LogLevel, std::string> restored{
-        LogLevel::kInfo, "runnel broker: restored topic t from " + dir_ + ": ok"};
+    const std::pair<LogLevel, std::string> restored{LogLevel::kInfo,
+                                                    "runnel broker: restored topic t from " + dir_};
     EXPECT_NE(std::find(log.begin(), log.end(), restored), log.end())
         << (log.empty() ? "nothing logged" : log.front().second);
   }
@@ -774,6 +774,46 @@ TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) 
   ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
   EXPECT_EQ(*on_disk, 10u);
   broker.Stop();
+}
+
+// A topic directory whose settings file is gone is not restored (its
+// partition count and ring size are unknown), and the broker says so; the
+// log stays, and creating the topic again continues at its offsets.
+TEST_F(DurabilityTest, ATopicWithoutItsSettingsFileIsNotRestoredAndTheBrokerSaysSo) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("nometa", Topic()).ok());
+    ProduceDurably(*bus, "nometa", 100);
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  ASSERT_TRUE(fs::remove(dir_ + "/nometa/topic.meta"));
+  std::mutex log_mu;
+  std::vector<std::pair<LogLevel, std::string>> log;
+  SetLogSink([&](LogLevel level, std::string_view line) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    log.emplace_back(level, std::string(line));
+  });
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  SetLogSink(nullptr);
+  {
+    std::lock_guard<std::mutex> lock(log_mu);
+    const std::string prefix = "runnel broker: cannot restore topic nometa from " + dir_ + ": ";
+    EXPECT_NE(std::find_if(log.begin(), log.end(),
+                           [&](const auto& l) {
+                             return l.first == LogLevel::kError && l.second.starts_with(prefix);
+                           }),
+              log.end())
+        << (log.empty() ? "nothing logged" : log.front().second);
+  }
+  EXPECT_EQ(bus->DescribeTopic("nometa").status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(bus->CreateTopic("nometa", Topic()).ok());
+  Result<TopicInfo> info = bus->DescribeTopic("nometa");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->partitions[0].next_offset, 100u);
 }
 
 // What a broker killed in the middle of removing a deleted topic's log
