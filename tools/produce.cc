@@ -202,6 +202,10 @@ class Run {
       }
     }
     if (!failed && at_least_once_ && !pending_.empty() && !SettlePending()) failed = true;
+    // Stopped by a line that cannot be a record (too large, bad key): the
+    // lines before it were sent and are waited for like at the end of input,
+    // so the summary says which are durable and a rerun can start after them.
+    if (failed && record_rejected_ && at_least_once_ && !pending_.empty()) (void)SettlePending();
     // Stopped early: what became durable meanwhile counts as durable.
     if (failed && at_least_once_) (void)CountDurableNow();
 
@@ -270,6 +274,7 @@ class Run {
 
   void ReportSendFailure(const SendResult& r) {
     const std::string where = fmt::format("line {}", line_number_);
+    record_rejected_ = r.status == SendStatus::kTooLarge || r.status == SendStatus::kInvalid;
     switch (r.status) {
       case SendStatus::kTimeout:
       case SendStatus::kFull: {
@@ -446,6 +451,7 @@ class Run {
   uint64_t durable_ = 0;        // at-least-once: records confirmed durable
   uint64_t durable_bytes_ = 0;  // and their key + value bytes
   uint64_t resent_ = 0;
+  bool record_rejected_ = false;  // the last send failed for the record itself
   uint64_t bytes_ = 0;
 };
 

@@ -477,6 +477,25 @@ TEST_F(CliTest, ProducedLinesComeBackExactly) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// A line too large for the topic stops the run (exit 1, naming the line);
+// the lines before it were sent, and at-least-once waits for them, so the
+// summary counts them durable and a rerun from the next line duplicates
+// nothing.
+TEST_F(CliTest, ProduceStoppedByAnOversizedLineConfirmsTheLinesBeforeIt) {
+  StartBroker();
+  CreateTopic("small", {"--max-record-size", "1KiB"});
+  RunResult p = Runnel({"produce", "small", "--delivery", "at-least-once"},
+                       "a\nb\n" + std::string(2000, 'x') + "\nc\n");
+  EXPECT_EQ(p.exit_code, 1) << p.err;
+  EXPECT_NE(p.err.find("line 3: "), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("runnel produce: 2 records, 2 B in "), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("at-least-once: 2 durable, 0 not confirmed"), std::string::npos) << p.err;
+  RunResult c = Runnel({"consume", "small", "--from", "earliest", "--idle-exit-ms", "300"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "a\nb\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 TEST_F(CliTest, KeysHeadersAndJsonLines) {
   ASSERT_TRUE(Python());
   StartBroker();
