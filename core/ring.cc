@@ -701,7 +701,7 @@ inline void RingClaim::Fill(const Ring* ring, uint64_t position, uint64_t offset
 
 void RingClaim::AbortUnfinished() {
   RingProducer p(*ring_);
-  (void)p.abort(*this);
+  (void)p.AbortClaim(*this);
 }
 
 RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
@@ -938,7 +938,9 @@ inline void RingProducer::Seal(RingClaim& c) {
 
 CommitStatus RingProducer::commit(RingClaim& c) {
   if (deferred_count_ > 0) return CommitWithBatch(c);
-  if (!c.ok()) return CommitStatus::kNotClaimed;
+  if (!owns(c)) [[unlikely]] {
+    return CommitStatus::kNotClaimed;
+  }
   // Inline to the end: no calls on the common path.
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
@@ -958,14 +960,14 @@ CommitStatus RingProducer::commit(RingClaim& c) {
 CommitStatus RingProducer::CommitWithBatch(RingClaim& c) {
   // Joins the pending batch, which is published with it, whatever became of
   // this record. (Losses of earlier batches are publish()'s to report.)
-  const CommitStatus s = c.ok() ? commit_deferred(c) : CommitStatus::kNotClaimed;
+  const CommitStatus s = owns(c) ? commit_deferred(c) : CommitStatus::kNotClaimed;
   const PublishResult r = PublishBatch();
   if (s != CommitStatus::kOk) return s;
   return r.unblocked == 0 ? CommitStatus::kOk : CommitStatus::kUnblocked;
 }
 
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {
-  if (!c.ok()) return CommitStatus::kNotClaimed;
+  if (!owns(c)) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
   // Whether an unblocker took the claim is checked once, when the batch is
   // published (which reports it), right before the frame's stores.
@@ -1040,7 +1042,11 @@ PublishResult RingProducer::PublishBatch() {
 }
 
 CommitStatus RingProducer::abort(RingClaim& c) {
-  if (!c.ok()) return CommitStatus::kNotClaimed;
+  if (!owns(c)) return CommitStatus::kNotClaimed;
+  return AbortClaim(c);
+}
+
+CommitStatus RingProducer::AbortClaim(RingClaim& c) {
   std::byte* f = c.frame_;
   const uint64_t position = c.position_;
   const uint64_t seen = c.unblock_seen_;

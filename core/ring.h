@@ -352,7 +352,8 @@ std::string_view ClaimStatusName(ClaimStatus s);
 enum class CommitStatus : uint8_t {
   kOk = 0,
   kUnblocked = 1,   // the claim was turned into padding before commit: the record is lost
-  kNotClaimed = 2,  // the claim is not active (already committed/aborted, or failed)
+  kNotClaimed = 2,  // the claim is not active (already committed/aborted, or failed),
+                    // or another RingProducer made it
 };
 std::string_view CommitStatusName(CommitStatus s);
 
@@ -459,6 +460,9 @@ class RingProducer {
   static constexpr uint32_t kMaxDeferred = 64;
   // Turns the claim into padding: readers skip it (the offset is skipped too).
   [[nodiscard]] CommitStatus abort(RingClaim& claim);
+  // True if `claim` is an active claim this producer made (commit, abort and
+  // commit_deferred refuse any other with kNotClaimed).
+  bool owns(const RingClaim& claim) const { return claim.ok() && claim.ring_ == &ring_; }
 
   // Claim + copy + commit.
   [[nodiscard]] WriteResult try_write(std::optional<std::string_view> key,
@@ -488,8 +492,11 @@ class RingProducer {
   // up to `limit` (a position every frame below which is claimed) if it is
   // below `need`. See claim_horizon above.
   uint64_t ClaimHorizon(uint64_t need, uint64_t limit, uint64_t lap_reference) const;
+  friend class RingClaim;  // AbortUnfinished
   // commit() with deferred records pending: the record joins the batch.
   CommitStatus CommitWithBatch(RingClaim& claim);
+  // abort() of an active claim, whoever made it.
+  CommitStatus AbortClaim(RingClaim& claim);
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word and length.

@@ -172,6 +172,7 @@ ProducerClaim Producer::TryClaim(uint32_t partition, uint32_t key_length, uint32
 
 SendStatus Producer::Commit(ProducerClaim& claim) {
   if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
+  if (!Owns(claim)) return Invalid(InvalidCause::kForeignClaim);
   const uint64_t offset = claim.claim_.offset();
   const SendStatus s = FromCommit(rings_[claim.partition_].commit(claim.claim_));
   claim.status_ = SendStatus::kInvalid;
@@ -182,6 +183,7 @@ SendStatus Producer::Commit(ProducerClaim& claim) {
 
 SendStatus Producer::CommitDeferred(ProducerClaim& claim) {
   if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
+  if (!Owns(claim)) return Invalid(InvalidCause::kForeignClaim);
   const uint32_t partition = claim.partition_;
   const uint64_t offset = claim.claim_.offset();
   RingProducer& ring = rings_[partition];
@@ -213,6 +215,7 @@ SendStatus Producer::Publish() {
 
 SendStatus Producer::Abort(ProducerClaim& claim) {
   if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
+  if (!Owns(claim)) return Invalid(InvalidCause::kForeignClaim);
   const SendStatus s = FromCommit(rings_[claim.partition_].abort(claim.claim_));
   claim.status_ = SendStatus::kInvalid;
   return s;
@@ -366,6 +369,10 @@ Status Producer::Explain(const SendResult& r) const {
               "the headers take " + std::to_string(last_invalid_bytes_) +
               " bytes encoded (4 bytes per header plus names and values), over the limit of "
               "65535 bytes");
+        case InvalidCause::kForeignClaim:
+          return Status::InvalidArgument(
+              "the claim was made by another Producer: commit or abort it through the one "
+              "that made it (this call left it untouched)");
         case InvalidCause::kNoClaim:
           break;
       }

@@ -130,7 +130,8 @@ class Producer {
                                        uint32_t headers_length, uint32_t value_length,
                                        bool has_key);
   // Publishes the record: kOk, or kUnblocked (the record was lost), kInvalid
-  // (no active claim).
+  // (no active claim, or a claim another Producer made: that one is left
+  // untouched, for its own producer to commit or abort).
   [[nodiscard]] SendStatus Commit(ProducerClaim& claim);
   [[nodiscard]] SendStatus Abort(ProducerClaim& claim);
 
@@ -185,7 +186,16 @@ class Producer {
 
  private:
   // Why a call returned kInvalid, for Explain.
-  enum class InvalidCause : uint8_t { kNoClaim, kKeyTooLong, kHeaderTooLong, kHeadersTooLong };
+  enum class InvalidCause : uint8_t {
+    kNoClaim,
+    kForeignClaim,
+    kKeyTooLong,
+    kHeaderTooLong,
+    kHeadersTooLong
+  };
+  bool Owns(const ProducerClaim& claim) const {
+    return claim.partition_ < rings_.size() && rings_[claim.partition_].owns(claim.claim_);
+  }
   SendStatus Invalid(InvalidCause cause, uint64_t bytes = 0) {
     last_invalid_ = cause;
     last_invalid_bytes_ = bytes;

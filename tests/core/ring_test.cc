@@ -324,6 +324,31 @@ TEST(Ring, UncommittedClaimHoldsBackLaterCommits) {
   EXPECT_EQ(got[1].value, "bbbbb");
 }
 
+TEST(Ring, AClaimIsCommittedOnlyByTheProducerThatMadeIt) {
+  TestRing t(Options());
+  TestRing other(Options());
+  RingProducer p1(t.ring), p2(t.ring), elsewhere(other.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  RingClaim a = p1.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(p1.owns(a));
+  EXPECT_FALSE(p2.owns(a));
+  std::memcpy(a.value().data(), "aaaaa", 5);
+  // Refused, and the claim stays its maker's to finish.
+  EXPECT_EQ(p2.commit(a), CommitStatus::kNotClaimed);
+  EXPECT_EQ(p2.commit_deferred(a), CommitStatus::kNotClaimed);
+  EXPECT_EQ(p2.abort(a), CommitStatus::kNotClaimed);
+  EXPECT_EQ(elsewhere.commit(a), CommitStatus::kNotClaimed);
+  EXPECT_TRUE(a.ok());
+  EXPECT_TRUE(ReadAll(r).empty());
+  ASSERT_EQ(p1.commit(a), CommitStatus::kOk);
+  EXPECT_FALSE(p1.owns(a));  // no longer active
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "aaaaa");
+  EXPECT_EQ(t.ring.aborted_claims(), 0u);
+}
+
 TEST(Ring, AbortedClaimIsSkippedAndItsOffsetIsNotReused) {
   TestRing t(Options());
   RingProducer p(t.ring);

@@ -278,6 +278,37 @@ TEST_F(ProducerConsumerTest, InvalidRecordsAreExplainedByTheirCause) {
 // (kFailedPrecondition, or the hot paths' kUnknownPartition / nothing), never
 // by following the pointer the move left null, also past the periodic topic
 // check that every 1024th send and 256th poll makes.
+TEST_F(ProducerConsumerTest, ACommitThroughAnotherProducerIsInvalidAndLeavesTheClaimAlone) {
+  ASSERT_TRUE(Create("t", 2).ok());
+  ASSERT_TRUE(Create("u", 1).ok());
+  Result<Producer> a = bus_->CreateProducer("t");
+  Result<Producer> b = bus_->CreateProducer("t");
+  Result<Producer> u = bus_->CreateProducer("u");
+  ASSERT_TRUE(a.ok() && b.ok() && u.ok());
+  ProducerClaim claim = a->TryClaim(1, 0, 0, 4, false);
+  ASSERT_TRUE(claim.ok());
+  std::memcpy(claim.value().data(), "mine", 4);
+  for (Producer* other : {&*b, &*u}) {
+    EXPECT_EQ(other->Commit(claim), SendStatus::kInvalid);
+    EXPECT_EQ(other->Explain({SendStatus::kInvalid, 1, 0}).message(),
+              "the claim was made by another Producer: commit or abort it through the one "
+              "that made it (this call left it untouched)");
+    EXPECT_EQ(other->CommitDeferred(claim), SendStatus::kInvalid);
+    EXPECT_EQ(other->Abort(claim), SendStatus::kInvalid);
+    EXPECT_TRUE(claim.ok());
+  }
+  ASSERT_EQ(a->Commit(claim), SendStatus::kOk);
+  EXPECT_EQ(a->Commit(claim), SendStatus::kInvalid);  // done: no active claim
+  ConsumerOptions co;
+  co.partitions = {1};
+  co.start = StartPosition::Earliest();
+  Result<Consumer> c = bus_->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  std::vector<std::string> got;
+  (void)c->PollFor([&](const ConsumerRecord& r) { got.emplace_back(r.value()); }, 10, 1s);
+  EXPECT_EQ(got, std::vector<std::string>{"mine"});
+}
+
 TEST_F(ProducerConsumerTest, MovedFromHandlesReportErrorsInsteadOfCrashing) {
   ASSERT_TRUE(Create("t", 2).ok());
   Result<Producer> p = bus_->CreateProducer("t");
