@@ -225,6 +225,8 @@ Result<std::vector<TopicInfo>> Bus::ListTopics() const {
   if (!core_) return internal::MovedFrom("Bus");
   std::vector<TopicInfo> out;
   for (const TopicRecord& t : core_->directory().LiveTopics()) out.push_back(InfoFromRecord(t));
+  std::sort(out.begin(), out.end(),
+            [](const TopicInfo& a, const TopicInfo& b) { return a.name < b.name; });
   return out;
 }
 

@@ -225,7 +225,7 @@ class Bus {
   // OK (idempotent). Same name, other settings: kAlreadyExists naming the
   // settings that differ. kResourceExhausted: 128 topics, or /dev/shm full.
   [[nodiscard]] Status CreateTopic(std::string_view name, const TopicOptions& options = {});
-  // Live topics with their settings (no statistics).
+  // Live topics with their settings (no statistics), in name order.
   [[nodiscard]] Result<std::vector<TopicInfo>> ListTopics() const;
   // Settings, per-partition ring statistics and attached clients.
   [[nodiscard]] Result<TopicInfo> DescribeTopic(std::string_view name) const;

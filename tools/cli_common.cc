@@ -486,7 +486,8 @@ std::string RunnelCommand(const GlobalOptions& global) {
   return global.bus == "default" ? std::string("runnel") : "runnel --bus " + global.bus;
 }
 
-std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global) {
+std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global,
+                                 bool deleting) {
   std::string msg = fmt::format("topic '{}' not found on bus '{}'", topic, global.bus);
   const std::string runnel = RunnelCommand(global);
   std::error_code ec;
@@ -499,6 +500,8 @@ std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& gl
         " (its log exists in {}: start a broker with `{} broker` to bring the topic back, "
         "or read the log with `runnel replay {}`)",
         on_disk.string(), runnel, on_disk.string());
+  } else if (deleting) {
+    msg += fmt::format(" (the topics there: {} topic list)", runnel);
   } else {
     msg += fmt::format(" (create it with: {} topic create {})", runnel, topic);
   }

@@ -157,9 +157,10 @@ std::string FormatTimestamp(int64_t ns);
 // Explains a failed Bus::Open(create_if_missing = false) for `bus`, with what
 // to run next.
 std::string ExplainBusOpen(const Status& s, std::string_view bus);
-// Explains a kNotFound for `topic`: how to create it, and whether its log
-// still exists in the data dir.
-std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global);
+// Explains a kNotFound for `topic`: whether its log still exists in the data
+// dir, else how to create it (or, when deleting, how to list the topics).
+std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& global,
+                                 bool deleting = false);
 
 // "runnel" or "runnel --bus NAME": the prefix of commands in hints.
 std::string RunnelCommand(const GlobalOptions& global);

@@ -325,8 +325,9 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
     }
   }
   if (!s.ok() && !(s.code() == StatusCode::kNotFound && args.purge)) {
-    PrintError(kCmd, s.code() == StatusCode::kNotFound ? ExplainTopicNotFound(args.name, global)
-                                                       : s.ToString());
+    PrintError(kCmd, s.code() == StatusCode::kNotFound
+                         ? ExplainTopicNotFound(args.name, global, /*deleting=*/true)
+                         : s.ToString());
     return kExitRuntime;
   }
   const bool has_log = std::filesystem::is_directory(log_dir, ec);
@@ -346,7 +347,7 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   }
   if (!has_log) {
     if (!was_on_bus) {
-      PrintError(kCmd, ExplainTopicNotFound(args.name, global));
+      PrintError(kCmd, ExplainTopicNotFound(args.name, global, /*deleting=*/true));
       return kExitRuntime;
     }
     return kExitOk;

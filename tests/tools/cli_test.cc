@@ -300,8 +300,8 @@ TEST_F(CliTest, NumbersWithLeadingZerosAreDecimal) {
 
 TEST_F(CliTest, TopicListAndDescribeJsonParse) {
   ASSERT_TRUE(Python()) << "python3 is needed to check JSON (scripts/setup installs it)";
-  CreateTopic("alpha", {"--partitions", "2"});
   CreateTopic("beta", {"--no-durable", "--single-producer"});
+  CreateTopic("alpha", {"--partitions", "2"});
   RunResult list = Runnel({"topic", "list", "--json"});
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_TRUE(IsJson(list.out)) << list.out;
@@ -310,7 +310,8 @@ TEST_F(CliTest, TopicListAndDescribeJsonParse) {
 
   RunResult table = Runnel({"topic", "list"});
   EXPECT_EQ(table.exit_code, 0);
-  EXPECT_NE(table.out.find("alpha"), std::string::npos);
+  ASSERT_NE(table.out.find("alpha"), std::string::npos);
+  EXPECT_LT(table.out.find("alpha"), table.out.find("beta")) << table.out;  // in name order
 
   RunResult describe = Runnel({"topic", "describe", "alpha", "--json"});
   ASSERT_EQ(describe.exit_code, 0) << describe.err;
@@ -321,6 +322,11 @@ TEST_F(CliTest, TopicListAndDescribeJsonParse) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("runnel --bus " + bus_ + " topic create gamma"), std::string::npos)
       << missing.err;
+
+  RunResult nosuch = Runnel({"topic", "delete", "gamma"});
+  EXPECT_EQ(nosuch.exit_code, 1);
+  EXPECT_EQ(nosuch.err, "runnel topic delete: topic 'gamma' not found on bus '" + bus_ +
+                            "' (the topics there: runnel --bus " + bus_ + " topic list)\n");
 
   RunResult del = Runnel({"topic", "delete", "beta"});
   EXPECT_EQ(del.exit_code, 0) << del.err;
