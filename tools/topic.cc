@@ -272,7 +272,7 @@ int RunDescribe(const GlobalOptions& global, const DescribeArgs& args) {
                p.next_offset, p.earliest_offset, OptionalNumber(p.written_offset),
                OptionalNumber(p.durable_offset), err == 0 ? std::string("-") : std::to_string(err),
                p.unblocked_claims, disk ? FormatSize(*disk) : std::string("-"));
-    if (err != 0) fmt::print("          persist error: {}\n", std::strerror(err));
+    if (err != 0) fmt::print("          persist error: {}\n", PersistErrorText(err));
   }
   auto print_clients = [](std::string_view title, const std::vector<ClientInfo>& clients) {
     fmt::print("\n{} ({})\n", title, clients.size());

@@ -1104,6 +1104,10 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "2000"}, "more\n");
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("it found damaged data"), std::string::npos) << refused.err;
+  RunResult describe = Runnel({"topic", "describe", "cut"});
+  EXPECT_NE(describe.out.find("persist error: damaged log: see the broker's output"),
+            std::string::npos)
+      << describe.out;
   // It stops with "more" unwritten: it says so, and fails. "more" got offset
   // 20, after every offset the checkpoint says was durable (the cut took 19).
   ASSERT_EQ(StopBroker(), 1);
