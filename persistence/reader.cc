@@ -681,9 +681,18 @@ namespace {
 void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segments,
                       VerifyReport& report) {
   auto cp = internal::ReadCheckpointFile(dir);
-  if (!cp.ok()) return;
   Damage d;
   d.file = std::string(kCheckpointFileName);
+  if (!cp.ok()) {
+    if (cp.status().code() == StatusCode::kCorruption) {
+      // Written whole or not at all (temporary file, rename): damage.
+      d.reason = cp.status().message() +
+                 "; recovery ignores it and rescans the last segment, so records cut off "
+                 "from the end of the log would go unnoticed";
+      report.damages.push_back(std::move(d));
+    }
+    return;
+  }
   if (!std::binary_search(segments.begin(), segments.end(), cp->segment_base)) {
     // Older than every segment: retention removed it, the checkpoint is stale.
     if (!segments.empty() && cp->segment_base < segments.front()) return;
