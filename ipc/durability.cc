@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -67,33 +68,6 @@ SyncPolicy TopicSyncPolicy(const TopicOptions& o) {
   }
   p.interval_ms = o.fsync_interval_ms == 0 ? 10 : o.fsync_interval_ms;
   return p;
-}
-
-Status WriteTopicMeta(const std::string& data_dir, std::string_view topic, const TopicOptions& o) {
-  const std::string dir = data_dir + "/" + std::string(topic);
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::FromErrno(ec.value(), "create " + dir);
-  const std::string path = dir + "/topic.meta";
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    if (!out) return Status::FromErrno(errno, "write " + tmp);
-    out << "# runnel topic settings; written by the broker\n"
-        << "partitions=" << o.partitions << "\n"
-        << "ring_bytes=" << o.ring_bytes << "\n"
-        << "max_record_bytes=" << o.max_record_bytes << "\n"
-        << "single_producer=" << (o.single_producer ? 1 : 0) << "\n"
-        << "segment_bytes=" << o.segment_bytes << "\n"
-        << "retention_bytes=" << o.retention_bytes << "\n"
-        << "retention_ms=" << o.retention_ms << "\n"
-        << "fsync=" << FsyncName(o.fsync) << "\n"
-        << "fsync_interval_ms=" << o.fsync_interval_ms << "\n";
-    if (!out.flush()) return Status::FromErrno(errno, "write " + tmp);
-  }
-  fs::rename(tmp, path, ec);
-  if (ec) return Status::FromErrno(ec.value(), "rename " + tmp);
-  return Status::Ok();
 }
 
 Result<TopicOptions> ReadTopicMeta(const std::string& data_dir, std::string_view topic) {
@@ -191,6 +165,30 @@ Status WriteFileDurably(const std::string& dir, const std::string& name, std::st
   ::close(fd);
   return FsyncDir(dir);
 }
+
+}  // namespace
+
+Status WriteTopicMeta(const std::string& data_dir, std::string_view topic, const TopicOptions& o) {
+  const std::string dir = data_dir + "/" + std::string(topic);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::FromErrno(ec.value(), "create " + dir);
+  std::ostringstream text;
+  text << "# runnel topic settings; written by the broker\n"
+       << "partitions=" << o.partitions << "\n"
+       << "ring_bytes=" << o.ring_bytes << "\n"
+       << "max_record_bytes=" << o.max_record_bytes << "\n"
+       << "single_producer=" << (o.single_producer ? 1 : 0) << "\n"
+       << "segment_bytes=" << o.segment_bytes << "\n"
+       << "retention_bytes=" << o.retention_bytes << "\n"
+       << "retention_ms=" << o.retention_ms << "\n"
+       << "fsync=" << FsyncName(o.fsync) << "\n"
+       << "fsync_interval_ms=" << o.fsync_interval_ms << "\n";
+  // Durably: after a reboot the topic is restored from it.
+  return WriteFileDurably(dir, "topic.meta", text.str());
+}
+
+namespace {
 
 // True if a PartitionLog (of any process) has `dir` open: it holds an
 // exclusive flock on the directory. Taking the lock ourselves for a moment
@@ -424,10 +422,9 @@ class DurabilityHooks : public BrokerHooks {
         return;
       }
     }
-    Status meta = WriteTopicMeta(options_.data_dir, topic.name, topic.options);
-    if (!meta.ok()) {
-      Log(LogLevel::kWarning, "runnel broker: %s: %s", topic.name.c_str(), meta.ToString().c_str());
-    }
+    // Written before any of its records can become durable (OpenPartition
+    // retries it): a log without its settings is not restored after a reboot.
+    meta_pending_.insert(topic.name);
     const SyncPolicy sync = options_.fsync_override.value_or(TopicSyncPolicy(topic.options));
     for (uint32_t p = 0; p < topic.rings.size(); ++p) {
       const Ring& ring = topic.rings[p];
@@ -478,6 +475,7 @@ class DurabilityHooks : public BrokerHooks {
 
   void OnTopicRemoved(const BrokerTopic& topic) override {
     std::erase_if(pending_opens_, [&](const PendingOpen& o) { return o.topic.name == topic.name; });
+    meta_pending_.erase(topic.name);
     if (!persister_) return;
     for (uint32_t p = 0; p < topic.rings.size(); ++p) {
       (void)persister_->Remove(PartitionName(topic.name, p));
@@ -534,6 +532,22 @@ class DurabilityHooks : public BrokerHooks {
                      bool retrying) {
     const Ring& ring = topic.rings[p];
     const std::string name = PartitionName(topic.name, p);
+    if (meta_pending_.contains(topic.name)) {
+      Status meta = WriteTopicMeta(options_.data_dir, topic.name, topic.options);
+      if (!meta.ok()) {
+        if (!retrying) {
+          Log(LogLevel::kError,
+              "runnel broker: %s: cannot write its settings file, so nothing of it is persisted "
+              "yet: %s (retrying every second)",
+              topic.name.c_str(), meta.ToString().c_str());
+        }
+        ring.SetGatingError(slot, meta.code() == StatusCode::kResourceExhausted  ? ENOSPC
+                                  : meta.code() == StatusCode::kPermissionDenied ? EACCES
+                                                                                 : EIO);
+        return false;
+      }
+      meta_pending_.erase(topic.name);
+    }
     LogOptions lo;
     lo.segment_bytes = topic.options.segment_bytes;
     lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
@@ -583,6 +597,7 @@ class DurabilityHooks : public BrokerHooks {
 
   DurabilityOptions options_;
   std::vector<PendingOpen> pending_opens_;
+  std::set<std::string> meta_pending_;  // topics whose topic.meta is not written yet
   std::unique_ptr<Persister> persister_;
   std::unique_ptr<Bus> bus_;
   std::map<std::string, uint32_t> partitions_;

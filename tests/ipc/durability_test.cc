@@ -816,6 +816,32 @@ TEST_F(DurabilityTest, ATopicWithoutItsSettingsFileIsNotRestoredAndTheBrokerSays
   EXPECT_EQ(info->partitions[0].next_offset, 100u);
 }
 
+// A topic whose settings file cannot be written (a full disk, here a
+// directory in its way) is not persisted until it is: a log without its
+// settings would not be restored after a reboot, losing acknowledged records.
+// The broker retries every second and persists everything once it can.
+TEST_F(DurabilityTest, NothingIsDurableUntilTheTopicsSettingsFileIsWritten) {
+  ScopedBusName name;
+  fs::create_directories(dir_ + "/t/topic.meta/blocker");
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const SendResult r = p->Send(std::nullopt, "kept", {}, 0, 10s);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(p->WaitDurable(0, r.offset, 1500ms).ok());
+  // Meanwhile producers are told why (an I/O error while it stands).
+  EXPECT_EQ(p->WaitDurable(0, r.offset, 0ms).code(), StatusCode::kIoError);
+  fs::remove_all(dir_ + "/t/topic.meta");
+  ASSERT_TRUE(
+      testing::Eventually([&] { return p->WaitDurable(0, r.offset, 100ms).ok(); }, 10s));
+  Result<TopicOptions> meta = ReadTopicMeta(dir_, "t");
+  ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+  EXPECT_EQ(meta->ring_bytes, Topic().ring_bytes);
+}
+
 // What a broker killed in the middle of removing a deleted topic's log
 // leaves, built by hand: the renamed directory half removed, and a tombstoned
 // directory whose settings and some partitions are already gone. Neither
