@@ -238,6 +238,12 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     info.cause = LossCause::kDamaged;
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
   }
+  if (batch->gap_to > batch->gap_from) {
+    OverrunInfo info{
+        c.partition, batch->gap_to - batch->gap_from, 0, batch->gap_from, batch->gap_to, 0};
+    info.cause = LossCause::kNotPersisted;
+    Report(info, result, overruns_, lost_records_total_, on_overrun_);
+  }
   c.cold_next = std::max(batch->next_offset, c.cold_next);
   PublishPosition(c);
 }

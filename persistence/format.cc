@@ -182,4 +182,33 @@ std::optional<uint64_t> ParseTimeIndexFileName(std::string_view name) {
   return ParseBase(name, kTimeIndexSuffix);
 }
 
+std::vector<std::byte> EncodeGapMarker(const GapMarker& gap, int64_t timestamp_ns) {
+  constexpr uint32_t kValueLength = 16;
+  const auto frame_length =
+      static_cast<uint32_t>(FrameLength(kGapMarkerKey.size(), 0, kValueLength));
+  std::vector<std::byte> out(kMinPaddingWithLength + AlignedFrameLength(frame_length));
+  std::byte* padding = out.data();
+  EncodeFixed64(padding + frame::kCommit,
+                (kStateMask + 1) | static_cast<uint64_t>(FrameState::kPadding));
+  EncodeFixed32(padding + frame::kLength, kMinPaddingWithLength);
+  std::byte* f = out.data() + kMinPaddingWithLength;
+  WriteFrameHeader(f, frame_length, gap.to - 1, timestamp_ns,
+                   static_cast<uint16_t>(kGapMarkerKey.size()), 0, kFlagHasKey);
+  std::memcpy(f + kFrameHeaderLength, kGapMarkerKey.data(), kGapMarkerKey.size());
+  EncodeFixed64(f + kFrameHeaderLength + kGapMarkerKey.size(), gap.from);
+  EncodeFixed64(f + kFrameHeaderLength + kGapMarkerKey.size() + 8, gap.to);
+  SealFrame(f, frame_length);
+  EncodeFixed64(f + frame::kCommit, (kStateMask + 1) | static_cast<uint64_t>(FrameState::kControl));
+  return out;
+}
+
+std::optional<GapMarker> DecodeGapMarker(const RecordView& control) {
+  const std::string_view value = control.value();
+  if (control.key() != kGapMarkerKey || value.size() != 16) return std::nullopt;
+  const auto* v = reinterpret_cast<const std::byte*>(value.data());
+  GapMarker g{DecodeFixed64(v), DecodeFixed64(v + 8)};
+  if (g.from >= g.to || g.to - 1 != control.offset()) return std::nullopt;
+  return g;
+}
+
 }  // namespace runnel

@@ -103,7 +103,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "core/record.h"
 #include "core/status.h"
 
 namespace runnel {
@@ -218,6 +220,26 @@ std::optional<uint64_t> ParseTimeIndexFileName(std::string_view name);
 
 // "2.0" for a version word.
 std::string FormatVersionString(uint32_t version);
+
+// The gap marker: where a log's offsets jump because records were never
+// written to it (a ring that lost them before a broker persisted it) or were
+// cut from it (repair), the broker appends a padding frame (so the jump reads
+// as a continuation, not as damage) and then a control frame (state
+// kControl) with key "runnel.gap", no headers, and as value `from` and `to`
+// (two u64): offsets [from, to) are not in the log. The control frame takes
+// offset to - 1, so recovery, which takes the next offset from the last
+// frame, never hands those offsets out again. Readers skip control frames;
+// consumers report the gap as lost records.
+inline constexpr std::string_view kGapMarkerKey = "runnel.gap";
+struct GapMarker {
+  uint64_t from = 0;
+  uint64_t to = 0;
+};
+// The padding and the control frame, ready for PartitionLog::Append.
+// REQUIRES: from < to.
+std::vector<std::byte> EncodeGapMarker(const GapMarker& gap, int64_t timestamp_ns);
+// The marker a valid control frame carries, else nullopt.
+std::optional<GapMarker> DecodeGapMarker(const RecordView& control);
 
 }  // namespace runnel
 

@@ -119,6 +119,7 @@ struct Persister::Impl {
     // gap before any record goes after it (MarkGap).
     bool gap_pending = false;
     int gap_error = 0;
+    GapMarker gap;  // the offsets the marker names
     // The ring is behind the log: its records would reuse offsets the log
     // already holds. Nothing is written until the partition is added again.
     bool halted = false;
@@ -224,6 +225,7 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
     // never will be (Producer::WaitDurable).
     pt.spec.ring.SetUnread(pt.spec.gating_slot,
                            Ring::OffsetRange{next, pt.reader.position().offset});
+    pt.gap = GapMarker{next, pt.reader.position().offset};
     pt.gap_pending = true;
     (void)MarkGap(pt);
   }
@@ -308,20 +310,26 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
   }
 }
 
-// The offsets jump where the ring starts: a padding frame says so on disk,
-// so readers and recovery take the next record as the continuation it is,
-// not as a record out of sequence (damage). Until it is written no record
-// may be (Pump retries it).
+// The offsets jump where the ring starts: a gap marker (persistence/format.h)
+// says so on disk, so readers and recovery take the next record as the
+// continuation it is, not as a record out of sequence (damage); consumers
+// hear of the lost offsets, and recovery never hands them out again. Until
+// it is written no record may be (Pump retries it). It is synced and
+// checkpointed at once: nothing may follow it for a long time, and a power
+// loss before the next sync would otherwise take the offsets it covers.
 bool Persister::Impl::MarkGap(Partition& part) {
-  std::array<std::byte, kMinPaddingWithLength> padding{};
-  EncodeFixed64(padding.data() + frame::kCommit,
-                (kStateMask + 1) | static_cast<uint64_t>(FrameState::kPadding));
-  EncodeFixed32(padding.data() + frame::kLength, kMinPaddingWithLength);
-  if (Status s = part.spec.log.Append(padding); !s.ok()) {
+  PartitionLog& log = part.spec.log;
+  if (Status s = log.Append(EncodeGapMarker(part.gap, WallClockNanos())); !s.ok()) {
     part.gap_error = ErrnoOf(s);
     return false;
   }
   part.gap_pending = false;
+  Status s = log.Sync();
+  if (s.ok()) s = log.WriteCheckpoint();
+  if (!s.ok()) {
+    Log(LogLevel::kWarning, "runnel persister: %s: the gap marker is written, not yet synced: %s",
+        part.spec.name.c_str(), s.ToString().c_str());
+  }
   return true;
 }
 

@@ -734,6 +734,13 @@ Result<VerifyReport> VerifyLog(const std::string& dir) {
     const LogEntry e = reader->Next();
     if (e.kind == LogEntry::Kind::kEnd) break;
     if (e.kind == LogEntry::Kind::kDamage) continue;
+    if (e.control) {
+      if (const std::optional<GapMarker> gap = DecodeGapMarker(e.record)) {
+        ++report.gaps;
+        report.gap_offsets += gap->to - gap->from;
+        continue;
+      }
+    }
     ++report.records;
     if (e.control) ++report.control_records;
     if (!report.first_offset) {

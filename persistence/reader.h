@@ -147,6 +147,11 @@ struct VerifyReport {
   std::optional<int64_t> last_timestamp_ns;
   std::vector<Damage> damages;  // log and time index damage, in log order
   uint64_t damages_not_kept = 0;
+  // Gap markers (persistence/format.h), and the offsets they say are not in
+  // the log. Not damage: the broker recorded a loss it could not prevent.
+  // Not counted as records.
+  uint64_t gaps = 0;
+  uint64_t gap_offsets = 0;
   bool ok() const { return damages.empty() && damages_not_kept == 0; }
 };
 

@@ -108,6 +108,9 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
             ? "they are damaged on disk (see: runnel replay DATA_DIR --verify)"
         : o.cause == LossCause::kRetention
             ? "retention removed them from disk before they were read"
+        : o.cause == LossCause::kNotPersisted
+            ? "they are not in the log (lost before the broker persisted them, or cut from a "
+              "damaged log by a repair; see the broker's output)"
             : "the consumer fell behind the ring and they could not be read from disk";
     PrintWarning(kConsumeCmd,
                  fmt::format("partition {}: lost {} record{} (offsets {}..{}): {}", o.partition,

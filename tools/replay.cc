@@ -339,6 +339,7 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
       }
       w.EndArray();
       w.Key("damages_not_kept").Uint(r.damages_not_kept);
+      w.Key("gaps").Uint(r.gaps).Key("gap_offsets").Uint(r.gap_offsets);
       w.Key("ok").Bool(r.ok());
       w.EndObject();
       continue;
@@ -354,6 +355,12 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
                  r.last_timestamp_ns ? FormatTimestamp(*r.last_timestamp_ns) : "-");
     } else {
       fmt::print("  no records\n");
+    }
+    if (r.gaps > 0) {
+      fmt::print(
+          "  gaps {}: {} not in the log (lost before the broker persisted them, or cut from a "
+          "damaged log by a repair; marked by the broker, not damage)\n",
+          r.gaps, Count(r.gap_offsets, "offset"));
     }
     for (const Damage& d : r.damages) fmt::print("  DAMAGE {}\n", FormatDamage(src.dir, d));
     if (r.damages_not_kept > 0) {
@@ -451,7 +458,16 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
         PrintWarning(kReplayCmd, fmt::format("damage: {}", FormatDamage(src.dir, *e.damage)));
         continue;
       }
-      if (e.control) continue;
+      if (e.control) {
+        if (const std::optional<GapMarker> gap = DecodeGapMarker(e.record)) {
+          progress.Finish();
+          PrintWarning(kReplayCmd,
+                       fmt::format("{}/{}: offsets {}..{} are not in the log (lost before the "
+                                   "broker persisted them, or cut from a damaged log by a repair)",
+                                   src.topic, src.partition, gap->from, gap->to - 1));
+        }
+        continue;
+      }
       if (args.to && e.record.offset() > *args.to) break;
       ++records;
       if (into) {

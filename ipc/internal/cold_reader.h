@@ -44,6 +44,10 @@ struct ColdReadBatch {
   // batch ends with the first record after them.
   uint64_t damaged_from = 0;
   uint64_t damaged_to = 0;
+  // Offsets [gap_from, gap_to) were never in the log, or were cut from it (a
+  // gap marker, persistence/format.h); the batch ends there.
+  uint64_t gap_from = 0;
+  uint64_t gap_to = 0;
 };
 
 class ColdReader {

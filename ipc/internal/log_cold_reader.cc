@@ -1,9 +1,11 @@
 #include "ipc/internal/log_cold_reader.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <tuple>
 
+#include "persistence/format.h"
 #include "persistence/reader.h"
 
 namespace runnel::internal {
@@ -49,7 +51,15 @@ class LogColdReader : public ColdReader {
         o.damage = true;
         continue;
       }
-      if (e.control) continue;
+      if (e.control) {
+        const std::optional<GapMarker> gap = DecodeGapMarker(e.record);
+        if (!gap || gap->to <= o.next || o.next == UINT64_MAX) continue;
+        batch.gap_from = std::max(gap->from, o.next);
+        batch.gap_to = gap->to;
+        o.damage = false;
+        o.next = gap->to;
+        break;
+      }
       const uint64_t offset = e.record.offset();
       if (offset < o.next) continue;
       sink(e.record);

@@ -398,6 +398,9 @@ TEST_F(DurabilityTest, ALateBrokerPersistsEveryRecordTheRingStillHoldsAndNamesTh
   EXPECT_EQ(v->first_offset, 6u);
   EXPECT_EQ(v->last_offset, last);
   EXPECT_EQ(v->records, last - 5);
+  // The log says which offsets it never had.
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->gap_offsets, 5u);
 }
 
 TEST_F(DurabilityTest, NonDurableBusReportsWaitDurableUnavailable) {
@@ -500,6 +503,74 @@ std::vector<std::pair<uint64_t, std::string>> ReadAllOnce(Bus& bus, const std::s
     EXPECT_LT(got[i - 1].first, got[i].first) << "at " << i;
   }
   return got;
+}
+
+// A repair that cuts acknowledged records from a log while the ring lives on
+// leaves a gap marker: after a reboot the topic continues after the cut
+// offsets (they are never handed out again), and a consumer reading the log
+// hears that they are lost instead of passing over them in silence.
+TEST_F(DurabilityTest, OffsetsCutByARepairAreNeverReusedAndConsumersAreTold) {
+  ScopedBusName name;
+  constexpr uint64_t kDurable = 1000;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+    ProduceDurably(*bus, "t", kDurable);
+  }
+  const std::string segment = LastSegment(dir_, "t");
+  ASSERT_FALSE(segment.empty());
+  fs::resize_file(segment, fs::file_size(segment) / 2);
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+    ASSERT_TRUE(bus.ok());
+    Broker broker(*bus);
+    DurabilityOptions d;
+    d.data_dir = dir_;
+    d.repair = true;
+    broker.AddHooks(MakeDurabilityHooks(d));
+    ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+    ASSERT_TRUE(broker.WaitReady(10s).ok());
+    broker.Stop();
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());  // a reboot: only the repaired log is left
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  Result<TopicInfo> info = bus->DescribeTopic("t");
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->partitions[0].next_offset, kDurable);
+
+  std::vector<OverrunInfo> losses;
+  ConsumerOptions co;
+  co.partitions = {0};
+  co.start = StartPosition::Earliest();
+  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
+  Result<Consumer> c = bus->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  std::vector<std::pair<uint64_t, std::string>> got;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (losses.empty() && std::chrono::steady_clock::now() < deadline) {
+    (void)c->PollFor(
+        [&](const ConsumerRecord& r) { got.emplace_back(r.offset(), std::string(r.value())); }, 256,
+        50ms);
+  }
+  ASSERT_FALSE(got.empty());
+  ASSERT_LT(got.size(), kDurable);
+  for (uint64_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].first, i);
+    ASSERT_EQ(got[i].second, Value(i));
+  }
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(losses[0].cause, LossCause::kNotPersisted);
+  EXPECT_EQ(losses[0].from_offset, got.size());
+  EXPECT_EQ(losses[0].to_offset, kDurable);
+  EXPECT_EQ(losses[0].lost_records, kDurable - got.size());
+  Result<VerifyReport> v = VerifyLog(PartitionDir(dir_, "t", 0));
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->gap_offsets, kDurable - got.size());
 }
 
 // After the bus's shared memory is lost, a topic whose log lost the end of
@@ -835,8 +906,7 @@ TEST_F(DurabilityTest, NothingIsDurableUntilTheTopicsSettingsFileIsWritten) {
   // Meanwhile producers are told why (an I/O error while it stands).
   EXPECT_EQ(p->WaitDurable(0, r.offset, 0ms).code(), StatusCode::kIoError);
   fs::remove_all(dir_ + "/t/topic.meta");
-  ASSERT_TRUE(
-      testing::Eventually([&] { return p->WaitDurable(0, r.offset, 100ms).ok(); }, 10s));
+  ASSERT_TRUE(testing::Eventually([&] { return p->WaitDurable(0, r.offset, 100ms).ok(); }, 10s));
   Result<TopicOptions> meta = ReadTopicMeta(dir_, "t");
   ASSERT_TRUE(meta.ok()) << meta.status().ToString();
   EXPECT_EQ(meta->ring_bytes, Topic().ring_bytes);

@@ -10,6 +10,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,56 @@ TEST(PartitionLog, NewLogStartsAtTheInitialOffset) {
   EXPECT_TRUE(FileExists(dir / "topic/7/00000000000000001000.log"));
   EXPECT_EQ(FileSizeOf(dir / "topic/7/00000000000000001000.log"), 4096u);  // preallocated
   EXPECT_TRUE(FileExists(dir / "topic/7/checkpoint"));
+}
+
+// A gap marker takes the offsets it names out of use: recovery continues
+// after them even without a checkpoint, and readers see no damage.
+TEST(PartitionLog, AGapMarkerMovesTheNextOffsetPastTheGapForRecoveryToo) {
+  TempDir dir;
+  {
+    auto log = PartitionLog::Open(dir.path(), Small(1 << 20));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 10)).ok());
+    ASSERT_TRUE(log->Append(EncodeGapMarker({10, 50}, 12345)).ok());
+    EXPECT_EQ(log->next_offset(), 50u);
+    ASSERT_TRUE(log->Close().ok());
+  }
+  ASSERT_EQ(std::remove((dir / "checkpoint").c_str()), 0);
+  auto log = PartitionLog::Open(dir.path(), Small(1 << 20));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 50u);
+  ASSERT_TRUE(log->Append(MakeFrames(50, 2)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  auto v = VerifyLog(dir.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->records, 12u);
+  EXPECT_EQ(v->control_records, 0u);
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->gap_offsets, 40u);
+  EXPECT_EQ(v->last_offset, 51u);
+  // The marker itself: a control frame at offset 49 naming [10, 50).
+  LogReaderOptions ro;
+  ro.follow = false;
+  auto r = LogReader::Open(dir.path(), ro);
+  ASSERT_TRUE(r.ok());
+  std::vector<uint64_t> data;
+  std::optional<GapMarker> gap;
+  for (LogEntry e = r->Next(); e.kind != LogEntry::Kind::kEnd; e = r->Next()) {
+    ASSERT_EQ(e.kind, LogEntry::Kind::kRecord);
+    if (e.control) {
+      EXPECT_EQ(e.record.offset(), 49u);
+      EXPECT_EQ(e.record.timestamp_ns(), 12345);
+      gap = DecodeGapMarker(e.record);
+    } else {
+      EXPECT_FALSE(DecodeGapMarker(e.record).has_value());
+      data.push_back(e.record.offset());
+    }
+  }
+  ASSERT_TRUE(gap.has_value());
+  EXPECT_EQ(gap->from, 10u);
+  EXPECT_EQ(gap->to, 50u);
+  EXPECT_EQ(data, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 50, 51}));
 }
 
 TEST(PartitionLog, RollsAtTheConfiguredSizeAndNamesSegmentsByNextOffset) {

@@ -1145,8 +1145,12 @@ TEST_F(CliTest, BrokerRepairWithTheRingAliveLeavesALogThatVerifiesClean) {
   ASSERT_EQ(StopBroker(), 0);
   RunResult verify = RunProcess({RunnelPath(), "replay", data_dir_, "--verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+  // The cut record's offset is named, not passed over in silence.
+  EXPECT_NE(verify.out.find("gaps 1: 1 offset not in the log"), std::string::npos) << verify.out;
   RunResult read = RunProcess({RunnelPath(), "replay", data_dir_});
   EXPECT_EQ(read.exit_code, 0) << read.err;
+  EXPECT_NE(read.err.find("cut/0: offsets 19..19 are not in the log"), std::string::npos)
+      << read.err;
   std::vector<std::string> expected(values.begin(), values.end() - 1);  // the cut took the last
   expected.push_back("more");
   EXPECT_EQ(read.out, Join(expected));
