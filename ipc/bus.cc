@@ -173,9 +173,11 @@ Result<uint64_t> PartitionMask(std::string_view topic, uint32_t partitions,
   uint64_t mask = 0;
   for (uint32_t p : wanted) {
     if (p >= partitions) {
-      return Status::InvalidArgument("topic '" + std::string(topic) + "' has " +
-                                     std::to_string(partitions) +
-                                     " partitions; there is no partition " + std::to_string(p));
+      return Status::InvalidArgument(
+          "topic '" + std::string(topic) + "' has " + std::to_string(partitions) +
+          (partitions == 1 ? " partition (0)"
+                           : " partitions (0.." + std::to_string(partitions - 1) + ")") +
+          "; there is no partition " + std::to_string(p));
     }
     mask |= 1ull << p;
   }

@@ -491,7 +491,7 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
                fmt::format("topic '{}' is not durable (created with --no-durable): "
                            "at-least-once needs a durable topic; use --delivery at-most-once",
                            args.topic));
-    return kExitRuntime;
+    return kExitUsage;  // as a --partition the topic does not have
   }
   ProducerOptions popts;
   if (args.partition) popts.partitions = {*args.partition};

@@ -458,6 +458,20 @@ TEST_F(CliTest, StatAndBusInfoTellABrokerThatNeverRanFromOneThatStoppedOrDied) {
 
 // ---- produce / consume ------------------------------------------------------------------
 
+// Options that only the topic can refute are usage errors (exit 2), with
+// the topic's facts in the message.
+TEST_F(CliTest, OptionsTheTopicCannotHonourAreUsageErrors) {
+  CreateTopic("mem", {"--no-durable"});
+  RunResult alo = Runnel({"produce", "mem", "--delivery", "at-least-once"}, "x\n");
+  EXPECT_EQ(alo.exit_code, 2) << alo.err;
+  EXPECT_NE(alo.err.find("topic 'mem' is not durable"), std::string::npos) << alo.err;
+  RunResult part = Runnel({"consume", "mem", "--partition", "3", "--idle-exit-ms", "10"});
+  EXPECT_EQ(part.exit_code, 2) << part.err;
+  EXPECT_NE(part.err.find("topic 'mem' has 1 partition (0); there is no partition 3"),
+            std::string::npos)
+      << part.err;
+}
+
 TEST_F(CliTest, ProducedLinesComeBackExactly) {
   StartBroker();
   CreateTopic("lines");
