@@ -204,6 +204,10 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     // The log cannot serve it: report the gap and continue from the ring.
     OverrunInfo info{
         c.partition, earliest.offset - c.cold_next, 0, c.cold_next, earliest.offset, 0};
+    // A log that opens but ends before records the ring no longer holds has
+    // lost them (cut short, a segment gone): the persister never lets the
+    // ring overwrite what it has not written.
+    if (batch.ok()) info.cause = LossCause::kDamaged;
     rejoin(earliest.offset);
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
     return;

@@ -68,7 +68,7 @@ struct StartPosition {
 enum class LossCause : uint8_t {
   kOverrun = 0,    // the consumer fell behind the ring, and they are not on disk either
   kRetention = 1,  // retention removed them from disk before the consumer read them
-  kDamaged = 2,    // on disk, but damaged (they failed their check and were skipped)
+  kDamaged = 2,    // damaged on disk (failed their check), or missing from a log cut short
   // Never on disk, or cut from it: the ring lost them before a broker
   // persisted it, or a repair cut them from a damaged log (the broker's
   // output says which). The log marks the gap; so did the broker.

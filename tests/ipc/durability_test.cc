@@ -505,6 +505,59 @@ std::vector<std::pair<uint64_t, std::string>> ReadAllOnce(Bus& bus, const std::s
   return got;
 }
 
+// A log cut short (by hand, here) while the ring still lives: a consumer
+// reading from the earliest offset gets what the log still has, then hears
+// that the records between the cut and the ring's oldest are lost because
+// the log is damaged (not that it fell behind the ring), then the ring.
+TEST_F(DurabilityTest, RecordsMissingFromADamagedLogAreReportedAsDamage) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions one_segment = Topic();
+  one_segment.segment_bytes = 1 << 20;
+  ASSERT_TRUE(bus->CreateTopic("t", one_segment).ok());
+  constexpr uint64_t kRecords = 4000;  // ~0.6 MB through a 64 KiB ring, into one segment
+  {
+    Broker broker(*bus);
+    AddDurability(broker);
+    ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+    ASSERT_TRUE(broker.WaitReady(10s).ok());
+    ProduceDurably(*bus, "t", kRecords);
+    broker.Stop();
+  }
+  const std::string segment = LastSegment(dir_, "t");
+  ASSERT_FALSE(segment.empty());
+  fs::resize_file(segment, 64 + (fs::file_size(segment) - 64) / 4);
+  Result<TopicInfo> info = bus->DescribeTopic("t");
+  ASSERT_TRUE(info.ok());
+  const uint64_t ring_from = info->partitions[0].earliest_offset;
+  ASSERT_GT(ring_from, 0u);
+
+  std::vector<OverrunInfo> losses;
+  ConsumerOptions co;
+  co.partitions = {0};
+  co.start = StartPosition::Earliest();
+  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
+  Result<Consumer> c = bus->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  std::vector<uint64_t> offsets;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((offsets.empty() || offsets.back() + 1 < kRecords) &&
+         std::chrono::steady_clock::now() < deadline) {
+    (void)c->PollFor([&](const ConsumerRecord& r) { offsets.push_back(r.offset()); }, 256, 50ms);
+  }
+  ASSERT_EQ(losses.size(), 1u);
+  EXPECT_EQ(losses[0].cause, LossCause::kDamaged);
+  EXPECT_EQ(losses[0].to_offset, ring_from);
+  ASSERT_LT(losses[0].from_offset, ring_from);
+  // Everything but the lost range, in order, once.
+  std::vector<uint64_t> expected;
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    if (i < losses[0].from_offset || i >= losses[0].to_offset) expected.push_back(i);
+  }
+  EXPECT_EQ(offsets, expected);
+}
+
 // A repair that cuts acknowledged records from a log while the ring lives on
 // leaves a gap marker: after a reboot the topic continues after the cut
 // offsets (they are never handed out again), and a consumer reading the log
