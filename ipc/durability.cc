@@ -561,11 +561,9 @@ class DurabilityHooks : public BrokerHooks {
     if (!log.ok()) {
       const StatusCode code = log.status().code();
       if (code == StatusCode::kCorruption) {
-        Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s%s", name.c_str(),
-            log.status().ToString().c_str(),
-            options_.repair ? ""
-                            : " (with `runnel broker --repair` the broker cuts the log at "
-                              "the damage and continues with what is before it)");
+        // The message says what to do: restore or move a file, or repair.
+        Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s", name.c_str(),
+            log.status().ToString().c_str());
         ring.SetGatingError(slot, EILSEQ);
         return true;
       }

@@ -540,7 +540,8 @@ Status Recover(LogState& st) {
             "the checkpoint in " + st.dir + " says the log holds records up to offset " +
             std::to_string(cp->next_offset) + " (segment " + SegmentFileName(cp->segment_base) +
             "), but the directory has no segment files: the log was deleted or moved. Restore "
-            "the segments, or open with LogOptions::repair to start an empty log at offset " +
+            "the segments, or open with repair (`runnel broker --repair`, LogOptions::repair) to "
+            "start an empty log at offset " +
             std::to_string(cp->next_offset) + " (offsets are never reused)");
       }
       st.report.reason = "repair: no segments; the log restarts at the checkpoint's next offset";
@@ -558,7 +559,8 @@ Status Recover(LogState& st) {
                                     std::to_string(cp->next_offset) + "), but the file has only " +
                                     std::to_string(it->size) +
                                     " bytes: durable records were lost. Restore the file, or "
-                                    "open with LogOptions::repair to continue with what is there");
+                                    "open with repair (`runnel broker --repair`, "
+                                    "LogOptions::repair) to continue with what is there");
         }
         if (position_ok && cp->file_position <= it->size) {
           cp_index = static_cast<std::size_t>(it - segs.begin());
@@ -569,12 +571,12 @@ Status Recover(LogState& st) {
       } else if (cp->segment_base > segs.back().base ||
                  (cp->segment_base > segs.front().base && !st.options.repair)) {
         if (!st.options.repair) {
-          return Status::Corruption("the checkpoint names segment " +
-                                    SegmentFileName(cp->segment_base) + " (durable up to offset " +
-                                    std::to_string(cp->next_offset) + "), which is missing from " +
-                                    st.dir +
-                                    ": segments were deleted or moved. Restore them, or open with "
-                                    "LogOptions::repair to continue without them");
+          return Status::Corruption(
+              "the checkpoint names segment " + SegmentFileName(cp->segment_base) +
+              " (durable up to offset " + std::to_string(cp->next_offset) +
+              "), which is missing from " + st.dir +
+              ": segments were deleted or moved. Restore them, or open with "
+              "repair (`runnel broker --repair`, LogOptions::repair) to continue without them");
         }
         st.warnings.push_back("repair: ignored the checkpoint; its segment " +
                               SegmentFileName(cp->segment_base) + " is missing");
@@ -693,7 +695,8 @@ Status Recover(LogState& st) {
           std::to_string(cp->file_position) + " (offset " + std::to_string(cp->next_offset) +
           "), but its data ends at " + Pos(seg.base, cut) +
           ": durable records were lost (zero-filled or damaged). Restore the file, or open "
-          "with LogOptions::repair to continue with what is there");
+          "with repair (`runnel broker --repair`, LogOptions::repair) to continue with what is "
+          "there");
     }
     uint64_t extent_end = r.end;  // end of the non-zero bytes after the cut
     std::string reason;
@@ -722,7 +725,8 @@ Status Recover(LogState& st) {
                  " later segments follow, so this is not a torn tail";
         }
         msg +=
-            ". Restore the file, or open with LogOptions::repair to truncate the log here "
+            ". Restore the file, or open with repair (`runnel broker --repair`, "
+            "LogOptions::repair) to truncate the log here "
             "(dropping " +
             std::to_string(extent_end - cut) + " bytes of this segment";
         if (!last) msg += " and " + std::to_string(segs.size() - 1 - i) + " later segments";
@@ -749,10 +753,11 @@ Status Recover(LogState& st) {
                                 ", inside " + SegmentFileName(seg.base) +
                                 " (which ends before offset " + std::to_string(expected) + ")";
       if (!st.options.repair) {
-        return Status::Corruption(what +
-                                  ". Restore the missing data, or open with "
-                                  "LogOptions::repair to truncate the log after " +
-                                  SegmentFileName(seg.base));
+        return Status::Corruption(
+            what +
+            ". Restore the missing data, or open with "
+            "repair (`runnel broker --repair`, LogOptions::repair) to truncate the log after " +
+            SegmentFileName(seg.base));
       }
       st.report.first_dropped_offset = expected;
       st.report.file = SegmentFileName(seg.base);
