@@ -115,8 +115,14 @@ Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
     if (args.topic && *args.topic != t) continue;
     Result<std::vector<uint32_t>> parts = ListPartitions(clean.string(), t);
     if (!parts.ok()) continue;
+    // A directory that only looks like a topic (`replay /etc`) is skipped:
+    // a runnel topic has its settings file or runnel files in a partition.
+    std::error_code meta_ec;
+    const bool runnel_topic = fs::exists(clean / t / "topic.meta", meta_ec);
     for (uint32_t p : *parts) {
-      if (wanted(t, p)) out.push_back({t, p, PartitionDir(clean.string(), t, p)});
+      const std::string pdir = PartitionDir(clean.string(), t, p);
+      if (!runnel_topic && !LooksLikePartitionDir(pdir)) continue;
+      if (wanted(t, p)) out.push_back({t, p, pdir});
     }
   }
   if (out.empty() && args.topic) {

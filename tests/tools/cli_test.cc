@@ -1030,6 +1030,17 @@ TEST_F(CliTest, ReplayReadsTheDataDirWithNoBusOrBroker) {
   EXPECT_NE(none.err.find("replayed"), std::string::npos) << none.err;  // lists what exists
 }
 
+// A directory tree that only looks like a data dir (topic/<number>/...)
+// is not verified as "clean": nothing there is a runnel log.
+TEST_F(CliTest, ReplayOfADirectoryWithoutLogsFails) {
+  const std::string dir = root_ + "/notdata";
+  fs::create_directories(dir + "/postgresql/15");
+  { std::ofstream(dir + "/postgresql/15/pg.conf") << "x"; }
+  RunResult r = RunProcess({RunnelPath(), "replay", dir, "--verify"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find(dir + " holds no partition logs"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
   StartBroker();
   CreateTopic("verified");
