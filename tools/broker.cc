@@ -76,16 +76,6 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
     return kExitRuntime;
   }
-  // A bus this command creates is removed again if the broker does not start
-  // (a mistyped option leaves nothing behind in /dev/shm). Declared before
-  // the bus: it runs after the bus is closed.
-  struct RemoveUnlessStarted {
-    std::string bus;
-    bool armed;
-    ~RemoveUnlessStarted() {
-      if (armed) (void)Bus::Remove(bus);
-    }
-  } created{global.bus, !BusExists(global.bus)};
   Result<Bus> bus = Bus::Open(global.bus, bus_options);
   if (!bus.ok()) {
     PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
@@ -149,7 +139,6 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     }
     return kExitRuntime;
   }
-  created.armed = false;  // clients may use the bus from here on
 
   // Announce only after the first tick: by then the hooks have restored the
   // topics found in the data dir and taken over every live topic, so a

@@ -56,8 +56,6 @@ std::string RecordedDataDir(const std::string& bus) {
   return info.ok() ? info->broker_data_dir : std::string();
 }
 
-bool BusExists(const std::string& bus) { return OpenQuietly(bus).has_value(); }
-
 int32_t RunningBrokerPid(const std::string& bus) {
   std::optional<Bus> b = OpenQuietly(bus);
   if (!b) return 0;

@@ -29,8 +29,6 @@ void NoteOtherDataDir(std::string_view command, const GlobalOptions& global, con
 std::string RecordedDataDir(const std::string& bus);
 // The pid of bus `bus`'s broker if it is running; 0 otherwise.
 int32_t RunningBrokerPid(const std::string& bus);
-// True if bus `bus` exists (and opens).
-bool BusExists(const std::string& bus);
 
 // "never", "interval:10", "always".
 std::string FsyncString(const TopicOptions& o);
