@@ -433,6 +433,7 @@ class DurabilityHooks : public BrokerHooks {
       for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
         if (ring.GatingOwner(i) == kPersisterGatingOwner) slot = i;
       }
+      const bool adopted = !slot;
       if (!slot) {
         // A topic created without the slot: persist from the oldest record
         // the ring still holds (a dead claim there is unblocked like any
@@ -449,8 +450,8 @@ class DurabilityHooks : public BrokerHooks {
         ring.PublishDurable(*s, RingPosition{start.position, ring.base_offset()});
         slot = *s;
       }
-      if (!OpenPartition(topic, p, *slot, sync, /*retrying=*/false)) {
-        pending_opens_.push_back({topic, p, *slot, sync, MonotonicNanos() + kOpenRetryNs});
+      if (!OpenPartition(topic, p, *slot, sync, adopted, /*retrying=*/false)) {
+        pending_opens_.push_back({topic, p, *slot, sync, adopted, MonotonicNanos() + kOpenRetryNs});
       }
     }
     partitions_[topic.name] = static_cast<uint32_t>(topic.rings.size());
@@ -464,7 +465,8 @@ class DurabilityHooks : public BrokerHooks {
     for (auto it = pending_opens_.begin(); it != pending_opens_.end();) {
       if (now_ns < it->next_ns) {
         ++it;
-      } else if (OpenPartition(it->topic, it->partition, it->slot, it->sync, /*retrying=*/true)) {
+      } else if (OpenPartition(it->topic, it->partition, it->slot, it->sync, it->adopted,
+                               /*retrying=*/true)) {
         it = pending_opens_.erase(it);
       } else {
         it->next_ns = now_ns + kOpenRetryNs;
@@ -521,6 +523,7 @@ class DurabilityHooks : public BrokerHooks {
     uint32_t partition;
     uint32_t slot;
     SyncPolicy sync;
+    bool adopted;  // the ring had no persister slot: it never was persisted
     int64_t next_ns;
   };
 
@@ -529,7 +532,7 @@ class DurabilityHooks : public BrokerHooks {
   // not retried (it needs --repair or a restored file): true, with the
   // ring's gating error set.
   bool OpenPartition(const BrokerTopic& topic, uint32_t p, uint32_t slot, const SyncPolicy& sync,
-                     bool retrying) {
+                     bool adopted, bool retrying) {
     const Ring& ring = topic.rings[p];
     const std::string name = PartitionName(topic.name, p);
     if (meta_pending_.contains(topic.name)) {
@@ -575,6 +578,21 @@ class DurabilityHooks : public BrokerHooks {
                                 : code == StatusCode::kPermissionDenied ? EACCES
                                                                         : EIO);
       return false;
+    }
+    if (adopted && ring.base_offset() < log->next_offset()) {
+      // A ring no broker persisted whose offsets overlap a log already on
+      // disk (the topic was created before the bus knew its data dir, e.g.
+      // by a client started before the broker after a reboot): its records
+      // would share offsets with the log's. Nothing of it is persisted.
+      Log(LogLevel::kError,
+          "runnel broker: %s: the topic was created on the bus at offset %llu without its log, "
+          "which already holds offsets up to %llu: its records would reuse those offsets, so "
+          "this partition is not persisted (stop its clients, remove the bus with `runnel bus "
+          "remove`, and start the broker before them: it restores the topic at the log's end)",
+          name.c_str(), static_cast<unsigned long long>(ring.base_offset()),
+          static_cast<unsigned long long>(log->next_offset()));
+      ring.SetGatingError(slot, EILSEQ);
+      return true;
     }
     if (retrying) {
       Log(LogLevel::kInfo, "runnel broker: %s: log opened; persisting", name.c_str());

@@ -505,6 +505,41 @@ std::vector<std::pair<uint64_t, std::string>> ReadAllOnce(Bus& bus, const std::s
   return got;
 }
 
+// A topic created on a bus that does not know its data dir yet (a client
+// started before the broker after a reboot) starts at offset 0, while its
+// log on disk goes further. Those offsets would name two records: the
+// broker persists none of the new ring, and the log keeps what it had.
+TEST_F(DurabilityTest, ARingCreatedWithoutItsLogIsNotPersistedOverIt) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+    ProduceDurably(*bus, "t", 100);
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  Result<Bus> bus = Bus::Open(*name, BusOptions{});  // no data dir known
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 150; ++i) {
+    ASSERT_TRUE(p->TrySend(std::nullopt, "new-" + std::to_string(i), {}, 0).ok());
+  }
+  Broker broker(*bus);
+  AddDurability(broker);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());
+  const Status s = p->WaitDurable(0, 149, 300ms);
+  EXPECT_FALSE(s.ok());
+  EXPECT_FALSE(p->WaitDurable(0, 0, 0ms).ok());
+  broker.Stop();
+  Result<VerifyReport> v = VerifyLog(PartitionDir(dir_, "t", 0));
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->records, 100u);
+  EXPECT_EQ(v->last_offset, 99u);
+}
+
 // A log cut short (by hand, here) while the ring still lives: a consumer
 // reading from the earliest offset gets what the log still has, then hears
 // that the records between the cut and the ring's oldest are lost because
