@@ -105,6 +105,9 @@ struct LogState {
   bool closed = false;
   RecoveryReport report;
   std::vector<std::string> warnings;
+  // The valid checkpoint's next_offset recovery found (0: none): offsets
+  // below it were durable once and are never given out again.
+  uint64_t checkpoint_next = 0;
 };
 
 namespace {
@@ -524,6 +527,7 @@ Status Recover(LogState& st) {
     auto c = ReadCheckpointFile(st.dir);
     if (c.ok()) {
       cp = *c;
+      st.checkpoint_next = c->next_offset;
     } else if (c.status().code() != StatusCode::kCorruption &&
                c.status().code() != StatusCode::kVersionMismatch) {
       return c.status();
@@ -886,6 +890,15 @@ Result<PartitionLog> PartitionLog::Open(std::string dir, LogOptions options) {
   st->dir_lock = std::move(*lock);
   RUNNEL_RETURN_IF_ERROR(internal::Recover(*st));
   PartitionLog log(std::move(st));
+  internal::LogState& state = *log.state_;
+  if (state.options.repair && state.checkpoint_next > state.next_offset) {
+    // Repair cut records the checkpoint called durable: a gap marker names
+    // them, in the same sync as the cut, so the checkpoint below never goes
+    // back and no later open hands those offsets out again.
+    const int64_t ts = std::max<int64_t>(0, internal::CommittedEnd(state).max_timestamp_ns);
+    RUNNEL_RETURN_IF_ERROR(
+        log.Append(EncodeGapMarker({state.next_offset, state.checkpoint_next}, ts)));
+  }
   // Whatever recovery kept is on disk now; make it durable and remember it.
   RUNNEL_RETURN_IF_ERROR(log.Sync());
   RUNNEL_RETURN_IF_ERROR(log.WriteCheckpoint());

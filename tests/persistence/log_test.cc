@@ -116,6 +116,41 @@ TEST(PartitionLog, AGapMarkerMovesTheNextOffsetPastTheGapForRecoveryToo) {
   EXPECT_EQ(data, (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 50, 51}));
 }
 
+// A repair that cuts records the checkpoint called durable marks them as a
+// gap in the same open, so the checkpoint never goes back: a later open
+// (also without the checkpoint) continues after them.
+TEST(PartitionLog, ARepairMarksTheDurableRecordsItCutAsAGap) {
+  TempDir dir;
+  {
+    auto log = PartitionLog::Open(dir.path(), Small(1 << 20));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const std::string seg = dir / "00000000000000000000.log";
+  ASSERT_EQ(::truncate(seg.c_str(), static_cast<off_t>(FileSizeOf(seg) / 2)), 0);
+  EXPECT_EQ(PartitionLog::Open(dir.path(), Small(1 << 20)).status().code(),
+            StatusCode::kCorruption);
+  LogOptions repair = Small(1 << 20);
+  repair.repair = true;
+  {
+    auto log = PartitionLog::Open(dir.path(), repair);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), 200u);
+    ASSERT_TRUE(log->Close().ok());
+  }
+  ASSERT_EQ(std::remove((dir / "checkpoint").c_str()), 0);
+  auto log = PartitionLog::Open(dir.path(), Small(1 << 20));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 200u);
+  ASSERT_TRUE(log->Close().ok());
+  auto v = VerifyLog(dir.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->records + v->gap_offsets, 200u);
+}
+
 TEST(PartitionLog, RollsAtTheConfiguredSizeAndNamesSegmentsByNextOffset) {
   TempDir dir;
   auto log = PartitionLog::Open(dir.path(), Small(4096));
