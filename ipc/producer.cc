@@ -425,8 +425,9 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
         "topic '" + topic_ + "' partition " + std::to_string(partition) + ": offset " +
         std::to_string(offset) + " is not on disk and never will be: offsets " +
         std::to_string(unread.from) + ".." + std::to_string(unread.to - 1) +
-        " were overwritten in the ring before a broker persisted the topic (it was written "
-        "with no broker running and no gating reader); the log continues at offset " +
+        " are not in the log (overwritten in the ring before a broker persisted the topic, or "
+        "cut from a damaged log by a repair: the broker's output says which); the log "
+        "continues at offset " +
         std::to_string(unread.to));
   };
   if (std::optional<Status> s = never()) return *s;

@@ -230,7 +230,7 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
     (void)MarkGap(pt);
   }
   // Open() synced and checkpointed the log: what it holds is durable (a gap
-  // padding appended above is synced with the first write after it).
+  // marker appended above was synced when written).
   pt.tracker = internal::SyncTracker(
       internal::PersistMark{pt.reader.position(), pt.spec.log.committed_end()});
   pt.checkpointed_position = pt.reader.position().position;
@@ -319,7 +319,10 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
 // loss before the next sync would otherwise take the offsets it covers.
 bool Persister::Impl::MarkGap(Partition& part) {
   PartitionLog& log = part.spec.log;
-  if (Status s = log.Append(EncodeGapMarker(part.gap, WallClockNanos())); !s.ok()) {
+  // Stamped with the newest timestamp in the log, not the clock: the ring's
+  // records after it may be older, and a timestamp search must not land on it.
+  const int64_t ts = std::max<int64_t>(0, log.committed_end().max_timestamp_ns);
+  if (Status s = log.Append(EncodeGapMarker(part.gap, ts)); !s.ok()) {
     part.gap_error = ErrnoOf(s);
     return false;
   }

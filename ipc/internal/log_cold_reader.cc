@@ -54,6 +54,11 @@ class LogColdReader : public ColdReader {
       if (e.control) {
         const std::optional<GapMarker> gap = DecodeGapMarker(e.record);
         if (!gap || gap->to <= o.next || o.next == UINT64_MAX) continue;
+        if (o.damage && gap->from > o.next) {
+          // Damage right before the marker: the offsets up to it are lost too.
+          batch.damaged_from = o.next;
+          batch.damaged_to = gap->from;
+        }
         batch.gap_from = std::max(gap->from, o.next);
         batch.gap_to = gap->to;
         o.damage = false;
@@ -101,7 +106,7 @@ class LogColdReader : public ColdReader {
     for (;;) {
       const LogEntry e = o.reader.Next();
       if (e.kind == LogEntry::Kind::kEnd) return std::nullopt;
-      if (e.kind == LogEntry::Kind::kRecord && e.record.timestamp_ns() >= ts_ns) {
+      if (e.kind == LogEntry::Kind::kRecord && !e.control && e.record.timestamp_ns() >= ts_ns) {
         return e.record.offset();
       }
     }
