@@ -317,7 +317,8 @@ std::string Producer::WhyFull(uint32_t partition) const {
       }
       if (err == EILSEQ) {
         return "the broker stopped persisting it: it found damaged data (in the log on disk, "
-               "or in the ring); its output says where";
+               "or in the ring), or a ring whose offsets clash with its log; its output says "
+               "which, and what to do";
       }
       if (err != 0) {
         return std::string("the broker cannot persist it: ") + std::strerror(err);
@@ -459,7 +460,8 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   if (err == EILSEQ) {
     return Status::IoError(where +
                            ": the broker stopped persisting it: it found damaged data (in the "
-                           "log on disk, or in the ring); its output says where");
+                           "log on disk, or in the ring), or a ring whose offsets clash with its "
+                           "log; its output says which, and what to do");
   }
   if (err != 0) {
     return Status::IoError(where + ": the broker cannot persist: " + std::strerror(err));

@@ -71,7 +71,7 @@ std::string CheckTopicName(const std::string& name) {
 }
 
 std::string PersistErrorText(int32_t err) {
-  if (err == EILSEQ) return "damaged log: see the broker's output";
+  if (err == EILSEQ) return "damaged log (or offsets clashing with it): see the broker's output";
   return std::strerror(err);
 }
 
