@@ -61,10 +61,12 @@ class DurabilityTest : public ::testing::Test {
     return t;
   }
 
-  // The broker persists into this test's data dir.
-  void AddDurability(Broker& broker) const {
+  // The broker persists into this test's data dir (with `runnel broker
+  // --repair`'s repair when asked).
+  void AddDurability(Broker& broker, bool repair = false) const {
     DurabilityOptions d;
     d.data_dir = dir_;
+    d.repair = repair;
     broker.AddHooks(MakeDurabilityHooks(d));
   }
 
@@ -434,6 +436,27 @@ void ProduceDurably(Bus& bus, const std::string& topic, uint64_t n) {
   }
 }
 
+// A consumer of partition 0 of `topic` from the earliest offset that
+// appends every loss it is told of to `losses`.
+Result<Consumer> ConsumerRecordingLosses(Bus& bus, const std::string& topic,
+                                         std::vector<OverrunInfo>& losses) {
+  ConsumerOptions co;
+  co.partitions = {0};
+  co.start = StartPosition::Earliest();
+  co.on_overrun = [&losses](const OverrunInfo& o) { losses.push_back(o); };
+  return bus.CreateConsumer(topic, co);
+}
+
+// A durable topic `topic` (DurabilityTestTopic) with `n` records in the data
+// dir of `options`, written by an embedded broker that then stops.
+void PersistTopic(const std::string& bus_name, const BusOptions& options, const std::string& topic,
+                  uint64_t n) {
+  Result<Bus> bus = Bus::Open(bus_name, options);
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  ASSERT_TRUE(bus->CreateTopic(topic, DurabilityTestTopic()).ok());
+  ProduceDurably(*bus, topic, n);
+}
+
 // Names in the data dir (topic directories and anything else).
 std::vector<std::string> DataDirEntries(const std::string& dir) {
   std::vector<std::string> out;
@@ -513,12 +536,7 @@ std::vector<std::pair<uint64_t, std::string>> ReadAllOnce(Bus& bus, const std::s
 // broker persists none of the new ring, and the log keeps what it had.
 TEST_F(DurabilityTest, ARingCreatedWithoutItsLogIsNotPersistedOverIt) {
   ScopedBusName name;
-  {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok());
-    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-    ProduceDurably(*bus, "t", 100);
-  }
+  PersistTopic(*name, Options(/*embedded=*/true), "t", 100);
   ASSERT_TRUE(Bus::Remove(*name).ok());
   Result<Bus> bus = Bus::Open(*name, BusOptions{});  // no data dir known
   ASSERT_TRUE(bus.ok());
@@ -571,11 +589,7 @@ TEST_F(DurabilityTest, RecordsMissingFromADamagedLogAreReportedAsDamage) {
   ASSERT_GT(ring_from, 0u);
 
   std::vector<OverrunInfo> losses;
-  ConsumerOptions co;
-  co.partitions = {0};
-  co.start = StartPosition::Earliest();
-  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
-  Result<Consumer> c = bus->CreateConsumer("t", co);
+  Result<Consumer> c = ConsumerRecordingLosses(*bus, "t", losses);
   ASSERT_TRUE(c.ok());
   std::vector<uint64_t> offsets;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -602,12 +616,7 @@ TEST_F(DurabilityTest, RecordsMissingFromADamagedLogAreReportedAsDamage) {
 TEST_F(DurabilityTest, OffsetsCutByARepairAreNeverReusedAndConsumersAreTold) {
   ScopedBusName name;
   constexpr uint64_t kDurable = 1000;
-  {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok());
-    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-    ProduceDurably(*bus, "t", kDurable);
-  }
+  PersistTopic(*name, Options(/*embedded=*/true), "t", kDurable);
   const std::string segment = LastSegment(dir_, "t");
   ASSERT_FALSE(segment.empty());
   fs::resize_file(segment, fs::file_size(segment) / 2);
@@ -615,10 +624,7 @@ TEST_F(DurabilityTest, OffsetsCutByARepairAreNeverReusedAndConsumersAreTold) {
     Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
     ASSERT_TRUE(bus.ok());
     Broker broker(*bus);
-    DurabilityOptions d;
-    d.data_dir = dir_;
-    d.repair = true;
-    broker.AddHooks(MakeDurabilityHooks(d));
+    AddDurability(broker, /*repair=*/true);
     ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
     ASSERT_TRUE(broker.WaitReady(10s).ok());
     broker.Stop();
@@ -632,11 +638,7 @@ TEST_F(DurabilityTest, OffsetsCutByARepairAreNeverReusedAndConsumersAreTold) {
   EXPECT_EQ(info->partitions[0].next_offset, kDurable);
 
   std::vector<OverrunInfo> losses;
-  ConsumerOptions co;
-  co.partitions = {0};
-  co.start = StartPosition::Earliest();
-  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
-  Result<Consumer> c = bus->CreateConsumer("t", co);
+  Result<Consumer> c = ConsumerRecordingLosses(*bus, "t", losses);
   ASSERT_TRUE(c.ok());
   std::vector<std::pair<uint64_t, std::string>> got;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
@@ -712,10 +714,7 @@ TEST_F(DurabilityTest, OffsetsOnceDurableAreNeverReusedWhenTheRestoredLogLostIts
       Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
       ASSERT_TRUE(bus.ok());
       Broker broker(*bus);
-      DurabilityOptions d;
-      d.data_dir = dir_;
-      d.repair = true;
-      broker.AddHooks(MakeDurabilityHooks(d));
+      AddDurability(broker, /*repair=*/true);
       ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
       ASSERT_TRUE(broker.WaitReady(10s).ok());
       Result<Producer> p = bus->CreateProducer("t");
@@ -942,12 +941,7 @@ TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) 
 // log stays, and creating the topic again continues at its offsets.
 TEST_F(DurabilityTest, ATopicWithoutItsSettingsFileIsNotRestoredAndTheBrokerSaysSo) {
   ScopedBusName name;
-  {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok());
-    ASSERT_TRUE(bus->CreateTopic("nometa", Topic()).ok());
-    ProduceDurably(*bus, "nometa", 100);
-  }
+  PersistTopic(*name, Options(/*embedded=*/true), "nometa", 100);
   ASSERT_TRUE(Bus::Remove(*name).ok());
   ASSERT_TRUE(fs::remove(dir_ + "/nometa/topic.meta"));
   std::mutex log_mu;
