@@ -560,6 +560,36 @@ TEST_F(DurabilityTest, ARingCreatedWithoutItsLogIsNotPersistedOverIt) {
   EXPECT_EQ(v->last_offset, 99u);
 }
 
+// A memory-only topic never reads a log: one left in the data dir under its
+// name (an earlier durable topic's) is not its history.
+TEST_F(DurabilityTest, AMemoryOnlyTopicNeverReadsALogUnderItsName) {
+  ScopedBusName name;
+  PersistTopic(*name, Options(/*embedded=*/true), "m", 50);
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions memory = Topic();
+  memory.durable = false;
+  ASSERT_TRUE(bus->CreateTopic("m", memory).ok());
+  Result<Producer> p = bus->CreateProducer("m");
+  ASSERT_TRUE(p.ok());
+  for (int i = 0; i < 2000; ++i) {  // laps the 64 KiB ring: offset 0 is gone from it
+    ASSERT_TRUE(p->TrySend(std::nullopt, "new-" + std::to_string(i), {}, 0).ok());
+  }
+  std::vector<OverrunInfo> losses;
+  Result<Consumer> c = ConsumerRecordingLosses(*bus, "m", losses);
+  ASSERT_TRUE(c.ok());
+  std::vector<std::pair<uint64_t, std::string>> got;
+  (void)c->PollFor(
+      [&](const ConsumerRecord& r) { got.emplace_back(r.offset(), std::string(r.value())); }, 64,
+      1s);
+  ASSERT_FALSE(got.empty());
+  for (const auto& [offset, value] : got) {
+    EXPECT_EQ(value, "new-" + std::to_string(offset));
+  }
+  EXPECT_GT(got.front().first, 0u);
+}
+
 // A log cut short (by hand, here) while the ring still lives: a consumer
 // reading from the earliest offset gets what the log still has, then hears
 // that the records between the cut and the ring's oldest are lost because
