@@ -601,6 +601,9 @@ class DurabilityHooks : public BrokerHooks {
       Log(LogLevel::kWarning, "runnel broker: %s: recovery: %s", name.c_str(),
           log->recovery().ToString().c_str());
     }
+    for (const std::string& w : log->warnings()) {
+      Log(LogLevel::kWarning, "runnel broker: %s: %s", name.c_str(), w.c_str());
+    }
     ring.SetGatingError(slot, 0);
     RetentionPolicy retention;
     if (topic.options.retention_bytes != 0) retention.max_bytes = topic.options.retention_bytes;

@@ -896,8 +896,12 @@ Result<PartitionLog> PartitionLog::Open(std::string dir, LogOptions options) {
     // them, in the same sync as the cut, so the checkpoint below never goes
     // back and no later open hands those offsets out again.
     const int64_t ts = std::max<int64_t>(0, internal::CommittedEnd(state).max_timestamp_ns);
-    RUNNEL_RETURN_IF_ERROR(
-        log.Append(EncodeGapMarker({state.next_offset, state.checkpoint_next}, ts)));
+    const uint64_t from = state.next_offset;
+    RUNNEL_RETURN_IF_ERROR(log.Append(EncodeGapMarker({from, state.checkpoint_next}, ts)));
+    state.warnings.push_back("repair: offsets " + std::to_string(from) + ".." +
+                             std::to_string(state.checkpoint_next - 1) +
+                             " were durable by the checkpoint and are lost; marked as a gap "
+                             "(never reused; consumers are told)");
   }
   // Whatever recovery kept is on disk now; make it durable and remember it.
   RUNNEL_RETURN_IF_ERROR(log.Sync());

@@ -1166,6 +1166,9 @@ TEST_F(CliTest, BrokerRepairWithTheRingAliveLeavesALogThatVerifiesClean) {
   const std::vector<std::string> values = ProduceThenCutTheLog("cut");
   Child& repaired = StartBroker({"--repair"});
   EXPECT_TRUE(repaired.WaitForStderr("cut/0: recovery: dropped", seconds(10))) << repaired.err();
+  EXPECT_TRUE(repaired.WaitForStderr(
+      "cut/0: repair: offsets 19..19 were durable by the checkpoint and are lost", seconds(10)))
+      << repaired.err();
   RunResult more =
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "5000"}, "more\n");
   EXPECT_EQ(more.exit_code, 0) << more.err;
