@@ -465,13 +465,20 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
         continue;
       }
       if (e.control) {
-        if (const std::optional<GapMarker> gap = DecodeGapMarker(e.record)) {
+        std::optional<GapMarker> gap = DecodeGapMarker(e.record);
+        // Only what the requested range ([--from, --to]) misses.
+        if (gap && !args.from.empty() && args.from[0] != '@') {
+          gap->from = std::max(gap->from, *ParseUint(args.from));
+        }
+        if (gap && args.to) gap->to = std::min(gap->to, *args.to + 1);
+        if (gap && gap->from < gap->to) {
           progress.Finish();
           PrintWarning(kReplayCmd,
                        fmt::format("{}/{}: offsets {}..{} are not in the log (lost before the "
                                    "broker persisted them, or cut from a damaged log by a repair)",
                                    src.topic, src.partition, gap->from, gap->to - 1));
         }
+        if (args.to && e.record.offset() >= *args.to) break;
         continue;
       }
       if (args.to && e.record.offset() > *args.to) break;
