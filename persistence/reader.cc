@@ -187,15 +187,20 @@ LogEntry DamageAndResync(ReaderState& r, std::string reason, uint64_t limit) {
   limit = std::min(limit, r.map.size());
   const uint64_t min_offset = r.last_offset ? *r.last_offset + 1 : r.base;
   std::optional<uint64_t> q;
-  if (r.options.follow && !HasLaterSegment(r)) {
-    // The writer still appends to this segment, and a seal may cut the file
-    // under the mapping: search with pread, as far as KnownDamage looked.
+  if (!HasLaterSegment(r)) {
+    // A writer may still append to this segment (also under a reader at
+    // rest), and a seal may cut the file under the mapping: search with
+    // pread, as far as KnownDamage looks. At rest, only a damaged stretch
+    // longer than that is searched through the mapping.
     const uint64_t window = limit > at ? std::min(limit - at, kKnownDamageScan) : 0;
     if (r.scan_buffer.size() < window) r.scan_buffer.resize(window);
     auto n = window == 0 ? Result<uint64_t>(uint64_t{0})
                          : ReadAt(r.fd.get(), r.scan_buffer.data(), window, at, r.name);
     if (n.ok() && *n > 8) {
       if (auto rel = FindNextValidRecord(r.scan_buffer.data(), *n, 8, min_offset)) q = at + *rel;
+    }
+    if (!q && !r.options.follow && limit > at && limit - at > window) {
+      q = FindNextValidRecord(r.map.data(), limit, at + 8, min_offset);
     }
   } else {
     q = FindNextValidRecord(r.map.data(), limit, at + 8, min_offset);
