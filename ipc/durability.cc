@@ -332,6 +332,14 @@ Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view 
 
 namespace {
 
+// The errno a persister slot shows producers for an error that may pass
+// (the broker retries): a full disk, permissions, else an I/O error.
+int32_t PassingErrno(StatusCode code) {
+  return code == StatusCode::kResourceExhausted  ? ENOSPC
+         : code == StatusCode::kPermissionDenied ? EACCES
+                                                 : EIO;
+}
+
 class DurabilityHooks : public BrokerHooks {
  public:
   explicit DurabilityHooks(DurabilityOptions options) : options_(std::move(options)) {}
@@ -544,9 +552,7 @@ class DurabilityHooks : public BrokerHooks {
               "yet: %s (retrying every second)",
               topic.name.c_str(), meta.ToString().c_str());
         }
-        ring.SetGatingError(slot, meta.code() == StatusCode::kResourceExhausted  ? ENOSPC
-                                  : meta.code() == StatusCode::kPermissionDenied ? EACCES
-                                                                                 : EIO);
+        ring.SetGatingError(slot, PassingErrno(meta.code()));
         return false;
       }
       meta_pending_.erase(topic.name);
@@ -574,9 +580,7 @@ class DurabilityHooks : public BrokerHooks {
         Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s (retrying every second)",
             name.c_str(), log.status().ToString().c_str());
       }
-      ring.SetGatingError(slot, code == StatusCode::kResourceExhausted  ? ENOSPC
-                                : code == StatusCode::kPermissionDenied ? EACCES
-                                                                        : EIO);
+      ring.SetGatingError(slot, PassingErrno(code));
       return false;
     }
     if (adopted && ring.base_offset() < log->next_offset()) {
