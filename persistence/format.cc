@@ -135,7 +135,7 @@ std::array<std::byte, kCheckpointLength> EncodeCheckpoint(const Checkpoint& c) {
   EncodeFixed64(b.data() + checkpoint::kNextOffset, c.next_offset);
   EncodeFixed64(b.data() + checkpoint::kMaxTimestamp, static_cast<uint64_t>(c.max_timestamp_ns));
   EncodeFixed64(b.data() + checkpoint::kWrittenNs, static_cast<uint64_t>(c.written_ns));
-  EncodeFixed32(b.data() + checkpoint::kFlags, 0);
+  EncodeFixed32(b.data() + checkpoint::kFlags, c.flags);
   EncodeFixed32(b.data() + checkpoint::kCrc, Crc60(b.data()));
   return b;
 }
@@ -168,6 +168,11 @@ Result<Checkpoint> DecodeCheckpoint(std::span<const std::byte> bytes, std::strin
   c.max_timestamp_ns =
       static_cast<int64_t>(DecodeFixed64(bytes.data() + checkpoint::kMaxTimestamp));
   c.written_ns = static_cast<int64_t>(DecodeFixed64(bytes.data() + checkpoint::kWrittenNs));
+  c.flags = DecodeFixed32(bytes.data() + checkpoint::kFlags);
+  if ((c.flags & ~kCheckpointRepairing) != 0) {
+    return Status::VersionMismatch("checkpoint " + name + " has unknown flags " +
+                                   std::to_string(c.flags) + "; this runnel knows only bit 0");
+  }
   return c;
 }
 

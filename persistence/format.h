@@ -205,7 +205,13 @@ struct Checkpoint {
   uint64_t next_offset = 0;
   int64_t max_timestamp_ns = 0;
   int64_t written_ns = 0;
+  uint32_t flags = 0;  // kCheckpointRepairing
 };
+// Set while `repair` cuts a log: segment_base names the segment being cut
+// and next_offset is only a floor (offsets below it were durable once); the
+// position is not to be trusted. Recovery without repair refuses such a log,
+// recovery with repair rescans that segment from its start.
+inline constexpr uint32_t kCheckpointRepairing = 1;
 std::array<std::byte, kCheckpointLength> EncodeCheckpoint(const Checkpoint& c);
 // kCorruption (short, magic, length, CRC) or kVersionMismatch.
 Result<Checkpoint> DecodeCheckpoint(std::span<const std::byte> bytes, std::string_view file_name);

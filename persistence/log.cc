@@ -108,6 +108,7 @@ struct LogState {
   // The valid checkpoint's next_offset recovery found (0: none): offsets
   // below it were durable once and are never given out again.
   uint64_t checkpoint_next = 0;
+  bool repair_begun = false;  // BeginRepair wrote its checkpoint
 };
 
 namespace {
@@ -465,6 +466,43 @@ Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
   return RewriteIndex(st, idx, nullptr, gen.pending);
 }
 
+// Replaces the checkpoint atomically: a temporary file, fdatasync, rename,
+// directory fsync.
+Status StoreCheckpoint(const LogState& st, const Checkpoint& c) {
+  const auto bytes = EncodeCheckpoint(c);
+  const std::string tmp = JoinPath(st.dir, kCheckpointTempFileName);
+  const std::string final_path = JoinPath(st.dir, kCheckpointFileName);
+  {
+    auto fd = OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (!fd.ok()) return fd.status();
+    RUNNEL_RETURN_IF_ERROR(WriteAt(fd->get(), bytes.data(), bytes.size(), 0, tmp));
+    RUNNEL_RETURN_IF_ERROR(SyncData(fd->get(), tmp));
+  }
+  RUNNEL_RETURN_IF_ERROR(RenameFile(tmp, final_path));
+  return SyncDir(st.dir);
+}
+
+// Before repair changes a byte of the log (cuts, zeroes, removes a segment,
+// writes a gap marker), the checkpoint says so: a crash in the middle must
+// not leave a checkpoint whose position points into what the repair cut
+// (recovery would then continue after a hole). `floor` keeps the offsets
+// that were durable once out of reach; the next open repairs again from the
+// start of `segment_base`.
+Status BeginRepair(LogState& st, uint64_t segment_base, uint64_t floor) {
+  if (st.repair_begun) return Status::Ok();
+  Checkpoint c;
+  c.segment_base = segment_base;
+  c.file_position = 0;
+  c.next_offset = std::max(floor, st.checkpoint_next);
+  c.max_timestamp_ns = 0;
+  c.written_ns = WallClockNanos();
+  c.flags = kCheckpointRepairing;
+  RUNNEL_RETURN_IF_ERROR(StoreCheckpoint(st, c));
+  st.checkpoint_next = c.next_offset;
+  st.repair_begun = true;
+  return Status::Ok();
+}
+
 Status Recover(LogState& st) {
   auto listing = ListPartition(st.dir);
   if (!listing.ok()) return listing.status();
@@ -537,7 +575,27 @@ Status Recover(LogState& st) {
     }
   }
   std::optional<std::size_t> cp_index;
-  if (cp) {
+  // An interrupted repair: its checkpoint names the segment it was cutting
+  // and a floor for the next offset, not a position.
+  const bool repairing = cp && (cp->flags & kCheckpointRepairing) != 0;
+  if (repairing) {
+    if (!st.options.repair) {
+      return Status::Corruption(
+          "a repair of " + st.dir +
+          " was interrupted (its checkpoint says so): the log may be "
+          "cut part way through " +
+          SegmentFileName(cp->segment_base) +
+          ". Open with repair again (`runnel broker --repair`, LogOptions::repair) to finish it");
+    }
+    auto it = std::lower_bound(segs.begin(), segs.end(), cp->segment_base,
+                               [](const SegmentFile& s, uint64_t b) { return s.base < b; });
+    if (it != segs.end() && it->base == cp->segment_base) {
+      cp_index = static_cast<std::size_t>(it - segs.begin());
+    }
+    if (segs.empty()) st.options.initial_offset = cp->next_offset;
+    st.warnings.push_back("repair: finishing an interrupted repair (from " +
+                          SegmentFileName(cp->segment_base) + ")");
+  } else if (cp) {
     if (segs.empty()) {
       if (!st.options.repair) {
         return Status::Corruption(
@@ -607,7 +665,11 @@ Status Recover(LogState& st) {
   bool lenient = true;
   int64_t max_ts = kNoTimestamp;
   std::optional<LoadedIndex> start_index;
-  if (cp_index) {
+  if (cp_index && repairing) {
+    start = *cp_index;
+    pos = segs[start].header_length;
+    expected = segs[start].base;
+  } else if (cp_index) {
     start = *cp_index;
     start_index = LoadIndex(st.dir, segs[start].base, segs[start].header_length, cp->file_position);
     if (start_index) {
@@ -668,8 +730,9 @@ Status Recover(LogState& st) {
     st.report.records_recovered += r.records;
 
     // Drops segments i+1.. (repair), accounting for them in the report.
+    // The newest goes first, so a crash part way leaves a log without a hole.
     auto drop_later = [&]() -> Status {
-      for (std::size_t j = i + 1; j < segs.size(); ++j) {
+      for (std::size_t j = segs.size() - 1; j > i; --j) {
         if (auto sum = Summarize(st.dir, segs[j].base, segs[j].header_length);
             sum.ok() && sum->last_offset) {
           st.report.last_dropped_offset =
@@ -744,6 +807,7 @@ Status Recover(LogState& st) {
       st.report.file = SegmentFileName(seg.base);
       st.report.truncated_at = cut;
       st.report.reason = (mid_log ? "repair: corrupt frame: " : "torn tail: ") + reason;
+      if (st.options.repair) RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, expected));
       RUNNEL_RETURN_IF_ERROR(drop_later());
       RUNNEL_RETURN_IF_ERROR(ZeroRange(fd->get(), cut, extent_end, path));
     } else if (!last && segs[i + 1].base != expected) {
@@ -767,6 +831,7 @@ Status Recover(LogState& st) {
       st.report.file = SegmentFileName(seg.base);
       st.report.truncated_at = cut;
       st.report.reason = "repair: " + what;
+      RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, expected));
       RUNNEL_RETURN_IF_ERROR(drop_later());
     }
     const bool now_last = i + 1 == segs.size();
@@ -897,6 +962,7 @@ Result<PartitionLog> PartitionLog::Open(std::string dir, LogOptions options) {
     // back and no later open hands those offsets out again.
     const int64_t ts = std::max<int64_t>(0, internal::CommittedEnd(state).max_timestamp_ns);
     const uint64_t from = state.next_offset;
+    RUNNEL_RETURN_IF_ERROR(internal::BeginRepair(state, state.active.base, state.checkpoint_next));
     RUNNEL_RETURN_IF_ERROR(log.Append(EncodeGapMarker({from, state.checkpoint_next}, ts)));
     state.warnings.push_back("repair: offsets " + std::to_string(from) + ".." +
                              std::to_string(state.checkpoint_next - 1) +
@@ -1146,17 +1212,7 @@ Status PartitionLog::WriteCheckpoint() {
   c.next_offset = st.durable.next_offset;
   c.max_timestamp_ns = st.durable.max_timestamp_ns;
   c.written_ns = WallClockNanos();
-  const auto bytes = EncodeCheckpoint(c);
-  const std::string tmp = internal::JoinPath(st.dir, kCheckpointTempFileName);
-  const std::string final_path = internal::JoinPath(st.dir, kCheckpointFileName);
-  {
-    auto fd = internal::OpenFile(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (!fd.ok()) return fd.status();
-    RUNNEL_RETURN_IF_ERROR(internal::WriteAt(fd->get(), bytes.data(), bytes.size(), 0, tmp));
-    RUNNEL_RETURN_IF_ERROR(internal::SyncData(fd->get(), tmp));
-  }
-  RUNNEL_RETURN_IF_ERROR(internal::RenameFile(tmp, final_path));
-  return internal::SyncDir(st.dir);
+  return internal::StoreCheckpoint(st, c);
 }
 
 Result<RetentionResult> PartitionLog::Retention(const RetentionPolicy& policy, int64_t now_ns) {

@@ -698,6 +698,15 @@ void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segme
     }
     return;
   }
+  if ((cp->flags & kCheckpointRepairing) != 0) {
+    d.reason = "a repair was interrupted (the checkpoint says so) while it cut " +
+               SegmentFileName(cp->segment_base) + "; offsets below " +
+               std::to_string(cp->next_offset) +
+               " were durable once. A writer refuses the log until `runnel broker --repair` "
+               "finishes the repair";
+    report.damages.push_back(std::move(d));
+    return;
+  }
   if (!std::binary_search(segments.begin(), segments.end(), cp->segment_base)) {
     // Older than every segment: retention removed it, the checkpoint is stale.
     if (!segments.empty() && cp->segment_base < segments.front()) return;

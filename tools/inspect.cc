@@ -230,6 +230,13 @@ int InspectCheckpoint(const std::string& path, const FileMap& m) {
              SegmentFileName(c->segment_base), c->file_position);
   fmt::print("  next_offset {}\n  max_timestamp {}\n  written {}\n", c->next_offset,
              Ts(c->max_timestamp_ns), Ts(c->written_ns));
+  if ((c->flags & kCheckpointRepairing) != 0) {
+    fmt::print(
+        "  DAMAGE: a repair was interrupted while it cut segment {} (the position is not "
+        "used; next_offset is a floor); run `runnel broker --repair` to finish it\n",
+        c->segment_base);
+    return kExitDamage;
+  }
   fmt::print("  clean\n");
   return kExitOk;
 }
@@ -275,9 +282,15 @@ int InspectPartitionDir(const std::string& dir) {
   const std::string cp = (fs::path(dir) / std::string(kCheckpointFileName)).string();
   if (Result<FileMap> m = FileMap::Open(cp); m.ok()) {
     if (Result<Checkpoint> c = DecodeCheckpoint(m->bytes(), kCheckpointFileName); c.ok()) {
-      fmt::print("  checkpoint: next_offset {}, durable end {}:{}, written {}\n", c->next_offset,
-                 SegmentFileName(c->segment_base), c->file_position,
-                 FormatTimestamp(c->written_ns));
+      if ((c->flags & kCheckpointRepairing) != 0) {
+        fmt::print(
+            "  checkpoint: an interrupted repair of {} (next_offset at least {}), written {}\n",
+            SegmentFileName(c->segment_base), c->next_offset, FormatTimestamp(c->written_ns));
+      } else {
+        fmt::print("  checkpoint: next_offset {}, durable end {}:{}, written {}\n", c->next_offset,
+                   SegmentFileName(c->segment_base), c->file_position,
+                   FormatTimestamp(c->written_ns));
+      }
     } else {
       fmt::print("  DAMAGE checkpoint: {}\n", c.status().message());
     }

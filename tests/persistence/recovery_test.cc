@@ -264,6 +264,77 @@ TEST(Recovery, DurableRecordsZeroedBeforeTheCheckpointAreCorruption) {
   ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
 }
 
+// Records 6 and 7 zeroed behind the checkpoint (offset 10), records 8..14
+// after them: a repair cuts at 6, drops 8..14 and marks 6..9 as a gap.
+void MakeImageThatNeedsARepair(const std::string& dir) {
+  MakeImage(dir, 15, /*checkpoint_at=*/10);
+  PatchFile(dir + "/" + kSeg0, PositionOf(6), std::vector<std::byte>(2 * kFrame));
+  std::filesystem::remove(dir + "/00000000000000000000.timeindex");
+}
+
+// Before a repair changes a byte, its checkpoint says a repair is under way.
+// (A crash part way used to leave the old checkpoint pointing into what the
+// repair had cut, and the next plain open continued after the hole.) Here
+// that checkpoint cannot be written (a directory is in the way of its
+// temporary file): the repair must fail with the log untouched.
+TEST(Recovery, ARepairChangesNothingBeforeItsCheckpointSaysARepairIsUnderWay) {
+  TempDir d;
+  MakeImageThatNeedsARepair(d.path());
+  const std::vector<std::byte> before = ReadFileBytes(d / kSeg0);
+  std::filesystem::create_directory(d / "checkpoint.tmp");
+  LogOptions repair = Opts();
+  repair.repair = true;
+  EXPECT_FALSE(PartitionLog::Open(d.path(), repair).ok());
+  EXPECT_EQ(ReadFileBytes(d / kSeg0), before);
+  std::filesystem::remove(d / "checkpoint.tmp");
+  auto log = PartitionLog::Open(d.path(), repair);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 10u);
+}
+
+// A repair stopped after its cut (here its time index cannot be written; a
+// crash leaves the same files): a plain open refuses the log, VerifyLog
+// reports it, and the next repair finishes the job without reusing offsets.
+TEST(Recovery, AnInterruptedRepairIsRefusedWithoutRepairAndFinishedWithIt) {
+  TempDir d;
+  MakeImageThatNeedsARepair(d.path());
+  std::filesystem::create_directory(d / "00000000000000000000.timeindex");
+  LogOptions repair = Opts();
+  repair.repair = true;
+  ASSERT_FALSE(PartitionLog::Open(d.path(), repair).ok());
+  const std::vector<std::byte> cut = ReadFileBytes(d / kSeg0);
+  EXPECT_EQ(cut[PositionOf(9)], std::byte{0});  // the repair had begun cutting
+
+  auto plain = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(plain.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(plain.status().message().find("repair of " + d.path() + " was interrupted"),
+            std::string::npos)
+      << plain.status().message();
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  ASSERT_FALSE(v->ok());
+  EXPECT_NE(v->damages.back().reason.find("a repair was interrupted"), std::string::npos)
+      << v->damages.back().reason;
+
+  std::filesystem::remove(d / "00000000000000000000.timeindex");
+  {
+    auto log = PartitionLog::Open(d.path(), repair);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), 10u);
+    ASSERT_TRUE(log->Close().ok());
+  }
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 10u);
+  ASSERT_TRUE(log->Close().ok());
+  v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
+  EXPECT_EQ(v->records, 6u);
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->gap_offsets, 4u);
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);
