@@ -110,7 +110,7 @@ int InspectSegment(const std::string& path, const FileMap& m) {
     fmt::print("  DAMAGE file name says base offset {}, header says {}\n", *named, h->base_offset);
   }
   uint64_t pos = h->header_length;
-  uint64_t records = 0, control = 0, padding = 0, damages = 0;
+  uint64_t records = 0, control = 0, padding = 0, damages = 0, gaps = 0, gap_offsets = 0;
   std::optional<uint64_t> first, last;
   std::optional<int64_t> first_ts, last_ts;
   uint64_t expected = h->base_offset;
@@ -145,7 +145,20 @@ int InspectSegment(const std::string& path, const FileMap& m) {
       fmt::print("  DAMAGE at byte {}: offset {} where {} was expected\n", pos, r.offset(),
                  expected);
     }
-    if (f.state == FrameState::kControl) ++control;
+    if (f.state == FrameState::kControl) {
+      if (const std::optional<GapMarker> gap = DecodeGapMarker(r)) {
+        // Not a record: the offsets [from, to) it names are lost.
+        ++gaps;
+        gap_offsets += gap->to - gap->from;
+        fmt::print("  gap at byte {}: offsets {}..{} are lost (a repair or a lost ring)\n", pos,
+                   gap->from, gap->to - 1);
+        expected = r.offset() + 1;
+        after_padding = false;
+        pos += f.aligned_length;
+        continue;
+      }
+      ++control;
+    }
     ++records;
     if (!first) {
       first = r.offset();
@@ -157,8 +170,9 @@ int InspectSegment(const std::string& path, const FileMap& m) {
     after_padding = false;
     pos += f.aligned_length;
   }
-  fmt::print("  records {}{}, padding frames {}\n", records,
-             control ? fmt::format(" ({} control)", control) : std::string(), padding);
+  fmt::print("  records {}{}, padding frames {}{}\n", records,
+             control ? fmt::format(" ({} control)", control) : std::string(), padding,
+             gaps ? fmt::format(", gaps {} ({} offsets)", gaps, gap_offsets) : std::string());
   if (first) {
     fmt::print("  offsets {}..{}\n  timestamps {} .. {}\n", *first, *last, Ts(*first_ts),
                Ts(*last_ts));

@@ -1184,6 +1184,13 @@ TEST_F(CliTest, BrokerRepairWithTheRingAliveLeavesALogThatVerifiesClean) {
   std::vector<std::string> expected(values.begin(), values.end() - 1);  // the cut took the last
   expected.push_back("more");
   EXPECT_EQ(read.out, Join(expected));
+  // inspect counts the marker as a gap, as verify does, not as a record.
+  RunResult inspect =
+      RunProcess({RunnelPath(), "inspect", data_dir_ + "/cut/0/00000000000000000000.log"});
+  EXPECT_EQ(inspect.exit_code, 0) << inspect.out << inspect.err;
+  EXPECT_NE(inspect.out.find("offsets 19..19 are lost"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find("records 20, padding frames 1, gaps 1 (1 offsets)"), std::string::npos)
+      << inspect.out;
 }
 
 TEST_F(CliTest, ReplayIntoALiveTopic) {
