@@ -699,6 +699,23 @@ Status Recover(LogState& st) {
       st.warnings.push_back("rebuilt the time index of " + SegmentFileName(segs[i].base));
     }
     st.sealed.push_back(SealedSegment{segs[i].base, segs[i].size, segs[i].header_length, {}});
+    // Sealed segments are not rescanned, but a hole between two of them (a
+    // segment deleted or moved) is said: readers report its offsets as lost.
+    if (auto e = LastIndexEntry(st.dir, segs[i].base)) {
+      const uint64_t end = segs[i].base + e->relative_offset + 1;
+      const uint64_t next = segs[i + 1].base;
+      if (next > end) {
+        st.warnings.push_back("offsets " + std::to_string(end) + ".." + std::to_string(next - 1) +
+                              " are missing between " + SegmentFileName(segs[i].base) + " and " +
+                              SegmentFileName(next) +
+                              " (a segment was deleted or moved?); readers report them as lost");
+      } else if (next < end) {
+        st.warnings.push_back(SegmentFileName(next) + " starts at offset " + std::to_string(next) +
+                              ", inside " + SegmentFileName(segs[i].base) +
+                              " (which ends at offset " + std::to_string(end - 1) +
+                              "); readers report the overlap as damage");
+      }
+    }
   }
 
   // Scan the segments from `start` to the last.
