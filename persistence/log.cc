@@ -466,6 +466,16 @@ Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
   return RewriteIndex(st, idx, nullptr, gen.pending);
 }
 
+// The segment's header fails its own checks (magic, length, CRC): damage,
+// as opposed to a readable header of another version or another base.
+bool HeaderDamaged(int fd, const std::string& path) {
+  std::array<std::byte, kFileHeaderLength> buf{};
+  auto n = ReadAt(fd, buf.data(), buf.size(), 0, path);
+  if (!n.ok()) return false;
+  auto h = DecodeFileHeader(std::span<const std::byte>(buf.data(), *n), FileKind::kSegment, path);
+  return !h.ok() && h.status().code() == StatusCode::kCorruption;
+}
+
 // Replaces the checkpoint atomically: a temporary file, fdatasync, rename,
 // directory fsync.
 Status StoreCheckpoint(const LogState& st, const Checkpoint& c) {
@@ -543,6 +553,34 @@ Status Recover(LogState& st) {
       *size = std::max<uint64_t>(*size, kFileHeaderLength);
     }
     auto h = ReadFileHeader(fd->get(), FileKind::kSegment, base, st.dir, name);
+    if (!h.ok() && HeaderDamaged(fd->get(), path)) {
+      // Bad magic or CRC (not a renamed file, not a newer format): the
+      // records after it carry their own CRCs and offsets.
+      if (!st.options.repair) {
+        return Status::Corruption(h.status().message() +
+                                  ". Restore the file, or open with repair (`runnel broker "
+                                  "--repair`, LogOptions::repair) to rewrite the header from the "
+                                  "file name and check the records after it");
+      }
+      auto rw = OpenFile(path, O_RDWR);
+      if (!rw.ok()) return rw.status();
+      FileHeader fresh;
+      fresh.base_offset = base;
+      fresh.created_ns = WallClockNanos();
+      fresh.segment_bytes = st.options.segment_bytes;
+      const auto bytes = EncodeFileHeader(fresh);
+      RUNNEL_RETURN_IF_ERROR(WriteAt(rw->get(), bytes.data(), bytes.size(), 0, path));
+      RUNNEL_RETURN_IF_ERROR(SyncData(rw->get(), path));
+      // Its index is rebuilt by scanning the records (or the scan below
+      // starts at the segment's start), which checks them.
+      if (Status r = RemoveFile(IdxPath(st, base)); !r.ok() && r.code() != StatusCode::kNotFound) {
+        return r;
+      }
+      st.warnings.push_back("repair: rewrote the damaged header of " + name +
+                            " from its file name (" + h.status().message() + ")");
+      *size = std::max<uint64_t>(*size, kFileHeaderLength);
+      h = ReadFileHeader(fd->get(), FileKind::kSegment, base, st.dir, name);
+    }
     if (!h.ok()) return h.status();
     if (*size < h->header_length) {
       return Status::Corruption("segment " + path + " is " + std::to_string(*size) +

@@ -358,6 +358,45 @@ TEST(Recovery, AMissingMiddleSegmentIsNamedInAWarning) {
   EXPECT_TRUE(found) << "no warning containing: " << want;
 }
 
+// A damaged segment header (bad CRC) in a middle and in the last segment:
+// refused with the remedy; repair rewrites the headers from the file names,
+// checks the records after them, and loses nothing. (Repair used to fail
+// the same way as a plain open, so the partition could never persist again.)
+TEST(Recovery, ADamagedSegmentHeaderIsRewrittenByARepair) {
+  TempDir d;
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(4096));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const uint64_t per_segment = (4096 - kFileHeaderLength) / kFrame;  // 50
+  XorByte(d / SegmentFileName(per_segment), 17, 0xff);
+  XorByte(d / SegmentFileName(3 * per_segment), 17, 0xff);
+  auto plain = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_EQ(plain.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(plain.status().message().find("runnel broker --repair"), std::string::npos)
+      << plain.status().message();
+  LogOptions repair = Opts(4096);
+  repair.repair = true;
+  {
+    auto log = PartitionLog::Open(d.path(), repair);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), 200u);
+    int rewritten = 0;
+    for (const std::string& w : log->warnings()) {
+      rewritten += w.find("rewrote the damaged header") != std::string::npos;
+    }
+    EXPECT_EQ(rewritten, 2);
+    ASSERT_TRUE(log->Append(MakeFrames(200, 1)).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  ExpectVerifies(d.path(), 201);
+  const std::vector<uint64_t> offsets = Offsets(d.path());
+  ASSERT_EQ(offsets.size(), 201u);
+  for (uint64_t i = 0; i < offsets.size(); ++i) ASSERT_EQ(offsets[i], i);
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);
