@@ -132,7 +132,8 @@ int InspectSegment(const std::string& path, const FileMap& m) {
                  next ? fmt::format(" (next valid record at byte {})", *next)
                       : std::string(" (nothing valid after it: a torn tail)"));
       if (!next) {
-        pos = internal::NonZeroExtentEnd(m.data(), m.size(), pos);
+        // The extent is aligned up to 8; a torn file may end inside it.
+        pos = std::min<uint64_t>(internal::NonZeroExtentEnd(m.data(), m.size(), pos), m.size());
         break;
       }
       pos = *next;
@@ -177,10 +178,15 @@ int InspectSegment(const std::string& path, const FileMap& m) {
     fmt::print("  offsets {}..{}\n  timestamps {} .. {}\n", *first, *last, Ts(*first_ts),
                Ts(*last_ts));
   }
-  const uint64_t nonzero = internal::NonZeroExtentEnd(m.data(), m.size(), pos);
-  fmt::print("  data ends at byte {}; {} bytes after it{}\n", pos, m.size() - pos,
-             nonzero > pos ? fmt::format(" (NOT all zero up to byte {})", nonzero)
-                           : std::string(" (zero: preallocated)"));
+  const uint64_t nonzero =
+      std::min<uint64_t>(internal::NonZeroExtentEnd(m.data(), m.size(), pos), m.size());
+  if (pos >= m.size()) {
+    fmt::print("  data ends at byte {}, the end of the file\n", m.size());
+  } else {
+    fmt::print("  data ends at byte {}; {} bytes after it{}\n", pos, m.size() - pos,
+               nonzero > pos ? fmt::format(" (NOT all zero up to byte {})", nonzero)
+                             : std::string(" (zero: preallocated)"));
+  }
   fmt::print("  {}\n", damages == 0 ? "clean" : fmt::format("DAMAGED ({} places)", damages));
   return damages == 0 ? kExitOk : kExitDamage;
 }

@@ -1089,6 +1089,18 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
   EXPECT_EQ(inspect.exit_code, 3) << inspect.out;
   EXPECT_NE(inspect.out.find("DAMAGE at byte " + std::to_string(reported)), std::string::npos)
       << inspect.out;
+
+  // Cut inside the damaged record, at a length that is not a multiple of 8:
+  // a torn tail that ends the file (it was printed as 2^64 - 6 bytes after
+  // the data end).
+  const std::size_t cut = at / 8 * 8 + 3;
+  fs::resize_file(segment, cut);
+  RunResult torn = RunProcess({RunnelPath(), "inspect", segment});
+  EXPECT_EQ(torn.exit_code, 3) << torn.out;
+  EXPECT_NE(torn.out.find("nothing valid after it: a torn tail"), std::string::npos) << torn.out;
+  EXPECT_NE(torn.out.find("data ends at byte " + std::to_string(cut) + ", the end of the file"),
+            std::string::npos)
+      << torn.out;
 }
 
 // A record damaged on disk costs a consumer that record alone: it reads the
