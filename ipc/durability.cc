@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/wait.h"
 #include "ipc/bus.h"
+#include "ipc/internal/bus_core.h"
 #include "persistence/internal/layout.h"
 #include "persistence/log.h"
 #include "persistence/reader.h"
@@ -109,11 +110,22 @@ Result<TopicOptions> ReadTopicMeta(const std::string& data_dir, std::string_view
   o.retention_ms = std::min(o.retention_ms, kMaxRetentionMs);
   RUNNEL_RETURN_IF_ERROR(num("fsync_interval_ms", v));
   o.fsync_interval_ms = static_cast<uint32_t>(v);
-  const std::string f = kv["fsync"];
-  o.fsync = f == "never"    ? FsyncPolicy::kNever
-            : f == "always" ? FsyncPolicy::kAlways
-                            : FsyncPolicy::kInterval;
+  const std::string f = kv["fsync"];  // absent in files of older versions: interval
+  if (f == "never") {
+    o.fsync = FsyncPolicy::kNever;
+  } else if (f == "always") {
+    o.fsync = FsyncPolicy::kAlways;
+  } else if (f == "interval" || f.empty()) {
+    o.fsync = FsyncPolicy::kInterval;
+  } else {
+    return Status::Corruption(path + ": bad value for fsync: '" + f +
+                              "' (never, interval or always)");
+  }
   o.durable = true;
+  // Values that parse but that no topic can have (a ring of 3 bytes).
+  if (Result<internal::TopicRecord> r = internal::ResolveOptions(topic, o); !r.ok()) {
+    return Status::Corruption(path + ": " + r.status().message());
+  }
   return o;
 }
 

@@ -32,6 +32,7 @@
 #include "core/coding.h"
 #include "core/record.h"
 #include "core/ring.h"
+#include "ipc/durability.h"
 #include "ipc/internal/directory.h"
 #include "ipc/internal/process.h"
 #include "persistence/format.h"
@@ -342,14 +343,17 @@ int InspectLogTree(const std::string& dir) {
     std::string dir;
   };
   std::vector<Part> parts;
+  std::string data_dir;  // the topics' parent
   const fs::path p(dir);
   const std::string parent = p.parent_path().string();
   const std::string name = p.filename().string();
   if (Result<std::vector<uint32_t>> as_topic = ListPartitions(parent, name);
       as_topic.ok() && !as_topic->empty() &&
       IsPartitionDir(PartitionDir(parent, name, as_topic->front()))) {
+    data_dir = parent;
     for (uint32_t q : *as_topic) parts.push_back({name, q, PartitionDir(parent, name, q)});
   } else if (Result<std::vector<std::string>> topics = ListTopics(dir); topics.ok()) {
+    data_dir = dir;
     for (const std::string& t : *topics) {
       Result<std::vector<uint32_t>> ps = ListPartitions(dir, t);
       if (!ps.ok()) continue;
@@ -379,6 +383,18 @@ int InspectLogTree(const std::string& dir) {
                r->segments, r->records, r->first_offset ? std::to_string(*r->first_offset) : "-",
                r->last_offset ? std::to_string(*r->last_offset) : "-", r->bytes,
                r->ok() ? "clean" : fmt::format("DAMAGED ({})", r->damages.size()));
+  }
+  // A topic whose settings file cannot be read is not restored by a broker.
+  std::string last_topic;
+  for (const Part& q : parts) {
+    if (q.topic == last_topic) continue;
+    last_topic = q.topic;
+    Result<TopicOptions> o = ReadTopicMeta(fs::absolute(data_dir).string(), q.topic);
+    if (!o.ok()) {
+      fmt::print("DAMAGE topic {}: {} (a broker cannot restore the topic)\n", q.topic,
+                 o.status().message());
+      damaged = true;
+    }
   }
   if (damaged) fmt::print("details: runnel replay {} --verify\n", dir);
   return damaged ? kExitDamage : kExitOk;
@@ -542,6 +558,16 @@ int InspectFile(const std::string& path) {
     fmt::print("{}: topic settings (written by the broker; used to re-create the topic)\n", path);
     std::string text(reinterpret_cast<const char*>(m->data()), m->size());
     fmt::print("{}{}", text, text.ends_with('\n') ? "" : "\n");
+    // Read as the broker reads it when it restores the topic.
+    const fs::path topic_dir = fs::absolute(path).parent_path();
+    Result<TopicOptions> o =
+        ReadTopicMeta(topic_dir.parent_path().string(), topic_dir.filename().string());
+    if (!o.ok()) {
+      fmt::print("  DAMAGE: {} (a broker cannot restore the topic from it)\n",
+                 o.status().message());
+      return kExitDamage;
+    }
+    fmt::print("  valid\n");
     return kExitOk;
   }
   if (name == "topic.deleted") {

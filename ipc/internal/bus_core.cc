@@ -24,6 +24,35 @@ constexpr int64_t kAttachWaitNs = 1'000'000'000;  // how long to wait for a magi
 
 std::string TopicQuoted(std::string_view name) { return "topic '" + std::string(name) + "'"; }
 
+// "partitions 4 (requested 8), ring_bytes ..." for every setting that differs.
+std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want) {
+  std::string out;
+  auto add = [&](std::string_view what, uint64_t h, uint64_t w) {
+    if (h == w) return;
+    if (!out.empty()) out += ", ";
+    out += what;
+    out += ' ';
+    out += std::to_string(h);
+    out += " (requested ";
+    out += std::to_string(w);
+    out += ')';
+  };
+  add("partitions", have.partitions, want.partitions);
+  add("ring_bytes", have.ring_capacity, want.ring_capacity);
+  add("max_record_bytes", have.max_record_bytes, want.max_record_bytes);
+  add("single_producer", (have.flags & kTopicFlagSingleProducer) != 0,
+      (want.flags & kTopicFlagSingleProducer) != 0);
+  add("durable", (have.flags & kTopicFlagDurable) != 0, (want.flags & kTopicFlagDurable) != 0);
+  add("segment_bytes", have.segment_bytes, want.segment_bytes);
+  add("retention_bytes", have.retention_bytes, want.retention_bytes);
+  add("retention_ms", have.retention_ms, want.retention_ms);
+  add("fsync (0 never, 1 interval, 2 always)", have.fsync_kind, want.fsync_kind);
+  add("fsync_interval_ms", have.fsync_interval_ms, want.fsync_interval_ms);
+  return out;
+}
+
+}  // namespace
+
 // Validates options and turns them into a directory record (max record size
 // resolved). Does not set slot, generation, state.
 Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o) {
@@ -97,35 +126,6 @@ Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o)
   t.fsync_interval_ms = o.fsync == FsyncPolicy::kInterval ? o.fsync_interval_ms : 0;
   return t;
 }
-
-// "partitions 4 (requested 8), ring_bytes ..." for every setting that differs.
-std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want) {
-  std::string out;
-  auto add = [&](std::string_view what, uint64_t h, uint64_t w) {
-    if (h == w) return;
-    if (!out.empty()) out += ", ";
-    out += what;
-    out += ' ';
-    out += std::to_string(h);
-    out += " (requested ";
-    out += std::to_string(w);
-    out += ')';
-  };
-  add("partitions", have.partitions, want.partitions);
-  add("ring_bytes", have.ring_capacity, want.ring_capacity);
-  add("max_record_bytes", have.max_record_bytes, want.max_record_bytes);
-  add("single_producer", (have.flags & kTopicFlagSingleProducer) != 0,
-      (want.flags & kTopicFlagSingleProducer) != 0);
-  add("durable", (have.flags & kTopicFlagDurable) != 0, (want.flags & kTopicFlagDurable) != 0);
-  add("segment_bytes", have.segment_bytes, want.segment_bytes);
-  add("retention_bytes", have.retention_bytes, want.retention_bytes);
-  add("retention_ms", have.retention_ms, want.retention_ms);
-  add("fsync (0 never, 1 interval, 2 always)", have.fsync_kind, want.fsync_kind);
-  add("fsync_interval_ms", have.fsync_interval_ms, want.fsync_interval_ms);
-  return out;
-}
-
-}  // namespace
 
 TopicOptions OptionsFromRecord(const TopicRecord& t) {
   TopicOptions o;

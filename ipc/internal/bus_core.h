@@ -36,6 +36,10 @@ struct TopicMapping {
   std::vector<Ring> rings;  // index = partition
 };
 
+// Validates options and turns them into a directory record (max record size
+// resolved). Does not set slot, generation, state. kInvalidArgument names
+// the setting.
+Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o);
 TopicOptions OptionsFromRecord(const TopicRecord& t);
 
 class BusCore {

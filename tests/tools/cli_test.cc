@@ -147,6 +147,15 @@ uint64_t NumberAfter(const std::string& text, const std::string& prefix) {
   return std::strtoull(text.c_str() + at + prefix.size(), nullptr, 10);
 }
 
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteFile(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
 // Flips a bit of the 4th byte of the first `text` in the file at `path`;
 // returns where `text` starts (npos if it is not there).
 std::size_t FlipByteIn(const std::string& path, const std::string& text) {
@@ -1244,6 +1253,24 @@ TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
   EXPECT_NE(cp.out.find("next_offset 3"), std::string::npos) << cp.out;
   RunResult missing = RunProcess({RunnelPath(), "inspect", root_ + "/nothing"});
   EXPECT_EQ(missing.exit_code, 1);
+
+  // The settings file is read as a broker restoring the topic reads it.
+  const std::string meta = data_dir_ + "/seen/topic.meta";
+  RunResult good_meta = RunProcess({RunnelPath(), "inspect", meta});
+  EXPECT_EQ(good_meta.exit_code, 0) << good_meta.out << good_meta.err;
+  EXPECT_NE(good_meta.out.find("  valid\n"), std::string::npos) << good_meta.out;
+  std::string text = ReadFile(meta);
+  const std::size_t ring = text.find("ring_bytes=");
+  ASSERT_NE(ring, std::string::npos) << text;
+  text.replace(ring, text.find('\n', ring) - ring, "ring_bytes=3");
+  WriteFile(meta, text);
+  RunResult bad_meta = RunProcess({RunnelPath(), "inspect", meta});
+  EXPECT_EQ(bad_meta.exit_code, 3) << bad_meta.out << bad_meta.err;
+  EXPECT_NE(bad_meta.out.find("DAMAGE: " + meta + ": topic 'seen': ring_bytes"), std::string::npos)
+      << bad_meta.out;
+  RunResult topic_dir = RunProcess({RunnelPath(), "inspect", data_dir_ + "/seen"});
+  EXPECT_EQ(topic_dir.exit_code, 3) << topic_dir.out << topic_dir.err;
+  EXPECT_NE(topic_dir.out.find("DAMAGE topic seen: "), std::string::npos) << topic_dir.out;
 }
 
 // ---- stat ---------------------------------------------------------------------------
