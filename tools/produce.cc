@@ -413,10 +413,11 @@ class Run {
       }
       if (attempt >= args_.retries) {
         PrintError(kProduceCmd,
-                   fmt::format("{} records are still not durable after {} attempts of {} ms "
+                   fmt::format("{} records are still not durable after {} {} of {} ms "
                                "({}); raise --timeout-ms or --retries, or check the broker",
-                               pending_.size(), attempt + 1, args_.timeout_ms,
-                               last_problem.empty() ? "timeout" : last_problem));
+                               pending_.size(), attempt + 1,
+                               disk_full ? "waits for disk space (not resent)" : "attempts",
+                               args_.timeout_ms, last_problem.empty() ? "timeout" : last_problem));
         return false;
       }
       // A full disk: the records wait in the ring (the persister never lets
