@@ -14,6 +14,7 @@
 #include <system_error>
 
 #include "ipc/bus.h"
+#include "ipc/durability.h"
 
 namespace runnel::cli {
 
@@ -496,6 +497,12 @@ std::string ExplainTopicNotFound(std::string_view topic, const GlobalOptions& gl
   // (a deleted topic's log is removed, never restored).
   if (std::filesystem::exists(on_disk / "topic.meta", ec) &&
       !std::filesystem::exists(on_disk / "topic.deleted", ec)) {
+    if (Result<TopicOptions> o = ReadTopicMeta(global.data_dir, topic); !o.ok()) {
+      return msg + fmt::format(
+                       " (its log exists in {}, but no broker can restore the topic from it: "
+                       "{}; see `runnel inspect {}`)",
+                       on_disk.string(), o.status().message(), (on_disk / "topic.meta").string());
+    }
     msg += fmt::format(
         " (its log exists in {}: start a broker with `{} broker` to bring the topic back, "
         "or read the log with `runnel replay {}`)",
