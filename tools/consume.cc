@@ -102,10 +102,21 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   } else {
     copts.start = StartPosition::Offset(*ParseUint(args.from));
   }
-  copts.on_overrun = [](const OverrunInfo& o) {
+  std::optional<Bus> bus = OpenExistingBus(global, kConsumeCmd);
+  if (!bus) return kExitRuntime;
+  // Where to look when records are damaged on disk: the data dir of the
+  // broker that persists the bus.
+  std::string data_dir = "DATA_DIR";
+  if (Result<BusInfo> info = bus->Info(); info.ok() && !info->broker_data_dir.empty()) {
+    data_dir = info->broker_data_dir;
+  } else if (!global.data_dir.empty()) {
+    data_dir = global.data_dir;
+  }
+  const std::string verify = fmt::format(
+      "they are damaged on disk (see: runnel replay {}/{} --verify)", data_dir, args.topic);
+  copts.on_overrun = [verify](const OverrunInfo& o) {
     const char* why =
-        o.cause == LossCause::kDamaged
-            ? "they are damaged on disk (see: runnel replay DATA_DIR --verify)"
+        o.cause == LossCause::kDamaged ? verify.c_str()
         : o.cause == LossCause::kRetention
             ? "retention removed them from disk before they were read"
         : o.cause == LossCause::kNotPersisted
@@ -118,8 +129,6 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
                              o.to_offset == 0 ? 0 : o.to_offset - 1, why));
   };
 
-  std::optional<Bus> bus = OpenExistingBus(global, kConsumeCmd);
-  if (!bus) return kExitRuntime;
   Result<Consumer> consumer = bus->CreateConsumer(args.topic, copts);
   if (!consumer.ok()) {
     const Status& s = consumer.status();

@@ -511,8 +511,8 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
     return kExitRuntime;
   }
   if (into) {
-    fmt::print(stderr, "runnel replay: republished {} records into topic '{}' on bus '{}'\n",
-               into->published(), *args.into, global.bus);
+    fmt::print(stderr, "runnel replay: republished {} record{} into topic '{}' on bus '{}'\n",
+               into->published(), into->published() == 1 ? "" : "s", *args.into, global.bus);
   }
   if (damages > 0) {
     PrintError(kReplayCmd, fmt::format("{} damaged place{} found (records there were skipped); run "
