@@ -313,7 +313,7 @@ int InspectPartitionDir(const std::string& dir) {
                    FormatTimestamp(c->written_ns));
       }
     } else {
-      fmt::print("  DAMAGE checkpoint: {}\n", c.status().message());
+      fmt::print("  DAMAGE: {}\n", c.status().message());
     }
   } else {
     fmt::print("  no checkpoint\n");
