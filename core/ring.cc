@@ -1310,13 +1310,20 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     if (!gate || g.position < gate->position) gate = g;
   }
   if (gate) {
+    // The timeout runs from the first poll that sees a frame claimed past an
+    // unmoved gate, not from when the gate stopped: a gate that stood still
+    // because nothing was produced says nothing about a claim made since
+    // (a live claim held 10 ms after an idle second was taken for dead).
+    if (gate->position >= ring_.tail().position) {
+      stuck_position_ = ~0ull;  // nothing claimed past it
+      return {};
+    }
     if (gate->position != stuck_position_) {
       stuck_position_ = gate->position;
       stuck_since_ns_ = now_ns;
       return {};
     }
     if (now_ns - stuck_since_ns_ < timeout_ns_) return {};
-    if (gate->position >= ring_.tail().position) return {};
     const uint64_t w = Word64At(ring_.At(gate->position)).load(std::memory_order_acquire);
     if ((w & ~kStateMask) == ring_.Tag(gate->position) && StateOf(w) != S(FrameState::kClaimed) &&
         StateOf(w) != S(FrameState::kPoison)) {

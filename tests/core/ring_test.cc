@@ -522,6 +522,40 @@ TEST(Ring, DeadClaimWhereTheGatingReaderWaitsIsUnblocked) {
   EXPECT_EQ(v.Poll(5'000'000).action, RingUnblocker::Action::kNone);
 }
 
+// A gate that stood still because nothing was produced: the timeout runs
+// from the first poll that sees the claim, not from when the gate stopped.
+// (A live claim held 10-100 ms after an idle half second was taken for dead
+// and its record lost.)
+TEST(Ring, AClaimAfterAnIdleGateGetsTheWholeTimeout) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "first").ok());
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_EQ(ReadAll(r).size(), 1u);
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  RingUnblocker u(t.ring, 1'000'000);
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(5'000'000).action, RingUnblocker::Action::kNone);  // idle, 5 timeouts
+  RingClaim c = p.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(u.Poll(5'000'001).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(5'900'000).action, RingUnblocker::Action::kNone);
+  std::memcpy(c.value().data(), "hello", 5);
+  ASSERT_EQ(p.commit(c), CommitStatus::kOk);
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "hello");
+  t.ring.AdvanceGatingSlot(slot, r.position());
+  // Still dead claims are found: the same wait, after the claim is seen.
+  RingProducer dead(t.ring);
+  RingClaim* d = Abandon(dead.try_claim(0, 0, 5, false));
+  ASSERT_TRUE(d->ok());
+  EXPECT_EQ(u.Poll(20'000'000).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(20'900'000).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(21'000'000).action, RingUnblocker::Action::kPadded);
+}
+
 // Writes `value` through `p` until the ring refuses; returns how many went in.
 int WriteUntilFull(RingProducer& p, std::string_view value, int at_most) {
   for (int i = 0; i < at_most; ++i) {
