@@ -337,6 +337,38 @@ TEST_F(DurabilityTest, WithoutABrokerProducersGetBackPressureNotLoss) {
   for (uint64_t i = 0; i <= sent; ++i) ASSERT_EQ(got[i].second, Value(i));
 }
 
+// A claim held a while (well within the unblock timeout) after the partition
+// sat idle is not taken for dead: the broker's unblocker counted the timeout
+// from when its persistence slot stopped moving, so after an idle half second
+// a claim held 50 ms was unblocked and its record lost.
+TEST_F(DurabilityTest, AClaimHeldBrieflyAfterAnIdlePartitionIsNotDeclaredDead) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(false));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions single = Topic();
+  single.single_producer = true;
+  ASSERT_TRUE(bus->CreateTopic("multi", Topic()).ok());
+  ASSERT_TRUE(bus->CreateTopic("single", single).ok());
+  Broker broker(*bus);
+  AddDurability(broker);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  for (const char* topic : {"multi", "single"}) {
+    SCOPED_TRACE(topic);
+    Result<Producer> p = bus->CreateProducer(topic);
+    ASSERT_TRUE(p.ok());
+    ASSERT_EQ(p->TrySend(std::nullopt, "warm-up", {}, 0).status, SendStatus::kOk);
+    std::this_thread::sleep_for(500ms);  // idle: more than twice the 200 ms timeout
+    ProducerClaim c = p->TryClaim(0, 0, 0, 5, false);
+    ASSERT_TRUE(c.ok());
+    std::memcpy(c.value().data(), "hello", 5);
+    std::this_thread::sleep_for(50ms);
+    ASSERT_EQ(p->Commit(c), SendStatus::kOk);
+    ASSERT_TRUE(p->WaitDurable(0, 1, 10s).ok());
+  }
+  EXPECT_EQ(bus->Info()->claims_unblocked, 0u);
+  broker.Stop();
+}
+
 // A durable topic written with no broker and no data dir has no persistence
 // slot. A producer that dies holding a claim stops the others a ring later
 // (they never lap an open claim), after they overwrote the records before
