@@ -636,6 +636,15 @@ class RingReader {
     uint32_t frame_length = 0;  // kRecord: the length that was checked
   };
   Peek PeekAt(RingPosition at, bool verify_crc) const;
+  // `at` just passed padding. An aborted or unblocked claim's padding does
+  // not say which offset it skipped; if `at` is the tail, the tail's offset
+  // does (every offset below it was claimed before `at`). Otherwise the next
+  // record's offset will.
+  RingPosition SettleAfterPadding(RingPosition at) const {
+    const RingPosition t = ring_.tail();
+    if (t.position == at.position && t.offset > at.offset) at.offset = t.offset;
+    return at;
+  }
 
   friend class RingUnblocker;
 
@@ -704,9 +713,13 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     return result;
   }
   uint32_t delivered = 0;
+  bool after_padding = false;
   while (delivered < limit) {
     const Peek p = PeekAt(next_, options_.verify_crc);
-    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kEmpty) {
+      if (after_padding) next_ = SettleAfterPadding(next_);
+      break;
+    }
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
       break;
@@ -720,6 +733,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     }
     if (p.step == Step::kPadding) {
       next_.position += p.aligned_length;
+      after_padding = true;
       continue;
     }
     const RecordView view(p.frame, p.frame_length);
@@ -727,6 +741,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     ++delivered;
     next_.position += p.aligned_length;
     next_.offset = view.offset() + 1;
+    after_padding = false;
   }
   result.records = delivered;
   if (delivered > 0) {
@@ -754,11 +769,15 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
   RingPosition at = next_;
   uint32_t copied = 0;
   std::size_t used = 0;
+  bool after_padding = false;
   while (copied < limit) {
     // The CRC, if asked for, is checked on the copy: that is what the
     // handler sees.
     const Peek p = PeekAt(at, /*verify_crc=*/false);
-    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kEmpty) {
+      if (after_padding) at = SettleAfterPadding(at);
+      break;
+    }
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
       break;
@@ -770,6 +789,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     }
     if (p.step == Step::kPadding) {
       at.position += p.aligned_length;
+      after_padding = true;
       continue;
     }
     if (p.aligned_length > buffer.size() - used) {
@@ -793,6 +813,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     at.position += p.aligned_length;
     at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
     ++copied;
+    after_padding = false;
   }
   // Overwritten's acquire fence orders the copies above before its check.
   if (ring_.Overwritten(batch_start.position)) {
@@ -823,6 +844,9 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
   e.next = next_;
   const uint64_t lap_end = (next_.position | (ring_.capacity() - 1)) + 1;
   RingPosition at = next_;
+  // Unlike read(), Scan never settles a skipped offset from the tail: its
+  // caller's log holds offsets up to its last record, and the next record
+  // (after the padding) says where the log continues.
   while (at.position < lap_end && at.position - e.begin < max_bytes) {
     const Peek p = PeekAt(at, /*verify_crc=*/false);
     if (p.step == Step::kEmpty) break;

@@ -257,8 +257,15 @@ Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
     pi.gating_position = ring.MinGatingPosition();
     for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
       if (ring.GatingOwner(i) != kPersisterGatingOwner) continue;
-      pi.written_offset = ring.GatingPosition(i).offset;
-      pi.durable_offset = ring.Durable(i).offset;
+      // At the tail, padding may end the ring (an aborted or unblocked last
+      // claim): the slot's offset is then the last record's + 1, and the
+      // tail's says which offsets that padding skipped.
+      const RingPosition written = ring.GatingPosition(i);
+      const RingPosition durable = ring.Durable(i);
+      pi.written_offset = written.position == tail.position ? std::max(written.offset, tail.offset)
+                                                            : written.offset;
+      pi.durable_offset = durable.position == tail.position ? std::max(durable.offset, tail.offset)
+                                                            : durable.offset;
       pi.persist_error = ring.GatingError(i);
     }
     next_offsets.push_back(tail.offset);
