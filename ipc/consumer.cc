@@ -239,7 +239,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
                      batch->damaged_from,
                      batch->damaged_to,
                      0};
-    info.cause = LossCause::kDamaged;
+    info.cause = batch->damage_was_retention ? LossCause::kRetention : LossCause::kDamaged;
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
   }
   if (batch->gap_to > batch->gap_from) {

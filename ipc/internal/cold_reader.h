@@ -44,6 +44,9 @@ struct ColdReadBatch {
   // batch ends with the first record after them.
   uint64_t damaged_from = 0;
   uint64_t damaged_to = 0;
+  // The damage above is the log's start moving past them while they were
+  // read (retention deleted their segments), not damage.
+  bool damage_was_retention = false;
   // Offsets [gap_from, gap_to) were never in the log, or were cut from it (a
   // gap marker, persistence/format.h); the batch ends there.
   uint64_t gap_from = 0;

@@ -74,6 +74,9 @@ class LogColdReader : public ColdReader {
         // next to it: the log cannot tell them apart).
         batch.damaged_from = o.next;
         batch.damaged_to = offset;
+        // Segments that vanished under the reader, now older than the log's
+        // start: retention, not damage.
+        batch.damage_was_retention = o.reader.log_start_offset() > o.next;
         o.damage = false;
         o.next = offset + 1;
         break;

@@ -25,6 +25,7 @@
 #include "ipc/broker.h"
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
+#include "ipc/internal/log_cold_reader.h"
 #include "persistence/reader.h"
 #include "tests/ipc/test_util.h"
 
@@ -606,6 +607,59 @@ std::vector<std::pair<uint64_t, std::string>> ReadAllOnce(Bus& bus, const std::s
     EXPECT_LT(got[i - 1].first, got[i].first) << "at " << i;
   }
   return got;
+}
+
+// Segments deleted by retention while a consumer reads them from disk: the
+// offsets that went with them are reported as retention's, not as damage
+// (they were "damaged on disk" when the reader was past the log start).
+TEST_F(DurabilityTest, ColdReaderTellsSegmentsRetentionDeletedUnderItFromDamage) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(false));
+    ASSERT_TRUE(bus.ok());
+    TopicOptions t = Topic();
+    t.segment_bytes = 4096;
+    ASSERT_TRUE(bus->CreateTopic("t", t).ok());
+    Broker broker(*bus);
+    AddDurability(broker);
+    ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+    ProduceDurably(*bus, "t", 300);
+    broker.Stop();
+  }
+  std::shared_ptr<internal::ColdReader> cold = internal::MakeLogColdReader(dir_);
+  internal::ColdReadRequest req;
+  req.topic = "t";
+  req.limit = 5;
+  req.written_below = 300;
+  std::vector<uint64_t> offsets;
+  auto sink = [&](const RecordView& v) { offsets.push_back(v.offset()); };
+  Result<internal::ColdReadBatch> b = cold->ReadFrom(req, sink);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_EQ(b->next_offset, 5u);
+  uint64_t log_start = 0;
+  {
+    Result<PartitionLog> log = PartitionLog::Open(dir_ + "/t/0", LogOptions{.segment_bytes = 4096});
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    Result<RetentionResult> r = log->Retention(RetentionPolicy{8192, std::nullopt}, 0);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_GE(r->removed.size(), 2u);
+    log_start = log->log_start_offset();
+    ASSERT_TRUE(log->Close().ok());
+  }
+  req.limit = 1000;
+  req.offset = b->next_offset;
+  std::optional<internal::ColdReadBatch> lost;
+  for (int i = 0; i < 100 && !lost; ++i) {
+    b = cold->ReadFrom(req, sink);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    if (b->damaged_to > b->damaged_from) lost = *b;
+    req.offset = b->next_offset;
+  }
+  ASSERT_TRUE(lost);
+  EXPECT_EQ(lost->damaged_to, log_start);
+  EXPECT_TRUE(lost->damage_was_retention);
+  ASSERT_FALSE(offsets.empty());
+  EXPECT_EQ(offsets.back(), log_start);
 }
 
 // A topic created on a bus that does not know its data dir yet (a client
