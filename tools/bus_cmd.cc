@@ -2,6 +2,7 @@
 
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 
@@ -77,10 +78,47 @@ int RunRemove(const GlobalOptions& global, const RemoveArgs& args) {
                                      info->broker_pid, global.bus, info->broker_pid));
         return kExitRuntime;
       }
-      if (info.ok() && info->clients > 0) {
-        PrintError(kCmd, fmt::format("bus '{}' has {} registered producers/consumers; stop them "
-                                     "first, or use --force (they keep a private copy)",
-                                     global.bus, info->clients));
+      // Live clients, and records no broker wrote to disk (removing the bus
+      // drops them, and a later broker gives their offsets out again).
+      uint32_t alive = 0, dead = 0;
+      std::string unwritten;
+      uint64_t unwritten_records = 0;
+      if (Result<std::vector<TopicInfo>> topics = bus->ListTopics(); topics.ok()) {
+        for (const TopicInfo& listed : *topics) {
+          Result<TopicInfo> t = bus->DescribeTopic(listed.name);
+          if (!t.ok()) continue;
+          for (const auto* clients : {&t->producers, &t->consumers}) {
+            for (const ClientInfo& c : *clients) ++(c.alive ? alive : dead);
+          }
+          if (!t->options.durable) continue;
+          for (const PartitionInfo& p : t->partitions) {
+            // No persistence slot: no broker has seen the ring; what it
+            // still holds is all unwritten.
+            const uint64_t from = p.written_offset ? *p.written_offset : p.earliest_offset;
+            if (from >= p.next_offset) continue;
+            unwritten_records += p.next_offset - from;
+            unwritten += fmt::format(
+                "{}  {}/{}: {} (offsets {}..{})", unwritten.empty() ? "" : "\n", t->name,
+                p.partition, Count(p.next_offset - from, "record"), from, p.next_offset - 1);
+          }
+        }
+      } else if (info.ok()) {
+        alive = info->clients;  // cannot tell: count them all
+      }
+      if (alive > 0) {
+        PrintError(kCmd,
+                   fmt::format("bus '{}' has {} live producer{}/consumer{}{}; stop them "
+                               "first, or use --force (they keep a private copy)",
+                               global.bus, alive, alive == 1 ? "" : "s", alive == 1 ? "" : "s",
+                               dead > 0 ? fmt::format(" (and {} dead)", dead) : ""));
+        return kExitRuntime;
+      }
+      if (unwritten_records > 0) {
+        PrintError(kCmd, fmt::format("bus '{}' holds {} not written to disk:\n{}\nstart a broker "
+                                     "({} broker) to write them first, or use --force to drop them "
+                                     "(their offsets are then given out again)",
+                                     global.bus, Count(unwritten_records, "record"), unwritten,
+                                     RunnelCommand(global)));
         return kExitRuntime;
       }
     }
@@ -94,8 +132,13 @@ int RunRemove(const GlobalOptions& global, const RemoveArgs& args) {
     PrintError(kCmd, s.ToString());
     return kExitRuntime;
   }
-  fmt::print("removed bus '{}' from /dev/shm (the data dir {} is untouched)\n", global.bus,
-             global.data_dir);
+  std::error_code ec;
+  if (std::filesystem::exists(global.data_dir, ec)) {
+    fmt::print("removed bus '{}' from /dev/shm (the data dir {} is untouched)\n", global.bus,
+               global.data_dir);
+  } else {
+    fmt::print("removed bus '{}' from /dev/shm\n", global.bus);
+  }
   return kExitOk;
 }
 

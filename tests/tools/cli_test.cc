@@ -364,6 +364,16 @@ TEST_F(CliTest, BusInfoAndRemove) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("a broker (pid"), std::string::npos) << refused.err;
   EXPECT_EQ(StopBroker(), 0);
+  // A live consumer keeps the bus; once it is killed (no broker reaps its
+  // registration) it does not.
+  {
+    Child consumer(Argv({"consume", "kept"}));
+    ASSERT_TRUE(WaitRegistered("kept", "consumers", consumer));
+    RunResult busy = Runnel({"bus", "remove"});
+    EXPECT_EQ(busy.exit_code, 1);
+    EXPECT_NE(busy.err.find("has 1 live producer/consumer;"), std::string::npos) << busy.err;
+    ASSERT_EQ(consumer.Stop(SIGKILL), 128 + SIGKILL);
+  }
   RunResult removed = Runnel({"bus", "remove"});
   EXPECT_EQ(removed.exit_code, 0) << removed.err;
   EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + ".dir"));
@@ -1167,7 +1177,14 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
             std::string::npos)
       << broken.err();
 
-  ASSERT_EQ(Runnel({"bus", "remove"}).exit_code, 0);
+  // Removing the bus would drop "more": refused, unless forced.
+  RunResult keep = Runnel({"bus", "remove"});
+  EXPECT_EQ(keep.exit_code, 1);
+  EXPECT_NE(keep.err.find("holds 1 record not written to disk:\n  cut/0: 1 record (offsets "
+                          "20..20)\nstart a broker"),
+            std::string::npos)
+      << keep.err;
+  ASSERT_EQ(Runnel({"bus", "remove", "--force"}).exit_code, 0);
   StartBroker({"--repair"});
   RunResult more =
       Runnel({"produce", "cut", "--delivery", "at-least-once", "--timeout-ms", "5000"}, "more\n");
