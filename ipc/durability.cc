@@ -604,7 +604,8 @@ class DurabilityHooks : public BrokerHooks {
           "runnel broker: %s: the topic was created on the bus at offset %llu without its log, "
           "which already holds offsets up to %llu: its records would reuse those offsets, so "
           "this partition is not persisted (stop its clients, remove the bus with `runnel bus "
-          "remove`, and start the broker before them: it restores the topic at the log's end)",
+          "remove --force` (the ring's records are dropped), and start the broker before them: "
+          "it restores the topic at the log's end)",
           name.c_str(), static_cast<unsigned long long>(ring.base_offset()),
           static_cast<unsigned long long>(log->next_offset()));
       ring.SetGatingError(slot, EILSEQ);

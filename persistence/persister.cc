@@ -203,9 +203,11 @@ void Persister::Impl::AddPartition(std::unique_ptr<PersistedPartition> p) {
     Log(LogLevel::kError,
         "runnel persister: %s: the ring's next offset is %llu but the log already ends at "
         "%llu: persisting would give two records one offset, so this partition is not "
-        "persisted (the ring was made from an older state of the log: stop its producers, "
-        "remove the bus with `runnel bus remove` and restart the broker, which continues "
-        "the ring at the log's end)",
+        "persisted. The ring was made without this log, or from an older state of it (for "
+        "example the topic was created by a client before the broker started after a "
+        "reboot): stop its clients, remove the bus with `runnel bus remove --force` (the "
+        "ring's records are dropped) and start the broker first: it restores the topic at "
+        "the log's end",
         pt.spec.name.c_str(), static_cast<unsigned long long>(pt.reader.position().offset),
         static_cast<unsigned long long>(next));
     pt.halted = true;
