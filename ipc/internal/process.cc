@@ -10,7 +10,15 @@
 
 namespace runnel::internal {
 
-std::optional<uint64_t> ProcessStartTime(int32_t pid) {
+namespace {
+
+struct ProcStat {
+  char state = '?';
+  uint64_t start_time = 0;
+};
+
+// Fields 3 (state) and 22 (start time) of /proc/<pid>/stat.
+std::optional<ProcStat> ReadProcStat(int32_t pid) {
   if (pid <= 0) return std::nullopt;
   char path[64];
   std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(pid));
@@ -29,6 +37,8 @@ std::optional<uint64_t> ProcessStartTime(int32_t pid) {
   const char* p = std::strrchr(buf, ')');
   if (p == nullptr) return std::nullopt;
   ++p;
+  ProcStat out;
+  if (p[0] == ' ' && p[1] != '\0') out.state = p[1];
   // After ')' come fields 3.. separated by single spaces; we want field 22.
   int field = 2;
   while (*p != '\0' && field < 22) {
@@ -44,7 +54,16 @@ std::optional<uint64_t> ProcessStartTime(int32_t pid) {
     any = true;
   }
   if (!any) return std::nullopt;
-  return v;
+  out.start_time = v;
+  return out;
+}
+
+}  // namespace
+
+std::optional<uint64_t> ProcessStartTime(int32_t pid) {
+  const std::optional<ProcStat> st = ReadProcStat(pid);
+  if (!st) return std::nullopt;
+  return st->start_time;
 }
 
 ProcessIdentity SelfIdentity() {
@@ -57,14 +76,17 @@ ProcessIdentity SelfIdentity() {
 Liveness CheckProcess(int32_t pid, uint64_t start_time) {
   if (pid <= 0) return Liveness::kDead;
   if (::kill(pid, 0) != 0 && errno == ESRCH) return Liveness::kDead;
-  const std::optional<uint64_t> now = ProcessStartTime(pid);
+  const std::optional<ProcStat> now = ReadProcStat(pid);
   if (!now) {
     // Gone between the two calls, or /proc is not readable (hidepid): only
     // trust a definite answer.
     if (::kill(pid, 0) != 0 && errno == ESRCH) return Liveness::kDead;
     return Liveness::kAlive;
   }
-  if (start_time != 0 && *now != start_time) return Liveness::kDead;  // pid recycled
+  if (start_time != 0 && now->start_time != start_time) return Liveness::kDead;  // pid recycled
+  // A zombie (killed, not yet reaped by its parent) has exited: its locks and
+  // mappings are gone, only its pid remains.
+  if (now->state == 'Z' || now->state == 'X') return Liveness::kDead;
   return Liveness::kAlive;
 }
 

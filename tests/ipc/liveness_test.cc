@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/record.h"
@@ -15,6 +16,7 @@
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
 #include "ipc/internal/names.h"
+#include "ipc/internal/process.h"
 #include "tests/ipc/test_util.h"
 
 namespace runnel {
@@ -31,6 +33,30 @@ TopicOptions Small(uint32_t partitions = 1) {
   o.partitions = partitions;
   o.ring_bytes = 64 * 1024;
   return o;
+}
+
+// A process that was killed but not yet reaped (a zombie) is dead: its
+// locks and mappings are gone. (It counted as alive until its parent reaped
+// it, so a broker killed with kill -9 kept refusing a new one meanwhile.)
+TEST(Liveness, AnUnreapedChildIsDead) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) ::_exit(0);
+  std::optional<uint64_t> start;
+  // Its start time, then its state, from /proc while it lingers unreaped.
+  EXPECT_TRUE(Eventually(
+      [&] {
+        start = internal::ProcessStartTime(pid);
+        return start.has_value() &&
+               internal::CheckProcess(pid, *start) == internal::Liveness::kDead;
+      },
+      5s));
+  EXPECT_EQ(::kill(pid, 0), 0);  // the pid is still there
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(internal::CheckProcess(pid, start.value_or(0)), internal::Liveness::kDead);
+  EXPECT_EQ(internal::CheckProcess(::getpid(), internal::SelfIdentity().start_time),
+            internal::Liveness::kAlive);
 }
 
 TEST(Liveness, ProducerKilledMidClaimIsUnblockedWithinTheBound) {
