@@ -83,7 +83,7 @@ Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o)
   const uint64_t max_record = o.max_record_bytes != 0
                                   ? o.max_record_bytes
                                   : std::min(o.ring_bytes / 4 - kRecordOverheadBytes, segment_fit);
-  if (max_record > segment_fit) {
+  if (o.durable && max_record > segment_fit) {
     return Status::InvalidArgument(
         TopicQuoted(name) + ": max_record_bytes " + std::to_string(max_record) +
         " does not fit in a segment of " + std::to_string(o.segment_bytes) + " bytes (at most " +

@@ -375,6 +375,14 @@ TEST_F(ProducerConsumerTest, ADurableTopicsMaxRecordFitsInASegment) {
   o.durable = false;  // a ring-only topic has no segments
   o.max_record_bytes = 100'000;
   EXPECT_TRUE(bus_->CreateTopic("ring-only", o).ok());
+  // Its limit is the ring's, and the error says so (it named a segment).
+  o.ring_bytes = 64 * 1024;
+  o.max_record_bytes = 32'768;
+  const Status ring = bus_->CreateTopic("small-ring", o);
+  EXPECT_EQ(ring.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(ring.message().find("is too large for a ring of 65536 bytes (at most 32712"),
+            std::string::npos)
+      << ring.ToString();
 }
 
 // TryClaim's refusals carry their status and claim nothing; a good claim
