@@ -374,8 +374,8 @@ class Run {
             continue;
           }
           if (s.code() == StatusCode::kNotFound) {
-            PrintError(kProduceCmd, fmt::format("{}; {} records were not confirmed durable",
-                                                s.message(), pending_.size()));
+            PrintError(kProduceCmd, fmt::format("{}; {} not confirmed durable", s.message(),
+                                                Count(pending_.size(), "record")));
             return false;
           }
           if (s.code() == StatusCode::kUnavailable) {
@@ -407,15 +407,16 @@ class Run {
       Result<BusInfo> info = bus_.Info();
       if (info.ok() && !info->broker_alive) {
         PrintError(kProduceCmd, fmt::format("no broker is running for bus '{}' (start one with: {} "
-                                            "broker); {} records are not confirmed durable",
-                                            global_.bus, RunnelCommand(global_), pending_.size()));
+                                            "broker); {} not confirmed durable",
+                                            global_.bus, RunnelCommand(global_),
+                                            Count(pending_.size(), "record")));
         return false;
       }
       if (attempt >= args_.retries) {
         PrintError(kProduceCmd,
-                   fmt::format("{} records are still not durable after {} {} of {} ms "
+                   fmt::format("{} still not durable after {} {} of {} ms "
                                "({}); raise --timeout-ms or --retries, or check the broker",
-                               pending_.size(), attempt + 1,
+                               Count(pending_.size(), "record"), attempt + 1,
                                disk_full ? "waits for disk space (not resent)" : "attempts",
                                args_.timeout_ms, last_problem.empty() ? "timeout" : last_problem));
         return false;
