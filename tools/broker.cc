@@ -77,25 +77,30 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
     return kExitRuntime;
   }
+  // A broker that cannot persist is of no use to durable topics: refuse to
+  // start rather than run and fail every producer later. Checked before the
+  // bus is opened too, so a bad --data-dir leaves no bus behind in /dev/shm.
+  auto usable_data_dir = [&](const std::string& dir) {
+    if (dir.empty()) return true;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (!ec && !std::filesystem::is_directory(dir, ec)) {
+      ec = std::make_error_code(std::errc::not_a_directory);
+    }
+    if (!ec) return true;
+    PrintError(kCmd, fmt::format("cannot use data dir {}: {} (choose a directory this user can "
+                                 "create and write with --data-dir)",
+                                 dir, ec.message()));
+    return false;
+  };
+  if (!usable_data_dir(global.data_dir)) return kExitRuntime;
   Result<Bus> bus = Bus::Open(global.bus, bus_options);
   if (!bus.ok()) {
     PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
     return kExitRuntime;
   }
   NoteOtherDataDir(kCmd, global, *bus);
-  if (!bus->data_dir().empty()) {
-    // A broker that cannot persist is of no use to durable topics: refuse to
-    // start rather than run and fail every producer later.
-    std::error_code ec;
-    std::filesystem::create_directories(bus->data_dir(), ec);
-    if (!ec && !std::filesystem::is_directory(bus->data_dir(), ec)) {
-      ec = std::make_error_code(std::errc::not_a_directory);
-    }
-    if (ec) {
-      PrintError(kCmd, fmt::format("cannot use data dir {}: {}", bus->data_dir(), ec.message()));
-      return kExitRuntime;
-    }
-  }
+  if (!usable_data_dir(bus->data_dir())) return kExitRuntime;
 
   Broker broker(*bus);
   DurabilityOptions durability;

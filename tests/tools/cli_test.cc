@@ -1322,6 +1322,15 @@ TEST_F(CliTest, BrokerWhoseDataDirIsAFileRefusesToStart) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("cannot use data dir " + file), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("active on bus"), std::string::npos) << r.err;
+  // Nothing is left in /dev/shm (the bus was created, then abandoned).
+  EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + ".dir"));
+  EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + ".lock"));
+  // Under a regular file too.
+  RunResult under =
+      RunProcess({RunnelPath(), "--bus", bus_, "--data-dir", file + "/sub", "broker"});
+  EXPECT_EQ(under.exit_code, 1) << under.err;
+  EXPECT_NE(under.err.find("with --data-dir"), std::string::npos) << under.err;
+  EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + ".dir"));
 }
 
 // The disk fills: producers are told that it is the disk, not a slow broker.
