@@ -325,7 +325,18 @@ std::string Producer::WhyFull(uint32_t partition) const {
       }
     }
   }
-  return "a gating reader (persistence) has not released space yet";
+  if (core_) {
+    // Explain is a cold path: the directory read and the liveness check are
+    // affordable here.
+    const internal::BrokerRecord b = core_->directory().ReadBroker();
+    if (b.pid == 0 || internal::CheckProcess(b.pid, b.start_time) != internal::Liveness::kAlive) {
+      return "no broker is running to persist it and free the space: start one (" +
+             std::string(core_->name() == "default" ? "runnel broker"
+                                                    : "runnel --bus " + core_->name() + " broker") +
+             ")";
+    }
+  }
+  return "the broker (persistence) has not released space yet: it is behind, or the disk is slow";
 }
 
 Status Producer::Explain(const SendResult& r) const {

@@ -307,6 +307,11 @@ TEST_F(DurabilityTest, WithoutABrokerProducersGetBackPressureNotLoss) {
   Result<Producer> p = bus->CreateProducer("t");
   const uint64_t sent = SendUntilFull(*p);
   EXPECT_GT(sent, 100u);
+  SendResult full;
+  full.status = SendStatus::kFull;
+  EXPECT_NE(p->Explain(full).message().find("no broker is running to persist it"),
+            std::string::npos)
+      << p->Explain(full).ToString();
   EXPECT_EQ(p->WaitDurable(0, 0, 10ms).code(), StatusCode::kTimeout);
   // The sender waits with no deadline; the main thread never touches `p`
   // until the sender has returned.
