@@ -513,6 +513,10 @@ class DurabilityHooks : public BrokerHooks {
     // without one (its directory entry scribbled over, the bus removed
     // under the broker) keeps its log.
     if (!ReadTopicTombstone(options_.data_dir, topic.name)) {
+      // No directory: a client's re-create already removed the tombstoned
+      // log (Bus::CreateTopic), and there is nothing to keep.
+      std::error_code ec;
+      if (!fs::exists(options_.data_dir + "/" + topic.name, ec)) return;
       Log(LogLevel::kWarning,
           "runnel broker: topic %s left the bus without a delete mark on disk (%s); "
           "its log stays in %s",
