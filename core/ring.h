@@ -549,6 +549,10 @@ struct ReadResult {
   // bytes that frame needs (nothing was read: call again with a larger one).
   bool buffer_full = false;
   uint64_t buffer_needed = 0;
+  // The last frame passed was padding (an aborted or unblocked claim, or
+  // wrap padding): the reader's offset is the last record's + 1, which may
+  // be below the offsets the padding skipped (see SettledPosition).
+  bool ended_on_padding = false;
 };
 
 // What Resync skipped.
@@ -605,6 +609,17 @@ class RingReader {
   Lost Resync();
 
   RingPosition position() const { return next_; }
+  // position(), with the offset an aborted or unblocked claim's padding at
+  // the tail skipped: padding does not say which offset it held, the tail
+  // does (every offset below the tail's was claimed before it). For what a
+  // reader reports (lag), never to resume from: a log that ends before the
+  // padding gives that offset out again after a restore.
+  RingPosition SettledPosition() const {
+    RingPosition at = next_;
+    const RingPosition t = ring_.tail();
+    if (t.position == at.position && t.offset > at.offset) at.offset = t.offset;
+    return at;
+  }
   // Sets the cursor. REQUIRES: as for the constructor.
   void Seek(RingPosition p) { next_ = p; }
   const Ring& ring() const { return ring_; }
@@ -636,16 +651,6 @@ class RingReader {
     uint32_t frame_length = 0;  // kRecord: the length that was checked
   };
   Peek PeekAt(RingPosition at, bool verify_crc) const;
-  // `at` just passed padding. An aborted or unblocked claim's padding does
-  // not say which offset it skipped; if `at` is the tail, the tail's offset
-  // does (every offset below it was claimed before `at`). Otherwise the next
-  // record's offset will.
-  RingPosition SettleAfterPadding(RingPosition at) const {
-    const RingPosition t = ring_.tail();
-    if (t.position == at.position && t.offset > at.offset) at.offset = t.offset;
-    return at;
-  }
-
   friend class RingUnblocker;
 
   Ring ring_;
@@ -716,10 +721,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   bool after_padding = false;
   while (delivered < limit) {
     const Peek p = PeekAt(next_, options_.verify_crc);
-    if (p.step == Step::kEmpty) {
-      if (after_padding) next_ = SettleAfterPadding(next_);
-      break;
-    }
+    if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
       break;
@@ -744,6 +746,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     after_padding = false;
   }
   result.records = delivered;
+  result.ended_on_padding = after_padding;
   if (delivered > 0) {
     // Anything the handler saw may have been overwritten while it looked.
     if (ring_.Overwritten(batch_start)) {
@@ -753,6 +756,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       // back to the batch start, so a caller that re-reads (from disk)
       // redelivers the suspect records rather than skipping any.
       next_ = batch_start_position;
+      result.ended_on_padding = false;
     }
   }
   return result;
@@ -774,10 +778,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     // The CRC, if asked for, is checked on the copy: that is what the
     // handler sees.
     const Peek p = PeekAt(at, /*verify_crc=*/false);
-    if (p.step == Step::kEmpty) {
-      if (after_padding) at = SettleAfterPadding(at);
-      break;
-    }
+    if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
       break;
@@ -833,6 +834,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
   }
   next_ = at;
   result.records = copied;
+  result.ended_on_padding = after_padding;
   return result;
 }
 
@@ -844,9 +846,6 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
   e.next = next_;
   const uint64_t lap_end = (next_.position | (ring_.capacity() - 1)) + 1;
   RingPosition at = next_;
-  // Unlike read(), Scan never settles a skipped offset from the tail: its
-  // caller's log holds offsets up to its last record, and the next record
-  // (after the padding) says where the log continues.
   while (at.position < lap_end && at.position - e.begin < max_bytes) {
     const Peek p = PeekAt(at, /*verify_crc=*/false);
     if (p.step == Step::kEmpty) break;

@@ -93,9 +93,9 @@ Status Consumer::CheckTopic() {
   return Status::Ok();
 }
 
-void Consumer::PublishPosition(const Cursor& c) {
-  const uint64_t position =
-      c.cold ? c.cold_next : std::max(c.reader.position().offset, c.skip_until);
+void Consumer::PublishPosition(const Cursor& c, bool settled) {
+  const RingPosition at = settled ? c.reader.SettledPosition() : c.reader.position();
+  const uint64_t position = c.cold ? c.cold_next : std::max(at.offset, c.skip_until);
   core_->directory().StorePosition(client_slot_, c.partition, position);
 }
 

@@ -204,7 +204,9 @@ class Consumer {
 
   void MaintenanceCheck();
   void OnReadProblem(Cursor& c, const ReadResult& rr, PollResult& result);
-  void PublishPosition(const Cursor& c);
+  // `settled`: the reader passed padding last; report the offsets that
+  // padding skipped at the tail as read (RingReader::SettledPosition).
+  void PublishPosition(const Cursor& c, bool settled = false);
   // Replaces the stage buffer with one of at least `bytes` (cold path).
   void GrowStage(std::size_t bytes);
   // Pending losses and cold reads. `sink` adapts the user's handler.
@@ -279,6 +281,7 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
     };
     ReadResult rr;
     uint32_t read_total = 0;
+    const RingPosition start = c.reader.position();
     for (;;) {
       const uint32_t ask = limit - result.records - delivered;
       const uint32_t before = delivered;
@@ -296,7 +299,9 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
       }
     }
     result.records += delivered;
-    if (read_total > 0) PublishPosition(c);
+    // Also after padding alone (an aborted or unblocked claim): the position
+    // moved, and the lag others see must not stay one short.
+    if (read_total > 0 || c.reader.position() != start) PublishPosition(c, rr.ended_on_padding);
     if (rr.status != ReadStatus::kOk) [[unlikely]] {
       OnReadProblem(c, rr, result);
     }

@@ -388,10 +388,25 @@ TEST_F(DurabilityTest, AnAbortedLastClaimLeavesNothingUnwritten) {
   ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
   Result<Producer> p = bus->CreateProducer("t");
   ASSERT_TRUE(p.ok());
+  // A consumer that has read everything, waiting at the end when the claim
+  // is aborted: its published position (the lag others see) follows.
+  Result<Consumer> waiting = bus->CreateConsumer("t", ConsumerOptions{});
+  ASSERT_TRUE(waiting.ok());
   ASSERT_EQ(p->TrySend(std::nullopt, "kept", {}, 0).status, SendStatus::kOk);
+  ASSERT_EQ(Drain(*waiting, 1).size(), 1u);
   ProducerClaim c = p->TryClaim(0, 0, 0, 5, false);
   ASSERT_TRUE(c.ok());
   ASSERT_EQ(p->Abort(c), SendStatus::kOk);
+  EXPECT_EQ(waiting->Poll([](const ConsumerRecord&) {}, 10).records, 0u);
+  Result<TopicInfo> described = bus->DescribeTopic("t");
+  ASSERT_TRUE(described.ok());
+  ASSERT_EQ(described->consumers.size(), 1u);
+  EXPECT_EQ(described->consumers[0].partitions.at(0).position, 2u);
+  EXPECT_EQ(described->consumers[0].partitions.at(0).lag, 0u);
+  // Its own position, where it would resume, stays after the last record:
+  // a log restored after a reboot ends there and gives offset 1 out again.
+  ASSERT_TRUE(waiting->Position(0).ok());
+  EXPECT_EQ(*waiting->Position(0), 1u);
   std::optional<PartitionInfo> info;
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (std::chrono::steady_clock::now() < deadline) {
