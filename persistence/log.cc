@@ -802,6 +802,30 @@ Status Recover(LogState& st) {
       return Status::Ok();
     };
 
+    // The offset after every record a repair cut drops: readable ones after
+    // `from` in this segment (past the damage too) and those of the later
+    // segments. They may have been confirmed durable after the checkpoint
+    // was written: the repair's floor keeps them from being given out again.
+    auto dropped_floor = [&](uint64_t from, uint64_t floor) {
+      auto raise = [&](std::optional<uint64_t> o) {
+        if (o) floor = std::max(floor, *o + 1);
+      };
+      // Only records that pass their CRC: a flipped byte in an offset field
+      // must not move the floor.
+      for (std::optional<uint64_t> q = FindNextValidRecord(map->data(), seg.size, from, floor); q;
+           q = FindNextValidRecord(
+               map->data(), seg.size,
+               *q + AlignedFrameLength(RecordView(map->data() + *q).frame_length()), floor)) {
+        raise(RecordView(map->data() + *q).offset());
+      }
+      for (std::size_t j = i + 1; j < segs.size(); ++j) {
+        if (auto sum = Summarize(st.dir, segs[j].base, segs[j].header_length); sum.ok()) {
+          raise(sum->last_offset);
+        }
+      }
+      return floor;
+    };
+
     // How did the data end?
     const bool last = i + 1 == segs.size();
     const uint64_t cut = r.end;
@@ -862,7 +886,13 @@ Status Recover(LogState& st) {
       st.report.file = SegmentFileName(seg.base);
       st.report.truncated_at = cut;
       st.report.reason = (mid_log ? "repair: corrupt frame: " : "torn tail: ") + reason;
-      if (st.options.repair) RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, expected));
+      if (st.options.repair) {
+        // A torn tail holds nothing confirmed; damage mid-log may hide
+        // records confirmed after the checkpoint.
+        const uint64_t floor = mid_log ? dropped_floor(cut, expected) : expected;
+        if (floor > expected) st.report.last_dropped_offset = floor - 1;
+        RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, floor));
+      }
       RUNNEL_RETURN_IF_ERROR(drop_later());
       RUNNEL_RETURN_IF_ERROR(ZeroRange(fd->get(), cut, extent_end, path));
     } else if (!last && segs[i + 1].base != expected) {
@@ -886,7 +916,9 @@ Status Recover(LogState& st) {
       st.report.file = SegmentFileName(seg.base);
       st.report.truncated_at = cut;
       st.report.reason = "repair: " + what;
-      RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, expected));
+      const uint64_t floor = dropped_floor(cut, expected);
+      if (floor > expected) st.report.last_dropped_offset = floor - 1;
+      RUNNEL_RETURN_IF_ERROR(BeginRepair(st, seg.base, floor));
       RUNNEL_RETURN_IF_ERROR(drop_later());
     }
     const bool now_last = i + 1 == segs.size();
@@ -1021,7 +1053,7 @@ Result<PartitionLog> PartitionLog::Open(std::string dir, LogOptions options) {
     RUNNEL_RETURN_IF_ERROR(log.Append(EncodeGapMarker({from, state.checkpoint_next}, ts)));
     state.warnings.push_back("repair: offsets " + std::to_string(from) + ".." +
                              std::to_string(state.checkpoint_next - 1) +
-                             " were durable by the checkpoint and are lost; marked as a gap "
+                             " were cut and may have been confirmed durable; marked as a gap "
                              "(never reused; consumers are told)");
   }
   // Whatever recovery kept is on disk now; make it durable and remember it.

@@ -179,6 +179,8 @@ TEST(Recovery, CrcMismatchInTheMiddleIsCorruptionNamingFileAndPosition) {
   EXPECT_EQ(Offsets(d.path()).size(), 9u);  // the reader skips the damaged record
 
   // repair truncates the log at the damaged frame and says what it dropped.
+  // The offsets it dropped (4..9: records after the damage may have been
+  // confirmed durable) are marked as a gap and never given out again.
   LogOptions o = Opts();
   o.repair = true;
   auto repaired = PartitionLog::Open(d.path(), o);
@@ -189,9 +191,13 @@ TEST(Recovery, CrcMismatchInTheMiddleIsCorruptionNamingFileAndPosition) {
   EXPECT_EQ(r.first_dropped_offset, 4u);
   EXPECT_EQ(r.last_dropped_offset, 9u);
   EXPECT_NE(r.reason.find("repair"), std::string::npos);
-  EXPECT_EQ(repaired->next_offset(), 4u);
+  EXPECT_EQ(repaired->next_offset(), 10u);
   ASSERT_TRUE(repaired->Close().ok());
   ExpectVerifies(d.path(), 4);
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->gaps, 1u);
+  EXPECT_EQ(v->gap_offsets, 6u);
 }
 
 TEST(Recovery, DamageInASegmentThatIsNotTheLastIsCorruption) {
@@ -212,12 +218,20 @@ TEST(Recovery, DamageInASegmentThatIsNotTheLastIsCorruption) {
   o.repair = true;
   auto repaired = PartitionLog::Open(d.path(), o);
   ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
-  EXPECT_EQ(repaired->next_offset(), 11u);
-  EXPECT_EQ(repaired->segments().size(), 1u);
+  // Every dropped offset (11..99) is marked as a gap, never given out again;
+  // the marker did not fit in the full segment 0, so it starts segment 11.
+  EXPECT_EQ(repaired->next_offset(), 100u);
+  EXPECT_EQ(repaired->segments().size(), 2u);
   EXPECT_EQ(repaired->recovery().first_dropped_offset, 11u);
   EXPECT_EQ(repaired->recovery().last_dropped_offset, 99u);
   EXPECT_GE(repaired->recovery().segments_removed, 8u);
   EXPECT_FALSE(FileExists(d / "00000000000000000012.log"));
+  ASSERT_TRUE(repaired->Close().ok());
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
+  EXPECT_EQ(v->records, 11u);
+  EXPECT_EQ(v->gap_offsets, 89u);
 }
 
 TEST(Recovery, ZeroHoleFollowedByRecordsIsCorruption) {
@@ -265,7 +279,8 @@ TEST(Recovery, DurableRecordsZeroedBeforeTheCheckpointAreCorruption) {
 }
 
 // Records 6 and 7 zeroed behind the checkpoint (offset 10), records 8..14
-// after them: a repair cuts at 6, drops 8..14 and marks 6..9 as a gap.
+// after them: a repair cuts at 6, drops 8..14 and marks 6..14 as a gap
+// (8..14 may have been confirmed durable after the checkpoint).
 void MakeImageThatNeedsARepair(const std::string& dir) {
   MakeImage(dir, 15, /*checkpoint_at=*/10);
   PatchFile(dir + "/" + kSeg0, PositionOf(6), std::vector<std::byte>(2 * kFrame));
@@ -289,7 +304,7 @@ TEST(Recovery, ARepairChangesNothingBeforeItsCheckpointSaysARepairIsUnderWay) {
   std::filesystem::remove(d / "checkpoint.tmp");
   auto log = PartitionLog::Open(d.path(), repair);
   ASSERT_TRUE(log.ok()) << log.status().ToString();
-  EXPECT_EQ(log->next_offset(), 10u);
+  EXPECT_EQ(log->next_offset(), 15u);
 }
 
 // A repair stopped after its cut (here its time index cannot be written; a
@@ -320,19 +335,19 @@ TEST(Recovery, AnInterruptedRepairIsRefusedWithoutRepairAndFinishedWithIt) {
   {
     auto log = PartitionLog::Open(d.path(), repair);
     ASSERT_TRUE(log.ok()) << log.status().ToString();
-    EXPECT_EQ(log->next_offset(), 10u);
+    EXPECT_EQ(log->next_offset(), 15u);
     ASSERT_TRUE(log->Close().ok());
   }
   auto log = PartitionLog::Open(d.path(), Opts());
   ASSERT_TRUE(log.ok()) << log.status().ToString();
-  EXPECT_EQ(log->next_offset(), 10u);
+  EXPECT_EQ(log->next_offset(), 15u);
   ASSERT_TRUE(log->Close().ok());
   v = VerifyLog(d.path());
   ASSERT_TRUE(v.ok());
   EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
   EXPECT_EQ(v->records, 6u);
   EXPECT_EQ(v->gaps, 1u);
-  EXPECT_EQ(v->gap_offsets, 4u);
+  EXPECT_EQ(v->gap_offsets, 9u);
 }
 
 // Sealed segments are not rescanned at open, but a hole between them is
