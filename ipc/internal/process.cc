@@ -1,5 +1,6 @@
 #include "ipc/internal/process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -58,6 +59,20 @@ std::optional<ProcStat> ReadProcStat(int32_t pid) {
   return out;
 }
 
+// Threads listed in /proc/<pid>/task (0 if it cannot be read).
+int TaskCount(int32_t pid) {
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%d/task", static_cast<int>(pid));
+  DIR* dir = ::opendir(path);
+  if (dir == nullptr) return 0;
+  int n = 0;
+  while (const dirent* e = ::readdir(dir)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(dir);
+  return n;
+}
+
 }  // namespace
 
 std::optional<uint64_t> ProcessStartTime(int32_t pid) {
@@ -85,8 +100,9 @@ Liveness CheckProcess(int32_t pid, uint64_t start_time) {
   }
   if (start_time != 0 && now->start_time != start_time) return Liveness::kDead;  // pid recycled
   // A zombie (killed, not yet reaped by its parent) has exited: its locks and
-  // mappings are gone, only its pid remains.
-  if (now->state == 'Z' || now->state == 'X') return Liveness::kDead;
+  // mappings are gone, only its pid remains. (A leader thread that left with
+  // pthread_exit shows as a zombie while its other threads run on.)
+  if ((now->state == 'Z' || now->state == 'X') && TaskCount(pid) <= 1) return Liveness::kDead;
   return Liveness::kAlive;
 }
 

@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -57,6 +58,39 @@ TEST(Liveness, AnUnreapedChildIsDead) {
   EXPECT_EQ(internal::CheckProcess(pid, start.value_or(0)), internal::Liveness::kDead);
   EXPECT_EQ(internal::CheckProcess(::getpid(), internal::SelfIdentity().start_time),
             internal::Liveness::kAlive);
+}
+
+// A process whose main thread left (pthread_exit), the others running
+// on, shows its leader as a zombie: it is alive (a producer there still
+// owns its partition).
+TEST(Liveness, AProcessWhoseMainThreadExitedIsAlive) {
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::thread([fd = ready[1]] {
+      const char c = 'x';
+      (void)!::write(fd, &c, 1);
+      ::sleep(30);
+      ::_exit(0);
+    }).detach();
+    ::syscall(SYS_exit, 0);  // this thread only, as pthread_exit, without unwinding
+  }
+  ::close(ready[1]);
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ::close(ready[0]);
+  const std::optional<uint64_t> start = internal::ProcessStartTime(pid);
+  ASSERT_TRUE(start.has_value());
+  // The leader turns zombie once pthread_exit is done; alive all along.
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(internal::CheckProcess(pid, *start), internal::Liveness::kAlive);
+    std::this_thread::sleep_for(2ms);
+  }
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
 }
 
 TEST(Liveness, ProducerKilledMidClaimIsUnblockedWithinTheBound) {
