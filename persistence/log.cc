@@ -439,6 +439,9 @@ Status RewriteIndex(LogState& st, IndexWriter& idx, const LoadedIndex* kept,
 }
 
 // Builds a missing or unusable index of a sealed segment by scanning it.
+// A scan that stops on a frame that fails its check (not at the clean end of
+// the data) adds a warning: recovery does not cut a sealed segment, readers
+// report what is there as damage.
 Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
   const std::string path = SegPath(st, base);
   auto fd = OpenFile(path, O_RDONLY);
@@ -458,6 +461,14 @@ Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
                  [&](uint64_t off, int64_t ts, uint64_t p) { gen.MaybeAdd(off, ts, p); });
   if (r.has_record && gen.last_entry_offset != r.last_offset) {
     gen.Add(r.last_offset, max_ts, r.last_position);
+  }
+  if (r.stop == ScanResult::Stop::kBad ||
+      (r.stop == ScanResult::Stop::kZero && NonZeroExtentEnd(map->data(), *size, r.end) > r.end)) {
+    st.warnings.push_back(
+        SegmentFileName(base) + ": damage at file position " + std::to_string(r.end) +
+        (r.stop == ScanResult::Stop::kBad ? " (" + r.reason + ")" : " (zeros followed by data)") +
+        "; the sealed segment is kept as it is and readers report the damage "
+        "(runnel replay DIR --verify)");
   }
   IndexWriter idx;
   idx.base = base;
@@ -738,15 +749,18 @@ Status Recover(LogState& st) {
     }
     st.sealed.push_back(SealedSegment{segs[i].base, segs[i].size, segs[i].header_length, {}});
     // Sealed segments are not rescanned, but a hole between two of them (a
-    // segment deleted or moved) is said: readers report its offsets as lost.
-    if (auto e = LastIndexEntry(st.dir, segs[i].base)) {
-      const uint64_t end = segs[i].base + e->relative_offset + 1;
+    // segment deleted or moved) is said. The segment's end comes from its
+    // tail (Summarize: from the last index entry on), not the index alone,
+    // which may miss its last records after a crash.
+    Result<SegmentSummary> sum = Summarize(st.dir, segs[i].base, segs[i].header_length);
+    if (sum.ok() && sum->last_offset) {
+      const uint64_t end = *sum->last_offset + 1;
       const uint64_t next = segs[i + 1].base;
       if (next > end) {
         st.warnings.push_back("offsets " + std::to_string(end) + ".." + std::to_string(next - 1) +
                               " are missing between " + SegmentFileName(segs[i].base) + " and " +
                               SegmentFileName(next) +
-                              " (a segment was deleted or moved?); readers report them as lost");
+                              " (a segment was deleted or moved?); their records are gone");
       } else if (next < end) {
         st.warnings.push_back(SegmentFileName(next) + " starts at offset " + std::to_string(next) +
                               ", inside " + SegmentFileName(segs[i].base) +

@@ -98,13 +98,16 @@ int RunRemove(const GlobalOptions& global, const RemoveArgs& args) {
             if (from >= p.next_offset) continue;
             unwritten_records += p.next_offset - from;
             unwritten += fmt::format(
-                "{}  {}/{}: {} (offsets {}..{})", unwritten.empty() ? "" : "\n", t->name,
-                p.partition, Count(p.next_offset - from, "record"), from, p.next_offset - 1);
+                "{}  {}/{}: {} (offsets {}..{}){}", unwritten.empty() ? "" : "\n", t->name,
+                p.partition, Count(p.next_offset - from, "record"), from, p.next_offset - 1,
+                p.persist_error != 0 ? fmt::format(" ({})", PersistErrorText(p.persist_error))
+                                     : std::string());
           }
         }
-      } else if (info.ok()) {
-        alive = info->clients;  // cannot tell: count them all
       }
+      // Registrations no topic listed (a deleted topic's, one that could not
+      // be described): they may be alive, so they count.
+      if (info.ok() && info->clients > alive + dead) alive = info->clients - dead;
       if (alive > 0) {
         PrintError(kCmd,
                    fmt::format("bus '{}' has {} live producer{}/consumer{}{}; stop them "
@@ -115,8 +118,9 @@ int RunRemove(const GlobalOptions& global, const RemoveArgs& args) {
       }
       if (unwritten_records > 0) {
         PrintError(kCmd, fmt::format("bus '{}' holds {} not written to disk:\n{}\nstart a broker "
-                                     "({} broker) to write them first, or use --force to drop them "
-                                     "(their offsets are then given out again)",
+                                     "({} broker) to write them first (where an error is named, "
+                                     "fix it first), or use --force to drop them (their offsets "
+                                     "are then given out again)",
                                      global.bus, Count(unwritten_records, "record"), unwritten,
                                      RunnelCommand(global)));
         return kExitRuntime;

@@ -75,8 +75,8 @@ class LogColdReader : public ColdReader {
         batch.damaged_from = o.next;
         batch.damaged_to = offset;
         // Segments that vanished under the reader, now older than the log's
-        // start: retention, not damage.
-        batch.damage_was_retention = o.reader.log_start_offset() > o.next;
+        // start (which this record begins): retention, not damage.
+        batch.damage_was_retention = o.reader.log_start_offset() >= offset;
         o.damage = false;
         o.next = offset + 1;
         break;

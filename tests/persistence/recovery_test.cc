@@ -412,6 +412,31 @@ TEST(Recovery, ADamagedSegmentHeaderIsRewrittenByARepair) {
   for (uint64_t i = 0; i < offsets.size(); ++i) ASSERT_EQ(offsets[i], i);
 }
 
+// Behind a rewritten header, a record of a sealed segment that fails its
+// CRC is named in a warning (the segment is kept; readers report it).
+TEST(Recovery, DamageBehindARepairedHeaderOfASealedSegmentIsNamed) {
+  TempDir d;
+  {
+    auto log = PartitionLog::Open(d.path(), Opts(4096));
+    ASSERT_TRUE(log.ok());
+    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
+    ASSERT_TRUE(log->Close().ok());
+  }
+  const uint64_t per_segment = (4096 - kFileHeaderLength) / kFrame;  // 50
+  const std::string seg = d / SegmentFileName(per_segment);
+  XorByte(seg, 17, 0xff);                                    // the header
+  XorByte(seg, kFileHeaderLength + 10 * kFrame + 50, 0x01);  // record 60's value
+  LogOptions repair = Opts(4096);
+  repair.repair = true;
+  auto log = PartitionLog::Open(d.path(), repair);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  const std::string want = SegmentFileName(per_segment) + ": damage at file position " +
+                           std::to_string(kFileHeaderLength + 10 * kFrame);
+  bool found = false;
+  for (const std::string& w : log->warnings()) found |= w.find(want) != std::string::npos;
+  EXPECT_TRUE(found) << "no warning containing: " << want;
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);

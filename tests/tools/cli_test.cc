@@ -1181,7 +1181,8 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
   RunResult keep = Runnel({"bus", "remove"});
   EXPECT_EQ(keep.exit_code, 1);
   EXPECT_NE(keep.err.find("holds 1 record not written to disk:\n  cut/0: 1 record (offsets "
-                          "20..20)\nstart a broker"),
+                          "20..20) (damaged log (or offsets clashing with it): see the broker's "
+                          "output)\nstart a broker"),
             std::string::npos)
       << keep.err;
   ASSERT_EQ(Runnel({"bus", "remove", "--force"}).exit_code, 0);
