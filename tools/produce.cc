@@ -349,6 +349,7 @@ class Run {
   // Waits until every pending record is durable, resending on timeouts.
   bool SettlePending() {
     std::string last_problem;
+    bool resent = false;  // some attempt sent records again
     for (uint32_t attempt = 0;; ++attempt) {
       const auto deadline = std::chrono::steady_clock::now() + timeout_;
       std::map<uint32_t, uint64_t> highest;
@@ -413,12 +414,13 @@ class Run {
         return false;
       }
       if (attempt >= args_.retries) {
-        PrintError(kProduceCmd,
-                   fmt::format("{} still not durable after {} {} of {} ms "
-                               "({}); raise --timeout-ms or --retries, or check the broker",
-                               Count(pending_.size(), "record"), attempt + 1,
-                               disk_full ? "waits for disk space (not resent)" : "attempts",
-                               args_.timeout_ms, last_problem.empty() ? "timeout" : last_problem));
+        PrintError(
+            kProduceCmd,
+            fmt::format("{} still not durable after {} {} of {} ms "
+                        "({}); raise --timeout-ms or --retries, or check the broker",
+                        Count(pending_.size(), "record"), attempt + 1,
+                        disk_full && !resent ? "waits for disk space (not resent)" : "attempts",
+                        args_.timeout_ms, last_problem.empty() ? "timeout" : last_problem));
         return false;
       }
       // A full disk: the records wait in the ring (the persister never lets
@@ -427,6 +429,7 @@ class Run {
       if (disk_full) continue;
       // Send them again: the first copies may still become durable later
       // (duplicates), but none is lost.
+      resent = true;
       std::vector<PendingRecord> again = std::move(pending_);
       pending_.clear();
       pending_bytes_ = 0;
