@@ -477,6 +477,20 @@ Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
   return RewriteIndex(st, idx, nullptr, gen.pending);
 }
 
+// Writes a fresh header for segment `base` at `path` (its name says the
+// base offset), fdatasync'ed if `sync`.
+Status RewriteSegmentHeader(const LogState& st, const std::string& path, uint64_t base, bool sync) {
+  auto rw = OpenFile(path, O_RDWR);
+  if (!rw.ok()) return rw.status();
+  FileHeader h;
+  h.base_offset = base;
+  h.created_ns = WallClockNanos();
+  h.segment_bytes = st.options.segment_bytes;
+  const auto bytes = EncodeFileHeader(h);
+  RUNNEL_RETURN_IF_ERROR(WriteAt(rw->get(), bytes.data(), bytes.size(), 0, path));
+  return sync ? SyncData(rw->get(), path) : Status::Ok();
+}
+
 // The segment's header fails its own checks (magic, length, CRC): damage,
 // as opposed to a readable header of another version or another base.
 bool HeaderDamaged(int fd, const std::string& path) {
@@ -551,14 +565,7 @@ Status Recover(LogState& st) {
     auto size = FileSize(fd->get(), name);
     if (!size.ok()) return size.status();
     if (base == bases.back() && HeaderNeverWritten(fd->get(), *size)) {
-      auto rw = OpenFile(path, O_RDWR);
-      if (!rw.ok()) return rw.status();
-      FileHeader h;
-      h.base_offset = base;
-      h.created_ns = WallClockNanos();
-      h.segment_bytes = st.options.segment_bytes;
-      const auto bytes = EncodeFileHeader(h);
-      RUNNEL_RETURN_IF_ERROR(WriteAt(rw->get(), bytes.data(), bytes.size(), 0, path));
+      RUNNEL_RETURN_IF_ERROR(RewriteSegmentHeader(st, path, base, /*sync=*/false));
       st.warnings.push_back("rewrote the header of " + name +
                             ": its creation was interrupted before the header reached the disk");
       *size = std::max<uint64_t>(*size, kFileHeaderLength);
@@ -573,15 +580,7 @@ Status Recover(LogState& st) {
                                   "--repair`, LogOptions::repair) to rewrite the header from the "
                                   "file name and check the records after it");
       }
-      auto rw = OpenFile(path, O_RDWR);
-      if (!rw.ok()) return rw.status();
-      FileHeader fresh;
-      fresh.base_offset = base;
-      fresh.created_ns = WallClockNanos();
-      fresh.segment_bytes = st.options.segment_bytes;
-      const auto bytes = EncodeFileHeader(fresh);
-      RUNNEL_RETURN_IF_ERROR(WriteAt(rw->get(), bytes.data(), bytes.size(), 0, path));
-      RUNNEL_RETURN_IF_ERROR(SyncData(rw->get(), path));
+      RUNNEL_RETURN_IF_ERROR(RewriteSegmentHeader(st, path, base, /*sync=*/true));
       // Its index is rebuilt by scanning the records (or the scan below
       // starts at the segment's start), which checks them.
       if (Status r = RemoveFile(IdxPath(st, base)); !r.ok() && r.code() != StatusCode::kNotFound) {
