@@ -76,6 +76,23 @@ void ExpectVerifies(const std::string& dir, uint64_t records) {
   EXPECT_EQ(v->records, records);
 }
 
+// Records [0, 200) in segments of 4096 bytes: 50 records each, four
+// segments (0, 50, 100, 150), closed cleanly.
+constexpr uint64_t kPerSmallSegment = (4096 - kFileHeaderLength) / kFrame;  // 50
+void MakeFourSegments(const std::string& dir) {
+  auto log = PartitionLog::Open(dir, Opts(4096));
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
+  ASSERT_TRUE(log->Close().ok());
+}
+
+bool HasWarning(const PartitionLog& log, const std::string& text) {
+  for (const std::string& w : log.warnings()) {
+    if (w.find(text) != std::string::npos) return true;
+  }
+  return false;
+}
+
 TEST(Recovery, ZeroFilledPreallocatedTailIsTheCleanEndOfData) {
   TempDir d;
   MakeImage(d.path(), 10);
@@ -355,22 +372,15 @@ TEST(Recovery, AnInterruptedRepairIsRefusedWithoutRepairAndFinishedWithIt) {
 // reached it).
 TEST(Recovery, AMissingMiddleSegmentIsNamedInAWarning) {
   TempDir d;
-  {
-    auto log = PartitionLog::Open(d.path(), Opts(4096));
-    ASSERT_TRUE(log.ok());
-    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
-    ASSERT_TRUE(log->Close().ok());
-  }
-  const uint64_t per_segment = (4096 - kFileHeaderLength) / kFrame;  // 50
+  MakeFourSegments(d.path());
+  const uint64_t per_segment = kPerSmallSegment;
   ASSERT_TRUE(std::filesystem::remove(d / SegmentFileName(per_segment)));
   auto log = PartitionLog::Open(d.path(), Opts(4096));
   ASSERT_TRUE(log.ok()) << log.status().ToString();
   EXPECT_EQ(log->next_offset(), 200u);
   const std::string want = "offsets 50..99 are missing between " + SegmentFileName(0) + " and " +
                            SegmentFileName(2 * per_segment);
-  bool found = false;
-  for (const std::string& w : log->warnings()) found |= w.find(want) != std::string::npos;
-  EXPECT_TRUE(found) << "no warning containing: " << want;
+  EXPECT_TRUE(HasWarning(*log, want)) << "no warning containing: " << want;
 }
 
 // A damaged segment header (bad CRC) in a middle and in the last segment:
@@ -379,13 +389,8 @@ TEST(Recovery, AMissingMiddleSegmentIsNamedInAWarning) {
 // the same way as a plain open, so the partition could never persist again.)
 TEST(Recovery, ADamagedSegmentHeaderIsRewrittenByARepair) {
   TempDir d;
-  {
-    auto log = PartitionLog::Open(d.path(), Opts(4096));
-    ASSERT_TRUE(log.ok());
-    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
-    ASSERT_TRUE(log->Close().ok());
-  }
-  const uint64_t per_segment = (4096 - kFileHeaderLength) / kFrame;  // 50
+  MakeFourSegments(d.path());
+  const uint64_t per_segment = kPerSmallSegment;
   XorByte(d / SegmentFileName(per_segment), 17, 0xff);
   XorByte(d / SegmentFileName(3 * per_segment), 17, 0xff);
   auto plain = PartitionLog::Open(d.path(), Opts(4096));
@@ -416,13 +421,8 @@ TEST(Recovery, ADamagedSegmentHeaderIsRewrittenByARepair) {
 // CRC is named in a warning (the segment is kept; readers report it).
 TEST(Recovery, DamageBehindARepairedHeaderOfASealedSegmentIsNamed) {
   TempDir d;
-  {
-    auto log = PartitionLog::Open(d.path(), Opts(4096));
-    ASSERT_TRUE(log.ok());
-    ASSERT_TRUE(log->Append(MakeFrames(0, 200)).ok());
-    ASSERT_TRUE(log->Close().ok());
-  }
-  const uint64_t per_segment = (4096 - kFileHeaderLength) / kFrame;  // 50
+  MakeFourSegments(d.path());
+  const uint64_t per_segment = kPerSmallSegment;
   const std::string seg = d / SegmentFileName(per_segment);
   XorByte(seg, 17, 0xff);                                    // the header
   XorByte(seg, kFileHeaderLength + 10 * kFrame + 50, 0x01);  // record 60's value
@@ -432,9 +432,7 @@ TEST(Recovery, DamageBehindARepairedHeaderOfASealedSegmentIsNamed) {
   ASSERT_TRUE(log.ok()) << log.status().ToString();
   const std::string want = SegmentFileName(per_segment) + ": damage at file position " +
                            std::to_string(kFileHeaderLength + 10 * kFrame);
-  bool found = false;
-  for (const std::string& w : log->warnings()) found |= w.find(want) != std::string::npos;
-  EXPECT_TRUE(found) << "no warning containing: " << want;
+  EXPECT_TRUE(HasWarning(*log, want)) << "no warning containing: " << want;
 }
 
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
