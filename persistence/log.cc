@@ -576,9 +576,10 @@ Status Recover(LogState& st) {
       // records after it carry their own CRCs and offsets.
       if (!st.options.repair) {
         return Status::Corruption(h.status().message() +
-                                  ". Restore the file, or open with repair (`runnel broker "
-                                  "--repair`, LogOptions::repair) to rewrite the header from the "
-                                  "file name and check the records after it");
+                                  ". If it is this log's segment with a damaged header, restore "
+                                  "it, or open with repair (`runnel broker --repair`, "
+                                  "LogOptions::repair) to rewrite the header from the file name "
+                                  "and check the records after it");
       }
       RUNNEL_RETURN_IF_ERROR(RewriteSegmentHeader(st, path, base, /*sync=*/true));
       // Its index is rebuilt by scanning the records (or the scan below
