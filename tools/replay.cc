@@ -455,6 +455,7 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
       failed = true;
       continue;
     }
+    const uint64_t records_before = records;
     for (;;) {
       LogEntry e = reader->Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
@@ -500,6 +501,14 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
         progress.Update(done_bytes + reader->stats().bytes, records,
                         fmt::format("{}/{}", src.topic, src.partition));
       }
+    }
+    if (records == records_before && !args.from.empty() && !failed) {
+      // Said, so that an empty output is not taken for an empty log.
+      progress.Finish();
+      PrintWarning(kReplayCmd,
+                   fmt::format("{}/{}: no records {} {}", src.topic, src.partition,
+                               args.from[0] == '@' ? "stamped at or after" : "at or after offset",
+                               args.from[0] == '@' ? args.from.substr(1) + " ms" : args.from));
     }
     done_bytes += SegmentBytes(src.dir);
     if (failed || !output.Write(buf, true)) break;

@@ -1039,6 +1039,13 @@ TEST_F(CliTest, ReplayReadsTheDataDirWithNoBusOrBroker) {
                   "--from", "1", "--to", "3", "--format", "kv", "-k", "="});
   ASSERT_EQ(range.exit_code, 0) << range.err;
   EXPECT_EQ(range.out, "k1=one\nk2=two\nk3=three\n");
+  EXPECT_EQ(range.err, "");
+  // Past the end: nothing, and it says so (exit 0).
+  RunResult past = RunProcess({RunnelPath(), "replay", data_dir_ + "/replayed", "--from", "99"});
+  EXPECT_EQ(past.exit_code, 0) << past.err;
+  EXPECT_EQ(past.out, "");
+  EXPECT_NE(past.err.find("replayed/0: no records at or after offset 99"), std::string::npos)
+      << past.err;
 
   RunResult json = RunProcess({RunnelPath(), "replay", data_dir_, "--format", "json"});
   ASSERT_EQ(json.exit_code, 0);
