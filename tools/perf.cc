@@ -597,8 +597,19 @@ int RunPerf(const GlobalOptions& global, const PerfOptions& o) {
   if (!o.cpus.empty()) {
     std::optional<std::vector<int>> list = perf::ParseCpuList(o.cpus);
     if (!list) {
-      PrintError(cmd, "--cpus takes a CPU list such as 0,1 or 0-3, not '" + o.cpus + "'");
+      PrintError(cmd, "--cpus takes a CPU list such as 0,1 or 0-3 (CPUs below 1024), not '" +
+                          o.cpus + "'; see: runnel " + std::string(cmd) + " --help");
       return kExitUsage;
+    }
+    for (int c : *list) {
+      if (std::find(cpus.begin(), cpus.end(), c) == cpus.end()) {
+        std::string allowed;
+        for (int a : cpus) allowed += (allowed.empty() ? "" : ",") + std::to_string(a);
+        PrintError(cmd, "--cpus: CPU " + std::to_string(c) +
+                            " is not one this process may run on (allowed: " + allowed +
+                            "); see: runnel " + std::string(cmd) + " --help");
+        return kExitUsage;
+      }
     }
     cpus = *list;
   }

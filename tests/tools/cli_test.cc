@@ -229,6 +229,7 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"replay", "/tmp", "--to", "1e3"}, "--to: must be a whole number"},
       {{"perf", "produce", "t", "--producers", "0x2"}, "--producers: must be a whole number"},
       {{"perf", "produce", "t", "--size", "10"}, "--size: 10 is not between 24 and 1GiB"},
+      {{"perf", "roundtrip", "t", "--cpus", "0,1000"}, "--cpus: CPU 1000 is not one this process"},
       {{"topic", "describe", "bad/name"}, "NAME: topic name 'bad/name'"},
       {{"topic", "delete", ".."}, "NAME: topic name '..'"},
       {{"produce", "bad/x"}, "TOPIC: topic name 'bad/x'"},
