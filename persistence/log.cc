@@ -269,6 +269,7 @@ struct SegmentSummary {
   int64_t max_ts = kNoTimestamp;
   std::optional<uint64_t> last_offset;
   std::optional<uint64_t> next_offset;
+  bool damaged = false;  // the scan stopped on damage, not at the end of the data
 };
 Result<SegmentSummary> Summarize(const std::string& dir, uint64_t base, uint32_t header_length) {
   const std::string path = JoinPath(dir, SegmentFileName(base));
@@ -297,6 +298,9 @@ Result<SegmentSummary> Summarize(const std::string& dir, uint64_t base, uint32_t
                                   [](uint64_t, int64_t, uint64_t) {});
   if (r.has_record) s.last_offset = r.last_offset;
   if (r.has_record || from != header_length) s.next_offset = expected;
+  s.damaged =
+      r.stop == ScanResult::Stop::kBad ||
+      (r.stop == ScanResult::Stop::kZero && NonZeroExtentEnd(map->data(), *size, r.end) > r.end);
   return s;
 }
 
@@ -752,8 +756,10 @@ Status Recover(LogState& st) {
     // segment deleted or moved) is said. The segment's end comes from its
     // tail (Summarize: from the last index entry on), not the index alone,
     // which may miss its last records after a crash.
+    // A segment whose records stop at damage has its end past it: readers
+    // report that damage, there is no hole to name.
     Result<SegmentSummary> sum = Summarize(st.dir, segs[i].base, segs[i].header_length);
-    if (sum.ok() && sum->last_offset) {
+    if (sum.ok() && sum->last_offset && !sum->damaged) {
       const uint64_t end = *sum->last_offset + 1;
       const uint64_t next = segs[i + 1].base;
       if (next > end) {
