@@ -746,8 +746,14 @@ Status Recover(LogState& st) {
 
   // Sealed segments before the scan: make sure each has a usable index.
   for (std::size_t i = 0; i < start; ++i) {
+    // Usable: whole entries, each in the segment and after the one before
+    // (a damaged entry made it partly unusable and was kept).
     auto idx = OpenIndex(st.dir, segs[i].base);
-    if (!idx || !idx->whole) {
+    std::optional<LoadedIndex> loaded;
+    if (idx && idx->whole) {
+      loaded = LoadIndex(st.dir, segs[i].base, segs[i].header_length, segs[i].size);
+    }
+    if (!loaded || loaded->entries.size() != idx->count) {
       RUNNEL_RETURN_IF_ERROR(RebuildIndex(st, segs[i].base, segs[i].header_length));
       st.warnings.push_back("rebuilt the time index of " + SegmentFileName(segs[i].base));
     }

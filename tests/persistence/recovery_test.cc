@@ -442,6 +442,26 @@ TEST(Recovery, DamageBehindARepairedHeaderOfASealedSegmentIsNamed) {
   EXPECT_FALSE(HasWarning(*again, "are missing between"));
 }
 
+// A sealed segment's time index with a damaged entry (whole, but one entry
+// out of order) is rebuilt at open; it was kept, and VerifyLog kept
+// reporting it.
+TEST(Recovery, ASealedSegmentsIndexWithADamagedEntryIsRebuilt) {
+  TempDir d;
+  MakeFourSegments(d.path());
+  const std::string idx = d / "00000000000000000000.timeindex";
+  PatchFile(idx, kFileHeaderLength + 8, std::vector<std::byte>(4, std::byte{0xff}));
+  {
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    ASSERT_FALSE(v->ok());  // the damage is there
+  }
+  auto log = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_TRUE(HasWarning(*log, "rebuilt the time index of " + kSeg0));
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 200);
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);
