@@ -651,6 +651,7 @@ class RingReader {
     uint32_t frame_length = 0;  // kRecord: the length that was checked
   };
   Peek PeekAt(RingPosition at, bool verify_crc) const;
+
   friend class RingUnblocker;
 
   Ring ring_;

@@ -40,6 +40,22 @@ std::string_view SendStatusName(SendStatus s) {
 
 namespace {
 
+// The bus's broker if it is alive (cold paths: a directory read and a
+// liveness check), else nullopt.
+std::optional<int32_t> LiveBrokerPid(const internal::BusCore& core) {
+  const internal::BrokerRecord b = core.directory().ReadBroker();
+  if (b.pid == 0 || internal::CheckProcess(b.pid, b.start_time) != internal::Liveness::kAlive) {
+    return std::nullopt;
+  }
+  return b.pid;
+}
+
+// The command that starts the bus's broker.
+std::string BrokerCommand(const internal::BusCore& core) {
+  return core.name() == "default" ? std::string("runnel broker")
+                                  : "runnel --bus " + core.name() + " broker";
+}
+
 SendStatus FromClaim(ClaimStatus s) {
   switch (s) {
     case ClaimStatus::kOk:
@@ -325,16 +341,9 @@ std::string Producer::WhyFull(uint32_t partition) const {
       }
     }
   }
-  if (core_) {
-    // Explain is a cold path: the directory read and the liveness check are
-    // affordable here.
-    const internal::BrokerRecord b = core_->directory().ReadBroker();
-    if (b.pid == 0 || internal::CheckProcess(b.pid, b.start_time) != internal::Liveness::kAlive) {
-      return "no broker is running to persist it and free the space: start one (" +
-             std::string(core_->name() == "default" ? "runnel broker"
-                                                    : "runnel --bus " + core_->name() + " broker") +
-             ")";
-    }
+  if (core_ && !LiveBrokerPid(*core_)) {
+    return "no broker is running to persist it and free the space: start one (" +
+           BrokerCommand(*core_) + ")";
   }
   return "the broker (persistence) has not released space yet: it is behind, or the disk is slow";
 }
@@ -480,18 +489,13 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   const std::string waited = timeout.count() >= 1'000'000
                                  ? std::to_string(timeout.count() / 1'000'000) + " ms"
                                  : std::to_string(timeout.count() / 1'000) + " us";
-  const internal::BrokerRecord b = core_->directory().ReadBroker();
-  const bool broker_alive =
-      b.pid != 0 && internal::CheckProcess(b.pid, b.start_time) == internal::Liveness::kAlive;
-  const std::string broker = core_->name() == "default"
-                                 ? std::string("runnel broker")
-                                 : "runnel --bus " + core_->name() + " broker";
+  const std::optional<int32_t> broker = LiveBrokerPid(*core_);
   return Status::Timeout(
       where + ": offset " + std::to_string(offset) + " not durable after " + waited +
       " (durable up to " + std::to_string(ring.Durable(*slot).offset) + "); " +
-      (broker_alive ? "the broker (pid " + std::to_string(b.pid) +
-                          ") has not written it yet: it is behind, or the disk is slow"
-                    : "no broker is running: start one (" + broker + ")"));
+      (broker ? "the broker (pid " + std::to_string(*broker) +
+                    ") has not written it yet: it is behind, or the disk is slow"
+              : "no broker is running: start one (" + BrokerCommand(*core_) + ")"));
 }
 
 }  // namespace runnel

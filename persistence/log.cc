@@ -265,6 +265,13 @@ ScanResult ScanFrames(const std::byte* data, uint64_t size, uint64_t from, uint6
 
 // The newest timestamp and the last offset of a sealed segment: from its last
 // usable index entry, then a verified scan to its end.
+// A scan that stopped on a frame failing its check, or on zeros followed by
+// data, rather than at the clean end of the data.
+bool StoppedOnDamage(const ScanResult& r, const std::byte* data, uint64_t size) {
+  return r.stop == ScanResult::Stop::kBad ||
+         (r.stop == ScanResult::Stop::kZero && NonZeroExtentEnd(data, size, r.end) > r.end);
+}
+
 struct SegmentSummary {
   int64_t max_ts = kNoTimestamp;
   std::optional<uint64_t> last_offset;
@@ -298,9 +305,7 @@ Result<SegmentSummary> Summarize(const std::string& dir, uint64_t base, uint32_t
                                   [](uint64_t, int64_t, uint64_t) {});
   if (r.has_record) s.last_offset = r.last_offset;
   if (r.has_record || from != header_length) s.next_offset = expected;
-  s.damaged =
-      r.stop == ScanResult::Stop::kBad ||
-      (r.stop == ScanResult::Stop::kZero && NonZeroExtentEnd(map->data(), *size, r.end) > r.end);
+  s.damaged = StoppedOnDamage(r, map->data(), *size);
   return s;
 }
 
@@ -466,8 +471,7 @@ Status RebuildIndex(LogState& st, uint64_t base, uint32_t header_length) {
   if (r.has_record && gen.last_entry_offset != r.last_offset) {
     gen.Add(r.last_offset, max_ts, r.last_position);
   }
-  if (r.stop == ScanResult::Stop::kBad ||
-      (r.stop == ScanResult::Stop::kZero && NonZeroExtentEnd(map->data(), *size, r.end) > r.end)) {
+  if (StoppedOnDamage(r, map->data(), *size)) {
     st.warnings.push_back(
         SegmentFileName(base) + ": damage at file position " + std::to_string(r.end) +
         (r.stop == ScanResult::Stop::kBad ? " (" + r.reason + ")" : " (zeros followed by data)") +
@@ -810,15 +814,11 @@ Status Recover(LogState& st) {
                    [&](uint64_t off, int64_t ts, uint64_t p) { gen.MaybeAdd(off, ts, p); });
     st.report.records_recovered += r.records;
 
-    // Drops segments i+1.. (repair), accounting for them in the report.
-    // The newest goes first, so a crash part way leaves a log without a hole.
+    // Drops segments i+1.. (repair), accounting for their bytes in the
+    // report (their offsets are in it through dropped_floor, below). The
+    // newest goes first, so a crash part way leaves a log without a hole.
     auto drop_later = [&]() -> Status {
       for (std::size_t j = segs.size() - 1; j > i; --j) {
-        if (auto sum = Summarize(st.dir, segs[j].base, segs[j].header_length);
-            sum.ok() && sum->last_offset) {
-          st.report.last_dropped_offset =
-              std::max(st.report.last_dropped_offset.value_or(0), *sum->last_offset);
-        }
         RUNNEL_RETURN_IF_ERROR(RemoveFile(SegPath(st, segs[j].base)));
         (void)RemoveFile(IdxPath(st, segs[j].base));
         st.report.bytes_dropped += segs[j].size - segs[j].header_length;
