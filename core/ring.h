@@ -629,6 +629,8 @@ class RingReader {
   // returned span [begin, end) holds whole frames (trailing wrap padding is
   // excluded and skipped); `on_frame(const RecordView&, position)` is called
   // for every data/control frame. Does not advance: call Consume(result).
+  // kOverrun: producers lapped the walk (the frames it passed may be torn):
+  // Resync.
   struct Extent {
     ReadStatus status = ReadStatus::kOk;
     FrameCheck check = FrameCheck::kOk;
@@ -849,7 +851,11 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
   RingPosition at = next_;
   while (at.position < lap_end && at.position - e.begin < max_bytes) {
     const Peek p = PeekAt(at, /*verify_crc=*/false);
-    if (p.step == Step::kEmpty) break;
+    if (p.step == Step::kEmpty) {
+      // Not written yet, or already overwritten by a later lap.
+      if (ring_.Overwritten(at.position)) e.status = ReadStatus::kOverrun;
+      break;
+    }
     if (p.step == Step::kLapped) {
       e.status = ReadStatus::kOverrun;
       break;

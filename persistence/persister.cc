@@ -167,6 +167,7 @@ struct Persister::Impl {
   void OnSync(Partition& part, int res);
   void Fail(Partition& part, int err, const char* what);
   bool MarkGap(Partition& part);
+  void SkipOverrun(Partition& part);
   void Recovered(Partition& part);
   void PublishDurable(Partition& part);
   bool Idle(const Partition& part) const;
@@ -338,6 +339,57 @@ bool Persister::Impl::MarkGap(Partition& part) {
   return true;
 }
 
+// Producers lapped the persister: the ring no longer holds records it had
+// not written. A broker that adopts a ring late meets this (a producer that
+// looked for gating readers just before the slot appeared may still claim up
+// to a ring past it); with a slot from the start only a peer scribbling on
+// the ring causes it. Stopping would wedge the partition for good (nothing
+// moves the gate); instead the lost offsets become a gap, as at a late
+// adoption (AddPartition): producers waiting for them hear they never will
+// be durable, a marker says so on disk, and the persister goes on from the
+// oldest record the ring holds.
+void Persister::Impl::SkipOverrun(Partition& part) {
+  const Lost lost = part.reader.Resync();
+  const uint64_t from = lost.from.offset;
+  const uint64_t to = std::max(lost.to.offset, from);
+  part.stats.offsets_lost += to - from;
+  Log(LogLevel::kError,
+      "runnel persister: %s: producers overwrote ring records before they were written to "
+      "disk (a broker that adopted the ring late, or a peer writing into shared memory)%s",
+      part.spec.name.c_str(),
+      to > from ? (": offsets " + std::to_string(from) + ".." + std::to_string(to - 1) +
+                   " are lost and marked as a gap")
+                      .c_str()
+                : "");
+  if (to > from) {
+    // One range for producers to check: the union with one the durable
+    // offset has not passed yet, whose waiters may not have looked (a record
+    // in between is then called lost: a retry duplicates it, never the
+    // reverse).
+    const Ring::OffsetRange old = part.spec.ring.Unread(part.spec.gating_slot);
+    Ring::OffsetRange unread{from, to};
+    if (old.to > old.from && old.to >= part.tracker.durable().ring.offset) {
+      unread = {std::min(old.from, from), std::max(old.to, to)};
+    }
+    part.spec.ring.SetUnread(part.spec.gating_slot, unread);
+    // A marker not yet written ends where this one starts (nothing is
+    // written while one is pending).
+    if (part.gap_pending) {
+      part.gap.to = to;
+    } else {
+      part.gap = GapMarker{from, to};
+      part.gap_pending = true;
+    }
+  }
+  // Like wrap padding: the step writes nothing, so it is durable as soon as
+  // everything before it is.
+  const bool clean = !part.tracker.dirty();
+  part.tracker.Written(internal::PersistMark{part.reader.position(), part.tracker.written().log});
+  if (clean) part.tracker.SyncedAll();
+  part.spec.ring.AdvanceGatingSlot(part.spec.gating_slot, part.reader.position());
+  if (clean) PublishDurable(part);
+}
+
 // A write or sync succeeded after a failure: clear the error.
 void Persister::Impl::Recovered(Partition& part) {
   if (part.error == 0) return;
@@ -416,12 +468,14 @@ bool Persister::Impl::Pump(Partition& part, int64_t now) {
   const RingReader::Extent e = part.reader.Scan(cap, [&](const RecordView& v, uint64_t position) {
     part.frames.push_back(FrameMeta{v.offset(), v.timestamp_ns(), position});
   });
+  if (e.status == ReadStatus::kOverrun) {
+    SkipOverrun(part);
+    return true;
+  }
   if (e.status != ReadStatus::kOk) {
     // A frame in shared memory fails validation: somebody scribbled on the
     // ring. Writing it would put garbage on disk; stop and say so.
-    Fail(part, EILSEQ,
-         e.status == ReadStatus::kCorrupt ? "corrupt frame in the ring"
-                                          : "ring overran its persister");
+    Fail(part, EILSEQ, "corrupt frame in the ring");
     return progressed;
   }
   if (e.end == e.begin) {
@@ -517,6 +571,16 @@ void Persister::Impl::OnWrite(Partition& part, int res) {
     // Short write: the rest, and (for `always`) a new linked sync since the
     // old one is cancelled.
     SubmitWrite(part, always && !part.sync_inflight);
+    return;
+  }
+  if (part.reader.Lapped()) {  // the reader is still at the write's first byte
+    // Producers lapped the bytes while the kernel copied them: what reached
+    // the file may be torn. Give the reservation back (zeroed) and skip.
+    if (Status s = part.spec.log.AbortAppend(part.target); !s.ok()) {
+      Fail(part, ErrnoOf(s), s.ToString().c_str());
+      return;
+    }
+    SkipOverrun(part);
     return;
   }
   part.spec.log.CommitAppend(part.target, part.length, part.frames);

@@ -107,6 +107,7 @@ struct PersistedPartitionStats {
   uint64_t writes = 0;
   uint64_t syncs = 0;
   uint64_t writes_during_sync = 0;  // writes submitted while an fdatasync was in flight
+  uint64_t offsets_lost = 0;        // overwritten in the ring before they were written
   int32_t error = 0;                // errno, 0 if healthy
   uint64_t log_start_offset = 0;
   uint64_t disk_bytes = 0;

@@ -916,6 +916,29 @@ TEST(Ring, ScanReturnsWholeFramesAndSkipsWrapPadding) {
   for (size_t i = 0; i < offsets.size(); ++i) EXPECT_EQ(offsets[i], i);
 }
 
+// A reader that registers late (a broker adopting a ring) can be lapped
+// before it scans anything: Scan must say so, not report an empty ring.
+TEST(Ring, AScanOfALappedReaderSaysOverrun) {
+  for (RingMode mode : {RingMode::kMultiProducer, RingMode::kSingleProducer}) {
+    TestRing t(Options(mode));
+    RingProducer p(t.ring);
+    RingReader r(t.ring, t.ring.earliest());
+    const std::string v(1000, 'v');
+    const int per_lap = static_cast<int>(kCap / 1040);
+    for (int i = 0; i < 2 * per_lap + 3; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
+    ASSERT_TRUE(r.Lapped());
+    uint32_t seen = 0;
+    const auto e = r.Scan(kCap, [&](const RecordView&, uint64_t) { ++seen; });
+    EXPECT_EQ(e.status, ReadStatus::kOverrun);
+    const Lost lost = r.Resync();
+    EXPECT_EQ(lost.from.offset, 0u);
+    EXPECT_EQ(lost.to.offset, t.ring.earliest().offset);
+    const auto after = r.Scan(kCap, [&](const RecordView&, uint64_t) { ++seen; });
+    EXPECT_EQ(after.status, ReadStatus::kOk);
+    EXPECT_GT(after.records, 0u);
+  }
+}
+
 TEST(Ring, SingleProducerModeWorksTheSame) {
   TestRing t(Options(RingMode::kSingleProducer, 5));
   RingProducer p(t.ring);

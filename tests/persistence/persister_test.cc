@@ -39,8 +39,11 @@ struct DiskRecord {
 };
 
 // Reads every data frame of every segment in `dir` straight from the files,
-// checking CRCs and offsets: independent of the log and reader code.
-std::vector<DiskRecord> ReadSegments(const std::string& dir) {
+// checking CRCs and offsets: independent of the log and reader code. Control
+// frames (gap markers) are allowed only with `controls`, which gets their
+// positions in the data order (the index of the next data record).
+std::vector<DiskRecord> ReadSegments(const std::string& dir,
+                                     std::vector<size_t>* controls = nullptr) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (e.path().extension() == ".log") files.push_back(e.path().string());
@@ -57,6 +60,11 @@ std::vector<DiskRecord> ReadSegments(const std::string& dir) {
       if (word == 0) break;
       const uint32_t len = DecodeFixed32(p + pos + frame::kLength);
       if ((word & kStateMask) == static_cast<uint64_t>(FrameState::kPadding)) {
+        pos += AlignedFrameLength(len);
+        continue;
+      }
+      if (controls && (word & kStateMask) == static_cast<uint64_t>(FrameState::kControl)) {
+        controls->push_back(out.size());
         pos += AlignedFrameLength(len);
         continue;
       }
@@ -238,6 +246,63 @@ TEST_F(PersisterTest, ARingBehindTheLogIsRefusedInsteadOfReusingOffsets) {
     ASSERT_EQ(disk[i].offset, static_cast<uint64_t>(i));
     ASSERT_EQ(disk[i].value, Value(i, 50));
   }
+}
+
+// A broker that adopts a ring late registers its slot where the ring's
+// oldest record was a moment before; producers that looked for gating readers
+// just before may lap it. The persister must not wait for ever at a position
+// that will never be written again (the gate would hold every producer): the
+// lost offsets become a gap, producers waiting for them are told, and
+// persisting goes on.
+TEST_F(PersisterTest, APersisterLappedBeforeItsFirstWriteMarksAGapAndGoesOn) {
+  RingOptions ro;
+  ro.capacity = 64 * 1024;
+  TestRing t(ro);
+  RingProducer p(t.ring);
+  uint64_t n = 0;
+  for (; n < 3000; ++n) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(n, 50)).ok());
+  // The slot at a position producers have since overwritten: they are held
+  // (once past the bound they cached before the slot appeared).
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, RingPosition{0, 0});
+  for (; n < 6000; ++n) {
+    if (!p.try_write(std::nullopt, {}, Value(n, 50)).ok()) break;
+  }
+  ASSERT_LT(n, 6000u);
+  EXPECT_EQ(p.try_write(std::nullopt, {}, Value(n, 50)).status, ClaimStatus::kFull);
+  const uint64_t oldest = t.ring.earliest().offset;
+  ASSERT_GT(oldest, 0u);
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+  ASSERT_TRUE((*persister)->Flush(5'000'000'000).ok());
+  EXPECT_EQ(t.ring.GatingError(slot), 0);
+  EXPECT_EQ(t.ring.Unread(slot).from, 0u);
+  EXPECT_EQ(t.ring.Unread(slot).to, oldest);
+  // Producers go on, and what they write is persisted after the gap.
+  for (const uint64_t end = n + 100; n < end; ++n) {
+    const WriteResult w = p.try_write(std::nullopt, {}, Value(n, 50));
+    ASSERT_TRUE(w.ok());
+    ASSERT_EQ(w.offset, n);
+  }
+  ASSERT_TRUE((*persister)->Flush(5'000'000'000).ok());
+  const std::vector<PersistedPartitionStats> stats = (*persister)->Stats();
+  ASSERT_EQ(stats.size(), 1u);
+  EXPECT_EQ(stats[0].offsets_lost, oldest);
+  EXPECT_EQ(stats[0].durable.offset, n);
+  (*persister)->Stop();
+  std::vector<size_t> controls;
+  const auto disk = ReadSegments(dir_ + "/p0", &controls);
+  EXPECT_EQ(controls, std::vector<size_t>{0});  // the gap marker, before every record
+  ASSERT_EQ(disk.size(), n - oldest);
+  for (size_t i = 0; i < disk.size(); ++i) {
+    ASSERT_EQ(disk[i].offset, oldest + i);
+    ASSERT_EQ(disk[i].value, Value(oldest + i, 50));
+  }
+  // Recovery takes the marker for what it is: the log continues at n.
+  LogOptions lo;
+  Result<PartitionLog> log = PartitionLog::Open(dir_ + "/p0", lo);
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), n);
 }
 
 // With interval:MS writes go on while the fdatasync runs. Whatever the
