@@ -855,8 +855,10 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
     Word32At(f + frame::kLength)
         .store(static_cast<uint32_t>(frame_length), std::memory_order_relaxed);
     // And the offset, for a reader that must start at an open claim
-    // (Ring::OldestIntact).
+    // (Ring::OldestIntact), and the owner, for an unblocker that asks whether
+    // it lives (the timestamp's place: commit writes the timestamp there).
     Word64At(f + frame::kOffset).store(at.offset, std::memory_order_relaxed);
+    Word64At(f + frame::kTimestamp).store(owner_, std::memory_order_relaxed);
   }
   // With several producers the claim is marked now, so an unblocker that
   // finds it stale knows its length and leaves the claims after it alone. A
@@ -1067,6 +1069,7 @@ void RingProducer::CopySettings(const RingProducer& other) {
   gating_cache_position_ = other.gating_cache_position_;
   write_lap_known_ = other.write_lap_known_;
   light_fence_ = other.light_fence_;
+  owner_ = other.owner_;
   // The fast path starts disarmed (another ring's tail word may read the same).
   fast_packed_ = ~0ull;
   fast_limit_ = 0;
@@ -1280,8 +1283,11 @@ Lost RingReader::Resync() {
 // ---------------------------------------------------------------------------
 // Unblocker
 
-RingUnblocker::RingUnblocker(Ring ring, int64_t timeout_ns)
-    : ring_(ring), timeout_ns_(timeout_ns), cursor_(ring.earliest()) {}
+RingUnblocker::RingUnblocker(Ring ring, int64_t timeout_ns, OwnerAlive owner_alive)
+    : ring_(ring),
+      timeout_ns_(timeout_ns),
+      owner_alive_(std::move(owner_alive)),
+      cursor_(ring.earliest()) {}
 
 RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
   // A lap-reference writer that died mid-publish leaves the seqlock odd.
@@ -1431,9 +1437,12 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
         return {};  // committed meanwhile
       }
       if (s == S(FrameState::kClaimed)) {
-        // The claim is marked: its length is known. Turn it into padding.
+        // The claim is marked: its length and owner are known. Turn it into
+        // padding, unless its producer lives.
         const uint64_t len =
             AlignedFrameLength(Word32At(f + frame::kLength).load(std::memory_order_relaxed));
+        const uint64_t owner = Word64At(f + frame::kTimestamp).load(std::memory_order_relaxed);
+        if (owner_alive_ && owner_alive_(owner)) return {Action::kOwnerAlive, position, 0};
         if (len >= kFrameHeaderLength && len <= cap - index) {
           if (w.compare_exchange_strong(old, tag | S(FrameState::kPadding),
                                         std::memory_order_seq_cst)) {
@@ -1447,8 +1456,14 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
         // A marked claim with an impossible length: treat it as a hole.
       }
     }
-    // A hole: the claimer died before marking (or a previous unblocker died).
+    // A hole: the claimer died before marking (or a previous unblocker died),
+    // or a single producer's claim (never marked).
     // Poison it so a late producer loses its CAS, then find where it ends.
+    const bool poisoned_already =
+        (old & ~kStateMask) == tag && StateOf(old) == S(FrameState::kPoison);
+    if (!poisoned_already && owner_alive_ && owner_alive_(0)) {
+      return {Action::kOwnerAlive, position, 0};
+    }
     if ((old & ~kStateMask) != tag || StateOf(old) != S(FrameState::kPoison)) {
       if (!w.compare_exchange_strong(old, tag | S(FrameState::kPoison),
                                      std::memory_order_seq_cst)) {

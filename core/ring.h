@@ -88,6 +88,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -460,6 +461,10 @@ class RingProducer {
   static constexpr uint32_t kMaxDeferred = 64;
   // Turns the claim into padding: readers skip it (the offset is skipped too).
   [[nodiscard]] CommitStatus abort(RingClaim& claim);
+  // Multi-producer rings: claims are marked with `owner` (not 0), so that an
+  // unblocker can ask whether their producer lives (RingUnblocker).
+  void set_owner(uint64_t owner) { owner_ = owner; }
+  uint64_t owner() const { return owner_; }
   // True if `claim` is an active claim this producer made (commit, abort and
   // commit_deferred refuse any other with kNotClaimed).
   bool owns(const RingClaim& claim) const { return claim.ok() && claim.ring_ == &ring_; }
@@ -513,6 +518,7 @@ class RingProducer {
   uint64_t gating_cache_position_ = 0;  // local copy of the lowest gating position
   uint64_t write_lap_known_ = 0;        // local copy of write_lap
   bool light_fence_ = false;            // this process runs the light side of HeavyFence
+  uint64_t owner_ = 0;                  // marked into multi-producer claims
   // Single producer: the tail as this handle last stored it. While the tail
   // word still reads fast_packed_ and a claim ends by fast_limit_ (in the lap
   // of the last claim, within the cached gating bound), a claim needs no
@@ -663,12 +669,21 @@ class RingReader {
 
 // Turns dead claims into padding. Keeps its own cursor that follows committed
 // frames; when the cursor stays on an uncommitted frame below the tail for
-// `timeout_ns`, the claim there is declared dead.
+// `timeout_ns`, the claim there is declared dead, unless `owner_alive` says
+// its producer lives: `owner_alive(owner)` gets the owner a multi-producer
+// claim was marked with (RingProducer::set_owner), or 0 for a claim that
+// carries none (unmarked: a single producer's, or one whose producer stopped
+// between taking the tail and marking it). A live producer's claim is never
+// taken: the bytes it still writes in place would land in records claimed
+// after it. Without `owner_alive` every stale claim is taken.
 class RingUnblocker {
  public:
-  RingUnblocker(Ring ring, int64_t timeout_ns);
+  using OwnerAlive = std::function<bool(uint64_t owner)>;
+  RingUnblocker(Ring ring, int64_t timeout_ns, OwnerAlive owner_alive = {});
 
-  enum class Action : uint8_t { kNone, kPadded, kHoleFilled };
+  // kOwnerAlive: stale, but owner_alive says its producer lives; asked again
+  // after another timeout.
+  enum class Action : uint8_t { kNone, kPadded, kHoleFilled, kOwnerAlive };
   struct Result {
     Action action = Action::kNone;
     uint64_t position = 0;
@@ -677,13 +692,15 @@ class RingUnblocker {
   // Advances the cursor and acts if stuck long enough. `now_ns` is monotonic.
   Result Poll(int64_t now_ns);
 
-  // Unconditionally unblocks the claim at `position` (a frame boundary that is
-  // not committed, below the tail). Exposed for tests and tools.
+  // Unblocks the claim at `position` (a frame boundary that is not
+  // committed, below the tail) now, unless owner_alive says its producer
+  // lives. Exposed for tests and tools.
   Result Unblock(uint64_t position);
 
  private:
   Ring ring_;
   int64_t timeout_ns_;
+  OwnerAlive owner_alive_;
   RingPosition cursor_;
   uint64_t stuck_position_ = ~0ull;
   int64_t stuck_since_ns_ = 0;

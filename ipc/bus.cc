@@ -336,7 +336,11 @@ Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptio
   p.core_ = core_;
   p.mapping_ = a->mapping;
   p.rings_.reserve(a->topic.partitions);
-  for (const Ring& r : a->mapping->rings) p.rings_.emplace_back(r);
+  for (const Ring& r : a->mapping->rings) {
+    // Its claims carry its client id: an unblocker takes them only once the
+    // process is dead (internal::Housekeeper).
+    p.rings_.emplace_back(r).set_owner(a->registration.client_id);
+  }
   p.deferred_next_offset_.assign(p.rings_.size(), 0);
   for (uint32_t i = 0; i < a->topic.partitions; ++i) {
     if (a->mask >> i & 1) p.allowed_.push_back(i);

@@ -4,7 +4,25 @@
 
 #include <set>
 
+#include "ipc/internal/process.h"
+
 namespace runnel::internal {
+
+namespace {
+
+// Whether the producer whose claims carry `owner` (its client id, see
+// Bus::CreateProducer) lives. A claim that carries none (0) is left to the
+// timeout: a single producer's (which no other producer can claim past), or
+// one whose producer stopped between taking the tail and marking it.
+bool ProducerAlive(const Directory& dir, uint64_t owner) {
+  if (owner == 0) return false;
+  for (const ClientRecord& c : dir.LiveClients()) {
+    if (c.client_id == owner) return CheckProcess(c.pid, c.start_time) == Liveness::kAlive;
+  }
+  return false;  // unregistered, or reaped: dead
+}
+
+}  // namespace
 
 Housekeeper::Housekeeper(std::shared_ptr<BusCore> core, int64_t unblock_timeout_ns)
     : core_(std::move(core)), unblock_timeout_ns_(unblock_timeout_ns) {}
@@ -33,7 +51,10 @@ Housekeeper::TickResult Housekeeper::Tick(int64_t now_ns,
   for (auto& [slot, topic] : topics_) {
     for (RingUnblocker& u : topic.unblockers) {
       const RingUnblocker::Result r = u.Poll(now_ns);
-      if (r.action != RingUnblocker::Action::kNone) ++result.claims_unblocked;
+      if (r.action == RingUnblocker::Action::kPadded ||
+          r.action == RingUnblocker::Action::kHoleFilled) {
+        ++result.claims_unblocked;
+      }
     }
   }
   if (result.claims_unblocked > 0) core_->directory().AddClaimsUnblocked(result.claims_unblocked);
@@ -75,7 +96,9 @@ void Housekeeper::RefreshTopics(std::span<const std::shared_ptr<BrokerHooks>> ho
     topic.view.options = OptionsFromRecord(t);
     topic.view.rings = topic.mapping->rings;
     for (const Ring& r : topic.mapping->rings) {
-      topic.unblockers.emplace_back(r, unblock_timeout_ns_);
+      topic.unblockers.emplace_back(r, unblock_timeout_ns_, [core = core_](uint64_t owner) {
+        return ProducerAlive(core->directory(), owner);
+      });
     }
     auto [pos, inserted] = topics_.emplace(t.slot, std::move(topic));
     (void)inserted;

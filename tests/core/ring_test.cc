@@ -532,6 +532,54 @@ TEST(Ring, DeadMarkedClaimIsTurnedIntoPaddingAfterTheTimeout) {
   EXPECT_EQ(dead.commit(*c), CommitStatus::kUnblocked);
 }
 
+// A claim whose producer lives is never taken, however long it is held: the
+// bytes that producer still writes in place would land in the records other
+// producers claim after it once the padding is passed. It is taken once the
+// owner is found dead.
+TEST(Ring, AClaimWhoseOwnerLivesIsNotUnblocked) {
+  TestRing t(Options());
+  RingProducer slow(t.ring), other(t.ring);
+  slow.set_owner(42);
+  other.set_owner(7);
+  RingClaim c = slow.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(c.ok());
+  ASSERT_TRUE(other.try_write(std::nullopt, {}, "after").ok());
+  bool alive = true;
+  std::vector<uint64_t> asked;
+  RingUnblocker u(t.ring, 1'000'000, [&](uint64_t owner) {
+    asked.push_back(owner);
+    return alive;
+  });
+  EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(1'000'000).action, RingUnblocker::Action::kOwnerAlive);
+  for (int64_t now = 1'500'000; now <= 10'000'000; now += 500'000) {
+    const RingUnblocker::Action a = u.Poll(now).action;
+    EXPECT_TRUE(a == RingUnblocker::Action::kNone || a == RingUnblocker::Action::kOwnerAlive);
+  }
+  ASSERT_FALSE(asked.empty());
+  EXPECT_EQ(asked, std::vector<uint64_t>(asked.size(), 42));
+  EXPECT_EQ(t.ring.unblocked_claims(), 0u);
+  std::memcpy(c.value().data(), "slow!", 5);
+  ASSERT_EQ(slow.commit(c), CommitStatus::kOk);
+  RingReader r(t.ring, t.ring.earliest());
+  auto got = ReadAll(r);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].value, "slow!");
+  EXPECT_EQ(got[1].value, "after");
+  // Dead owner: taken after the timeout.
+  RingClaim d = slow.try_claim(0, 0, 5, false);
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(other.try_write(std::nullopt, {}, "later").ok());
+  alive = false;
+  EXPECT_EQ(u.Poll(20'000'000).action, RingUnblocker::Action::kNone);
+  EXPECT_EQ(u.Poll(21'000'000).action, RingUnblocker::Action::kPadded);
+  EXPECT_EQ(asked.back(), 42u);
+  EXPECT_EQ(slow.commit(d), CommitStatus::kUnblocked);
+  got = ReadAll(r);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].value, "later");
+}
+
 TEST(Ring, DeadClaimWhereTheGatingReaderWaitsIsUnblocked) {
   TestRing t(Options());
   const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());

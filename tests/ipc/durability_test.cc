@@ -375,6 +375,53 @@ TEST_F(DurabilityTest, AClaimHeldBrieflyAfterAnIdlePartitionIsNotDeclaredDead) {
   broker.Stop();
 }
 
+// A live producer that holds a claim past the unblock timeout keeps it: the
+// broker takes only claims whose process is dead. (It took them all: the
+// late owner's in-place writes and its commit then landed in records other
+// producers had claimed after the padding, corrupting them in the ring and
+// on disk.)
+TEST_F(DurabilityTest, ALiveProducerHoldingAClaimPastTheTimeoutKeepsIt) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(false));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions small = Topic();
+  small.ring_bytes = 64 * 1024;
+  ASSERT_TRUE(bus->CreateTopic("t", small).ok());
+  Broker broker(*bus);
+  AddDurability(broker);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  Result<Producer> slow = bus->CreateProducer("t");
+  Result<Producer> other = bus->CreateProducer("t");
+  Result<Consumer> c = bus->CreateConsumer("t");
+  ASSERT_TRUE(slow.ok() && other.ok() && c.ok());
+  const std::string value(2000, 's');
+  ProducerClaim claim = slow->TryClaim(0, 0, 0, static_cast<uint32_t>(value.size()), false);
+  ASSERT_TRUE(claim.ok());
+  ASSERT_EQ(claim.offset(), 0u);
+  // Three timeouts (200 ms) while another producer writes behind the claim.
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_EQ(other->TrySend(std::nullopt, Value(i), {}, 0).status, SendStatus::kOk);
+    std::this_thread::sleep_for(10ms);
+  }
+  std::memcpy(claim.value().data(), value.data(), value.size());
+  ASSERT_EQ(slow->Commit(claim), SendStatus::kOk);
+  EXPECT_EQ(bus->Info()->claims_unblocked, 0u);
+  const auto got = Drain(*c, 61);
+  ASSERT_EQ(got.size(), 61u);
+  EXPECT_EQ(got[0].first, 0u);
+  EXPECT_EQ(got[0].second, value);
+  for (int i = 0; i < 60; ++i) {
+    ASSERT_EQ(got[i + 1].first, static_cast<uint64_t>(i + 1));
+    ASSERT_EQ(got[i + 1].second, Value(i));
+  }
+  ASSERT_TRUE(other->WaitDurable(0, 60, 10s).ok());
+  broker.Stop();
+  Result<VerifyReport> v = VerifyLog(PartitionDir(dir_, "t", 0));
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_TRUE(v->ok());
+  EXPECT_EQ(v->records, 61u);
+}
+
 // An aborted claim as the partition's last frame: the broker's written and
 // durable offsets reach the next offset (they stayed one short, and a
 // stopping broker named the skipped offset as a record it had not written).
