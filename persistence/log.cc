@@ -1185,7 +1185,11 @@ void PartitionLog::CommitAppend(const AppendTarget& target, uint64_t nbytes,
   // FrameMeta does not say whether padding ends the batch: be lenient.
   st.after_padding = true;
   if (a.index.pending.size() >= internal::kIndexFlushEntries) {
-    if (Status s = a.index.Flush(); !s.ok()) st.sticky = std::move(s);
+    // A failed write (a full disk) keeps the entries for the next flush; Sync
+    // reports it, and the log goes on once it succeeds. (It used to refuse
+    // every later append until reopened: a broker never resumed after a full
+    // disk had refused an index write.)
+    (void)a.index.Flush();
   }
 }
 

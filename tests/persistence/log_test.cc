@@ -478,6 +478,58 @@ TEST(PartitionLog, FullDiskFailsTheAppendCleanlyAndResumes) {
   EXPECT_TRUE(v->ok());
 }
 
+// A full disk that refuses only the time index (the segment was
+// preallocated, so its writes still fit): simulated by putting /dev/full
+// (every write ENOSPC) behind the index's descriptor. Appends go on, Sync
+// reports the failure, and once the writes succeed again the log goes on
+// with a whole index. (The failed flush used to make the log refuse every
+// later append until it was reopened: a broker never resumed.)
+TEST(PartitionLog, AFullDiskThatRefusesTheIndexWriteDoesNotStopTheLog) {
+  TempDir dir;
+  LogOptions o = Small(1 << 20);
+  o.index_interval_bytes = 64;  // an entry per record
+  auto log = PartitionLog::Open(dir.path(), o);
+  ASSERT_TRUE(log.ok());
+  uint64_t next = 0;
+  for (; next < 10; ++next) ASSERT_TRUE(log->Append(MakeFrames(next, 1)).ok());
+  ASSERT_TRUE(log->Sync().ok());
+  const std::string index = dir / "00000000000000000000.timeindex";
+  int fd = -1;
+  for (int i = 0; i < 1024 && fd < 0; ++i) {
+    char link[4096];
+    const ssize_t n = readlink(("/proc/self/fd/" + std::to_string(i)).c_str(), link, sizeof link);
+    if (n > 0 && std::string(link, static_cast<size_t>(n)) == index) fd = i;
+  }
+  ASSERT_GE(fd, 0) << "the index's descriptor";
+  const int saved = dup(fd);
+  const int full = open("/dev/full", O_WRONLY);
+  ASSERT_GE(full, 0);
+  ASSERT_EQ(dup2(full, fd), fd);
+  for (; next < 210; ++next) {
+    const Status s = log->Append(MakeFrames(next, 1));
+    ASSERT_TRUE(s.ok()) << next << ": " << s.ToString();
+  }
+  const Status refused = log->Sync();
+  EXPECT_EQ(refused.code(), StatusCode::kResourceExhausted) << refused.ToString();
+  ASSERT_EQ(dup2(saved, fd), fd);  // space again
+  close(saved);
+  close(full);
+  ASSERT_TRUE(log->Sync().ok());
+  for (; next < 220; ++next) ASSERT_TRUE(log->Append(MakeFrames(next, 1)).ok());
+  ASSERT_TRUE(log->Close().ok());
+  auto reopened = PartitionLog::Open(dir.path(), o);
+  ASSERT_TRUE(reopened.ok()) << reopened.status().ToString();
+  EXPECT_TRUE(reopened->warnings().empty()) << reopened->warnings().front();
+  EXPECT_EQ(reopened->next_offset(), next);
+  ASSERT_TRUE(reopened->Close().ok());
+  const auto offsets = ReadOffsets(dir.path());
+  ASSERT_EQ(offsets.size(), next);
+  for (uint64_t i = 0; i < next; ++i) ASSERT_EQ(offsets[i], i);
+  auto v = VerifyLog(dir.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok());
+}
+
 TEST(Retention, BySizeDeletesOldestSegmentsButNeverTheActiveOne) {
   TempDir dir(/*in_memory=*/true);
   auto log = PartitionLog::Open(dir.path(), Small(1024));
