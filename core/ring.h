@@ -635,6 +635,8 @@ class RingReader {
   // returned span [begin, end) holds whole frames (trailing wrap padding is
   // excluded and skipped); `on_frame(const RecordView&, position)` is called
   // for every data/control frame. Does not advance: call Consume(result).
+  // Checks CRCs if the reader's options say so. kCorrupt: the frame at
+  // `end` fails its checks; the extent holds the good frames before it.
   // kOverrun: producers lapped the walk (the frames it passed may be torn):
   // Resync.
   struct Extent {
@@ -867,7 +869,7 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
   const uint64_t lap_end = (next_.position | (ring_.capacity() - 1)) + 1;
   RingPosition at = next_;
   while (at.position < lap_end && at.position - e.begin < max_bytes) {
-    const Peek p = PeekAt(at, /*verify_crc=*/false);
+    const Peek p = PeekAt(at, options_.verify_crc);
     if (p.step == Step::kEmpty) {
       // Not written yet, or already overwritten by a later lap.
       if (ring_.Overwritten(at.position)) e.status = ReadStatus::kOverrun;

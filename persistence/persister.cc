@@ -87,7 +87,13 @@ int ErrnoOf(const Status& s) {
 struct Persister::Impl {
   struct Partition {
     explicit Partition(PersistedPartition p)
-        : spec(std::move(p)), reader(spec.ring, spec.ring.GatingPosition(spec.gating_slot)) {}
+        : spec(std::move(p)),
+          // Every frame's CRC is checked before its bytes go to disk: a
+          // peer that wrote over a record in shared memory must not put it
+          // in the log (where recovery would call everything after it
+          // damage).
+          reader(spec.ring, spec.ring.GatingPosition(spec.gating_slot),
+                 ReaderOptions{.verify_crc = true}) {}
 
     PersistedPartition spec;
     RingReader reader;
@@ -304,11 +310,13 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
   part.retry_at_ns = MonotonicNanos() + options.error_retry_ms * 1'000'000;
   part.spec.ring.SetGatingError(part.spec.gating_slot, err);
   if (!part.error_reported) {
-    // `what` is often a Status that names the error already.
+    // `what` is often a Status that names the error already; EILSEQ's text
+    // ("invalid multibyte character") never says anything useful here.
     const char* reason = std::strerror(err);
+    const bool named = err == EILSEQ || std::strstr(what, reason) != nullptr;
     Log(LogLevel::kError, "runnel persister: %s: %s%s%s (retrying every %lld ms)",
-        part.spec.name.c_str(), what, std::strstr(what, reason) ? "" : ": ",
-        std::strstr(what, reason) ? "" : reason, static_cast<long long>(options.error_retry_ms));
+        part.spec.name.c_str(), what, named ? "" : ": ", named ? "" : reason,
+        static_cast<long long>(options.error_retry_ms));
     part.error_reported = true;
   }
 }
@@ -472,10 +480,17 @@ bool Persister::Impl::Pump(Partition& part, int64_t now) {
     SkipOverrun(part);
     return true;
   }
-  if (e.status != ReadStatus::kOk) {
-    // A frame in shared memory fails validation: somebody scribbled on the
-    // ring. Writing it would put garbage on disk; stop and say so.
-    Fail(part, EILSEQ, "corrupt frame in the ring");
+  if (e.status != ReadStatus::kOk && e.end == e.begin && e.next == part.reader.position()) {
+    // A frame in shared memory fails validation: somebody wrote over the
+    // ring. Writing it would put garbage on disk; stop and say so. (The good
+    // records before it were written first.)
+    const std::string what =
+        "the record at ring offset " + std::to_string(part.reader.position().offset) +
+        " fails its checks (" + std::string(FrameCheckName(e.check)) +
+        "): a process wrote over shared memory. It is not written to disk, and "
+        "nothing after it is; `runnel bus remove --force` drops what the ring holds, and "
+        "the broker then restores the topic at the log's end";
+    Fail(part, EILSEQ, what.c_str());
     return progressed;
   }
   if (e.end == e.begin) {

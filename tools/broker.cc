@@ -190,18 +190,19 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       for (const PartitionInfo& p : t->partitions) {
         if (!p.written_offset || *p.written_offset >= p.next_offset) continue;
         const uint64_t left = p.next_offset - *p.written_offset;
-        fmt::print(
-            stderr,
-            "runnel broker: {}/{}: {} (offsets {}..{}) not written to disk{}; {} in "
-            "shared memory, and the next broker on bus '{}' writes {}{}\n",
-            t->name, p.partition, Count(left, "record"), *p.written_offset, p.next_offset - 1,
-            p.persist_error != 0 ? fmt::format(" ({})", PersistErrorText(p.persist_error))
-                                 : std::string(),
-            left == 1 ? "it stays" : "they stay", global.bus, left == 1 ? "it" : "them",
-            p.persist_error == EILSEQ
-                ? " once the log above is repaired (never, if their offsets clash with the log's)"
-            : p.persist_error != 0 ? " once the cause above is gone"
-                                   : "");
+        fmt::print(stderr,
+                   "runnel broker: {}/{}: {} (offsets {}..{}) not written to disk{}; {} in "
+                   "shared memory, and the next broker on bus '{}' writes {}{}\n",
+                   t->name, p.partition, Count(left, "record"), *p.written_offset,
+                   p.next_offset - 1,
+                   p.persist_error != 0 ? fmt::format(" ({})", PersistErrorText(p.persist_error))
+                                        : std::string(),
+                   left == 1 ? "it stays" : "they stay", global.bus, left == 1 ? "it" : "them",
+                   p.persist_error == EILSEQ
+                       ? " once the cause above is mended (never, if their offsets clash with the "
+                         "log's or a record before them was written over)"
+                   : p.persist_error != 0 ? " once the cause above is gone"
+                                          : "");
         failed = failed || p.persist_error != 0;
       }
     }

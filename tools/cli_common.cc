@@ -72,7 +72,10 @@ std::string CheckTopicName(const std::string& name) {
 }
 
 std::string PersistErrorText(int32_t err) {
-  if (err == EILSEQ) return "damaged log (or offsets clashing with it): see the broker's output";
+  if (err == EILSEQ) {
+    return "damaged log, offsets clashing with it, or a record written over in shared memory: "
+           "see the broker's output";
+  }
   return std::strerror(err);
 }
 

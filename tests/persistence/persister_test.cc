@@ -248,6 +248,40 @@ TEST_F(PersisterTest, ARingBehindTheLogIsRefusedInsteadOfReusingOffsets) {
   }
 }
 
+// A record a peer wrote over in shared memory (its CRC fails) never reaches
+// the disk: the good records before it are written, then the partition stops
+// with EILSEQ. (The persister checked frames' structure only, and wrote such
+// a record; recovery then found the log damaged in the middle, and a repair
+// cut every record after it, acknowledged ones included.)
+TEST_F(PersisterTest, ARecordWrittenOverInTheRingIsNotPersisted) {
+  RingOptions ro;
+  ro.capacity = 256 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  std::vector<uint64_t> positions;
+  for (int i = 0; i < 5; ++i) {
+    positions.push_back(t.ring.tail().position);
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  }
+  // One byte of record 3's value.
+  std::byte* value = const_cast<std::byte*>(t.ring.At(positions[3])) + kFrameHeaderLength + 10;
+  *value = static_cast<std::byte>(static_cast<unsigned char>(*value) ^ 0x20);
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+  EXPECT_FALSE((*persister)->Flush(2'000'000'000).ok());
+  EXPECT_EQ(t.ring.GatingError(slot), EILSEQ);
+  EXPECT_EQ(t.ring.GatingPosition(slot).offset, 3u);
+  (*persister)->Stop();
+  const auto disk = ReadSegments(dir_ + "/p0");
+  ASSERT_EQ(disk.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(disk[i].offset, static_cast<uint64_t>(i));
+    EXPECT_EQ(disk[i].value, Value(i, 50));
+  }
+}
+
 // A broker that adopts a ring late registers its slot where the ring's
 // oldest record was a moment before; producers that looked for gating readers
 // just before may lap it. The persister must not wait for ever at a position

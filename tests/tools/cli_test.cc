@@ -1171,17 +1171,16 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_NE(refused.err.find("it found damaged data"), std::string::npos) << refused.err;
   RunResult describe = Runnel({"topic", "describe", "cut"});
-  EXPECT_NE(
-      describe.out.find(
-          "persist error: damaged log (or offsets clashing with it): see the broker's output"),
-      std::string::npos)
+  EXPECT_NE(describe.out.find("persist error: damaged log, offsets clashing with it, or a record "
+                              "written over in shared memory: see the broker's output"),
+            std::string::npos)
       << describe.out;
   // It stops with "more" unwritten: it says so, and fails. "more" got offset
   // 20, after every offset the checkpoint says was durable (the cut took 19).
   ASSERT_EQ(StopBroker(), 1);
   EXPECT_NE(broken.err().find("cut/0: 1 record (offsets 20..20) not written to disk (damaged "
-                              "log (or offsets clashing with it): see the broker's output); it "
-                              "stays in shared memory"),
+                              "log, offsets clashing with it, or a record written over in shared "
+                              "memory: see the broker's output); it stays in shared memory"),
             std::string::npos)
       << broken.err();
 
@@ -1189,8 +1188,8 @@ TEST_F(CliTest, BrokerRepairContinuesALogThatLostDurableRecords) {
   RunResult keep = Runnel({"bus", "remove"});
   EXPECT_EQ(keep.exit_code, 1);
   EXPECT_NE(keep.err.find("holds 1 record not written to disk:\n  cut/0: 1 record (offsets "
-                          "20..20) (damaged log (or offsets clashing with it): see the broker's "
-                          "output)\nstart a broker"),
+                          "20..20) (damaged log, offsets clashing with it, or a record written "
+                          "over in shared memory: see the broker's output)\nstart a broker"),
             std::string::npos)
       << keep.err;
   ASSERT_EQ(Runnel({"bus", "remove", "--force"}).exit_code, 0);
