@@ -91,7 +91,11 @@ int Main(int argc, char** argv) {
       app.add_option("--data-dir", global.data_dir,
                      "Where the broker keeps segment files (DATA_DIR/<topic>/<partition>/); "
                      "default: the one the bus's broker uses, else ./runnel-data")
-          ->envname("RUNNEL_DATA_DIR");
+          ->envname("RUNNEL_DATA_DIR")
+          ->check([](const std::string& dir) -> std::string {
+            // Empty would be the file system's root to every path built on it.
+            return dir.empty() ? "must not be empty (leave --data-dir out for the default)" : "";
+          });
 
   RegisterBroker(app, global);
   RegisterTopic(app, global);

@@ -235,6 +235,8 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"produce", "bad/x"}, "TOPIC: topic name 'bad/x'"},
       {{"replay", "/tmp", "--into", "a/b"}, "--into: topic name 'a/b'"},
       {{"stat", "--topic", "bad/x"}, "--topic: topic name 'bad/x'"},
+      // An empty data dir made a broker persist into the file system's root.
+      {{"broker", "--data-dir", ""}, "--data-dir: must not be empty"},
   };
   for (const UsageCase& c : cases) {
     std::vector<std::string> argv = {RunnelPath()};
