@@ -497,10 +497,24 @@ Result<BusCore::Registration> BusCore::Register(ClientRole role, const TopicReco
           "(ProducerOptions::partitions)");
     }
   }
-  const std::optional<uint32_t> slot = dir_.FreeClientSlot();
+  std::optional<uint32_t> slot = dir_.FreeClientSlot();
   if (!slot) {
-    return Status::ResourceExhausted("all " + std::to_string(kMaxClients) +
-                                     " client slots of bus '" + name_ + "' are in use");
+    // Full: take back dead clients' slots now. A broker's sweep does it every
+    // tick; with none running nobody else would, and the bus stayed full.
+    uint32_t reaped = 0;
+    for (const ClientRecord& c : dir_.LiveClients()) {
+      if (CheckProcess(c.pid, c.start_time) == Liveness::kDead) {
+        dir_.ClearClient(c.slot);
+        ++reaped;
+      }
+    }
+    dir_.AddClientsReaped(reaped);
+    slot = dir_.FreeClientSlot();
+  }
+  if (!slot) {
+    return Status::ResourceExhausted(
+        "all " + std::to_string(kMaxClients) + " client slots of bus '" + name_ +
+        "' are in use by live processes (close producers or consumers you no longer need)");
   }
   const ProcessIdentity self = SelfIdentity();
   ClientRecord c;

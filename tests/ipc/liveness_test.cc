@@ -163,6 +163,40 @@ TEST(Liveness, KilledConsumersRegistrationIsReleased) {
   EXPECT_TRUE(Eventually([&] { return bus->embedded_broker()->stats().clients_reaped >= 1; }, 3s));
 }
 
+// With no broker running nobody sweeps dead clients' registrations: a bus
+// whose every client slot a killed process held refused every new client
+// ("all 512 client slots ... are in use") until a broker started. A client
+// that finds the slots full takes back the dead ones.
+TEST(Liveness, ClientSlotsOfDeadProcessesAreTakenBackWithoutABroker) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name, BusOptions{});
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Small()).ok());
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    auto b = Bus::Open(*name, BusOptions{});
+    if (!b.ok()) _exit(2);
+    std::vector<Consumer> held;
+    for (;;) {
+      auto c = b->CreateConsumer("t");
+      if (!c.ok()) break;
+      held.push_back(std::move(*c));
+    }
+    _exit(held.size() == internal::kMaxClients ? 0 : 3);  // registrations stay behind
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  ASSERT_EQ(bus->Info()->clients, internal::kMaxClients);
+  auto consumer = bus->CreateConsumer("t");
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  auto producer = bus->CreateProducer("t");
+  ASSERT_TRUE(producer.ok()) << producer.status().ToString();
+  EXPECT_EQ(bus->Info()->clients, 2u);
+  EXPECT_EQ(bus->Info()->clients_reaped, internal::kMaxClients);
+}
+
 TEST(Liveness, AnotherEmbeddedBrokerTakesOverWhenTheActiveOneIsKilled) {
   ScopedBusName name;
   auto bus = Bus::Open(*name);  // no broker in this process
