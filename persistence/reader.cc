@@ -784,7 +784,10 @@ Result<std::vector<std::string>> ListTopics(const std::string& data_dir) {
   if (!entries.ok()) return entries.status();
   std::vector<std::string> topics;
   for (const auto& e : *entries) {
-    if (e.is_dir && !e.name.empty() && e.name[0] != '.') topics.push_back(e.name);
+    // Topic names may begin with a dot (".audit"): every directory counts.
+    if (e.is_dir && !e.name.empty() && e.name != "." && e.name != "..") {
+      topics.push_back(e.name);
+    }
   }
   std::sort(topics.begin(), topics.end());
   return topics;
