@@ -723,7 +723,27 @@ void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segme
   // A position that cannot be a frame boundary makes recovery ignore the
   // checkpoint (a warning there), so it is not damage here either.
   if (cp->file_position % kFrameAlignment != 0 || cp->next_offset < cp->segment_base) return;
-  if (!size.ok() || *size >= cp->file_position) return;
+  if (!size.ok()) return;
+  if (*size >= cp->file_position) {
+    // The bytes before the position must be the durable records it names
+    // (recovery checks the same and refuses the log otherwise).
+    auto h = internal::ReadFileHeader(seg->get(), FileKind::kSegment, cp->segment_base, dir,
+                                      SegmentFileName(cp->segment_base));
+    if (!h.ok() || h->header_length > cp->file_position) return;  // reported as damage elsewhere
+    auto map = internal::Mapping::Map(seg->get(), cp->file_position, seg_path);
+    if (!map.ok()) return;
+    if (std::optional<std::string> problem = internal::CheckDurableEnd(
+            map->data(), h->header_length, cp->file_position, cp->next_offset)) {
+      d.reason = "the checkpoint says " + SegmentFileName(cp->segment_base) +
+                 " holds durable records up to file position " + std::to_string(cp->file_position) +
+                 " (next offset " + std::to_string(cp->next_offset) +
+                 "), but the log does not match: " + *problem +
+                 "; a writer refuses the log until it is restored or repaired";
+      d.file_position = cp->file_position;
+      report.damages.push_back(std::move(d));
+    }
+    return;
+  }
   d.reason = "the checkpoint says " + SegmentFileName(cp->segment_base) +
              " holds durable records up to file position " + std::to_string(cp->file_position) +
              " (offset " + std::to_string(cp->next_offset) + "), but the file is " +

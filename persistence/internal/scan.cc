@@ -129,4 +129,40 @@ std::optional<uint64_t> LastReadableOffset(const std::byte* data, uint64_t size,
   return last;
 }
 
+std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
+                                           uint64_t next_offset) {
+  std::optional<uint64_t> last;
+  uint64_t pos = from;
+  while (pos < end) {
+    const DiskFrame f = InspectDiskFrame(data + pos, end - pos, /*verify_crc=*/false);
+    if (f.kind == DiskFrameKind::kPadding) {
+      pos += f.aligned_length;
+      continue;
+    }
+    if (f.kind == DiskFrameKind::kBad && !f.truncated) {
+      // A damaged frame: the records' business (readers skip it and report
+      // it), not the checkpoint's. Nothing more can be told from here.
+      return std::nullopt;
+    }
+    if (f.kind != DiskFrameKind::kRecord) {
+      return "at file position " + std::to_string(pos) + ": " +
+             (f.kind == DiskFrameKind::kEnd ? std::string("zero-filled (records that were durable "
+                                                          "are gone)")
+                                            : std::string("a frame runs past that position"));
+    }
+    const uint64_t offset = RecordView(data + pos).offset();
+    if (last && offset <= *last) {
+      return "record offset " + std::to_string(offset) + " out of sequence at file position " +
+             std::to_string(pos);
+    }
+    last = offset;
+    pos += f.aligned_length;
+  }
+  if (last && *last + 1 != next_offset) {
+    return "the last record before that position is offset " + std::to_string(*last) +
+           ", but the checkpoint's next offset is " + std::to_string(next_offset);
+  }
+  return std::nullopt;
+}
+
 }  // namespace runnel::internal

@@ -36,6 +36,15 @@ struct DiskFrame {
 // REQUIRES: p is 8-byte aligned relative to the start of the frame area.
 DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_crc);
 
+// Checks the durable end a checkpoint names against a segment's bytes
+// [from, end): no zero-filled hole, no frame running past `end`, increasing
+// offsets, and a last record with offset next_offset - 1 (no record: nothing
+// to compare). A damaged frame (bad structure) ends the check without a
+// verdict: that is one record's damage, which readers report. CRCs are not
+// checked. Returns what does not match.
+std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
+                                           uint64_t next_offset);
+
 // Applies the offset rule to a record: offsets increase by one, except that
 // right after a padding frame (or where nothing is known yet) they may jump
 // forward. `expected` is the offset the record should have.

@@ -295,6 +295,61 @@ TEST(Recovery, DurableRecordsZeroedBeforeTheCheckpointAreCorruption) {
   ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
 }
 
+// The same zeros with the time index intact: recovery starts at the
+// checkpoint's position and never looked behind it, so the log opened and
+// the next record went after the hole. The bytes before the position are now
+// checked against the checkpoint (from the last index entry before it).
+TEST(Recovery, DurableRecordsZeroedBehindAnIntactIndexAreCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  PatchFile(d / kSeg0, PositionOf(6), std::vector<std::byte>(4 * kFrame));  // records 6..9
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  EXPECT_NE(log.status().message().find("but the log does not match: at file position " +
+                                        std::to_string(PositionOf(6)) + ": zero-filled"),
+            std::string::npos)
+      << log.status().message();
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  bool named = false;
+  for (const Damage& dmg : v->damages) named = named || dmg.file == "checkpoint";
+  EXPECT_TRUE(named) << "VerifyLog does not name the checkpoint";
+  // Repair cuts at the hole; every offset it drops becomes a gap.
+  LogOptions repair = Opts();
+  repair.repair = true;
+  auto repaired = PartitionLog::Open(d.path(), repair);
+  ASSERT_TRUE(repaired.ok()) << repaired.status().ToString();
+  EXPECT_EQ(repaired->next_offset(), 15u);
+  ASSERT_TRUE(repaired->Close().ok());
+  // 0..5, then the gap marker (a control record at offset 14).
+  EXPECT_EQ(Offsets(d.path()), (std::vector<uint64_t>{0, 1, 2, 3, 4, 5, 14}));
+  auto after = VerifyLog(d.path());
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->ok()) << after->damages.front().ToString();
+  EXPECT_EQ(after->records, 6u);
+  EXPECT_EQ(after->gap_offsets, 9u);
+}
+
+// A checkpoint that does not fit its log (its CRC is fine: it was written
+// so, or rewritten): a next offset past the log's last record. The log
+// continued there, and readers took the next record for damage.
+TEST(Recovery, ACheckpointWhoseNextOffsetDoesNotFitItsLogIsCorruption) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  const std::vector<std::byte> bytes = ReadFileBytes(d / "checkpoint");
+  auto cp = DecodeCheckpoint(bytes, "checkpoint");
+  ASSERT_TRUE(cp.ok());
+  cp->next_offset = 5000;
+  const auto encoded = EncodeCheckpoint(*cp);
+  PatchFile(d / "checkpoint", 0, std::vector<std::byte>(encoded.begin(), encoded.end()));
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  EXPECT_NE(log.status().message().find("the last record before that position is offset 9, "
+                                        "but the checkpoint's next offset is 5000"),
+            std::string::npos)
+      << log.status().message();
+}
+
 // Records 6 and 7 zeroed behind the checkpoint (offset 10), records 8..14
 // after them: a repair cuts at 6, drops 8..14 and marks 6..14 as a gap
 // (8..14 may have been confirmed durable after the checkpoint).
