@@ -54,13 +54,19 @@ namespace fs = std::filesystem;
 class FileMap {
  public:
   static Result<FileMap> Open(const std::string& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // Non-blocking: opening a FIFO put in a ring's place would wait for a
+    // writer for ever.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return Status::FromErrno(errno, "cannot open " + path);
     struct stat st {};
     if (::fstat(fd, &st) != 0) {
       const int err = errno;
       ::close(fd);
       return Status::FromErrno(err, "cannot stat " + path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return Status::InvalidArgument(path + " is not a regular file");
     }
     FileMap m;
     m.size_ = static_cast<uint64_t>(st.st_size);

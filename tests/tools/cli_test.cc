@@ -1302,6 +1302,16 @@ TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
   EXPECT_NE(topic_dir.out.find("DAMAGE topic seen: "), std::string::npos) << topic_dir.out;
 }
 
+// A FIFO where a file is expected: inspect waited for a writer for ever.
+TEST_F(CliTest, InspectOfAFifoFailsAtOnce) {
+  const std::string fifo = data_dir_ + ".fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  RunResult r = Runnel({"inspect", fifo}, "", std::chrono::seconds(10));
+  ::unlink(fifo.c_str());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(fifo + " is not a regular file"), std::string::npos) << r.err;
+}
+
 // ---- stat ---------------------------------------------------------------------------
 
 // GET `path` from 127.0.0.1:`port` over HTTP/1.0; the whole response, or
