@@ -7,8 +7,11 @@
 
 #include "ipc/broker.h"
 
+#include <arpa/inet.h>
 #include <fmt/core.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -44,6 +47,36 @@ struct BrokerArgs {
   std::string metrics_address = "127.0.0.1";
 };
 
+// Whether something listens on ADDRESS:PORT already: checked before the bus
+// is opened, so that a port in use leaves nothing behind in /dev/shm. (The
+// exporter's own bind, later, settles a race.)
+bool PortInUse(const std::string& address, uint16_t port) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family = AF_INET;
+  if (auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+      ::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+  } else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+             ::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+    family = AF_INET6;
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+  } else {
+    return false;  // the option's check refuses it
+  }
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int one = 1;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  return in_use;
+}
+
 int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   constexpr std::string_view kCmd = "broker";
   std::optional<SyncPolicy> fsync_override;
@@ -75,6 +108,13 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   // what the user hears about. Start(kExclusive) below settles races.
   if (const int32_t pid = RunningBrokerPid(global.bus); pid > 0) {
     PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
+    return kExitRuntime;
+  }
+  if (args.metrics_port && *args.metrics_port != 0 &&
+      PortInUse(args.metrics_address, static_cast<uint16_t>(*args.metrics_port))) {
+    PrintError(kCmd, fmt::format("cannot serve metrics on {}:{}: the port is in use (choose "
+                                 "another --metrics-port)",
+                                 args.metrics_address, *args.metrics_port));
     return kExitRuntime;
   }
   // A broker that cannot persist is of no use to durable topics: refuse to
@@ -242,7 +282,15 @@ void RegisterBroker(CLI::App& app, const GlobalOptions& global) {
   sub->add_option("--metrics-address", args->metrics_address,
                   "Address the metrics endpoint listens on (0.0.0.0: every interface)")
       ->capture_default_str()
-      ->type_name("ADDRESS");
+      ->type_name("ADDRESS")
+      ->check([](const std::string& a) -> std::string {
+        in6_addr buf{};
+        if (::inet_pton(AF_INET, a.c_str(), &buf) == 1 ||
+            ::inet_pton(AF_INET6, a.c_str(), &buf) == 1) {
+          return "";
+        }
+        return "'" + a + "' is not an IPv4 or IPv6 address (such as 127.0.0.1, 0.0.0.0 or ::1)";
+      });
   SetRunner(sub, [args, &global] { return RunBroker(global, *args); });
 }
 

@@ -1441,9 +1441,20 @@ TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
   EXPECT_NE(busy.err.find("cannot serve metrics on 127.0.0.1:" + std::to_string(port)),
             std::string::npos)
       << busy.err;
+  // Refused before anything was made (a bus in /dev/shm and the data dir
+  // were left behind).
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm/runnel." + bus_ + "x.dir"));
+  EXPECT_FALSE(std::filesystem::exists(root_ + "/x"));
   (void)Bus::Remove(bus_ + "x");
   RunResult bad = Runnel({"broker", "--metrics-port", "65536"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  // An address that is none: a usage error (999.1.1.1 was served on another
+  // address, a name failed with a CivetWeb message about the port).
+  for (const char* address : {"999.1.1.1", "localhost", "127.0.0.1:80"}) {
+    RunResult odd = Runnel({"broker", "--metrics-port", "0", "--metrics-address", address});
+    EXPECT_EQ(odd.exit_code, 2) << address << ": " << odd.err;
+    EXPECT_NE(odd.err.find("is not an IPv4 or IPv6 address"), std::string::npos) << odd.err;
+  }
   EXPECT_EQ(StopBroker(), 0);
 }
 
