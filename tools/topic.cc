@@ -387,32 +387,45 @@ void RegisterTopic(CLI::App& app, const GlobalOptions& global) {
         ->check(CLI::Range(1, 64));
     AddSizeOption(sub, "--ring-size", &a->ring_size,
                   "Shared-memory ring per partition: a power of two, 64KiB..1GiB (default 1MiB)");
-    AddSizeOption(sub, "--segment-size", &a->segment_size,
-                  "Segment file size on disk before it rolls (default 64MiB)");
-    AddSizeOption(sub, "--retention-bytes", &a->retention_bytes,
-                  "Delete old segments beyond this total size per partition (default: unlimited)");
-    sub->add_option("--retention-ms", a->retention_ms,
-                    "Delete segments whose newest record is older than this (default: unlimited)")
-        ->type_name("MS")
-        ->check([](const std::string& text) -> std::string {
-          const std::optional<uint64_t> ms = ParseUint(text);
-          if (ms && *ms <= kMaxRetentionMs) return {};
-          return "must be a whole number of milliseconds from 0 to " +
-                 std::to_string(kMaxRetentionMs) + " (got " + text + ")";
-        });
+    CLI::Option* segment_size =
+        AddSizeOption(sub, "--segment-size", &a->segment_size,
+                      "Segment file size on disk before it rolls (default 64MiB)");
+    CLI::Option* retention_bytes = AddSizeOption(
+        sub, "--retention-bytes", &a->retention_bytes,
+        "Delete old segments beyond this total size per partition (default: unlimited)");
+    CLI::Option* retention_ms =
+        sub->add_option(
+               "--retention-ms", a->retention_ms,
+               "Delete segments whose newest record is older than this (default: unlimited)")
+            ->type_name("MS")
+            ->check([](const std::string& text) -> std::string {
+              const std::optional<uint64_t> ms = ParseUint(text);
+              if (ms && *ms <= kMaxRetentionMs) return {};
+              return "must be a whole number of milliseconds from 0 to " +
+                     std::to_string(kMaxRetentionMs) + " (got " + text + ")";
+            });
     AddSizeOption(sub, "--max-record-size", &a->max_record_size,
                   "Largest key + headers + value (default: ring size / 4 minus overhead)");
-    sub->add_option("--fsync", a->fsync,
-                    "When the log is synced: never | interval:MS | always (default interval:10)")
-        ->type_name("POLICY")
-        ->check([](const std::string& text) -> std::string {
-          Result<SyncPolicy> p = SyncPolicy::Parse(text);
-          return p.ok() ? std::string() : p.status().message();
-        });
+    CLI::Option* fsync =
+        sub->add_option(
+               "--fsync", a->fsync,
+               "When the log is synced: never | interval:MS | always (default interval:10)")
+            ->type_name("POLICY")
+            ->check([](const std::string& text) -> std::string {
+              Result<SyncPolicy> p = SyncPolicy::Parse(text);
+              return p.ok() ? std::string() : p.status().message();
+            });
     sub->add_flag("--single-producer", a->single_producer,
                   "At most one producer per partition (SPSC ring: cheaper claims)");
+    // A memory-only topic has no log to size, keep or sync: such options
+    // with it are a mistake (they were stored, and a later create without
+    // them was refused as "other settings").
     sub->add_flag("--no-durable", a->no_durable,
-                  "Keep the topic in memory only: no segment files, no replay");
+                  "Keep the topic in memory only: no segment files, no replay")
+        ->excludes(segment_size)
+        ->excludes(retention_bytes)
+        ->excludes(retention_ms)
+        ->excludes(fsync);
     SetRunner(sub, [a, &global] { return RunCreate(global, *a); });
   }
   {

@@ -237,6 +237,10 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"stat", "--topic", "bad/x"}, "--topic: topic name 'bad/x'"},
       // An empty data dir made a broker persist into the file system's root.
       {{"broker", "--data-dir", ""}, "--data-dir: must not be empty"},
+      // Log settings for a topic without a log were stored, and then made an
+      // identical create fail.
+      {{"topic", "create", "t", "--no-durable", "--fsync", "always"}, "excludes"},
+      {{"topic", "create", "t", "--segment-size", "1MiB", "--no-durable"}, "excludes"},
   };
   for (const UsageCase& c : cases) {
     std::vector<std::string> argv = {RunnelPath()};
