@@ -494,7 +494,7 @@ Result<BusCore::Registration> BusCore::Register(ClientRole role, const TopicReco
           TopicQuoted(topic.name) + " is single-producer and partition " + std::to_string(p) +
           " already has a live producer (pid " + std::to_string(c.pid) +
           "); close that producer, or give each producer its own partitions "
-          "(ProducerOptions::partitions)");
+          "(ProducerOptions::partitions, `runnel produce --partition`)");
     }
   }
   std::optional<uint32_t> slot = dir_.FreeClientSlot();
