@@ -293,6 +293,7 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
   JsonWriter w;
   if (json) w.BeginObject().Key("dir").String(args.dir).Key("partitions").BeginArray();
   uint64_t segments = 0, records = 0, bytes = 0, damaged = 0, damage_count = 0;
+  uint64_t unreadable = 0;  // VerifyLog failed: not checked, so not "clean"
   bool error = false;
   for (std::size_t i = 0; i < sources.size(); ++i) {
     const Source& src = sources[i];
@@ -311,6 +312,7 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
       PrintError(kReplayCmd,
                  fmt::format("cannot verify {}: {}", src.dir, report.status().ToString()));
       error = true;
+      ++unreadable;
       continue;
     }
     const VerifyReport& r = *report;
@@ -380,14 +382,19 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
     w.Key("partitions_checked").Uint(sources.size()).Key("segments").Uint(segments);
     w.Key("records").Uint(records).Key("bytes").Uint(bytes);
     w.Key("damaged_partitions").Uint(damaged).Key("damages").Uint(damage_count);
+    w.Key("unreadable_partitions").Uint(unreadable);
     w.Key("ok").Bool(damaged == 0 && !error).EndObject();
     fmt::print("{}\n", w.str());
   } else {
+    std::string verdict = damaged == 0
+                              ? std::string(unreadable == 0 ? "clean" : "no damage found")
+                              : fmt::format("{} damaged partition{} ({} damaged places)", damaged,
+                                            damaged == 1 ? "" : "s", damage_count);
+    if (unreadable > 0) {
+      verdict += fmt::format("; {} could not be read (see above)", Count(unreadable, "partition"));
+    }
     fmt::print("summary: {} partition{}, {} segments, {} records, {}: {}\n", sources.size(),
-               sources.size() == 1 ? "" : "s", segments, records, FormatSize(bytes),
-               damaged == 0 ? std::string("clean")
-                            : fmt::format("{} damaged partition{} ({} damaged places)", damaged,
-                                          damaged == 1 ? "" : "s", damage_count));
+               sources.size() == 1 ? "" : "s", segments, records, FormatSize(bytes), verdict);
   }
   std::fflush(stdout);
   if (damaged > 0) return kExitDamage;

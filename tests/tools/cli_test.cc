@@ -26,6 +26,7 @@
 
 #include "gtest/gtest.h"
 #include "ipc/bus.h"
+#include "persistence/format.h"
 #include "tests/common/scoped_tmpfs.h"
 #include "tests/tools/cli_test_util.h"
 
@@ -1117,6 +1118,24 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
   EXPECT_EQ(read.out.find("value number 50\n"), std::string::npos);
   EXPECT_NE(read.out.find("value number 51\n"), std::string::npos);
   EXPECT_NE(read.err.find("at byte " + std::to_string(reported)), std::string::npos) << read.err;
+
+  // A partition that cannot be read at all (a segment of a later format
+  // version): exit 1, and the summary does not call it clean.
+  const std::string later = root_ + "/later";
+  fs::copy(data_dir_, later, fs::copy_options::recursive);
+  FileHeader h;
+  h.version = 9u << 16;
+  const auto header = EncodeFileHeader(h);
+  {
+    std::fstream f(later + "/verified/0/00000000000000000000.log",
+                   std::ios::in | std::ios::out | std::ios::binary);
+    f.write(reinterpret_cast<const char*>(header.data()), header.size());
+  }
+  RunResult unread = RunProcess({RunnelPath(), "replay", later, "--verify"});
+  EXPECT_EQ(unread.exit_code, 1) << unread.out << unread.err;
+  EXPECT_NE(unread.err.find("cannot verify"), std::string::npos) << unread.err;
+  EXPECT_EQ(unread.out.find(": clean"), std::string::npos) << unread.out;
+  EXPECT_NE(unread.out.find("1 partition could not be read"), std::string::npos) << unread.out;
 
   RunResult inspect = RunProcess({RunnelPath(), "inspect", segment});
   EXPECT_EQ(inspect.exit_code, 3) << inspect.out;
