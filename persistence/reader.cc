@@ -56,6 +56,9 @@ struct ReaderState {
   std::vector<Damage> damages;
   uint64_t damages_not_kept = 0;
   Damage last_damage;
+  // A damaged segment header a seek met: Next() returns it first (a seek
+  // into a log whose first segment is damaged skipped it silently).
+  bool seek_damage_pending = false;
   LogReaderStats stats;
   std::map<uint64_t, int64_t> segment_max_ts;  // SeekTimestamp cache
 };
@@ -91,6 +94,7 @@ LogEntry RecordDamage(ReaderState& r, std::string file, uint64_t position, std::
 }
 
 void CloseSegment(ReaderState& r) {
+  r.seek_damage_pending = false;
   r.map.reset();
   r.fd.reset();
   r.open = false;
@@ -439,8 +443,9 @@ Status OpenForSeek(ReaderState& r, uint64_t base) {
   r.last_offset.reset();
   r.lenient = true;
   r.expected = base;
+  r.seek_damage_pending = false;
   if (auto e = OpenNextSegment(r); e && e->kind == LogEntry::Kind::kDamage) {
-    // Reported again by Next() from the next segment on; nothing to do here.
+    r.seek_damage_pending = true;  // Next() hands it over, then goes on
   }
   return Status::Ok();
 }
@@ -588,7 +593,17 @@ Status LogReader::SeekTimestamp(int64_t ts_ns) {
   return Status::Ok();
 }
 
-LogEntry LogReader::Next() { return internal::NextImpl(*state_); }
+LogEntry LogReader::Next() {
+  ReaderState& r = *state_;
+  if (r.seek_damage_pending) {
+    r.seek_damage_pending = false;
+    LogEntry e;
+    e.kind = LogEntry::Kind::kDamage;
+    e.damage = &r.last_damage;
+    return e;
+  }
+  return internal::NextImpl(r);
+}
 
 uint64_t LogReader::log_start_offset() const {
   return state_->bases.empty() ? 0 : state_->bases.front();

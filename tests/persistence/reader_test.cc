@@ -95,6 +95,24 @@ TEST(LogReader, SeekByOffsetUsesTheSegmentAndTheTimeIndex) {
   EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
 }
 
+// A seek into a segment whose header is damaged: the damage is the first
+// thing Next() returns (it was dropped, so a consumer starting at the
+// earliest offset began at the next segment without a word of loss).
+TEST(LogReader, ASeekIntoASegmentWithADamagedHeaderReportsIt) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 120);
+  XorByte(d / "00000000000000000000.log", 0, 0x01);  // the magic
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t target : {0, 10}) {
+    ASSERT_TRUE(r->Seek(target).ok());
+    const LogEntry e = r->Next();
+    ASSERT_EQ(e.kind, LogEntry::Kind::kDamage) << target;
+    EXPECT_EQ(e.damage->file, "00000000000000000000.log");
+    EXPECT_EQ(NextOffset(*r), 50u);
+  }
+}
+
 TEST(LogReader, SeekBeforeTheLogStartIsOutOfRange) {
   TempDir d(/*in_memory=*/true);
   {
