@@ -27,7 +27,11 @@ Result<Sample> TakeSample(const Bus& bus, const std::vector<std::string>& topics
       continue;
     }
     Result<TopicInfo> d = bus.DescribeTopic(t.name);
-    if (d.ok()) s.topics.push_back(std::move(*d));  // deleted meanwhile: skip
+    if (d.ok()) {
+      s.topics.push_back(std::move(*d));
+    } else if (d.status().code() != StatusCode::kNotFound) {  // not deleted meanwhile
+      s.unreadable.push_back("topic '" + t.name + "': " + d.status().message());
+    }
   }
   return s;
 }

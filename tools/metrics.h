@@ -24,6 +24,9 @@ struct Sample {
   int64_t wall_ns = 0;
   BusInfo bus;
   std::vector<TopicInfo> topics;
+  // Topics listed on the bus that could not be described (a ring file
+  // missing or damaged): "topic 'NAME': why". Not in `topics`.
+  std::vector<std::string> unreadable;
 };
 
 // Samples `bus`; `topics` empty: every topic, else only those named.

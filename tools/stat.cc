@@ -201,6 +201,14 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
       return kExitRuntime;
     }
   }
+  // A topic the bus lists but that cannot be read is named, not left out
+  // (the output said "1 topic" while `topic list` showed 2); exit 1.
+  bool unreadable = false;
+  auto report = [&](const Sample& s) {
+    for (const std::string& u : s.unreadable) PrintWarning(kStatCmd, "cannot read " + u);
+    unreadable = unreadable || !s.unreadable.empty();
+  };
+  report(*first);
   Sample before = std::move(*first);
   const bool clear = args.watch && args.format == "table" && isatty(STDOUT_FILENO);
   for (;;) {
@@ -210,6 +218,7 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
       PrintError(kStatCmd, now.status().ToString());
       return kExitRuntime;
     }
+    if (args.watch) report(*now);
     const std::vector<TopicRows> rows = Compute(global.data_dir, &before, *now);
     if (clear) fmt::print("\x1b[H\x1b[2J");
     if (args.format == "json") {
@@ -225,7 +234,7 @@ int RunStat(const GlobalOptions& global, const StatArgs& args) {
     if (!args.watch) break;
     before = std::move(*now);
   }
-  return kExitOk;
+  return unreadable ? kExitRuntime : kExitOk;
 }
 
 }  // namespace

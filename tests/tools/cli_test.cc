@@ -1528,5 +1528,24 @@ TEST_F(CliTest, StatFormats) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// A topic the bus lists whose ring cannot be read (its file emptied by
+// hand): stat names it and exits 1 (it was left out without a word, exit 0).
+TEST_F(CliTest, StatNamesATopicItCannotRead) {
+  CreateTopic("fine", {"--no-durable", "--ring-size", "64KiB"});
+  CreateTopic("broken", {"--no-durable", "--ring-size", "64KiB"});
+  const std::string prefix = "runnel." + bus_ + ".broken.0.";
+  std::string ring;
+  for (const auto& e : fs::directory_iterator("/dev/shm")) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ring = e.path().string();
+  }
+  ASSERT_FALSE(ring.empty());
+  fs::remove(ring);
+  std::ofstream(ring).close();  // empty
+  RunResult r = Runnel({"stat", "--interval-ms", "10"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cannot read topic 'broken'"), std::string::npos) << r.err;
+  EXPECT_NE(r.out.find("topic fine"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace runnel::clitest
