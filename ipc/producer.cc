@@ -361,7 +361,8 @@ Status Producer::Explain(const SendResult& r) const {
       return Status::InvalidArgument("record of " + std::to_string(last_record_bytes_) +
                                      " bytes (key + headers + value) exceeds the max record size " +
                                      std::to_string(max_record_bytes_) + " of topic '" + topic_ +
-                                     "'");
+                                     "' (records are never truncated: send a smaller one, or "
+                                     "re-create the topic with a larger max record size)");
     case SendStatus::kUnknownPartition: {
       // Appended piece by piece: `"," + std::to_string(p)` inserts at the
       // front of a temporary, which GCC 12 at -O3 flags as an overlapping

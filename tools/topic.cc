@@ -262,7 +262,11 @@ int RunDescribe(const GlobalOptions& global, const DescribeArgs& args) {
   fmt::print("topic '{}' on bus '{}' (generation {}, created {})\n", t->name, global.bus,
              t->generation, FormatTimestamp(t->created_wall_ns));
   fmt::print("  {}\n", SettingsSummary(t->options));
-  fmt::print("  log: {}/{}/<partition>/\n", global.data_dir, t->name);
+  if (t->options.durable) {
+    fmt::print("  log: {}/{}/<partition>/\n", global.data_dir, t->name);
+  } else {
+    fmt::print("  log: none (memory only)\n");
+  }
   fmt::print("\n{:>9} {:>12} {:>14} {:>12} {:>12} {:>6} {:>10} {:>10}\n", "PARTITION",
              "NEXT_OFFSET", "RING_EARLIEST", "WRITTEN", "DURABLE", "ERROR", "UNBLOCKED", "DISK");
   for (const PartitionInfo& p : t->partitions) {

@@ -237,6 +237,10 @@ TEST_F(ProducerConsumerTest, TooLargeRecordIsRefusedWithTheLimitInTheMessage) {
   const Status s = p->Explain(r);
   EXPECT_NE(s.message().find(std::to_string(max + 1) + " bytes"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("max record size " + std::to_string(max)), std::string::npos);
+  // And what to do about it.
+  EXPECT_NE(s.message().find("re-create the topic with a larger max record size"),
+            std::string::npos)
+      << s.message();
   EXPECT_EQ(p->TryClaim(0, 0, 0, max + 1, false).status(), SendStatus::kTooLarge);
   EXPECT_EQ(p->TrySend(std::string(70000, 'k'), "v").status, SendStatus::kInvalid);
 }

@@ -650,6 +650,9 @@ TEST_F(CliTest, TopicCreateRefusesSegmentSizesTheLogCannotUse) {
 // (`| head -1`) ends consume even when no new record comes to fail a write.
 TEST_F(CliTest, ConsumeDrainsWithIdleZeroAndNoticesAClosedPipe) {
   CreateTopic("m", {"--no-durable"});
+  // A memory-only topic has no log to point at.
+  RunResult described = Runnel({"topic", "describe", "m"});
+  EXPECT_NE(described.out.find("log: none (memory only)"), std::string::npos) << described.out;
   ASSERT_EQ(Runnel({"produce", "m"}, "a\nb\nc\n").exit_code, 0);
   RunResult all = Runnel({"consume", "m", "--from", "earliest", "--idle-exit-ms", "0"});
   EXPECT_EQ(all.exit_code, 0) << all.err;
