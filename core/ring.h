@@ -880,7 +880,8 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
       break;
     }
     if (p.step == Step::kCorrupt) {
-      e.status = ReadStatus::kCorrupt;
+      // A frame a lapping producer is rewriting fails its checks too.
+      e.status = ring_.Overwritten(at.position) ? ReadStatus::kOverrun : ReadStatus::kCorrupt;
       e.check = p.check;
       break;
     }

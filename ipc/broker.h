@@ -9,7 +9,8 @@
 //    belongs to a process with another start time (pid recycled), is dead:
 //    its registrations (and single-producer partitions) are released;
 //  - polls a RingUnblocker per partition: a claim left uncommitted for
-//    unblock_timeout_ms becomes padding, so consumers move past it;
+//    unblock_timeout_ms becomes padding, so consumers move past it (on a
+//    multi-producer topic only once its producer's process is dead);
 //  - repairs directory entries left half-written by a process that died
 //    holding the directory lock;
 //  - calls the hooks (the persistence thread: ipc/durability.h).

@@ -52,7 +52,9 @@ struct BusOptions {
   // over when the active one dies.
   bool embedded_broker = false;
   // A claim that stays uncommitted this long is declared dead and turned into
-  // padding by the broker (its producer's commit then reports kUnblocked).
+  // padding by the broker (its producer's commit then reports kUnblocked),
+  // unless its producer's process is alive: on a multi-producer topic a
+  // live producer's claim is never taken (docs/design.md, "Liveness").
   int64_t unblock_timeout_ms = 200;
   // Broker housekeeping period: liveness sweep and unblocker polls.
   int64_t sweep_period_ms = 20;

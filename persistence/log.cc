@@ -428,9 +428,8 @@ std::string Pos(uint64_t base, uint64_t position) {
 // checkpoint's next offset (internal::CheckDurableEnd). Durable records
 // zeroed behind the checkpoint, or a checkpoint whose fields do not match its
 // log, went unnoticed: records were appended after a hole, or offsets the log
-// held were handed out again. A mismatch seen from the index entry on is
-// checked again from the segment's start, in case the entry is what is
-// wrong. Returns what does not match.
+// held were handed out again. Index entries that do not name a valid record
+// are passed over. Returns what does not match.
 std::optional<std::string> DurableEndMismatch(const LogState& st, const SegmentFile& seg,
                                               const LoadedIndex& idx, const Checkpoint& cp) {
   const std::string path = SegPath(st, seg.base);
@@ -438,14 +437,20 @@ std::optional<std::string> DurableEndMismatch(const LogState& st, const SegmentF
   if (!fd.ok()) return fd.status().message();
   auto map = Mapping::Map(fd->get(), cp.file_position, path);
   if (!map.ok()) return map.status().message();
-  const uint64_t from = idx.entries.empty() ? seg.header_length : idx.entries.back().position;
-  std::optional<std::string> problem =
-      internal::CheckDurableEnd(map->data(), from, cp.file_position, cp.next_offset);
-  if (problem && from != seg.header_length) {
-    problem =
-        internal::CheckDurableEnd(map->data(), seg.header_length, cp.file_position, cp.next_offset);
+  // From the last index entry that names a whole record with its offset (a
+  // damaged entry, or one into zeroed bytes, says nothing); else from the
+  // segment's start.
+  uint64_t from = seg.header_length;
+  for (auto it = idx.entries.rbegin(); it != idx.entries.rend(); ++it) {
+    const DiskFrame f =
+        InspectDiskFrame(map->data() + it->position, cp.file_position - it->position, true);
+    if (f.kind == DiskFrameKind::kRecord &&
+        RecordView(map->data() + it->position).offset() == seg.base + it->relative_offset) {
+      from = it->position;
+      break;
+    }
   }
-  return problem;
+  return internal::CheckDurableEnd(map->data(), from, cp.file_position, cp.next_offset);
 }
 
 // Brings the index of a scanned segment in line with the scan: the kept

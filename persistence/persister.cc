@@ -370,15 +370,12 @@ void Persister::Impl::SkipOverrun(Partition& part) {
                       .c_str()
                 : "");
   if (to > from) {
-    // One range for producers to check: the union with one the durable
-    // offset has not passed yet, whose waiters may not have looked (a record
-    // in between is then called lost: a retry duplicates it, never the
-    // reverse).
+    // One range for producers to check: the union with the one before
+    // (WaitDurable may be asked about its offsets at any time). A record in
+    // between is then called lost: a retry duplicates it, never the reverse.
     const Ring::OffsetRange old = part.spec.ring.Unread(part.spec.gating_slot);
     Ring::OffsetRange unread{from, to};
-    if (old.to > old.from && old.to >= part.tracker.durable().ring.offset) {
-      unread = {std::min(old.from, from), std::max(old.to, to)};
-    }
+    if (old.to > old.from) unread = {std::min(old.from, from), std::max(old.to, to)};
     part.spec.ring.SetUnread(part.spec.gating_slot, unread);
     // A marker not yet written ends where this one starts (nothing is
     // written while one is pending).

@@ -752,8 +752,7 @@ void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segme
       d.reason = "the checkpoint says " + SegmentFileName(cp->segment_base) +
                  " holds durable records up to file position " + std::to_string(cp->file_position) +
                  " (next offset " + std::to_string(cp->next_offset) +
-                 "), but the log does not match: " + *problem +
-                 "; a writer refuses the log until it is restored or repaired";
+                 "), but the log does not match: " + *problem;
       d.file_position = cp->file_position;
       report.damages.push_back(std::move(d));
     }

@@ -47,11 +47,13 @@ std::string Differences(const TopicOptions& have, const TopicOptions& want) {
   if (want.max_record_bytes != 0) {
     add("--max-record-size", FormatSize(have.max_record_bytes), FormatSize(want.max_record_bytes));
   }
-  add("--segment-size", FormatSize(have.segment_bytes), FormatSize(want.segment_bytes));
-  add("--retention-bytes", std::to_string(have.retention_bytes),
-      std::to_string(want.retention_bytes));
-  add("--retention-ms", std::to_string(have.retention_ms), std::to_string(want.retention_ms));
-  add("--fsync", FsyncString(have), FsyncString(want));
+  if (have.durable || want.durable) {  // a memory-only topic's log settings mean nothing
+    add("--segment-size", FormatSize(have.segment_bytes), FormatSize(want.segment_bytes));
+    add("--retention-bytes", std::to_string(have.retention_bytes),
+        std::to_string(want.retention_bytes));
+    add("--retention-ms", std::to_string(have.retention_ms), std::to_string(want.retention_ms));
+    add("--fsync", FsyncString(have), FsyncString(want));
+  }
   add("--single-producer", have.single_producer ? "on" : "off",
       want.single_producer ? "on" : "off");
   add("--no-durable", have.durable ? "off" : "on", want.durable ? "off" : "on");

@@ -43,6 +43,8 @@ std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want
   add("single_producer", (have.flags & kTopicFlagSingleProducer) != 0,
       (want.flags & kTopicFlagSingleProducer) != 0);
   add("durable", (have.flags & kTopicFlagDurable) != 0, (want.flags & kTopicFlagDurable) != 0);
+  // A memory-only topic has no log: its log settings mean nothing.
+  if ((have.flags & kTopicFlagDurable) == 0 && (want.flags & kTopicFlagDurable) == 0) return out;
   add("segment_bytes", have.segment_bytes, want.segment_bytes);
   add("retention_bytes", have.retention_bytes, want.retention_bytes);
   add("retention_ms", have.retention_ms, want.retention_ms);

@@ -132,23 +132,24 @@ std::optional<uint64_t> LastReadableOffset(const std::byte* data, uint64_t size,
 std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
                                            uint64_t next_offset) {
   std::optional<uint64_t> last;
+  bool padding_after_last = false;
   uint64_t pos = from;
   while (pos < end) {
-    const DiskFrame f = InspectDiskFrame(data + pos, end - pos, /*verify_crc=*/false);
+    const DiskFrame f = InspectDiskFrame(data + pos, end - pos, /*verify_crc=*/true);
     if (f.kind == DiskFrameKind::kPadding) {
       pos += f.aligned_length;
+      padding_after_last = true;
       continue;
     }
-    if (f.kind == DiskFrameKind::kBad && !f.truncated) {
-      // A damaged frame: the records' business (readers skip it and report
-      // it), not the checkpoint's. Nothing more can be told from here.
-      return std::nullopt;
+    if (f.kind == DiskFrameKind::kEnd) {
+      return "at file position " + std::to_string(pos) +
+             ": zero-filled (records that were durable are gone)";
     }
     if (f.kind != DiskFrameKind::kRecord) {
-      return "at file position " + std::to_string(pos) + ": " +
-             (f.kind == DiskFrameKind::kEnd ? std::string("zero-filled (records that were durable "
-                                                          "are gone)")
-                                            : std::string("a frame runs past that position"));
+      // A damaged frame (a bad CRC, a length that runs past the position):
+      // the records' business (readers skip it and report it), not the
+      // checkpoint's. Nothing more can be told from here.
+      return std::nullopt;
     }
     const uint64_t offset = RecordView(data + pos).offset();
     if (last && offset <= *last) {
@@ -156,9 +157,12 @@ std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from,
              std::to_string(pos);
     }
     last = offset;
+    padding_after_last = false;
     pos += f.aligned_length;
   }
-  if (last && *last + 1 != next_offset) {
+  // Offsets may jump forward after padding (an aborted claim, a gap marker's
+  // padding left by a truncation), never back.
+  if (last && (padding_after_last ? *last + 1 > next_offset : *last + 1 != next_offset)) {
     return "the last record before that position is offset " + std::to_string(*last) +
            ", but the checkpoint's next offset is " + std::to_string(next_offset);
   }

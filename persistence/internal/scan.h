@@ -37,11 +37,12 @@ struct DiskFrame {
 DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_crc);
 
 // Checks the durable end a checkpoint names against a segment's bytes
-// [from, end): no zero-filled hole, no frame running past `end`, increasing
-// offsets, and a last record with offset next_offset - 1 (no record: nothing
-// to compare). A damaged frame (bad structure) ends the check without a
-// verdict: that is one record's damage, which readers report. CRCs are not
-// checked. Returns what does not match.
+// [from, end): no zero-filled hole, increasing offsets, and a last record
+// with offset next_offset - 1 (below it if padding follows that record; no
+// record: nothing to compare). A frame that
+// fails its checks (CRC included), or runs past `end`, ends the check
+// without a verdict: that is one record's damage, which readers report.
+// Returns what does not match.
 std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
                                            uint64_t next_offset);
 

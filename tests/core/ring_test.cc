@@ -987,6 +987,30 @@ TEST(Ring, AScanOfALappedReaderSaysOverrun) {
   }
 }
 
+// A frame whose header a lapping producer has not reached yet, but whose
+// body the next producer already rewrote, fails its CRC: that is an overrun
+// too, as read() says, not a corrupt ring (the persister stopped the
+// partition for good instead of skipping).
+TEST(Ring, AScanOfAFrameALapIsRewritingSaysOverrun) {
+  TestRing t(Options());
+  RingProducer p1(t.ring), p2(t.ring);
+  const std::string v(1000, 'v');  // frames of 1040 bytes
+  const int per_lap = static_cast<int>(kCap / 1040);
+  for (int i = 0; i < per_lap; ++i) ASSERT_TRUE(p1.try_write(std::nullopt, {}, v).ok());
+  RingReader r(t.ring, RingPosition{1040, 1}, ReaderOptions{.verify_crc = true});
+  // Next lap: p1's claim covers [0, 1200) (frame 1's header at 1040 is in
+  // its unwritten value); p2's record after it rewrites frame 1's body.
+  RingClaim c1 = p1.try_claim(0, 0, 1160, false);
+  ASSERT_TRUE(c1.ok());
+  ASSERT_EQ(c1.position() % kCap, 0u);
+  ASSERT_TRUE(p2.try_write(std::nullopt, {}, std::string(600, 'w')).ok());
+  const auto e = r.Scan(kCap, [](const RecordView&, uint64_t) {});
+  EXPECT_EQ(e.status, ReadStatus::kOverrun);
+  RingReader r2(t.ring, RingPosition{1040, 1}, ReaderOptions{.verify_crc = true});
+  EXPECT_EQ(r2.read([](const RecordView&) {}, 10).status, ReadStatus::kOverrun);
+  (void)p1.abort(c1);
+}
+
 TEST(Ring, SingleProducerModeWorksTheSame) {
   TestRing t(Options(RingMode::kSingleProducer, 5));
   RingProducer p(t.ring);

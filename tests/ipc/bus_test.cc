@@ -128,6 +128,14 @@ TEST(Bus, CreateTopicIsIdempotentWithTheSameSettings) {
   ASSERT_TRUE(topics.ok());
   ASSERT_EQ(topics->size(), 1u);
   EXPECT_EQ((*topics)[0].generation, 1u);  // not re-created
+  // A memory-only topic has no log: log settings do not make it another.
+  TopicOptions memory = Small(1);
+  memory.durable = false;
+  memory.retention_ms = 1000;
+  ASSERT_TRUE(bus->CreateTopic("ticks", memory).ok());
+  memory.retention_ms = 0;
+  memory.segment_bytes *= 2;
+  EXPECT_TRUE(bus->CreateTopic("ticks", memory).ok());
 }
 
 TEST(Bus, CreateTopicWithOtherSettingsIsAlreadyExistsNamingTheSetting) {

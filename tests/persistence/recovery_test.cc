@@ -350,6 +350,72 @@ TEST(Recovery, ACheckpointWhoseNextOffsetDoesNotFitItsLogIsCorruption) {
       << log.status().message();
 }
 
+// The check behind the checkpoint judges only what it can: one damaged
+// record there (a flipped bit in its offset or length) costs that record, as
+// anywhere else in the log, and the log opens. (It was refused, and a repair
+// would have cut every record after it.)
+TEST(Recovery, ADamagedRecordJustBeforeTheCheckpointCostsOnlyItself) {
+  for (const uint64_t field : {uint64_t{16} /* offset */, uint64_t{9} /* length, +256 */}) {
+    SCOPED_TRACE(field);
+    TempDir d;
+    MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+    XorByte(d / kSeg0, PositionOf(9) + field, 0x01);
+    auto log = PartitionLog::Open(d.path(), Opts());
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), 15u);
+    ASSERT_TRUE(log->Close().ok());
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    ASSERT_FALSE(v->damages.empty());
+    for (const Damage& dmg : v->damages) EXPECT_EQ(dmg.file, kSeg0) << dmg.ToString();
+  }
+}
+
+// Damage earlier in the segment does not hide durable records zeroed just
+// before the checkpoint (the check starts at the last index entry that
+// names a valid record).
+TEST(Recovery, EarlierDamageDoesNotHideRecordsZeroedBeforeTheCheckpoint) {
+  TempDir d;
+  MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+  XorByte(d / kSeg0, PositionOf(1) + 37, 0x01);  // record 1: a reserved byte set
+  PatchFile(d / kSeg0, PositionOf(8), std::vector<std::byte>(2 * kFrame));  // records 8, 9
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+  EXPECT_NE(log.status().message().find("zero-filled"), std::string::npos)
+      << log.status().message();
+}
+
+// A log truncated right after padding (an aborted claim, or a gap marker's
+// padding) ends below its next offset: offsets may jump after padding, and
+// the log reopens clean.
+TEST(Recovery, ALogTruncatedAfterPaddingReopens) {
+  for (const bool gap : {false, true}) {
+    SCOPED_TRACE(gap);
+    TempDir d;
+    {
+      auto log = PartitionLog::Open(d.path(), Opts());
+      ASSERT_TRUE(log.ok());
+      ASSERT_TRUE(log->Append(MakeFrames(0, 10)).ok());
+      if (gap) {
+        ASSERT_TRUE(log->Append(EncodeGapMarker({10, 20}, 5000)).ok());
+        ASSERT_TRUE(log->Append(MakeFrames(20, 5, 9000)).ok());
+        ASSERT_TRUE(log->Truncate(15).ok());
+      } else {
+        ASSERT_TRUE(log->Append(testing::MakePadding(80)).ok());
+        ASSERT_TRUE(log->Append(MakeFrames(11, 5, 9000)).ok());
+        ASSERT_TRUE(log->Truncate(11).ok());
+      }
+      ASSERT_TRUE(log->Close().ok());
+    }
+    auto again = PartitionLog::Open(d.path(), Opts());
+    ASSERT_TRUE(again.ok()) << again.status().ToString();
+    EXPECT_EQ(again->next_offset(), gap ? 15u : 11u);
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
+  }
+}
+
 // Records 6 and 7 zeroed behind the checkpoint (offset 10), records 8..14
 // after them: a repair cuts at 6, drops 8..14 and marks 6..14 as a gap
 // (8..14 may have been confirmed durable after the checkpoint).
