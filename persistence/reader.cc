@@ -124,6 +124,16 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
     it = std::lower_bound(r.bases.begin(), r.bases.end(), r.want_base);
     if (it == r.bases.end()) return EndEntry();
   }
+  if (r.last_offset && !r.lenient && *it > r.expected) {
+    // Not the segment that continues the one we read: list again before
+    // calling offsets missing. A directory read while the writer creates
+    // files can leave some out (seen on ext4 with tens of thousands of
+    // segments: a reader skipped whole segments of a healthy live log).
+    if (Relist(r).ok()) {
+      it = std::lower_bound(r.bases.begin(), r.bases.end(), r.want_base);
+      if (it == r.bases.end()) return EndEntry();
+    }
+  }
   const uint64_t base = *it;
   const std::string name = SegmentFileName(base);
   auto fd = OpenFile(JoinPath(r.dir, name), O_RDONLY);
@@ -282,6 +292,22 @@ std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t fi
   if (!later) {
     r.exhausted = true;
     return EndEntry();
+  }
+  if (!zero_word) {
+    // The file ended at our position (a segment just created, its
+    // preallocation not yet visible). The writer may have filled it since,
+    // and then rolled to the later segment we just found: look again before
+    // leaving (a reader skipped whole segments of a live log, and called
+    // their offsets missing).
+    const uint64_t now = Refresh(r);
+    if (now >= r.pos + 8 && r.map.size() >= r.pos + 8) {
+      std::byte word[8];
+      auto n = ReadAt(r.fd.get(), word, sizeof word, r.pos, r.name);
+      if (n.ok() && *n == sizeof word && DecodeFixed64(word) != 0) {
+        r.exhausted = false;
+        return std::nullopt;
+      }
+    }
   }
   CloseSegment(r);
   return std::nullopt;  // continue with the next segment
