@@ -267,7 +267,8 @@ bool NonZeroOnDisk(ReaderState& r, uint64_t from, uint64_t to) {
 
 // Reached the end of the open segment's data (a zero word, or the end of the
 // file). Moves on to the next segment when there is one; else kEnd.
-std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t file_size) {
+std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t file_size,
+                                     bool file_short = false) {
   bool later = HasLaterSegment(r);
   // In follow mode, list the directory only when the file looks sealed (its
   // size ends at our position): that is when the writer may have rolled.
@@ -293,7 +294,7 @@ std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t fi
     r.exhausted = true;
     return EndEntry();
   }
-  if (!zero_word) {
+  if (file_short) {
     // The file ended at our position (a segment just created, its
     // preallocation not yet visible). The writer may have filled it since,
     // and then rolled to the later segment we just found: look again before
@@ -303,10 +304,7 @@ std::optional<LogEntry> AtSegmentEnd(ReaderState& r, bool zero_word, uint64_t fi
     if (now >= r.pos + 8 && r.map.size() >= r.pos + 8) {
       std::byte word[8];
       auto n = ReadAt(r.fd.get(), word, sizeof word, r.pos, r.name);
-      if (n.ok() && *n == sizeof word && DecodeFixed64(word) != 0) {
-        r.exhausted = false;
-        return std::nullopt;
-      }
+      if (n.ok() && *n == sizeof word && DecodeFixed64(word) != 0) return std::nullopt;
     }
   }
   CloseSegment(r);
@@ -340,7 +338,7 @@ LogEntry NextImpl(ReaderState& r) {
     if (r.pos + 8 > size) {
       size = Refresh(r);
       if (r.pos + 8 > std::min(size, r.map.size())) {
-        if (auto e = AtSegmentEnd(r, false, size)) return *e;
+        if (auto e = AtSegmentEnd(r, false, size, /*file_short=*/true)) return *e;
         continue;
       }
     }
