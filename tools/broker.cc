@@ -47,32 +47,21 @@ struct BrokerArgs {
   std::string metrics_address = "127.0.0.1";
 };
 
-// Whether something listens on ADDRESS:PORT already: checked before the bus
-// is opened, so that a port in use leaves nothing behind in /dev/shm. (The
-// exporter's own bind, later, settles a race.)
+// Whether something listens on ADDRESS:PORT already (ADDRESS: IPv4, as the
+// option's check ensures): checked before the bus is opened, so that a port
+// in use leaves nothing behind in /dev/shm. (The exporter's own bind, later,
+// settles a race.)
 bool PortInUse(const std::string& address, uint16_t port) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family = AF_INET;
-  if (auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-      ::inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons(port);
-    len = sizeof(sockaddr_in);
-  } else if (auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-             ::inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
-    family = AF_INET6;
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons(port);
-    len = sizeof(sockaddr_in6);
-  } else {
-    return false;  // the option's check refuses it
-  }
-  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  if (::inet_pton(AF_INET, address.c_str(), &sa.sin_addr) != 1) return false;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   const int one = 1;
   (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno == EADDRINUSE;
+  const bool in_use =
+      ::bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 && errno == EADDRINUSE;
   ::close(fd);
   return in_use;
 }
@@ -161,10 +150,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       return kExitRuntime;
     }
     metrics = std::move(*m);
-    fmt::print(stderr, "runnel broker: metrics at http://{}:{}/metrics\n",
-               args.metrics_address.find(':') != std::string::npos
-                   ? "[" + args.metrics_address + "]"
-                   : args.metrics_address,
+    fmt::print(stderr, "runnel broker: metrics at http://{}:{}/metrics\n", args.metrics_address,
                metrics->port());
   }
 
@@ -284,12 +270,13 @@ void RegisterBroker(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str()
       ->type_name("ADDRESS")
       ->check([](const std::string& a) -> std::string {
-        in6_addr buf{};
-        if (::inet_pton(AF_INET, a.c_str(), &buf) == 1 ||
-            ::inet_pton(AF_INET6, a.c_str(), &buf) == 1) {
-          return "";
-        }
-        return "'" + a + "' is not an IPv4 or IPv6 address (such as 127.0.0.1, 0.0.0.0 or ::1)";
+        // IPv4 only: Debian's CivetWeb (under prometheus-cpp) cannot listen
+        // on IPv6 ("[::1]:PORT" fails inside it, after the bus was made).
+        in_addr buf{};
+        if (::inet_pton(AF_INET, a.c_str(), &buf) == 1) return "";
+        return "'" + a +
+               "' is not an IPv4 address (such as 127.0.0.1 or 0.0.0.0; the metrics "
+               "endpoint does not serve IPv6)";
       });
   SetRunner(sub, [args, &global] { return RunBroker(global, *args); });
 }

@@ -73,9 +73,7 @@ bool MetricsExporterAvailable() { return true; }
 Result<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(const Bus& bus,
                                                                 const std::string& address,
                                                                 uint16_t port) {
-  const std::string where =
-      (address.find(':') != std::string::npos ? "[" + address + "]" : address) + ":" +
-      std::to_string(port);
+  const std::string where = address + ":" + std::to_string(port);  // IPv4 (broker's check)
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(where, /*num_threads=*/1);

@@ -1476,10 +1476,11 @@ TEST_F(CliTest, BrokerServesMetricsOnItsMetricsPort) {
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   // An address that is none: a usage error (999.1.1.1 was served on another
   // address, a name failed with a CivetWeb message about the port).
-  for (const char* address : {"999.1.1.1", "localhost", "127.0.0.1:80"}) {
+  // IPv6 too: the metrics server fails on it (after the bus was made).
+  for (const char* address : {"999.1.1.1", "localhost", "127.0.0.1:80", "::1"}) {
     RunResult odd = Runnel({"broker", "--metrics-port", "0", "--metrics-address", address});
     EXPECT_EQ(odd.exit_code, 2) << address << ": " << odd.err;
-    EXPECT_NE(odd.err.find("is not an IPv4 or IPv6 address"), std::string::npos) << odd.err;
+    EXPECT_NE(odd.err.find("is not an IPv4 address"), std::string::npos) << odd.err;
   }
   EXPECT_EQ(StopBroker(), 0);
 }
