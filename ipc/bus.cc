@@ -143,6 +143,13 @@ Status Bus::DeleteTopic(std::string_view name) {
   // crash from here on never brings the topic back (docs/design.md).
   Status marked = WriteTopicTombstone(data_dir, name, {t->generation, t->created_wall_ns});
   if (!marked.ok()) {
+    // Another delete won meanwhile, and its broker may have removed the
+    // directory under our tombstone (ENOENT): that is "not found", as any
+    // late deleter hears it (TSan's timing showed it in CI).
+    if (!core_->directory().IsLive(t->slot, t->generation)) {
+      return Status::NotFound("topic '" + std::string(name) +
+                              "' does not exist (deleted meanwhile)");
+    }
     return Status(marked.code(), "topic '" + std::string(name) +
                                      "': cannot mark its log as deleted, nothing was deleted: " +
                                      marked.message());
