@@ -67,6 +67,10 @@ inline constexpr uint32_t kProducerBlockLength = 16;
 inline constexpr uint32_t kMinPaddingWithLength = 16;
 inline constexpr uint32_t kMaxKeyLength = 0xFFFF;
 inline constexpr uint32_t kMaxHeadersLength = 0xFFFF;
+// A batch frame's value: an 8-byte count block, then 8-byte entry headers
+// (core/batch.h).
+inline constexpr uint32_t kBatchBodyHeaderLength = 8;
+inline constexpr uint32_t kBatchEntryHeaderLength = 8;
 
 // Byte offsets of the header fields.
 namespace frame {
@@ -95,6 +99,10 @@ inline constexpr uint64_t kStateMask = 7;
 
 inline constexpr uint8_t kFlagHasKey = 1u << 0;         // key present (may be empty)
 inline constexpr uint8_t kFlagProducerBlock = 1u << 1;  // reserved: producer id + sequence
+// The value is a batch of records (core/batch.h). Not in kKnownFlags:
+// CheckFrame refuses a batch frame (kBadLayout); only readers that ask for
+// batches (CheckBatchFrame, ReaderOptions::batches) accept one.
+inline constexpr uint8_t kFlagBatch = 1u << 2;
 inline constexpr uint8_t kKnownFlags = kFlagHasKey | kFlagProducerBlock;
 
 struct Header {
@@ -201,6 +209,24 @@ class RecordView {
         std::min<uint32_t>(DecodeFixed16(frame + frame::kHeadersLength), frame_length - at);
   }
 
+  // One record of a batch frame (core/batch.h): `entry` is its entry in the
+  // batch, `entry_length` the entry's unpadded length (entry header, key and
+  // value), `key_length` and `flags` its fields, checked by the caller.
+  static RecordView BatchEntry(const std::byte* entry, uint32_t entry_length, uint32_t key_length,
+                               uint8_t flags, uint64_t offset, int64_t timestamp_ns) {
+    RecordView v;
+    v.frame_ = entry;
+    v.frame_length_ = entry_length;
+    v.key_start_ = kBatchEntryHeaderLength;
+    v.key_length_ = key_length;
+    v.headers_length_ = 0;
+    v.offset_ = offset;
+    v.timestamp_ns_ = timestamp_ns;
+    v.flags_ = flags;
+    return v;
+  }
+
+  // The frame, or for a record of a batch, its entry in the batch frame.
   const std::byte* frame() const { return frame_; }
   uint32_t frame_length() const { return frame_length_; }
   uint64_t offset() const { return offset_; }

@@ -704,20 +704,13 @@ void RingClaim::AbortUnfinished() {
   (void)p.AbortClaim(*this);
 }
 
-RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
-                                  uint32_t value_length, bool has_key) {
-  RingClaim c;  // the one object returned, so it is built in place
-  if (key_length > kMaxKeyLength || headers_length > kMaxHeadersLength ||
-      (!has_key && key_length != 0)) {
-    c.status_ = ClaimStatus::kInvalid;
-    return c;
-  }
+inline void RingProducer::ClaimInto(RingClaim& c, uint32_t key_length, uint32_t headers_length,
+                                    uint32_t value_length, uint8_t flags, uint32_t records) {
   const uint64_t frame_length = FrameLength(key_length, headers_length, value_length);
   if (frame_length > ring_.max_frame_length_) {
     c.status_ = ClaimStatus::kTooLarge;
-    return c;
+    return;
   }
-  const uint8_t flags = has_key ? kFlagHasKey : 0;
   const uint64_t position = fast_position_;
   const uint64_t end = position + AlignedFrameLength(frame_length);
   internal::RingControl* ctl = ring_.control_;
@@ -727,23 +720,36 @@ RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
   // (the tail word is still its own; relaxed, since it wrote it).
   if (!ring_.single_producer_ || end > fast_limit_ ||
       tail.load(std::memory_order_relaxed) != fast_packed_) {
-    TryClaimSlow(c, frame_length, key_length, headers_length, value_length, flags);
-    return c;
+    TryClaimSlow(c, frame_length, key_length, headers_length, value_length, flags, records);
+    return;
   }
   // Before the claim exists, as in TryClaimSlow.
   const uint64_t unblock_seen = Word64(ctl->unblock_epoch).load(std::memory_order_acquire);
-  const uint64_t packed = PackTail(end, fast_offset_ + 1);
+  const uint64_t packed = PackTail(end, fast_offset_ + records);
   tail.store(packed, std::memory_order_release);
   fast_packed_ = packed;
   fast_position_ = end;
   PrefetchForWrite(ring_.At(position + kPrefetchAhead));
-  c.Fill(&ring_, position, fast_offset_++, frame_length, key_length, headers_length, value_length,
+  c.Fill(&ring_, position, fast_offset_, frame_length, key_length, headers_length, value_length,
          flags, unblock_seen);
+  fast_offset_ += records;
+}
+
+RingClaim RingProducer::try_claim(uint32_t key_length, uint32_t headers_length,
+                                  uint32_t value_length, bool has_key) {
+  RingClaim c;  // the one object returned, so it is built in place
+  if (key_length > kMaxKeyLength || headers_length > kMaxHeadersLength ||
+      (!has_key && key_length != 0)) {
+    c.status_ = ClaimStatus::kInvalid;
+    return c;
+  }
+  ClaimInto(c, key_length, headers_length, value_length, has_key ? kFlagHasKey : 0, 1);
   return c;
 }
 
 void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t key_length,
-                                uint32_t headers_length, uint32_t value_length, uint8_t flags) {
+                                uint32_t headers_length, uint32_t value_length, uint8_t flags,
+                                uint32_t records) {
   const uint64_t aligned = AlignedFrameLength(frame_length);
   const uint64_t cap = ring_.capacity_;
   internal::RingControl* ctl = ring_.control_;
@@ -810,7 +816,7 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
         return;
       }
     }
-    const uint64_t next = PackTail(end, at.offset + 1);
+    const uint64_t next = PackTail(end, at.offset + records);
     if (ring_.mode() == RingMode::kSingleProducer) {
       // Release: readers computing the overwrite horizon see our claim.
       tail.store(next, std::memory_order_release);
@@ -873,9 +879,9 @@ void RingProducer::TryClaimSlow(RingClaim& c, uint64_t frame_length, uint32_t ke
          flags, unblock_seen);
   if (ring_.single_producer_) {
     // Arm the fast path for the rest of this lap, up to the gating bound.
-    fast_packed_ = PackTail(end, at.offset + 1);
+    fast_packed_ = PackTail(end, at.offset + records);
     fast_position_ = end;
-    fast_offset_ = at.offset + 1;
+    fast_offset_ = at.offset + records;
     fast_limit_ = lap_published
                       ? std::min((record_position | ring_.mask_) + 1, gating_cache_position_ + cap)
                       : 0;
@@ -1137,6 +1143,29 @@ WriteResult RingProducer::try_write(std::optional<std::string_view> key,
   return r;
 }
 
+WriteResult RingProducer::try_write(const RecordBatch& batch, int64_t timestamp_ns) {
+  WriteResult r;
+  if (batch.empty()) {
+    r.status = ClaimStatus::kInvalid;
+    return r;
+  }
+  if (batch.frame_length() > ring_.max_frame_length_) {
+    r.status = ClaimStatus::kTooLarge;
+    return r;
+  }
+  RingClaim c;
+  ClaimInto(c, 0, 0, batch.frame_length() - kFrameHeaderLength, kFlagBatch, batch.count());
+  r.status = c.status();
+  if (!c.ok()) return r;
+  std::byte* body = c.value().data();
+  EncodeFixed64(body, batch.count());  // count, then the reserved word
+  std::memcpy(body + kBatchBodyHeaderLength, batch.entries().data(), batch.entries().size());
+  c.set_timestamp(timestamp_ns);
+  r.offset = c.offset();
+  r.commit = commit(c);
+  return r;
+}
+
 uint64_t RingProducer::ClaimHorizon(uint64_t need, uint64_t limit, uint64_t lap_reference) const {
   auto word = Word64(ring_.control_->claim_horizon);
   uint64_t start = word.load(std::memory_order_acquire);
@@ -1200,7 +1229,7 @@ bool RingProducer::WaitForSpace(int64_t timeout_ns) {
 // ---------------------------------------------------------------------------
 // Reader
 
-RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
+RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc, bool walk_batches) const {
   const uint64_t index = at.position & ring_.mask_;
   const uint64_t room = ring_.capacity_ - index;
   const std::byte* f = ring_.data_ + index;
@@ -1224,7 +1253,8 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
     }
     case FrameState::kData:
     case FrameState::kControl: {
-      const FrameCheck check = CheckFrame(f, room, ring_.max_frame_length_, verify_crc);
+      const FrameCheck check = CheckAnyFrame(f, room, ring_.max_frame_length_, verify_crc,
+                                             options_.batches, walk_batches);
       if (check != FrameCheck::kOk) return {Step::kCorrupt, 0, check, f};
       // The length is read once more, and that is the one used: the frame
       // may change under us (a lapping producer, a scribbling peer).
@@ -1232,10 +1262,16 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc) const {
       if (length < kFrameHeaderLength || length > room || length > ring_.max_frame_length_) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLength, f};
       }
-      if (RecordView(f, length).offset() < at.offset) {
+      const RecordView view(f, length);
+      // A batch may hold the reader's offset (it stopped inside it); any
+      // other frame starts at or past it.
+      const bool batch = options_.batches && (view.flags() & kFlagBatch) != 0;
+      const uint64_t records = batch ? BatchCount(view) : 1;
+      if (records == 0 || view.offset() + records - 1 < at.offset ||
+          view.offset() + records - 1 < view.offset()) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
       }
-      return {Step::kRecord, AlignedFrameLength(length), FrameCheck::kOk, f, length};
+      return {Step::kRecord, AlignedFrameLength(length), FrameCheck::kOk, f, length, batch};
     }
     default:
       return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
@@ -1248,7 +1284,7 @@ void CopyRingBytes(std::byte* to, const std::byte* from, std::size_t n) {
 }
 }  // namespace internal
 
-bool RingReader::HasData() const { return PeekAt(next_, false).step != Step::kEmpty; }
+bool RingReader::HasData() const { return PeekAt(next_, false, false).step != Step::kEmpty; }
 
 bool RingReader::Wait(WaitStrategy strategy, int64_t timeout_ns) {
   const uint64_t tag = ring_.Tag(next_.position);

@@ -93,6 +93,7 @@
 #include <span>
 #include <string_view>
 
+#include "core/batch.h"
 #include "core/record.h"
 #include "core/status.h"
 #include "core/wait.h"
@@ -473,6 +474,14 @@ class RingProducer {
   [[nodiscard]] WriteResult try_write(std::optional<std::string_view> key,
                                       std::span<const Header> headers, std::string_view value,
                                       int64_t timestamp_ns = 0);
+  // Writes `batch` as one batch frame (core/batch.h): its records take
+  // consecutive offsets from `offset` in the result on, and all carry
+  // `timestamp_ns` (0: the clock, as commit). kInvalid for an empty batch,
+  // kTooLarge if the frame exceeds this ring's max_frame_length; on any
+  // refusal (kFull: back-pressure) nothing was written and the batch is
+  // unchanged. Only readers that ask for batches (ReaderOptions::batches)
+  // read the frame.
+  [[nodiscard]] WriteResult try_write(const RecordBatch& batch, int64_t timestamp_ns = 0);
 
   // Waits until a gating reader releases space (sleeping) or, on a
   // multi-producer ring without one, until the open claim that holds the
@@ -491,8 +500,13 @@ class RingProducer {
   PublishResult PublishBatch();
   // try_claim past the single producer's fast path: a new lap, a stale
   // gating bound, several producers, or another handle claimed since.
+  // A claim that takes `records` offsets (a batch frame takes one per record).
+  [[gnu::always_inline]] inline void ClaimInto(RingClaim& claim, uint32_t key_length,
+                                               uint32_t headers_length, uint32_t value_length,
+                                               uint8_t flags, uint32_t records);
   void TryClaimSlow(RingClaim& claim, uint64_t frame_length, uint32_t key_length,
-                    uint32_t headers_length, uint32_t value_length, uint8_t flags);
+                    uint32_t headers_length, uint32_t value_length, uint8_t flags,
+                    uint32_t records);
   // Multi-producer ring without a gating reader: the claim horizon, walked
   // up to `limit` (a position every frame below which is claimed) if it is
   // below `need`. See claim_horizon above.
@@ -571,6 +585,10 @@ struct Lost {
 
 struct ReaderOptions {
   bool verify_crc = false;  // CRC-check every frame read (read_copy: the copy handed over)
+  // Read batch frames (core/batch.h), handing their records over one by one.
+  // Without it a batch frame is corrupt (kBadLayout), as for every reader
+  // that does not know the format.
+  bool batches = false;
 };
 
 // One reader cursor. Not thread-safe. Any number may read the same ring.
@@ -659,8 +677,11 @@ class RingReader {
     FrameCheck check;
     const std::byte* frame;
     uint32_t frame_length = 0;  // kRecord: the length that was checked
+    bool batch = false;         // kRecord: a batch frame (options_.batches)
   };
-  Peek PeekAt(RingPosition at, bool verify_crc) const;
+  // walk_batches: check every entry of a batch frame now (read() checks
+  // them as it hands them over).
+  Peek PeekAt(RingPosition at, bool verify_crc, bool walk_batches = true) const;
 
   friend class RingUnblocker;
 
@@ -742,7 +763,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   uint32_t delivered = 0;
   bool after_padding = false;
   while (delivered < limit) {
-    const Peek p = PeekAt(next_, options_.verify_crc);
+    const Peek p = PeekAt(next_, options_.verify_crc, /*walk_batches=*/false);
     if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
@@ -761,11 +782,39 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       continue;
     }
     const RecordView view(p.frame, p.frame_length);
-    handler(static_cast<const RecordView&>(view));
-    ++delivered;
-    next_.position += p.aligned_length;
-    next_.offset = view.offset() + 1;
     after_padding = false;
+    if (!p.batch) {
+      handler(static_cast<const RecordView&>(view));
+      ++delivered;
+      next_.position += p.aligned_length;
+      next_.offset = view.offset() + 1;
+      continue;
+    }
+    // A batch: its records from the reader's offset on (it may have stopped
+    // inside this batch at the limit), up to the limit. The walker checks
+    // each entry as it goes: a malformed one ends the batch as corrupt after
+    // the good records before it, as a bad frame after good ones does.
+    BatchWalker walker(view);
+    const uint64_t skip = next_.offset > view.offset() ? next_.offset - view.offset() : 0;
+    RecordView record;
+    while (delivered < limit && walker.Next(&record)) {
+      if (walker.index() <= skip) continue;
+      handler(static_cast<const RecordView&>(record));
+      ++delivered;
+    }
+    if (walker.Complete()) {
+      next_.position += p.aligned_length;
+      next_.offset = view.offset() + walker.count();
+      continue;
+    }
+    next_.offset = view.offset() + std::max<uint64_t>(skip, walker.index());
+    if (!walker.ok() || walker.index() == walker.count()) {
+      // A lapping producer rewriting it, or a peer scribbling on it.
+      result.status =
+          ring_.Overwritten(next_.position) ? ReadStatus::kOverrun : ReadStatus::kCorrupt;
+      result.check = FrameCheck::kBadLayout;
+    }
+    break;  // the limit, inside the batch, or the damage
   }
   result.records = delivered;
   result.ended_on_padding = after_padding;
@@ -799,7 +848,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
   while (copied < limit) {
     // The CRC, if asked for, is checked on the copy: that is what the
     // handler sees.
-    const Peek p = PeekAt(at, /*verify_crc=*/false);
+    const Peek p = PeekAt(at, /*verify_crc=*/false, /*walk_batches=*/false);
     if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
@@ -832,11 +881,34 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
       result.check = FrameCheck::kBadCrc;
       break;
     }
-    used += p.aligned_length;
-    at.position += p.aligned_length;
-    at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
-    ++copied;
     after_padding = false;
+    if (!p.batch) {
+      used += p.aligned_length;
+      at.position += p.aligned_length;
+      at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
+      ++copied;
+      continue;
+    }
+    // A batch is checked again on the copy: that is what the handler walks.
+    const FrameCheck check = CheckBatchFrame(copy, p.frame_length, p.frame_length, false);
+    if (check != FrameCheck::kOk) {
+      result.status = ReadStatus::kCorrupt;  // or kOverrun, below
+      result.check = check;
+      break;
+    }
+    const RecordView view(copy, p.frame_length);
+    const uint64_t count = BatchCount(view);
+    const uint64_t skip =
+        at.offset > view.offset() ? std::min(at.offset - view.offset(), count) : 0;
+    const uint64_t take = std::min<uint64_t>(count - skip, limit - copied);
+    used += p.aligned_length;
+    copied += static_cast<uint32_t>(take);
+    if (skip + take < count) {
+      at.offset = view.offset() + skip + take;  // the limit, inside the batch
+      break;
+    }
+    at.position += p.aligned_length;
+    at.offset = view.offset() + count;
   }
   // Overwritten's acquire fence orders the copies above before its check.
   if (ring_.Overwritten(batch_start.position)) {
@@ -847,12 +919,27 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
   // Only the copies are read from here on: the views' lengths are the ones
   // checked in the ring, their bytes cannot change any more.
   std::size_t pos = 0;
-  for (uint32_t i = 0; i < copied; ++i) {
+  uint32_t handed = 0;
+  while (handed < copied && pos < used) {
     const std::byte* f = buffer.data() + pos;
     const uint32_t length = DecodeFixed32(f + frame::kLength);
     const RecordView view(f, length);
-    handler(static_cast<const RecordView&>(view));
     pos += AlignedFrameLength(length);
+    if (!options_.batches || (view.flags() & kFlagBatch) == 0) {
+      handler(static_cast<const RecordView&>(view));
+      ++handed;
+      continue;
+    }
+    // Only the first frame can start inside its batch; the copy was checked.
+    BatchWalker walker(view);
+    const uint64_t skip =
+        batch_start.offset > view.offset() ? batch_start.offset - view.offset() : 0;
+    RecordView record;
+    while (handed < copied && walker.Next(&record)) {
+      if (walker.index() <= skip) continue;
+      handler(static_cast<const RecordView&>(record));
+      ++handed;
+    }
   }
   next_ = at;
   result.records = copied;
@@ -899,9 +986,10 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
     const RecordView view(p.frame, p.frame_length);
     if (p.aligned_length > max_bytes - (at.position - e.begin) && e.records > 0) break;
     on_frame(static_cast<const RecordView&>(view), at.position);
+    const uint32_t records = p.batch ? BatchCount(view) : 1;
     at.position += p.aligned_length;
-    at.offset = view.offset() + 1;
-    ++e.records;
+    at.offset = view.offset() + records;
+    e.records += records;
     e.end = at.position;
     e.next = at;
   }

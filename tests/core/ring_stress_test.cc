@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -595,6 +596,124 @@ TEST(RingStressProducers, ProducersSharingACpuNeverLapEachOthersClaims) {
   EXPECT_GT(delivered, 0u);
   EXPECT_EQ(t.ring.tail().offset, uint64_t{kProducers} * kPerProducer);
 }
+
+// Record batches (core/batch.h) across processes: producers write batches
+// of 1..40 records and, now and then, a record on its own; one consumer
+// reads in place with a limit that stops inside batches, the other copies.
+// Every record arrives once, in order per producer, with its bytes.
+void ProduceBatches(Ring ring, uint32_t id, uint32_t count, uint32_t size, uint32_t seed) {
+  RingProducer p(ring);
+  RecordBatch batch(2048);
+  uint32_t rng = seed;
+  auto next = [&] { return rng = rng * 1664525u + 1013904223u; };
+  for (uint32_t seq = 0; seq < count;) {
+    const uint32_t n = std::min(count - seq, 1 + (next() >> 8) % 40);
+    WriteResult w;
+    if (n == 1 && (next() >> 8) % 2 == 0) {
+      const std::string v = MakeValue(id, seq, size);
+      while ((w = p.try_write(std::nullopt, {}, v)).status == ClaimStatus::kFull) {
+        (void)p.WaitForSpace(1'000'000);
+      }
+    } else {
+      batch.Clear();
+      for (uint32_t i = 0; i < n; ++i) {
+        const BatchAppend a = batch.Append(MakeValue(id, seq + i, size));
+        if (a != BatchAppend::kOk) {
+          ADD_FAILURE() << "append: " << BatchAppendName(a);
+          return;
+        }
+      }
+      while ((w = p.try_write(batch)).status == ClaimStatus::kFull) {
+        (void)p.WaitForSpace(1'000'000);
+      }
+    }
+    if (!w.ok()) {
+      ADD_FAILURE() << "write failed: " << ClaimStatusName(w.status) << " "
+                    << CommitStatusName(w.commit);
+      return;
+    }
+    seq += n;
+  }
+}
+
+std::string ConsumeBatches(Ring ring, uint32_t slot, uint32_t producers, uint32_t per_producer,
+                           uint32_t size, bool copy) {
+  ReaderOptions options;
+  options.batches = true;
+  options.verify_crc = copy;
+  RingReader r(ring, ring.GatingPosition(slot), options);
+  Checker checker(producers, size);
+  const uint64_t total = static_cast<uint64_t>(producers) * per_producer;
+  std::vector<std::byte> buffer(8192);
+  std::string error;
+  const int64_t deadline = MonotonicNanos() + 60'000'000'000;
+  while (checker.total() < total && error.empty()) {
+    auto handler = [&](const RecordView& v) {
+      if (error.empty()) error = checker.Check(v);
+    };
+    const ReadResult res = copy ? r.read_copy(handler, 5, buffer) : r.read(handler, 7);
+    if (res.status != ReadStatus::kOk)
+      return std::string("read status ") + std::string(ReadStatusName(res.status));
+    if (res.records > 0) {
+      ring.AdvanceGatingSlot(slot, r.position());
+    } else {
+      (void)r.Wait(WaitStrategy::kBlocking, 1'000'000);
+      if (MonotonicNanos() > deadline) return "timed out at " + std::to_string(checker.total());
+    }
+  }
+  return error;
+}
+
+class RingStressBatches : public ::testing::TestWithParam<RingMode> {};
+
+TEST_P(RingStressBatches, ProcessesSeeEveryRecordOnceInOrder) {
+  const RingMode mode = GetParam();
+  const uint32_t producers = mode == RingMode::kSingleProducer ? 1 : 2;
+  constexpr uint32_t kSize = 24;
+  const uint32_t per_producer = 300000 / testing::kStressScale;
+  RingOptions o;
+  o.capacity = 64 * 1024;
+  o.mode = mode;
+  TestRing t(o);
+  std::vector<uint32_t> slots;
+  for (uint32_t c = 0; c < 2; ++c) slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));
+  std::vector<pid_t> children;
+  for (uint32_t c = 0; c < 2; ++c) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      Result<Ring> ring = Ring::Attach(t.memory.span());
+      const std::string err =
+          ConsumeBatches(*ring, slots[c], producers, per_producer, kSize, /*copy=*/c == 1);
+      if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", c, err.c_str());
+      _exit(err.empty() ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  for (uint32_t p = 0; p < producers; ++p) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      Result<Ring> ring = Ring::Attach(t.memory.span());
+      ProduceBatches(*ring, p, per_producer, kSize, 17 + p);
+      _exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " " << status;
+  }
+  EXPECT_EQ(t.ring.tail().offset, uint64_t{producers} * per_producer);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, RingStressBatches,
+                         ::testing::Values(RingMode::kSingleProducer, RingMode::kMultiProducer),
+                         [](const ::testing::TestParamInfo<RingMode>& info) {
+                           return std::string(info.param == RingMode::kSingleProducer ? "Spsc"
+                                                                                      : "Mpmc");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Modes, RingCrash,
                          ::testing::Values(RingMode::kSingleProducer, RingMode::kMultiProducer),
