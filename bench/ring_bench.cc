@@ -65,16 +65,21 @@ struct SharedRing {
 class RingSender {
  public:
   // batch > 1: commit_deferred, and publish() after every `batch` records.
+  // record_batch_bytes > 0: RecordBatch frames of at most that many bytes
+  // (core/batch.h) instead of one frame per record.
   RingSender(Ring ring, uint32_t producer, uint32_t payload, bool yield_when_full,
-             uint32_t batch = 1)
+             uint32_t batch = 1, uint32_t record_batch_bytes = 0)
       : producer_(ring),
         id_(producer),
         payload_(payload),
         yield_(yield_when_full),
         batch_(batch),
-        filler_(payload, std::byte{0x5A}) {}
+        filler_(payload, std::byte{0x5A}),
+        record_batch_(record_batch_bytes),
+        record_batches_(record_batch_bytes > 0) {}
 
   bool Produce(uint64_t first_seq, uint64_t count, const std::atomic<uint32_t>& abort) {
+    if (record_batches_) return ProduceBatches(first_seq, count, abort);
     for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
       RingClaim claim = Claim(abort);
       if (!claim.ok()) return false;
@@ -105,6 +110,38 @@ class RingSender {
   }
 
  private:
+  // Each record is made in a scratch buffer and appended to the batch, as a
+  // user would; a full batch is written (spinning while the ring is full).
+  bool ProduceBatches(uint64_t first_seq, uint64_t count, const std::atomic<uint32_t>& abort) {
+    std::byte record[1024];
+    if (payload_ > sizeof record) return false;
+    for (uint64_t seq = first_seq; seq < first_seq + count; ++seq) {
+      FillPayload(record, payload_, id_, seq, filler_.data());
+      const std::string_view value(reinterpret_cast<const char*>(record), payload_);
+      BatchAppend a = record_batch_.Append(value);
+      if (a == BatchAppend::kFull) {
+        if (!WriteBatch(abort)) return false;
+        a = record_batch_.Append(value);
+      }
+      if (a != BatchAppend::kOk) return false;
+    }
+    return record_batch_.empty() || WriteBatch(abort);
+  }
+
+  bool WriteBatch(const std::atomic<uint32_t>& abort) {
+    WriteResult w = producer_.try_write(record_batch_);
+    if (w.status == ClaimStatus::kFull) {
+      (void)SpinUntil(
+          [&] {
+            w = producer_.try_write(record_batch_);
+            return w.status != ClaimStatus::kFull || abort.load(std::memory_order_relaxed) != 0;
+          },
+          kWaitTimeoutNs, yield_);
+    }
+    record_batch_.Clear();
+    return w.ok();
+  }
+
   // One returned object (built in place by try_claim): a claim is not moved
   // on the common path.
   RingClaim Claim(const std::atomic<uint32_t>& abort) {
@@ -128,6 +165,8 @@ class RingSender {
   bool yield_;
   uint32_t batch_;
   std::vector<std::byte> filler_;
+  RecordBatch record_batch_;
+  bool record_batches_;
 };
 
 // Consumer worker: attaches to the ring through the shared bytes (as another
@@ -136,11 +175,13 @@ class RingSender {
 // read (the documented way). Otherwise (diagnostic) the consumer pauses that
 // long without touching the ring before it polls again.
 int ConsumeRing(ThroughputConsumer& ctx, std::span<std::byte> memory, uint32_t slot,
-                double idle_backoff_ns) {
+                double idle_backoff_ns, bool record_batches) {
   PrefaultInThisProcess(memory);
   Result<Ring> ring = Ring::Attach(memory);
   if (!ring.ok()) return 10;
-  RingReader reader(*ring, ring->GatingPosition(slot));
+  ReaderOptions options;
+  options.batches = record_batches;
+  RingReader reader(*ring, ring->GatingPosition(slot), options);
   PayloadChecker& checker = ctx.checker();
   auto handler = [&](const RecordView& v) {
     const std::string_view value = v.value();
@@ -203,7 +244,8 @@ int ReceiveRing(LatencyConsumer& ctx, std::span<std::byte> memory, uint32_t slot
 // ---------------------------------------------------------------------------
 
 void RingThroughput(benchmark::State& state, RingMode mode, uint32_t producers, uint32_t payload,
-                    double idle_backoff_ns = 0, uint32_t batch = 1) {
+                    double idle_backoff_ns = 0, uint32_t batch = 1,
+                    uint32_t record_batch_bytes = 0) {
   SharedRing shared(mode);
   if (!shared.error.empty()) {
     state.SkipWithError(shared.error.c_str());
@@ -223,13 +265,15 @@ void RingThroughput(benchmark::State& state, RingMode mode, uint32_t producers, 
           PrefaultInThisProcess(shared.memory.span());
           ring = Ring::Attach(shared.memory.span()).value();
         }
-        return [sender = RingSender(ring, producer, payload, producers > 1, batch)](
+        return [sender =
+                    RingSender(ring, producer, payload, producers > 1, batch, record_batch_bytes)](
                    uint64_t first, uint64_t count, const std::atomic<uint32_t>& abort) mutable {
           return sender.Produce(first, count, abort);
         };
       },
       [&](ThroughputConsumer& ctx) {
-        return ConsumeRing(ctx, shared.memory.span(), shared.slot, idle_backoff_ns);
+        return ConsumeRing(ctx, shared.memory.span(), shared.slot, idle_backoff_ns,
+                           record_batch_bytes > 0);
       });
 }
 
@@ -255,6 +299,40 @@ void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, Laten
 
 // Single process, no consumer and no gating reader (the producer runs free
 // around the ring): the cost of try_claim + fill + commit alone.
+// As RingProducerCost, through RecordBatch frames of at most 4 KiB: a
+// record is made in a scratch buffer and appended; a full batch is written.
+void RingBatchProducerCost(benchmark::State& state, uint32_t payload) {
+  SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
+  RingOptions options;
+  options.capacity = kRingCapacity;
+  options.mode = RingMode::kSingleProducer;
+  Result<Ring> ring = Ring::Create(memory.span(), options);
+  if (!ring.ok() || payload > 1024) {
+    state.SkipWithError("ring setup failed");
+    return;
+  }
+  RingProducer producer(*ring);
+  RecordBatch batch(4096);
+  std::vector<std::byte> filler(payload, std::byte{0x5A});
+  std::byte record[1024];
+  uint64_t seq = 0;
+  for (auto _ : state) {
+    FillPayload(record, payload, 0, seq, filler.data());
+    const std::string_view value(reinterpret_cast<const char*>(record), payload);
+    if (batch.Append(value) == BatchAppend::kFull) {
+      if (!producer.try_write(batch).ok()) {
+        state.SkipWithError("write failed");
+        break;
+      }
+      batch.Clear();
+      (void)batch.Append(value);
+    }
+    ++seq;
+  }
+  state.counters["records/s"] =
+      benchmark::Counter(static_cast<double>(seq), benchmark::Counter::kIsRate);
+}
+
 void RingProducerCost(benchmark::State& state, uint32_t payload, bool explicit_timestamp) {
   SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
   RingOptions options;
@@ -366,7 +444,7 @@ void RegisterRingBenchmarks() {
       const std::string name =
           std::string("ring_throughput/") + m.name + "/" + std::to_string(payload) + "B";
       benchmark::RegisterBenchmark(name.c_str(), RingThroughput, m.mode, m.producers, payload, 0.0,
-                                   1u)
+                                   1u, 0u)
           ->UseManualTime()
           ->Iterations(10)
           ->Unit(benchmark::kMillisecond);
@@ -377,10 +455,23 @@ void RegisterRingBenchmarks() {
   for (uint32_t payload : {8u, 64u}) {
     const std::string name = "ring_throughput/spsc/" + std::to_string(payload) + "B/batch32";
     benchmark::RegisterBenchmark(name.c_str(), RingThroughput, RingMode::kSingleProducer, 1u,
-                                 payload, 0.0, 32u)
+                                 payload, 0.0, 32u, 0u)
         ->UseManualTime()
         ->Iterations(10)
         ->Unit(benchmark::kMillisecond);
+  }
+  // Record batches (core/batch.h: one frame, header and CRC per batch of at
+  // most 4 KiB): another API and another format, so another name.
+  for (const Mode& m : modes) {
+    for (uint32_t payload : {8u, 64u}) {
+      const std::string name = std::string("ring_throughput/") + m.name + "/" +
+                               std::to_string(payload) + "B/record_batch_4k";
+      benchmark::RegisterBenchmark(name.c_str(), RingThroughput, m.mode, m.producers, payload, 0.0,
+                                   1u, 4096u)
+          ->UseManualTime()
+          ->Iterations(10)
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   for (uint32_t payload : {8u, 64u}) {
     const std::string name = "ring_latency/spsc/" + std::to_string(payload) + "B";
@@ -408,7 +499,7 @@ void RegisterRingBenchmarks() {
       ->Iterations(kLatencySamples)
       ->Unit(benchmark::kNanosecond);
   benchmark::RegisterBenchmark("diag/ring_throughput/spsc/64B/consumer_backoff_1us", RingThroughput,
-                               RingMode::kSingleProducer, 1u, 64u, 1000.0, 1u)
+                               RingMode::kSingleProducer, 1u, 64u, 1000.0, 1u, 0u)
       ->UseManualTime()
       ->Iterations(10)
       ->Unit(benchmark::kMillisecond);
@@ -419,6 +510,8 @@ void RegisterRingBenchmarks() {
   }
   benchmark::RegisterBenchmark("diag/record_clock_stamp", RecordClockCost);
   benchmark::RegisterBenchmark("diag/wall_clock_stamp", WallClockCost);
+  benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/record_batch_4k", RingBatchProducerCost,
+                               8u);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/8B/clock_stamp", RingProducerCost, 8u,
                                false);
   benchmark::RegisterBenchmark("diag/ring_producer_cost/64B/clock_stamp", RingProducerCost, 64u,

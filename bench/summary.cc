@@ -222,6 +222,11 @@ const std::vector<Line> kThroughput = {
     {"ring SPSC 1 KiB", "ring_throughput/spsc/1024B"},
     {"ring SPSC 8 B, batches of 32", "ring_throughput/spsc/8B/batch32"},
     {"ring SPSC 64 B, batches of 32", "ring_throughput/spsc/64B/batch32"},
+    {"ring SPSC 8 B, record batches", "ring_throughput/spsc/8B/record_batch_4k"},
+    {"ring SPSC 64 B, record batches", "ring_throughput/spsc/64B/record_batch_4k"},
+    {"ring MPMC 1 producer 8 B, record batches", "ring_throughput/mpmc_1p/8B/record_batch_4k"},
+    {"ring MPMC 2 producers 8 B, record batches", "ring_throughput/mpmc_2p/8B/record_batch_4k"},
+    {"ring MPMC 2 producers 64 B, record batches", "ring_throughput/mpmc_2p/64B/record_batch_4k"},
     {"ring MPMC 1 producer 8 B", "ring_throughput/mpmc_1p/8B"},
     {"ring MPMC 1 producer 64 B", "ring_throughput/mpmc_1p/64B"},
     {"ring MPMC 1 producer 1 KiB", "ring_throughput/mpmc_1p/1024B"},
@@ -305,6 +310,21 @@ void PlacementSection(const Collector& c, std::ostream& out, int placement, cons
   Ratio(v, out, "SPSC 64 B batches of 32 / moodycamel CQ bulk 32, 64 B",
         "ring_throughput/spsc/64B/batch32", "records/s",
         "baseline/moodycamel_cq_bulk32_throughput/64B", "records/s", Goal::kNone, 0);
+  // Record batches (core/batch.h): every record is still its own record
+  // (offset, bytes, checked one by one by the consumer), but a batch of them
+  // shares one frame header, timestamp and CRC.
+  Ratio(v, out, "SPSC 8 B record batches / boost message_queue 8 B",
+        "ring_throughput/spsc/8B/record_batch_4k", "records/s", "baseline/boost_mq_throughput/8B",
+        "records/s", Goal::kAtLeast, 10);
+  Ratio(v, out, "SPSC 8 B record batches / moodycamel ReaderWriterQueue 8 B",
+        "ring_throughput/spsc/8B/record_batch_4k", "records/s",
+        "baseline/moodycamel_rwq_throughput/8B", "records/s", Goal::kAbove, 1);
+  Ratio(v, out, "SPSC 64 B record batches / moodycamel ReaderWriterQueue 64 B",
+        "ring_throughput/spsc/64B/record_batch_4k", "records/s",
+        "baseline/moodycamel_rwq_throughput/64B", "records/s", Goal::kAbove, 1);
+  Ratio(v, out, "MPMC 2 producers / SPSC throughput, 8 B record batches",
+        "ring_throughput/mpmc_2p/8B/record_batch_4k", "records/s",
+        "ring_throughput/spsc/8B/record_batch_4k", "records/s", Goal::kAtLeast, 0.5);
   if (AnyIn(v, {{"", "bus_throughput/1p_1c/64B"}, {"", "bus_latency/spsc_topic_1c/64B"}})) {
     // Latency: each p50 over the floor measured next to it, then bus over ring.
     Ratio(v, out, "bus / ring one-way p50 (each over its floor), SPSC 64 B",
