@@ -53,7 +53,7 @@ FrameCheck CheckBatchFrame(const std::byte* f, uint64_t available, uint32_t max_
   if (static_cast<uint8_t>(f[frame::kFlags]) != kFlagBatch ||
       f[frame::kReserved8] != std::byte{0} || DecodeFixed16(f + frame::kReserved16) != 0 ||
       DecodeFixed16(f + frame::kKeyLength) != 0 || DecodeFixed16(f + frame::kHeadersLength) != 0 ||
-      length < kFrameHeaderLength + kBatchBodyHeaderLength ||
+      length < kFrameHeaderLength + kBatchBodyHeaderLength || length % kFrameAlignment != 0 ||
       DecodeFixed32(f + kFrameHeaderLength + 4) != 0) {
     return FrameCheck::kBadLayout;
   }

@@ -161,6 +161,7 @@ class BatchWalker {
   bool ok() const { return ok_; }
 
   // The next record, or false at the end (ok()) or at a malformed entry.
+  // pos_ never passes end_: an entry, padding included, must fit before it.
   bool Next(RecordView* out) {
     if (index_ >= count_ || !ok_) return false;
     if (end_ - pos_ < kBatchEntryHeaderLength) return Fail();
@@ -169,15 +170,30 @@ class BatchWalker {
     const uint32_t key_length = static_cast<uint32_t>(h >> 32) & 0xFFFF;
     const uint8_t flags = static_cast<uint8_t>(h >> 48);
     const uint64_t length = uint64_t{kBatchEntryHeaderLength} + key_length + value_length;
+    const uint64_t aligned = AlignUp(length, kFrameAlignment);
     if ((h >> 56) != 0 || (flags & ~kFlagHasKey) != 0 ||
-        (key_length != 0 && (flags & kFlagHasKey) == 0) || length > end_ - pos_) {
+        (key_length != 0 && (flags & kFlagHasKey) == 0) || aligned > end_ - pos_) {
       return Fail();
     }
     *out = RecordView::BatchEntry(frame_ + pos_, static_cast<uint32_t>(length), key_length, flags,
                                   base_offset_ + index_, timestamp_ns_);
-    pos_ += AlignUp(length, kFrameAlignment);
+    pos_ += aligned;
     ++index_;
     return true;
+  }
+  // Byte offset of the next entry in the frame.
+  uint64_t entry_position() const { return pos_; }
+  // Continues a walk that an earlier walker of the same frame left at
+  // `index` records and byte offset `pos` (its entry_position()). Bounds stay
+  // checked: an out-of-range pair fails the walk.
+  void Resume(uint32_t index, uint64_t pos) {
+    if (index > count_ || pos < kFrameHeaderLength + kBatchBodyHeaderLength || pos > end_ ||
+        pos % kFrameAlignment != 0) {
+      ok_ = false;
+      return;
+    }
+    index_ = index;
+    pos_ = pos;
   }
   // True if the walk passed every record and ended exactly at the frame's
   // end.

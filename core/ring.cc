@@ -270,15 +270,29 @@ RingPosition Ring::earliest() const {
     // A gating reader's position is a frame boundary producers cannot pass.
     for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
       if (GatingOwner(i) == 0) continue;
-      const RingPosition g = GatingPosition(i);
+      RingPosition g = GatingPosition(i);
       if (g.position < best.position && g.position <= t.position &&
           t.position - g.position <= capacity_ && g.offset >= base_offset()) {
+        // A reader inside a batch frame stands at the offset of its next
+        // record: the records before it are still here.
+        if (g.position < t.position) g.offset = std::min(g.offset, FrameOffsetAt(g.position));
         best = g;
       }
     }
     return best;
   }
   return tail();
+}
+
+uint64_t Ring::FrameOffsetAt(uint64_t position) const {
+  const std::byte* f = At(position);
+  const uint64_t w = Word64At(const_cast<std::byte*>(f)).load(std::memory_order_acquire);
+  if ((w & ~kStateMask) != Tag(position) || StateOf(w) != S(FrameState::kData) ||
+      capacity_ - (position & mask_) < kFrameHeaderLength ||
+      (static_cast<uint8_t>(f[frame::kFlags]) & kFlagBatch) == 0) {
+    return ~0ull;
+  }
+  return DecodeFixed64(f + frame::kOffset);
 }
 
 void Ring::PublishLap(uint64_t position, uint64_t offset) const {
@@ -1253,25 +1267,34 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc, bool walk_
     }
     case FrameState::kData:
     case FrameState::kControl: {
-      const FrameCheck check = CheckAnyFrame(f, room, ring_.max_frame_length_, verify_crc,
-                                             options_.batches, walk_batches);
+      // Batch or not is decided once, from one read of the flags: the
+      // check that ran is the one the caller's walk relies on.
+      const bool batch =
+          options_.batches && (static_cast<uint8_t>(f[frame::kFlags]) & kFlagBatch) != 0;
+      const FrameCheck check =
+          batch ? CheckBatchFrame(f, room, ring_.max_frame_length_, verify_crc, walk_batches)
+                : CheckFrame(f, room, ring_.max_frame_length_, verify_crc);
       if (check != FrameCheck::kOk) return {Step::kCorrupt, 0, check, f};
       // The length is read once more, and that is the one used: the frame
       // may change under us (a lapping producer, a scribbling peer).
       const uint32_t length = DecodeFixed32(f + frame::kLength);
-      if (length < kFrameHeaderLength || length > room || length > ring_.max_frame_length_) {
+      if (length < kFrameHeaderLength || length > room || length > ring_.max_frame_length_ ||
+          (batch && (length < kFrameHeaderLength + kBatchBodyHeaderLength ||
+                     length % kFrameAlignment != 0))) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLength, f};
       }
       const RecordView view(f, length);
       // A batch may hold the reader's offset (it stopped inside it); any
-      // other frame starts at or past it.
-      const bool batch = options_.batches && (view.flags() & kFlagBatch) != 0;
+      // other frame starts at or past it. A batch has at most one record
+      // per 8 bytes of its body.
       const uint64_t records = batch ? BatchCount(view) : 1;
-      if (records == 0 || view.offset() + records - 1 < at.offset ||
-          view.offset() + records - 1 < view.offset()) {
+      if (records == 0 ||
+          (batch && records > (length - kFrameHeaderLength) / kBatchEntryHeaderLength) ||
+          view.offset() + records - 1 < at.offset || view.offset() + records - 1 < view.offset()) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
       }
-      return {Step::kRecord, AlignedFrameLength(length), FrameCheck::kOk, f, length, batch};
+      return {Step::kRecord, AlignedFrameLength(length),    FrameCheck::kOk, f, length,
+              batch,         static_cast<uint32_t>(records)};
     }
     default:
       return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};

@@ -306,6 +306,9 @@ class Ring {
   friend class RingUnblocker;
 
   void PublishLap(uint64_t position, uint64_t offset) const;
+  // The offset of the committed batch frame at `position`, or ~0 if there
+  // is none (earliest(): a gating reader may stand inside a batch).
+  uint64_t FrameOffsetAt(uint64_t position) const;
   // Multi-producer rings: raises claim_horizon to `position` (CAS to the
   // maximum), a frame boundary every frame below which is finished.
   void RaiseClaimHorizon(uint64_t position) const;
@@ -656,7 +659,9 @@ class RingReader {
   // Checks CRCs if the reader's options say so. kCorrupt: the frame at
   // `end` fails its checks; the extent holds the good frames before it.
   // kOverrun: producers lapped the walk (the frames it passed may be torn):
-  // Resync.
+  // Resync. A batch frame (ReaderOptions::batches) is passed whole and its
+  // entries checked; `records` counts records, those of a batch the reader
+  // stands inside from its offset on.
   struct Extent {
     ReadStatus status = ReadStatus::kOk;
     FrameCheck check = FrameCheck::kOk;
@@ -678,6 +683,7 @@ class RingReader {
     const std::byte* frame;
     uint32_t frame_length = 0;  // kRecord: the length that was checked
     bool batch = false;         // kRecord: a batch frame (options_.batches)
+    uint32_t records = 0;       // kRecord: records in the frame (its count, read once)
   };
   // walk_batches: check every entry of a batch frame now (read() checks
   // them as it hands them over).
@@ -688,6 +694,13 @@ class RingReader {
   Ring ring_;
   RingPosition next_;
   ReaderOptions options_;
+  // read() stopped inside a batch at walk_at_ (frame position, offset of the
+  // next record), with the walk at byte walk_entry_ of the frame: the next
+  // call resumes there instead of walking from the first entry again (and
+  // does not check the CRC again), so reading a batch takes one walk
+  // whatever the limit.
+  RingPosition walk_at_{~0ull, 0};
+  uint64_t walk_entry_ = 0;
 };
 
 // Turns dead claims into padding. Keeps its own cursor that follows committed
@@ -763,7 +776,8 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
   uint32_t delivered = 0;
   bool after_padding = false;
   while (delivered < limit) {
-    const Peek p = PeekAt(next_, options_.verify_crc, /*walk_batches=*/false);
+    const bool resuming = next_ == walk_at_;
+    const Peek p = PeekAt(next_, options_.verify_crc && !resuming, /*walk_batches=*/false);
     if (p.step == Step::kEmpty) break;
     if (p.step == Step::kLapped) {
       result.status = ReadStatus::kOverrun;
@@ -796,6 +810,9 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     // the good records before it, as a bad frame after good ones does.
     BatchWalker walker(view);
     const uint64_t skip = next_.offset > view.offset() ? next_.offset - view.offset() : 0;
+    if (resuming && skip > 0 && skip <= walker.count()) {
+      walker.Resume(static_cast<uint32_t>(skip), walk_entry_);
+    }
     RecordView record;
     while (delivered < limit && walker.Next(&record)) {
       if (walker.index() <= skip) continue;
@@ -808,6 +825,10 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
       continue;
     }
     next_.offset = view.offset() + std::max<uint64_t>(skip, walker.index());
+    if (walker.ok() && walker.index() > skip) {
+      walk_at_ = next_;
+      walk_entry_ = walker.entry_position();
+    }
     if (!walker.ok() || walker.index() == walker.count()) {
       // A lapping producer rewriting it, or a peer scribbling on it.
       result.status =
@@ -883,6 +904,12 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     }
     after_padding = false;
     if (!p.batch) {
+      if (options_.batches && (static_cast<uint8_t>(copy[frame::kFlags]) & kFlagBatch) != 0) {
+        // Checked as a plain frame, copied as a batch: changed meanwhile.
+        result.status = ReadStatus::kCorrupt;  // or kOverrun, below
+        result.check = FrameCheck::kBadLayout;
+        break;
+      }
       used += p.aligned_length;
       at.position += p.aligned_length;
       at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
@@ -986,10 +1013,12 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
     const RecordView view(p.frame, p.frame_length);
     if (p.aligned_length > max_bytes - (at.position - e.begin) && e.records > 0) break;
     on_frame(static_cast<const RecordView&>(view), at.position);
-    const uint32_t records = p.batch ? BatchCount(view) : 1;
+    // A reader inside a batch has handed over its records below its offset:
+    // the extent holds the whole frame but counts only the rest.
+    const uint64_t passed = at.offset > view.offset() ? at.offset - view.offset() : 0;
     at.position += p.aligned_length;
-    at.offset = view.offset() + records;
-    e.records += records;
+    at.offset = view.offset() + p.records;
+    e.records += static_cast<uint32_t>(p.records - std::min<uint64_t>(passed, p.records));
     e.end = at.position;
     e.next = at;
   }

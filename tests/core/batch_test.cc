@@ -420,6 +420,7 @@ TEST(CheckBatchFrame, EveryDamagedFieldIsRefused) {
       {"frame flags", frame::kFlags, kFlagBatch | kFlagHasKey, FrameCheck::kBadLayout},
       {"frame length short", frame::kLength, kFrameHeaderLength + 4, FrameCheck::kBadLayout},
       {"frame length below header", frame::kLength, 8, FrameCheck::kBadLength},
+      {"frame length not a multiple of 8", frame::kLength, length - 4, FrameCheck::kBadLayout},
   };
   for (const Damage& d : damages) {
     std::vector<std::byte> f = build();
@@ -431,6 +432,139 @@ TEST(CheckBatchFrame, EveryDamagedFieldIsRefused) {
     }
     EXPECT_EQ(CheckBatchFrame(f.data(), f.size(), 1024, true), d.want) << d.what;
   }
+}
+
+// Random bytes over a batch frame held in a buffer of exactly its size, so
+// that ASan sees any read past it: the check and a walk over any length
+// the frame may claim (unaligned ones included) stay inside.
+TEST(BatchWalker, ScribbledFrameIsNeverReadPastItsLength) {
+  std::mt19937 rng(5);
+  for (int round = 0; round < 20000; ++round) {
+    RecordBatch b(512);
+    const uint32_t n = 1 + rng() % 12;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (rng() % 3 == 0) {
+        ASSERT_EQ(b.Append(std::string(rng() % 5, 'k'), std::string(rng() % 20, 'v')),
+                  BatchAppend::kOk);
+      } else {
+        ASSERT_EQ(b.Append(std::string(rng() % 20, 'v')), BatchAppend::kOk);
+      }
+    }
+    std::vector<std::byte> f(b.frame_length());
+    EncodeFixed64(f.data() + kFrameHeaderLength, b.count());
+    std::memcpy(f.data() + kFrameHeaderLength + kBatchBodyHeaderLength, b.entries().data(),
+                b.entries().size());
+    WriteFrameHeader(f.data(), b.frame_length(), 0, 0, 0, 0, kFlagBatch);
+    SealFrame(f.data(), b.frame_length());
+    for (int k = 0, hits = 1 + rng() % 4; k < hits; ++k) {
+      f[rng() % f.size()] = static_cast<std::byte>(rng());
+    }
+    if (rng() % 4 == 0) EncodeFixed32(f.data() + kFrameHeaderLength, rng());  // the count
+    (void)CheckBatchFrame(f.data(), f.size(), 1 << 20, rng() % 2 == 0);
+    // Any length a reader may have checked against the ring: at least a
+    // header, at most the buffer.
+    const uint32_t length =
+        kFrameHeaderLength + rng() % (static_cast<uint32_t>(f.size()) - kFrameHeaderLength + 1);
+    const RecordView view(f.data(), length);
+    BatchWalker walker(view);
+    RecordView record;
+    uint32_t walked = 0;
+    while (walker.Next(&record)) {
+      ASSERT_LE(reinterpret_cast<const std::byte*>(record.value().data()) + record.value().size(),
+                f.data() + length);
+      ASSERT_LT(walked++, length / kBatchEntryHeaderLength);
+    }
+  }
+}
+
+// Scan from a reader that read() left inside a batch counts only the
+// records it has not passed, and ends where read() would.
+TEST(RingBatch, ScanInsideABatchCountsTheRecordsLeft) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RecordBatch b(t.ring.max_frame_length());
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(b.Append("r"), BatchAppend::kOk);
+  ASSERT_TRUE(p.try_write(b).ok());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "plain").ok());
+  RingReader r(t.ring, t.ring.earliest(), Batches());
+  ASSERT_EQ(r.read([](const RecordView&) {}, 4).records, 4u);
+  EXPECT_EQ(r.position(), (RingPosition{0, 4}));
+  std::vector<uint64_t> frames;
+  const RingReader::Extent e =
+      r.Scan(1 << 20, [&](const RecordView&, uint64_t position) { frames.push_back(position); });
+  EXPECT_EQ(e.status, ReadStatus::kOk);
+  EXPECT_EQ(e.records, 7u);  // 6 of the batch, and the plain record
+  EXPECT_EQ(frames.size(), 2u);
+  EXPECT_EQ(e.next, t.ring.tail());
+}
+
+// A gating reader that stands inside a batch holds the whole frame, and
+// earliest() (where new readers and Resync start) starts at its first
+// record, not at the gating reader's next one.
+TEST(RingBatch, EarliestBeforeAGatingReaderInsideABatchIsTheBatchStart) {
+  TestRing t(Options(RingMode::kSingleProducer, 20));
+  RingProducer p(t.ring);
+  const Result<uint32_t> slot = t.ring.AcquireGatingSlot(1, t.ring.tail());
+  ASSERT_TRUE(slot.ok());
+  RingReader gate(t.ring, t.ring.tail(), Batches());
+  auto gate_reads = [&](uint32_t limit) {
+    const uint32_t n = gate.read([](const RecordView&) {}, limit).records;
+    t.ring.AdvanceGatingSlot(*slot, gate.position());
+    return n;
+  };
+  // Into the second lap, the gating reader keeping up.
+  while (t.ring.tail().position < kCap + kCap / 4) {
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, std::string(100, 'x')).ok());
+    gate_reads(1000);
+  }
+  const RingPosition batch_at = t.ring.tail();
+  RecordBatch b(t.ring.max_frame_length());
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(b.Append("r" + std::to_string(i)), BatchAppend::kOk);
+  ASSERT_TRUE(p.try_write(b).ok());
+  ASSERT_EQ(gate_reads(3), 3u);
+  EXPECT_EQ(gate.position(), (RingPosition{batch_at.position, batch_at.offset + 3}));
+  // Into the third lap, up to the gating reader: the lap reference moves
+  // past the batch, so the gating reader is the earliest thing left.
+  uint64_t written = 10;
+  while (p.try_write(std::nullopt, {}, std::string(100, 'x')).ok()) ++written;
+  ASSERT_GT(t.ring.tail().position, 2 * kCap);
+  EXPECT_EQ(t.ring.earliest(), batch_at);
+  RingReader late(t.ring, t.ring.earliest(), Batches());
+  const std::vector<Got> got = ReadAll(late, 1000);
+  ASSERT_EQ(got.size(), written);
+  EXPECT_EQ(got[0].value, "r0");
+  EXPECT_EQ(got[0].offset, batch_at.offset);
+}
+
+// A reader inside a batch that producers lap is told so, and Resync counts
+// exactly the records it never got.
+TEST(RingBatch, LappedInsideABatchResyncCountsTheRecordsLost) {
+  TestRing t(Options(RingMode::kMultiProducer));
+  RingProducer p(t.ring);
+  RecordBatch b(t.ring.max_frame_length());
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(b.Append("r"), BatchAppend::kOk);
+  ASSERT_TRUE(p.try_write(b).ok());
+  RingReader r(t.ring, t.ring.earliest(), Batches());
+  ASSERT_EQ(r.read([](const RecordView&) {}, 4).records, 4u);
+  // Two laps of plain records over it.
+  while (t.ring.tail().position < 2 * kCap) {
+    ASSERT_TRUE(p.try_write(std::nullopt, {}, std::string(200, 'y')).ok());
+  }
+  uint32_t seen = 0;
+  const ReadResult res = r.read([&](const RecordView&) { ++seen; }, 100);
+  EXPECT_EQ(res.status, ReadStatus::kOverrun);
+  EXPECT_EQ(seen, 0u);
+  const RingPosition from = r.position();
+  EXPECT_EQ(from, (RingPosition{0, 4}));
+  const Lost lost = r.Resync();
+  EXPECT_EQ(lost.records, r.position().offset - 4);
+  uint64_t next = r.position().offset;
+  ReadStatus status;
+  uint64_t bad = 0;
+  for (const Got& g : ReadAll(r, 1000, &status)) bad += g.offset != next++;
+  EXPECT_EQ(status, ReadStatus::kOk);
+  EXPECT_EQ(bad, 0u);
+  EXPECT_EQ(next, t.ring.tail().offset);
 }
 
 // Random bytes written over a batch frame in the ring: read and read_copy
