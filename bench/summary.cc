@@ -368,7 +368,8 @@ void PrintSummary(const Collector& c, std::ostream& out) {
       {"diag: ring producer alone, 8 B", "diag/ring_producer_cost/8B/clock_stamp"},
       {"diag: ring producer alone, 64 B", "diag/ring_producer_cost/64B/clock_stamp"},
       {"diag:   same, timestamp given", "diag/ring_producer_cost/8B/explicit_timestamp"},
-      {"diag:   same, record batches of 4 KiB", "diag/ring_producer_cost/8B/record_batch_4k"},
+      {"diag: ring producer alone, 8 B, record batches",
+       "diag/ring_producer_cost/8B/record_batch_4k"},
       {"diag: ring read() alone, 64 B", "diag/ring_consumer_cost/64B"},
   };
   const std::vector<Line> other_lat = {
