@@ -84,20 +84,28 @@ void Produce(Ring ring, uint32_t id, uint32_t count, uint32_t size) {
   }
 }
 
+// How a consumer reads: read() in place, or read_copy() through a buffer.
+struct ReadMode {
+  ReaderOptions options;
+  uint32_t limit = 256;
+  bool copy = false;
+};
+
 // A gating consumer: releases what it has read so producers never lap it.
 std::string Consume(Ring ring, uint32_t slot, uint32_t producers, uint32_t per_producer,
-                    uint32_t size) {
-  RingReader r(ring, ring.GatingPosition(slot));
+                    uint32_t size, ReadMode mode = {}) {
+  RingReader r(ring, ring.GatingPosition(slot), mode.options);
   Checker checker(producers, size);
   const uint64_t total = static_cast<uint64_t>(producers) * per_producer;
+  std::vector<std::byte> buffer(mode.copy ? 8192 : 0);
   std::string error;
   const int64_t deadline = MonotonicNanos() + 60'000'000'000;
   while (checker.total() < total && error.empty()) {
-    const ReadResult res = r.read(
-        [&](const RecordView& v) {
-          if (error.empty()) error = checker.Check(v);
-        },
-        256);
+    auto handler = [&](const RecordView& v) {
+      if (error.empty()) error = checker.Check(v);
+    };
+    const ReadResult res =
+        mode.copy ? r.read_copy(handler, mode.limit, buffer) : r.read(handler, mode.limit);
     if (res.status != ReadStatus::kOk)
       return std::string("read status ") + std::string(ReadStatusName(res.status));
     if (res.records > 0) {
@@ -636,34 +644,6 @@ void ProduceBatches(Ring ring, uint32_t id, uint32_t count, uint32_t size, uint3
   }
 }
 
-std::string ConsumeBatches(Ring ring, uint32_t slot, uint32_t producers, uint32_t per_producer,
-                           uint32_t size, bool copy) {
-  ReaderOptions options;
-  options.batches = true;
-  options.verify_crc = copy;
-  RingReader r(ring, ring.GatingPosition(slot), options);
-  Checker checker(producers, size);
-  const uint64_t total = static_cast<uint64_t>(producers) * per_producer;
-  std::vector<std::byte> buffer(8192);
-  std::string error;
-  const int64_t deadline = MonotonicNanos() + 60'000'000'000;
-  while (checker.total() < total && error.empty()) {
-    auto handler = [&](const RecordView& v) {
-      if (error.empty()) error = checker.Check(v);
-    };
-    const ReadResult res = copy ? r.read_copy(handler, 5, buffer) : r.read(handler, 7);
-    if (res.status != ReadStatus::kOk)
-      return std::string("read status ") + std::string(ReadStatusName(res.status));
-    if (res.records > 0) {
-      ring.AdvanceGatingSlot(slot, r.position());
-    } else {
-      (void)r.Wait(WaitStrategy::kBlocking, 1'000'000);
-      if (MonotonicNanos() > deadline) return "timed out at " + std::to_string(checker.total());
-    }
-  }
-  return error;
-}
-
 class RingStressBatches : public ::testing::TestWithParam<RingMode> {};
 
 TEST_P(RingStressBatches, ProcessesSeeEveryRecordOnceInOrder) {
@@ -683,8 +663,12 @@ TEST_P(RingStressBatches, ProcessesSeeEveryRecordOnceInOrder) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
       Result<Ring> ring = Ring::Attach(t.memory.span());
-      const std::string err =
-          ConsumeBatches(*ring, slots[c], producers, per_producer, kSize, /*copy=*/c == 1);
+      ReadMode mode;
+      mode.options.batches = true;
+      mode.options.verify_crc = c == 1;
+      mode.limit = c == 1 ? 5 : 7;
+      mode.copy = c == 1;
+      const std::string err = Consume(*ring, slots[c], producers, per_producer, kSize, mode);
       if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", c, err.c_str());
       _exit(err.empty() ? 0 : 1);
     }
