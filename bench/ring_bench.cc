@@ -297,16 +297,19 @@ void RingLatency(benchmark::State& state, RingMode mode, uint32_t payload, Laten
       });
 }
 
-// Single process, no consumer and no gating reader (the producer runs free
-// around the ring): the cost of try_claim + fill + commit alone.
+// A single-producer ring in this process only (the diagnostics below).
+Result<Ring> LocalRing(SharedMapping& memory) {
+  RingOptions options;
+  options.capacity = kRingCapacity;
+  options.mode = RingMode::kSingleProducer;
+  return Ring::Create(memory.span(), options);
+}
+
 // As RingProducerCost, through RecordBatch frames of at most 4 KiB: a
 // record is made in a scratch buffer and appended; a full batch is written.
 void RingBatchProducerCost(benchmark::State& state, uint32_t payload) {
   SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
-  RingOptions options;
-  options.capacity = kRingCapacity;
-  options.mode = RingMode::kSingleProducer;
-  Result<Ring> ring = Ring::Create(memory.span(), options);
+  Result<Ring> ring = LocalRing(memory);
   if (!ring.ok() || payload > 1024) {
     state.SkipWithError("ring setup failed");
     return;
@@ -333,12 +336,11 @@ void RingBatchProducerCost(benchmark::State& state, uint32_t payload) {
       benchmark::Counter(static_cast<double>(seq), benchmark::Counter::kIsRate);
 }
 
+// Single process, no consumer and no gating reader (the producer runs free
+// around the ring): the cost of try_claim + fill + commit alone.
 void RingProducerCost(benchmark::State& state, uint32_t payload, bool explicit_timestamp) {
   SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
-  RingOptions options;
-  options.capacity = kRingCapacity;
-  options.mode = RingMode::kSingleProducer;
-  Result<Ring> ring = Ring::Create(memory.span(), options);
+  Result<Ring> ring = LocalRing(memory);
   if (!ring.ok()) {
     state.SkipWithError(ring.status().ToString().c_str());
     return;
@@ -368,10 +370,7 @@ void RingProducerCost(benchmark::State& state, uint32_t payload, bool explicit_t
 // pre-filled (untimed) with one lap's worth of records.
 void RingConsumerCost(benchmark::State& state, uint32_t payload) {
   SharedMapping memory(Ring::RequiredBytes(kRingCapacity));
-  RingOptions options;
-  options.capacity = kRingCapacity;
-  options.mode = RingMode::kSingleProducer;
-  Result<Ring> ring = Ring::Create(memory.span(), options);
+  Result<Ring> ring = LocalRing(memory);
   if (!ring.ok()) {
     state.SkipWithError(ring.status().ToString().c_str());
     return;
