@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -116,6 +117,36 @@ std::string Consume(Ring ring, uint32_t slot, uint32_t producers, uint32_t per_p
     }
   }
   return error;
+}
+
+// Forks a process per consumer and per producer; each re-attaches to the
+// ring through the shared bytes, like another process would. consume(ring,
+// c) returns "" or what went wrong; a producer fails through gtest
+// assertions. Waits for all and expects each to have succeeded.
+void RunInProcesses(const TestRing& t, uint32_t consumers, uint32_t producers,
+                    const std::function<std::string(Ring, uint32_t)>& consume,
+                    const std::function<void(Ring, uint32_t)>& produce) {
+  std::vector<pid_t> children;
+  for (uint32_t i = 0; i < consumers + producers; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      Result<Ring> ring = Ring::Attach(t.memory.span());
+      if (i < consumers) {
+        const std::string err = consume(*ring, i);
+        if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", i, err.c_str());
+        _exit(err.empty() ? 0 : 1);
+      }
+      produce(*ring, i - consumers);
+      _exit(::testing::Test::HasFailure() ? 1 : 0);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " " << status;
+  }
 }
 
 using Shape =
@@ -269,34 +300,10 @@ TEST_P(RingStress, ProcessesSeeEveryRecordOnceInOrder) {
   for (uint32_t c = 0; c < consumers; ++c) {
     slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));
   }
-  std::vector<pid_t> children;
-  for (uint32_t c = 0; c < consumers; ++c) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      // The child re-attaches through the shared bytes, like another process would.
-      Result<Ring> ring = Ring::Attach(t.memory.span());
-      const std::string err = Consume(*ring, slots[c], producers, per_producer, size);
-      if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", c, err.c_str());
-      _exit(err.empty() ? 0 : 1);
-    }
-    children.push_back(pid);
-  }
-  for (uint32_t p = 0; p < producers; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      Result<Ring> ring = Ring::Attach(t.memory.span());
-      Produce(*ring, p, per_producer, size);
-      _exit(0);
-    }
-    children.push_back(pid);
-  }
-  for (pid_t pid : children) {
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " " << status;
-  }
+  RunInProcesses(
+      t, consumers, producers,
+      [&](Ring ring, uint32_t c) { return Consume(ring, slots[c], producers, per_producer, size); },
+      [&](Ring ring, uint32_t p) { Produce(ring, p, per_producer, size); });
   EXPECT_EQ(t.ring.tail().offset, static_cast<uint64_t>(producers) * per_producer);
 }
 
@@ -657,38 +664,17 @@ TEST_P(RingStressBatches, ProcessesSeeEveryRecordOnceInOrder) {
   TestRing t(o);
   std::vector<uint32_t> slots;
   for (uint32_t c = 0; c < 2; ++c) slots.push_back(*t.ring.AcquireGatingSlot(c + 1, t.ring.tail()));
-  std::vector<pid_t> children;
-  for (uint32_t c = 0; c < 2; ++c) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      Result<Ring> ring = Ring::Attach(t.memory.span());
-      ReadMode mode;
-      mode.options.batches = true;
-      mode.options.verify_crc = c == 1;
-      mode.limit = c == 1 ? 5 : 7;
-      mode.copy = c == 1;
-      const std::string err = Consume(*ring, slots[c], producers, per_producer, kSize, mode);
-      if (!err.empty()) fprintf(stderr, "consumer %u: %s\n", c, err.c_str());
-      _exit(err.empty() ? 0 : 1);
-    }
-    children.push_back(pid);
-  }
-  for (uint32_t p = 0; p < producers; ++p) {
-    const pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      Result<Ring> ring = Ring::Attach(t.memory.span());
-      ProduceBatches(*ring, p, per_producer, kSize, 17 + p);
-      _exit(::testing::Test::HasFailure() ? 1 : 0);
-    }
-    children.push_back(pid);
-  }
-  for (pid_t pid : children) {
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << pid << " " << status;
-  }
+  RunInProcesses(
+      t, 2, producers,
+      [&](Ring ring, uint32_t c) {
+        ReadMode mode;
+        mode.options.batches = true;
+        mode.options.verify_crc = c == 1;
+        mode.limit = c == 1 ? 5 : 7;
+        mode.copy = c == 1;
+        return Consume(ring, slots[c], producers, per_producer, kSize, mode);
+      },
+      [&](Ring ring, uint32_t p) { ProduceBatches(ring, p, per_producer, kSize, 17 + p); });
   EXPECT_EQ(t.ring.tail().offset, uint64_t{producers} * per_producer);
 }
 
