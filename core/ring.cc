@@ -275,7 +275,10 @@ RingPosition Ring::earliest() const {
           t.position - g.position <= capacity_ && g.offset >= base_offset()) {
         // A reader inside a batch frame stands at the offset of its next
         // record: the records before it are still here.
-        if (g.position < t.position) g.offset = std::min(g.offset, FrameOffsetAt(g.position));
+        if (g.position < t.position) {
+          const uint64_t first = FrameOffsetAt(g.position);
+          if (first < g.offset && first >= base_offset()) g.offset = first;
+        }
         best = g;
       }
     }
@@ -285,10 +288,14 @@ RingPosition Ring::earliest() const {
 }
 
 uint64_t Ring::FrameOffsetAt(uint64_t position) const {
+  // The position comes from shared memory: a frame boundary has room for a
+  // header before the end of the ring, or it is none.
+  if (position % kFrameAlignment != 0 || capacity_ - (position & mask_) < kFrameHeaderLength) {
+    return ~0ull;
+  }
   const std::byte* f = At(position);
   const uint64_t w = Word64At(const_cast<std::byte*>(f)).load(std::memory_order_acquire);
   if ((w & ~kStateMask) != Tag(position) || StateOf(w) != S(FrameState::kData) ||
-      capacity_ - (position & mask_) < kFrameHeaderLength ||
       (static_cast<uint8_t>(f[frame::kFlags]) & kFlagBatch) == 0) {
     return ~0ull;
   }
@@ -1289,7 +1296,8 @@ RingReader::Peek RingReader::PeekAt(RingPosition at, bool verify_crc, bool walk_
       // per 8 bytes of its body.
       const uint64_t records = batch ? BatchCount(view) : 1;
       if (records == 0 ||
-          (batch && records > (length - kFrameHeaderLength) / kBatchEntryHeaderLength) ||
+          (batch && records > (length - kFrameHeaderLength - kBatchBodyHeaderLength) /
+                                  kBatchEntryHeaderLength) ||
           view.offset() + records - 1 < at.offset || view.offset() + records - 1 < view.offset()) {
         return {Step::kCorrupt, 0, FrameCheck::kBadLayout, f};
       }

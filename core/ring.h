@@ -700,6 +700,7 @@ class RingReader {
   // does not check the CRC again), so reading a batch takes one walk
   // whatever the limit.
   RingPosition walk_at_{~0ull, 0};
+  uint64_t walk_base_ = 0;  // the batch's first offset, as read then
   uint64_t walk_entry_ = 0;
 };
 
@@ -810,7 +811,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     // the good records before it, as a bad frame after good ones does.
     BatchWalker walker(view);
     const uint64_t skip = next_.offset > view.offset() ? next_.offset - view.offset() : 0;
-    if (resuming && skip > 0 && skip <= walker.count()) {
+    if (resuming && view.offset() == walk_base_ && skip > 0 && skip <= walker.count()) {
       walker.Resume(static_cast<uint32_t>(skip), walk_entry_);
     }
     RecordView record;
@@ -827,6 +828,7 @@ ReadResult RingReader::read(Handler&& handler, uint32_t limit) {
     next_.offset = view.offset() + std::max<uint64_t>(skip, walker.index());
     if (walker.ok() && walker.index() > skip) {
       walk_at_ = next_;
+      walk_base_ = view.offset();
       walk_entry_ = walker.entry_position();
     }
     if (!walker.ok() || walker.index() == walker.count()) {
