@@ -45,6 +45,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <utility>
 
 #include "core/coding.h"
 #include "core/record.h"
@@ -73,6 +74,22 @@ class RecordBatch {
   // max_frame_length(); at least kFrameHeaderLength + kBatchBodyHeaderLength
   // + 8 bytes).
   explicit RecordBatch(uint32_t max_frame_length);
+  // Moving takes the buffer and the records; the batch moved from is left
+  // empty with no room (Append says kTooLarge): make a new one to go on.
+  RecordBatch(RecordBatch&& other) noexcept { *this = std::move(other); }
+  RecordBatch& operator=(RecordBatch&& other) noexcept {
+    if (this != &other) {
+      buffer_ = std::move(other.buffer_);
+      max_frame_length_ = other.max_frame_length_;
+      room_ = other.room_;
+      used_ = other.used_;
+      count_ = other.count_;
+      other.room_ = 0;
+      other.used_ = 0;
+      other.count_ = 0;
+    }
+    return *this;
+  }
 
   [[nodiscard]] BatchAppend Append(std::string_view value) {
     const uint64_t length = BatchEntryLength(0, value.size());

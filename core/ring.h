@@ -483,7 +483,8 @@ class RingProducer {
   // kTooLarge if the frame exceeds this ring's max_frame_length; on any
   // refusal (kFull: back-pressure) nothing was written and the batch is
   // unchanged. Only readers that ask for batches (ReaderOptions::batches)
-  // read the frame.
+  // read the frame. Deferred records pending on this producer are published
+  // with the batch (or before kFull), as by commit and try_claim.
   [[nodiscard]] WriteResult try_write(const RecordBatch& batch, int64_t timestamp_ns = 0);
 
   // Waits until a gating reader releases space (sleeping) or, on a
@@ -905,6 +906,16 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
       break;
     }
     after_padding = false;
+    // The copy's offset must not go back (it was checked in the ring, then
+    // copied: a frame that changed meanwhile can say anything). Only the
+    // first frame may start below the cursor: a batch it stopped inside.
+    // The hand-over below relies on that.
+    const uint64_t copy_offset = DecodeFixed64(copy + frame::kOffset);
+    if (copy_offset < at.offset && (!p.batch || used > 0)) {
+      result.status = ReadStatus::kCorrupt;  // or kOverrun, below
+      result.check = FrameCheck::kBadLayout;
+      break;
+    }
     if (!p.batch) {
       if (options_.batches && (static_cast<uint8_t>(copy[frame::kFlags]) & kFlagBatch) != 0) {
         // Checked as a plain frame, copied as a batch: changed meanwhile.
@@ -914,7 +925,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
       }
       used += p.aligned_length;
       at.position += p.aligned_length;
-      at.offset = DecodeFixed64(copy + frame::kOffset) + 1;
+      at.offset = copy_offset + 1;
       ++copied;
       continue;
     }
@@ -971,7 +982,7 @@ ReadResult RingReader::read_copy(Handler&& handler, uint32_t limit, std::span<st
     }
   }
   next_ = at;
-  result.records = copied;
+  result.records = handed;
   result.ended_on_padding = after_padding;
   return result;
 }
