@@ -720,16 +720,19 @@ namespace {
 
 // The checkpoint names the durable end of the log: a segment and a position
 // in it. A log that ends before it lost durable records (recovery refuses to
-// open it without repair); an unreadable checkpoint is only a warning there
-// (recovery scans instead) and is not reported here.
+// open it without repair). A checkpoint recovery ignores (corrupt, unknown
+// flags or format) is reported: records cut from the end would go unnoticed.
 void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segments,
                       VerifyReport& report) {
   auto cp = internal::ReadCheckpointFile(dir);
   Damage d;
   d.file = std::string(kCheckpointFileName);
   if (!cp.ok()) {
-    if (cp.status().code() == StatusCode::kCorruption) {
-      // Written whole or not at all (temporary file, rename): damage.
+    // Written whole or not at all (temporary file, rename): damage. So are
+    // flags this runnel does not know: recovery ignores such a checkpoint
+    // just the same.
+    if (cp.status().code() == StatusCode::kCorruption ||
+        cp.status().code() == StatusCode::kVersionMismatch) {
       d.reason = cp.status().message() +
                  "; recovery ignores it and rescans the last segment, so records cut off "
                  "from the end of the log would go unnoticed";

@@ -588,6 +588,42 @@ TEST(VerifyLog, ReportsACorruptCheckpoint) {
   EXPECT_EQ(log->next_offset(), 200u);
 }
 
+// A checkpoint with flags this runnel does not know (a newer writer's, or
+// written over with a matching CRC) is ignored by recovery, as a corrupt
+// one is: verify says so instead of passing the log.
+TEST(VerifyLog, ReportsACheckpointWithUnknownFlags) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::vector<std::byte> bytes(kCheckpointLength);
+  {
+    std::FILE* f = std::fopen((d / "checkpoint").c_str(), "rb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fread(bytes.data(), 1, bytes.size(), f), bytes.size());
+    std::fclose(f);
+  }
+  Result<Checkpoint> c = DecodeCheckpoint(bytes, "checkpoint");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  c->flags |= 2;
+  const auto encoded = EncodeCheckpoint(*c);
+  {
+    std::FILE* f = std::fopen((d / "checkpoint").c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(encoded.data(), 1, encoded.size(), f), encoded.size());
+    std::fclose(f);
+  }
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->records, 200u);
+  ASSERT_EQ(v->damages.size(), 1u);
+  EXPECT_EQ(v->damages[0].file, "checkpoint");
+  EXPECT_NE(v->damages[0].reason.find("unknown flags"), std::string::npos) << v->damages[0].reason;
+  EXPECT_NE(v->damages[0].reason.find("recovery ignores it"), std::string::npos)
+      << v->damages[0].reason;
+  auto log = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 200u);
+}
+
 TEST(DataDir, ListsTopicsAndPartitions) {
   TempDir d(/*in_memory=*/true);
   for (auto p : {"orders/0", "orders/1", "orders/10", "clicks/3"}) {
