@@ -242,6 +242,15 @@ class Run {
       // the record was lost before anyone saw it; send it again.
       r = producer_.Send(key, value, headers_, partition, timeout_);
     }
+    // A ring that stays full because the broker cannot write to a full disk
+    // empties by itself once there is space: wait for it --retries more
+    // times, as for durability (nothing was sent, so nothing is duplicated).
+    full_waits_ = 1;
+    while ((r.status == SendStatus::kFull || r.status == SendStatus::kTimeout) &&
+           full_waits_ <= args_.retries && PersistError(r.partition) == ENOSPC) {
+      ++full_waits_;
+      r = producer_.Send(key, value, headers_, partition, timeout_);
+    }
     if (!r.ok()) {
       ReportSendFailure(r);
       return false;
@@ -287,15 +296,15 @@ class Run {
                           "that are not on disk yet",
                           where, global_.bus, RunnelCommand(global_), r.partition, args_.topic));
         } else if (const int32_t err = PersistError(r.partition); err != 0) {
-          PrintError(
-              kProduceCmd,
-              fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
-                          "broker cannot write it to disk ({}){}; see: {} stat",
-                          where, r.partition, args_.topic, args_.timeout_ms, std::strerror(err),
-                          err == ENOSPC ? ": free space in the data dir, and the "
-                                          "broker continues by itself"
-                                        : "",
-                          RunnelCommand(global_)));
+          PrintError(kProduceCmd,
+                     fmt::format("{}: partition {} of topic '{}' stayed full for {} x {} ms: the "
+                                 "broker cannot write it to disk ({}){}; see: {} stat",
+                                 where, r.partition, args_.topic, full_waits_, args_.timeout_ms,
+                                 std::strerror(err),
+                                 err == ENOSPC ? ": free space in the data dir, and the "
+                                                 "broker continues by itself"
+                                               : "",
+                                 RunnelCommand(global_)));
         } else {
           PrintError(kProduceCmd,
                      fmt::format("{}: partition {} of topic '{}' stayed full for {} ms: the "
@@ -448,6 +457,7 @@ class Run {
   const bool at_least_once_;
   const std::vector<Header> headers_;
   const std::chrono::nanoseconds timeout_;
+  uint32_t full_waits_ = 0;  // waits of --timeout-ms for ring space, last record
 
   std::vector<PendingRecord> pending_;
   uint64_t pending_bytes_ = 0;

@@ -1406,6 +1406,43 @@ TEST_F(CliTest, AFullDiskIsNamedToProducers) {
   brokers_.clear();  // before the unmount
 }
 
+// A disk that is full while produce runs and has space again within its
+// --retries waits: produce waits for the ring to empty instead of failing
+// at the first --timeout-ms (it ignored --retries there), and every record
+// arrives once.
+TEST_F(CliTest, ProduceWaitsOutAFullDiskWithinItsRetries) {
+  testing::ScopedTmpfs small(root_ + "/small", "size=1m");
+  if (!small.mounted()) GTEST_SKIP() << small.error();
+  const std::string& mnt = small.path();
+  data_dir_ = mnt;
+  StartBroker();
+  CreateTopic("f", {"--segment-size", "64KiB", "--ring-size", "64KiB"});
+  {
+    std::ofstream filler(mnt + "/filler", std::ios::binary);
+    const std::string chunk(16 * 1024, 'f');
+    while (filler.write(chunk.data(), static_cast<std::streamsize>(chunk.size()))) {
+    }
+  }
+  std::string lines;
+  constexpr int kLines = 3000;  // 300 KiB: more than the ring, more than the space left
+  for (int i = 0; i < kLines; ++i)
+    lines += std::to_string(100000 + i) + std::string(90, 'x') + "\n";
+  std::thread freer([&] {
+    std::this_thread::sleep_for(seconds(2));
+    fs::remove(mnt + "/filler");
+  });
+  RunResult r = Runnel(
+      {"produce", "f", "--delivery", "at-least-once", "--timeout-ms", "500", "--retries", "30"},
+      lines, seconds(60));
+  freer.join();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  RunResult all = Runnel({"consume", "f", "--from", "earliest", "--idle-exit-ms", "500"});
+  // Compared whole, reported short (300 KiB of lines).
+  EXPECT_TRUE(all.out == lines) << Lines(all.out).size() << " lines of " << kLines << "; "
+                                << all.err;
+  brokers_.clear();  // before the unmount
+}
+
 // A broker that starts while the disk is full cannot open the log of a new
 // topic; it tries again every second and persists once there is space,
 // without a restart (it used to stay failed until restarted).
