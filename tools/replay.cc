@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -419,6 +420,26 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
     }
     into.emplace(std::move(*producer), args.timeout_ms);
   }
+  // Replaying a topic into itself: the copies land in the log being read.
+  // Each of its partitions is read up to the offset it had reached before
+  // anything was published, so every record is copied once and the replay
+  // ends (it used to read its own copies, on and on).
+  std::map<std::string, uint64_t> stop_at;  // partition dir -> first offset not to read
+  if (into) {
+    Result<BusInfo> info = bus->Info();
+    Result<TopicInfo> topic = bus->DescribeTopic(*args.into);
+    if (info.ok() && topic.ok() && !info->broker_data_dir.empty()) {
+      for (const Source& src : sources) {
+        if (src.topic != *args.into || src.partition >= topic->partitions.size()) continue;
+        std::error_code ec;
+        const fs::path live =
+            fs::path(info->broker_data_dir) / src.topic / std::to_string(src.partition);
+        if (fs::equivalent(src.dir, live, ec)) {
+          stop_at[src.dir] = topic->partitions[src.partition].next_offset;
+        }
+      }
+    }
+  }
   std::signal(SIGPIPE, SIG_IGN);
 
   uint64_t total_bytes = 0;
@@ -463,9 +484,14 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
       continue;
     }
     const uint64_t records_before = records;
+    const auto stop = stop_at.find(src.dir);
     for (;;) {
       LogEntry e = reader->Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
+      if (stop != stop_at.end() && e.kind == LogEntry::Kind::kRecord &&
+          e.record.offset() >= stop->second) {
+        break;  // this replay's own copies from here on
+      }
       if (e.kind == LogEntry::Kind::kDamage) {
         ++damages;
         progress.Finish();
