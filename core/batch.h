@@ -91,21 +91,12 @@ class RecordBatch {
     return *this;
   }
 
-  [[nodiscard]] BatchAppend Append(std::string_view value) {
-    const uint64_t length = BatchEntryLength(0, value.size());
-    if (length > room_ - used_) [[unlikely]] {
-      return length > room_ ? BatchAppend::kTooLarge : BatchAppend::kFull;
-    }
-    std::byte* e = buffer_.get() + used_;
-    // The last word first, so the zero pad needs no store of its own.
-    EncodeFixed64(e + length - 8, 0);
-    EncodeFixed64(e, value.size());
-    CopySmall(e + kBatchEntryHeaderLength, value.data(), value.size());
-    used_ += static_cast<uint32_t>(length);
-    ++count_;
-    return BatchAppend::kOk;
+  [[nodiscard]] BatchAppend Append(std::string_view value) { return AppendEntry({}, 0, value); }
+  [[nodiscard]] BatchAppend Append(std::optional<std::string_view> key, std::string_view value) {
+    if (!key) return Append(value);
+    if (key->size() > kMaxKeyLength) return BatchAppend::kInvalid;
+    return AppendEntry(*key, kFlagHasKey, value);
   }
-  [[nodiscard]] BatchAppend Append(std::optional<std::string_view> key, std::string_view value);
 
   uint32_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
@@ -120,6 +111,21 @@ class RecordBatch {
   }
 
  private:
+  BatchAppend AppendEntry(std::string_view key, uint8_t flags, std::string_view value) {
+    const uint64_t length = BatchEntryLength(key.size(), value.size());
+    if (length > room_ - used_) [[unlikely]] {
+      return length > room_ ? BatchAppend::kTooLarge : BatchAppend::kFull;
+    }
+    std::byte* e = buffer_.get() + used_;
+    // The last word first, so the zero pad needs no store of its own.
+    EncodeFixed64(e + length - 8, 0);
+    EncodeFixed64(e, value.size() | uint64_t{key.size()} << 32 | uint64_t{flags} << 48);
+    CopySmall(e + kBatchEntryHeaderLength, key.data(), key.size());
+    CopySmall(e + kBatchEntryHeaderLength + key.size(), value.data(), value.size());
+    used_ += static_cast<uint32_t>(length);
+    ++count_;
+    return BatchAppend::kOk;
+  }
   // memcpy, inline for the small records batches are for (a library call
   // costs more than the copy).
   static void CopySmall(std::byte* to, const char* from, std::size_t n) {
@@ -145,16 +151,6 @@ class RecordBatch {
 // [frame, frame + available).
 FrameCheck CheckBatchFrame(const std::byte* frame, uint64_t available, uint32_t max_frame_length,
                            bool verify_crc, bool entries = true);
-// CheckBatchFrame for a batch frame when `batches`, otherwise CheckFrame.
-inline FrameCheck CheckAnyFrame(const std::byte* frame, uint64_t available,
-                                uint32_t max_frame_length, bool verify_crc, bool batches,
-                                bool batch_entries) {
-  if (batches && available > frame::kFlags &&
-      (static_cast<uint8_t>(frame[frame::kFlags]) & kFlagBatch) != 0) {
-    return CheckBatchFrame(frame, available, max_frame_length, verify_crc, batch_entries);
-  }
-  return CheckFrame(frame, available, max_frame_length, verify_crc);
-}
 
 // The records of a batch frame, one by one. Every entry is bounds-checked
 // against the length the walker was made with, whatever the bytes do

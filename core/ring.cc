@@ -1170,11 +1170,7 @@ WriteResult RingProducer::try_write(const RecordBatch& batch, int64_t timestamp_
     r.status = ClaimStatus::kInvalid;
     return r;
   }
-  if (batch.frame_length() > ring_.max_frame_length_) {
-    r.status = ClaimStatus::kTooLarge;
-    return r;
-  }
-  RingClaim c;
+  RingClaim c;  // kTooLarge past this ring's max_frame_length
   ClaimInto(c, 0, 0, batch.frame_length() - kFrameHeaderLength, kFlagBatch, batch.count());
   r.status = c.status();
   if (!c.ok()) return r;
