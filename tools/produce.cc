@@ -245,9 +245,13 @@ class Run {
     // A ring that stays full because the broker cannot write to a full disk
     // empties by itself once there is space: wait for it --retries more
     // times, as for durability (nothing was sent, so nothing is duplicated).
+    // Once the disk was seen full, the waits go on after the error clears:
+    // the broker then still has the ring to write out.
     full_waits_ = 1;
+    bool disk_full = false;
     while ((r.status == SendStatus::kFull || r.status == SendStatus::kTimeout) &&
-           full_waits_ <= args_.retries && PersistError(r.partition) == ENOSPC) {
+           full_waits_ <= args_.retries &&
+           (disk_full = disk_full || PersistError(r.partition) == ENOSPC)) {
       ++full_waits_;
       r = producer_.Send(key, value, headers_, partition, timeout_);
     }
