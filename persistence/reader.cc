@@ -149,10 +149,19 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
   auto size = FileSize(fd->get(), name);
   if (!size.ok()) return EndEntry();
   const bool last = it + 1 == r.bases.end();
-  if (last && r.options.follow && HeaderNeverWritten(fd->get(), *size)) {
-    return EndEntry();  // being created by the writer right now
+  // A last segment whose header reads as zeros is being created by the
+  // writer right now (follow), or is the leftover of a roll a crash
+  // interrupted before the header reached the disk (at rest). Either way it
+  // is not damage: the log's owner rewrites the header from the name when it
+  // opens the log (LogOptions), and what follows it is read as it would be.
+  const bool unfinished = last && HeaderNeverWritten(fd->get(), *size);
+  if (unfinished && (r.options.follow || *size <= kFileHeaderLength)) return EndEntry();
+  Result<FileHeader> h = FileHeader{};
+  if (unfinished) {
+    h->base_offset = base;
+  } else {
+    h = ReadFileHeader(fd->get(), FileKind::kSegment, base, r.dir, name);
   }
-  auto h = ReadFileHeader(fd->get(), FileKind::kSegment, base, r.dir, name);
   if (!h.ok() || *size < h->header_length) {
     r.want_base = base + 1;
     r.lenient = true;
@@ -645,7 +654,10 @@ const LogReaderStats& LogReader::stats() const { return state_->stats; }
 namespace {
 
 // Checks every entry of one segment's time index against the segment.
-void VerifyIndex(const std::string& dir, uint64_t base, VerifyReport& report) {
+// `unfinished_roll`: the segment is the last one and holds no frame (see
+// VerifyLog); a time index missing or never written is then a note.
+void VerifyIndex(const std::string& dir, uint64_t base, bool unfinished_roll,
+                 VerifyReport& report) {
   const std::string seg_name = SegmentFileName(base);
   const std::string idx_name = TimeIndexFileName(base);
   auto add = [&](uint64_t position, std::string reason) {
@@ -656,6 +668,15 @@ void VerifyIndex(const std::string& dir, uint64_t base, VerifyReport& report) {
     }
   };
   auto fd = internal::OpenFile(internal::JoinPath(dir, idx_name), O_RDONLY);
+  if (unfinished_roll) {
+    auto size = fd.ok() ? internal::FileSize(fd->get(), idx_name) : Result<uint64_t>(uint64_t{0});
+    if (!fd.ok() || (size.ok() && internal::HeaderNeverWritten(fd->get(), *size))) {
+      report.notes.push_back(idx_name + (fd.ok() ? " was never written" : " does not exist") +
+                             ": the segment roll that creates it was interrupted (its segment "
+                             "holds no records); the broker creates it when it opens the log");
+      return;
+    }
+  }
   if (!fd.ok()) {
     add(0, "missing time index (" + fd.status().message() + "); seeks scan the segment");
     return;
@@ -829,7 +850,31 @@ Result<VerifyReport> VerifyLog(const std::string& dir) {
   report.bytes = reader->stats().bytes;
   report.damages = reader->damages();
   report.damages_not_kept = reader->damages_not_kept();
-  for (uint64_t base : listing->segments) VerifyIndex(dir, base, report);
+  // The leftovers of a segment roll a crash interrupted: a last segment
+  // with no frame, whose header or time index may never have been written.
+  // The broker completes them when it opens the log (nothing was lost).
+  bool unfinished_roll = false;
+  if (!listing->segments.empty()) {
+    const std::string name = SegmentFileName(listing->segments.back());
+    auto fd = internal::OpenFile(internal::JoinPath(dir, name), O_RDONLY);
+    auto size = fd.ok() ? internal::FileSize(fd->get(), name) : Result<uint64_t>(uint64_t{0});
+    if (fd.ok() && size.ok()) {
+      std::array<std::byte, 8> word{};
+      auto n = *size >= kFileHeaderLength + word.size()
+                   ? internal::ReadAt(fd->get(), word.data(), word.size(), kFileHeaderLength, name)
+                   : Result<uint64_t>(word.size());
+      unfinished_roll = n.ok() && *n == word.size() && DecodeFixed64(word.data()) == 0;
+      if (internal::HeaderNeverWritten(fd->get(), *size)) {
+        report.notes.push_back(name +
+                               ": its header was never written (a segment roll that a crash "
+                               "interrupted); the broker rewrites it from the file name when it "
+                               "opens the log");
+      }
+    }
+  }
+  for (uint64_t base : listing->segments) {
+    VerifyIndex(dir, base, unfinished_roll && base == listing->segments.back(), report);
+  }
   if (listing->has_checkpoint) VerifyCheckpoint(dir, listing->segments, report);
   return report;
 }

@@ -152,6 +152,9 @@ struct VerifyReport {
   // Not counted as records.
   uint64_t gaps = 0;
   uint64_t gap_offsets = 0;
+  // Not damage either: what a crash left that the broker completes when it
+  // opens the log (a segment roll it interrupted), one sentence each.
+  std::vector<std::string> notes;
   bool ok() const { return damages.empty() && damages_not_kept == 0; }
 };
 

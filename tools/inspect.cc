@@ -336,6 +336,7 @@ int InspectPartitionDir(const std::string& dir) {
                r->first_timestamp_ns ? FormatTimestamp(*r->first_timestamp_ns) : "-",
                r->last_timestamp_ns ? FormatTimestamp(*r->last_timestamp_ns) : "-");
   }
+  for (const std::string& n : r->notes) fmt::print("  note: {}\n", n);
   for (const Damage& d : r->damages) fmt::print("  DAMAGE {}/{}\n", dir, d.ToString());
   fmt::print("  {}\n", r->ok() ? "clean" : "DAMAGED");
   return r->ok() ? kExitOk : kExitDamage;

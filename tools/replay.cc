@@ -349,6 +349,9 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
       w.EndArray();
       w.Key("damages_not_kept").Uint(r.damages_not_kept);
       w.Key("gaps").Uint(r.gaps).Key("gap_offsets").Uint(r.gap_offsets);
+      w.Key("notes").BeginArray();
+      for (const std::string& n : r.notes) w.String(IsValidUtf8(n) ? n : "?");
+      w.EndArray();
       w.Key("ok").Bool(r.ok());
       w.EndObject();
       continue;
@@ -371,6 +374,7 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
           "damaged log by a repair; marked by the broker, not damage)\n",
           r.gaps, Count(r.gap_offsets, "offset"));
     }
+    for (const std::string& n : r.notes) fmt::print("  note: {}\n", n);
     for (const Damage& d : r.damages) fmt::print("  DAMAGE {}\n", FormatDamage(src.dir, d));
     if (r.damages_not_kept > 0) {
       fmt::print("  ... and {} more damaged places\n", r.damages_not_kept);

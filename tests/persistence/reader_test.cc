@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -516,6 +518,91 @@ TEST(VerifyLog, ReportsDamagedRecordsAndIndexEntries) {
   EXPECT_NE(v->damages[1].reason.find("entry 1"), std::string::npos) << v->damages[1].reason;
   EXPECT_EQ(v->damages[2].file, "00000000000000000150.timeindex");
   EXPECT_NE(v->damages[2].reason.find("missing"), std::string::npos);
+}
+
+// A crash during a segment roll leaves a last segment with no records whose
+// header (the file was created, maybe preallocated) or time index was never
+// written. Nothing is lost and the broker completes the roll when it opens
+// the log: a reader at rest ends there, and VerifyLog says so in a note.
+TEST(VerifyLog, TakesTheLeftoversOfAnInterruptedRollForNoDamage) {
+  const std::string seg = "00000000000000000200.log";
+  for (const uint64_t size : {uint64_t{0}, uint64_t{kFileHeaderLength}, uint64_t{8192}}) {
+    for (const bool header_written : {false, true}) {
+      if (header_written && size == 0) continue;
+      SCOPED_TRACE("segment of " + std::to_string(size) + " bytes, header " +
+                   (header_written ? "written" : "zero"));
+      TempDir d(/*in_memory=*/true);
+      WriteLog(d.path(), 200);
+      std::vector<std::byte> bytes(size);
+      if (header_written) {
+        FileHeader h;
+        h.kind = FileKind::kSegment;
+        h.base_offset = 200;
+        h.segment_bytes = 4096;
+        const auto b = EncodeFileHeader(h);
+        std::copy(b.begin(), b.end(), bytes.begin());
+      }
+      testing::WriteFileBytes(d / seg, bytes);
+
+      auto r = LogReader::Open(d.path(), AtRest());
+      ASSERT_TRUE(r.ok());
+      for (uint64_t i = 0; i < 200; ++i) ASSERT_EQ(NextOffset(*r), i);
+      EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+      EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+      EXPECT_TRUE(r->damages().empty()) << r->damages()[0].ToString();
+
+      auto v = VerifyLog(d.path());
+      ASSERT_TRUE(v.ok());
+      EXPECT_TRUE(v->ok()) << v->damages[0].ToString();
+      EXPECT_EQ(v->records, 200u);
+      EXPECT_EQ(v->segments, 5u);
+      ASSERT_EQ(v->notes.size(), header_written ? 1u : 2u);
+      if (!header_written) {
+        EXPECT_EQ(v->notes[0].rfind(seg + ": its header was never written", 0), 0u) << v->notes[0];
+      }
+      EXPECT_EQ(v->notes.back().rfind("00000000000000000200.timeindex does not exist", 0), 0u)
+          << v->notes.back();
+
+      // The log's owner completes the roll; then there is nothing to note.
+      {
+        auto log = PartitionLog::Open(d.path(), Opts(4096));
+        ASSERT_TRUE(log.ok()) << log.status().ToString();
+        ASSERT_TRUE(log->Append(MakeFrames(200, 1, 3000, 10)).ok());
+        ASSERT_TRUE(log->Close().ok());
+      }
+      v = VerifyLog(d.path());
+      ASSERT_TRUE(v.ok());
+      EXPECT_TRUE(v->ok());
+      EXPECT_TRUE(v->notes.empty());
+      EXPECT_EQ(v->records, 201u);
+    }
+  }
+}
+
+// Only the last segment can be an unfinished roll: a zero header before it,
+// or a last segment with records but no time index, is still damage.
+TEST(VerifyLog, ReportsAZeroHeaderBeforeTheLastSegment) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  testing::WriteFileBytes(d / "00000000000000000200.log", {});
+  {
+    std::vector<std::byte> zeros(kFileHeaderLength);
+    auto f = std::fopen((d / "00000000000000000100.log").c_str(), "r+b");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(zeros.data(), 1, zeros.size(), f), zeros.size());
+    std::fclose(f);
+  }
+  std::filesystem::remove(d / "00000000000000000150.timeindex");
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok());
+  ASSERT_GE(v->damages.size(), 2u);
+  EXPECT_EQ(v->damages[0].file, "00000000000000000100.log");
+  EXPECT_TRUE(std::any_of(v->damages.begin(), v->damages.end(), [](const Damage& x) {
+    return x.file == "00000000000000000150.timeindex" &&
+           x.reason.find("missing") != std::string::npos;
+  }));
+  EXPECT_EQ(v->notes.size(), 2u);  // the empty segment 200 and its time index
 }
 
 TEST(VerifyLog, ReportsAMissingSegmentAsAGap) {

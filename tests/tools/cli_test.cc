@@ -1158,6 +1158,43 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
       << torn.out;
 }
 
+// A broker killed during a segment roll leaves a last segment whose header
+// was never written, and no time index for it. replay --verify and inspect
+// call that a note, not damage (nothing was lost), and the broker completes
+// the roll when it restarts.
+TEST_F(CliTest, ReplayVerifyTakesAnInterruptedRollForNoDamage) {
+  StartBroker();
+  CreateTopic("rolled");
+  RunResult p = Runnel({"produce", "rolled", "--delivery", "at-least-once"}, "a\nb\nc\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  ASSERT_EQ(StopBroker(), 0);
+  const std::string dir = data_dir_ + "/rolled/0";
+  { std::ofstream(dir + "/00000000000000000003.log", std::ios::binary) << std::string(4096, '\0'); }
+
+  RunResult v = RunProcess({RunnelPath(), "replay", data_dir_, "--verify"});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  EXPECT_NE(v.out.find("note: 00000000000000000003.log: its header was never written"),
+            std::string::npos)
+      << v.out;
+  EXPECT_NE(v.out.find("records 3"), std::string::npos) << v.out;
+  EXPECT_EQ(v.out.find("DAMAGE"), std::string::npos) << v.out;
+  RunResult i = RunProcess({RunnelPath(), "inspect", dir});
+  EXPECT_EQ(i.exit_code, 0) << i.out << i.err;
+  EXPECT_NE(i.out.find("note: 00000000000000000003.timeindex does not exist"), std::string::npos)
+      << i.out;
+  RunResult r = RunProcess({RunnelPath(), "replay", data_dir_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "a\nb\nc\n");
+
+  StartBroker();
+  ASSERT_EQ(Runnel({"produce", "rolled", "--delivery", "at-least-once"}, "d\n").exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+  RunResult after = RunProcess({RunnelPath(), "replay", data_dir_, "--verify"});
+  EXPECT_EQ(after.exit_code, 0) << after.out << after.err;
+  EXPECT_EQ(after.out.find("note:"), std::string::npos) << after.out;
+  EXPECT_NE(after.out.find("records 4"), std::string::npos) << after.out;
+}
+
 // A record damaged on disk costs a consumer that record alone: it reads the
 // ones after it from disk too, and says which offsets were damaged.
 TEST_F(CliTest, ConsumeSkipsARecordDamagedOnDiskAndSaysSo) {
