@@ -465,8 +465,31 @@ bool EntryValid(const ReaderState& r, const TimeIndexEntry& e) {
   }
   const DiskFrame f =
       InspectDiskFrame(r.map.data() + e.position, r.map.size() - e.position, r.options.verify_crc);
+  // An entry's timestamp is the largest up to its record: never below the
+  // record's own (an entry with a lowered timestamp would make a seek by
+  // time skip records).
   return f.kind == DiskFrameKind::kRecord &&
-         RecordView(r.map.data() + e.position).offset() == r.base + e.relative_offset;
+         RecordView(r.map.data() + e.position).offset() == r.base + e.relative_offset &&
+         RecordView(r.map.data() + e.position).timestamp_ns() <= e.timestamp_ns;
+}
+
+// EntryValid for an entry of segment `base`, which need not be open: reads
+// the frame header the entry points at.
+bool EntryMatchesSegment(const ReaderState& r, uint64_t base, const TimeIndexEntry& e) {
+  if (e.position < kFileHeaderLength || e.position % 8 != 0) return false;
+  const std::string name = SegmentFileName(base);
+  auto fd = OpenFile(JoinPath(r.dir, name), O_RDONLY);
+  if (!fd.ok()) return false;
+  std::array<std::byte, kFrameHeaderLength> h{};
+  auto n = ReadAt(fd->get(), h.data(), h.size(), e.position, name);
+  if (!n.ok() || *n != h.size()) return false;
+  const uint64_t state = DecodeFixed64(h.data() + frame::kCommit) & kStateMask;
+  if (state != static_cast<uint64_t>(FrameState::kData) &&
+      state != static_cast<uint64_t>(FrameState::kControl)) {
+    return false;
+  }
+  return DecodeFixed64(h.data() + frame::kOffset) == base + e.relative_offset &&
+         static_cast<int64_t>(DecodeFixed64(h.data() + frame::kTimestamp)) <= e.timestamp_ns;
 }
 
 // Opens the segment `base` for a seek; positions at its start.
@@ -489,9 +512,12 @@ std::optional<int64_t> SegmentMaxTimestamp(ReaderState& r, uint64_t base) {
   if (auto it = r.segment_max_ts.find(base); it != r.segment_max_ts.end()) return it->second;
   auto idx = MapIndex(r.dir, base);
   if (!idx || idx->view.size() == 0) return std::nullopt;
-  const int64_t ts = idx->view.at(idx->view.size() - 1).timestamp_ns;
-  r.segment_max_ts.emplace(base, ts);
-  return ts;
+  const TimeIndexEntry last = idx->view.at(idx->view.size() - 1);
+  // Trusted only if it matches the record it points at: a timestamp below
+  // that record's would make the seek skip the whole segment.
+  if (!EntryMatchesSegment(r, base, last)) return std::nullopt;
+  r.segment_max_ts.emplace(base, last.timestamp_ns);
+  return last.timestamp_ns;
 }
 
 }  // namespace

@@ -161,6 +161,31 @@ TEST(LogReader, SeekTimestampFindsTheFirstRecordAtOrAfterIt) {
   }
 }
 
+// Time index entries whose timestamps are lower than their records' (a
+// damaged index: in order within the file, but below what they index) are
+// not trusted: the seek scans instead of skipping the records they hide.
+TEST(LogReader, SeekTimestampDoesNotTrustIndexEntriesBelowTheirRecords) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);  // ts = 1000 + 10 * offset, segments of 50
+  const std::string idx = d / "00000000000000000100.timeindex";
+  std::vector<std::byte> b = testing::ReadFileBytes(idx);
+  ASSERT_GT(b.size(), kFileHeaderLength);
+  for (uint64_t at = kFileHeaderLength; at + kTimeIndexEntryLength <= b.size();
+       at += kTimeIndexEntryLength) {
+    TimeIndexEntry e = DecodeTimeIndexEntry(b.data() + at);
+    e.timestamp_ns -= 1000;
+    EncodeTimeIndexEntry(e, b.data() + at);
+  }
+  testing::WriteFileBytes(idx, b);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (const uint64_t want : {uint64_t{100}, uint64_t{120}, uint64_t{149}, uint64_t{150}}) {
+    ASSERT_TRUE(r->SeekTimestamp(1000 + 10 * static_cast<int64_t>(want)).ok());
+    EXPECT_EQ(NextOffset(*r), want);
+    EXPECT_EQ(NextOffset(*r), want + 1);
+  }
+}
+
 TEST(LogReader, SeekTimestampWithOutOfOrderTimestampsFollowsLogOrder) {
   TempDir d(/*in_memory=*/true);
   {
