@@ -119,6 +119,9 @@ class LineReader {
 
   bool eof() const { return eof_; }
   int error() const { return error_; }
+  // Bytes buffered after the last complete line: the start of a line whose
+  // newline has not been read yet.
+  std::size_t partial() const { return buffer_.size() - start_; }
 
  private:
   static constexpr std::size_t kChunk = 1 << 16;
@@ -140,13 +143,14 @@ struct PendingRecord {
 class Run {
  public:
   Run(const GlobalOptions& global, const ProduceArgs& args, Bus& bus, Producer& producer,
-      bool at_least_once, std::vector<Header> headers)
+      bool at_least_once, std::vector<Header> headers, uint64_t max_record_bytes)
       : global_(global),
         args_(args),
         bus_(bus),
         producer_(producer),
         at_least_once_(at_least_once),
         headers_(std::move(headers)),
+        max_record_bytes_(max_record_bytes),
         timeout_(std::chrono::milliseconds(args.timeout_ms)) {}
 
   int Go() {
@@ -168,6 +172,13 @@ class Run {
         // learns of a deleted topic only every few hundred records by
         // itself, and this also keeps its heartbeat fresh.
         if (!TopicStillThere()) {
+          failed = true;
+          break;
+        }
+        // A line already longer than any record can be is refused now, not
+        // once its newline comes (which may be never: a binary file).
+        if (in.partial() > max_record_bytes_ + sep.size()) {
+          RefuseLongLine(in.partial());
           failed = true;
           break;
         }
@@ -328,6 +339,17 @@ class Run {
     }
   }
 
+  void RefuseLongLine(std::size_t read_so_far) {
+    record_rejected_ = true;
+    PrintError(kProduceCmd,
+               fmt::format("line {}: record of more than {} bytes (key + headers + value; {} "
+                           "read so far, no end of line yet) exceeds the max record size {} of "
+                           "topic '{}' (records are never truncated: send a smaller one, or "
+                           "re-create the topic with a larger max record size)",
+                           line_number_ + 1, max_record_bytes_, read_so_far, max_record_bytes_,
+                           args_.topic));
+  }
+
   // False (and says so) once the topic was deleted.
   bool TopicStillThere() {
     if (producer_.CheckTopic().ok()) return true;
@@ -388,8 +410,13 @@ class Run {
             continue;
           }
           if (s.code() == StatusCode::kNotFound) {
-            PrintError(kProduceCmd, fmt::format("{}; {} not confirmed durable", s.message(),
-                                                Count(pending_.size(), "record")));
+            // The records that became durable before the delete count as
+            // durable, here and in the summary.
+            (void)CountDurableNow();
+            PrintError(kProduceCmd,
+                       fmt::format("topic '{}' was deleted while producing (after line {}); {} "
+                                   "not confirmed durable",
+                                   args_.topic, line_number_, Count(pending_.size(), "record")));
             return false;
           }
           if (s.code() == StatusCode::kUnavailable) {
@@ -460,6 +487,7 @@ class Run {
   Producer& producer_;
   const bool at_least_once_;
   const std::vector<Header> headers_;
+  const uint64_t max_record_bytes_;  // the topic's: key + headers + value
   const std::chrono::nanoseconds timeout_;
   uint32_t full_waits_ = 0;  // waits of --timeout-ms for ring space, last record
 
@@ -521,7 +549,8 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
                                 : producer.status().ToString());
     return kExitRuntime;
   }
-  Run run(global, args, *bus, *producer, at_least_once, std::move(headers));
+  Run run(global, args, *bus, *producer, at_least_once, std::move(headers),
+          info->options.max_record_bytes);
   return run.Go();
 }
 

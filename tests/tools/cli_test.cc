@@ -543,6 +543,28 @@ TEST_F(CliTest, ProduceStoppedByAnOversizedLineConfirmsTheLinesBeforeIt) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// A line that is already longer than any record can be is refused while it
+// is read, not once its newline comes: stdin may never have one (a binary
+// file, /dev/zero), and the line is not held in memory meanwhile.
+TEST_F(CliTest, ProduceRefusesALineLongerThanAnyRecordBeforeItEnds) {
+  StartBroker();
+  CreateTopic("small", {"--max-record-size", "1KiB"});
+  std::string cmd = "(printf 'a\\nb\\n'; exec cat /dev/zero) | exec";
+  for (const std::string& a : Argv({"produce", "small", "--delivery", "at-least-once"})) {
+    cmd += " '" + a + "'";
+  }
+  RunResult p = RunProcess({"/bin/sh", "-c", cmd}, "", seconds(20));
+  EXPECT_FALSE(p.timed_out) << p.err;
+  EXPECT_EQ(p.exit_code, 1) << p.err;
+  EXPECT_NE(p.err.find("line 3: record of more than 1024 bytes"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("no end of line yet"), std::string::npos) << p.err;
+  EXPECT_NE(p.err.find("at-least-once: 2 durable, 0 not confirmed"), std::string::npos) << p.err;
+  RunResult c = Runnel({"consume", "small", "--from", "earliest", "--idle-exit-ms", "300"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "a\nb\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 TEST_F(CliTest, KeysHeadersAndJsonLines) {
   ASSERT_TRUE(Python());
   StartBroker();
