@@ -542,10 +542,12 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
     if (records == records_before && !args.from.empty() && !failed) {
       // Said, so that an empty output is not taken for an empty log.
       progress.Finish();
+      const std::string range = args.from[0] == '@'
+                                    ? "stamped at or after " + args.from.substr(1) + " ms"
+                                    : "at or after offset " + args.from;
       PrintWarning(kReplayCmd,
-                   fmt::format("{}/{}: no records {} {}", src.topic, src.partition,
-                               args.from[0] == '@' ? "stamped at or after" : "at or after offset",
-                               args.from[0] == '@' ? args.from.substr(1) + " ms" : args.from));
+                   fmt::format("{}/{}: no records {}{}", src.topic, src.partition, range,
+                               args.to ? fmt::format(" up to offset {}", *args.to) : ""));
     }
     done_bytes += SegmentBytes(src.dir);
     if (failed || !output.Write(buf, true)) break;

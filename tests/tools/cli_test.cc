@@ -1079,6 +1079,15 @@ TEST_F(CliTest, ReplayReadsTheDataDirWithNoBusOrBroker) {
   EXPECT_EQ(past.out, "");
   EXPECT_NE(past.err.find("replayed/0: no records at or after offset 99"), std::string::npos)
       << past.err;
+  // A range with nothing in it is named as the range (records follow it).
+  RunResult empty_range = RunProcess(
+      {RunnelPath(), "replay", data_dir_ + "/replayed", "--from", "@4000000000000", "--to", "1"});
+  EXPECT_EQ(empty_range.exit_code, 0) << empty_range.err;
+  EXPECT_EQ(empty_range.out, "");
+  EXPECT_NE(empty_range.err.find(
+                "replayed/0: no records stamped at or after 4000000000000 ms up to offset 1\n"),
+            std::string::npos)
+      << empty_range.err;
 
   RunResult json = RunProcess({RunnelPath(), "replay", data_dir_, "--format", "json"});
   ASSERT_EQ(json.exit_code, 0);
