@@ -583,6 +583,35 @@ TEST(Recovery, ASealedSegmentsIndexWithADamagedEntryIsRebuilt) {
   ExpectVerifies(d.path(), 200);
 }
 
+// A sealed segment's time index whose entries are whole and in order but
+// carry timestamps below their records' (a seek by time would skip the
+// segment on its last entry's word) is rebuilt at open.
+TEST(Recovery, ASealedSegmentsIndexWithTimestampsBelowItsRecordsIsRebuilt) {
+  TempDir d;
+  MakeFourSegments(d.path());
+  const std::string idx = d / "00000000000000000050.timeindex";
+  std::vector<std::byte> b = ReadFileBytes(idx);
+  ASSERT_GT(b.size(), kFileHeaderLength);
+  for (uint64_t at = kFileHeaderLength; at + kTimeIndexEntryLength <= b.size();
+       at += kTimeIndexEntryLength) {
+    TimeIndexEntry e = DecodeTimeIndexEntry(b.data() + at);
+    e.timestamp_ns -= 1;
+    EncodeTimeIndexEntry(e, b.data() + at);
+  }
+  testing::WriteFileBytes(idx, b);
+  {
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    ASSERT_FALSE(v->ok());  // the damage is there
+  }
+  auto log = PartitionLog::Open(d.path(), Opts(4096));
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_TRUE(HasWarning(*log, "rebuilt the time index of 00000000000000000050.log"));
+  EXPECT_FALSE(HasWarning(*log, "rebuilt the time index of " + kSeg0));
+  ASSERT_TRUE(log->Close().ok());
+  ExpectVerifies(d.path(), 200);
+}
+
 TEST(Recovery, DamageBeforeTheCheckpointIsNotRescanned) {
   TempDir d;
   MakeImage(d.path(), 15, /*checkpoint_at=*/10);
