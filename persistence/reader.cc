@@ -155,7 +155,25 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
   // is not damage: the log's owner rewrites the header from the name when it
   // opens the log (LogOptions), and what follows it is read as it would be.
   const bool unfinished = last && HeaderNeverWritten(fd->get(), *size);
-  if (unfinished && (r.options.follow || *size <= kFileHeaderLength)) return EndEntry();
+  if (unfinished && r.options.follow) return EndEntry();
+  // Continuity with the previous segment: the writer names a segment by the
+  // offset that follows the last record of the one before.
+  auto continuity = [&]() -> std::optional<LogEntry> {
+    if (!r.last_offset || r.lenient || base == r.expected) return std::nullopt;
+    return RecordDamage(r, name, 0,
+                        base > r.expected
+                            ? "offsets " + std::to_string(r.expected) + ".." +
+                                  std::to_string(base - 1) + " are missing before this segment"
+                            : "segment starts at offset " + std::to_string(base) +
+                                  ", before the end of the previous one (" +
+                                  std::to_string(r.expected) + ")");
+  };
+  if (unfinished && *size <= kFileHeaderLength) {
+    // Nothing in it to read; but offsets missing before it are missing.
+    std::optional<LogEntry> gap = continuity();
+    if (gap) r.lenient = true;  // reported once
+    return gap ? *gap : EndEntry();
+  }
   Result<FileHeader> h = FileHeader{};
   if (unfinished) {
     h->base_offset = base;
@@ -171,18 +189,7 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
   auto map = Mapping::Map(fd->get(), *size, name);
   if (!map.ok()) return EndEntry();
 
-  // Continuity with the previous segment: the writer names a segment by the
-  // offset that follows the last record of the one before.
-  std::optional<LogEntry> gap;
-  if (r.last_offset && !r.lenient && base != r.expected) {
-    gap = RecordDamage(r, name, 0,
-                       base > r.expected
-                           ? "offsets " + std::to_string(r.expected) + ".." +
-                                 std::to_string(base - 1) + " are missing before this segment"
-                           : "segment starts at offset " + std::to_string(base) +
-                                 ", before the end of the previous one (" +
-                                 std::to_string(r.expected) + ")");
-  }
+  const std::optional<LogEntry> gap = continuity();
   const bool strict = r.last_offset && !r.lenient && !gap;
   r.fd = std::move(*fd);
   r.map = std::move(*map);
@@ -506,18 +513,27 @@ Status OpenForSeek(ReaderState& r, uint64_t base) {
   return Status::Ok();
 }
 
-// The largest timestamp up to the end of segment `base` (its last index
-// entry, written when the segment was sealed); nullopt if unknown.
-std::optional<int64_t> SegmentMaxTimestamp(ReaderState& r, uint64_t base) {
-  if (auto it = r.segment_max_ts.find(base); it != r.segment_max_ts.end()) return it->second;
-  auto idx = MapIndex(r.dir, base);
-  if (!idx || idx->view.size() == 0) return std::nullopt;
-  const TimeIndexEntry last = idx->view.at(idx->view.size() - 1);
-  // Trusted only if it matches the record it points at: a timestamp below
-  // that record's would make the seek skip the whole segment.
-  if (!EntryMatchesSegment(r, base, last)) return std::nullopt;
-  r.segment_max_ts.emplace(base, last.timestamp_ns);
-  return last.timestamp_ns;
+// The largest timestamp up to the end of sealed segment `base`, which
+// `next_base` follows (its last index entry, written when it was sealed);
+// nullopt if unknown. Trusted only if that entry is the segment's last
+// record (the one before `next_base`) and matches it: a timestamp below
+// that record's, or an index that lost its last entries, would make the
+// seek skip records.
+std::optional<int64_t> SegmentMaxTimestamp(ReaderState& r, uint64_t base, uint64_t next_base) {
+  constexpr int64_t kUnknown = std::numeric_limits<int64_t>::max();  // cached "do not skip"
+  auto known = [](int64_t ts) { return ts == kUnknown ? std::nullopt : std::optional(ts); };
+  if (auto it = r.segment_max_ts.find(base); it != r.segment_max_ts.end()) {
+    return known(it->second);
+  }
+  int64_t ts = kUnknown;
+  if (auto idx = MapIndex(r.dir, base); idx && idx->view.size() > 0) {
+    const TimeIndexEntry last = idx->view.at(idx->view.size() - 1);
+    if (base + last.relative_offset + 1 == next_base && EntryMatchesSegment(r, base, last)) {
+      ts = last.timestamp_ns;
+    }
+  }
+  r.segment_max_ts.emplace(base, ts);
+  return known(ts);
 }
 
 }  // namespace
@@ -629,7 +645,8 @@ Status LogReader::SeekTimestamp(int64_t ts_ns) {
   std::size_t lo = 0, hi = r.bases.size() - 1;
   while (lo < hi) {
     const std::size_t mid = lo + (hi - lo) / 2;
-    const std::optional<int64_t> max_ts = internal::SegmentMaxTimestamp(r, r.bases[mid]);
+    const std::optional<int64_t> max_ts =
+        internal::SegmentMaxTimestamp(r, r.bases[mid], r.bases[mid + 1]);
     if (!max_ts || *max_ts >= ts_ns) {
       hi = mid;  // unknown: do not skip it
     } else {
@@ -816,8 +833,12 @@ void VerifyCheckpoint(const std::string& dir, const std::vector<uint64_t>& segme
   if (*size >= cp->file_position) {
     // The bytes before the position must be the durable records it names
     // (recovery checks the same and refuses the log otherwise).
-    auto h = internal::ReadFileHeader(seg->get(), FileKind::kSegment, cp->segment_base, dir,
-                                      SegmentFileName(cp->segment_base));
+    Result<FileHeader> h = internal::ReadFileHeader(
+        seg->get(), FileKind::kSegment, cp->segment_base, dir, SegmentFileName(cp->segment_base));
+    // A header never written (an interrupted roll, a note) is taken as the
+    // reader and recovery take it: the records the checkpoint names must
+    // still be there.
+    if (!h.ok() && internal::HeaderNeverWritten(seg->get(), *size)) h = FileHeader{};
     if (!h.ok() || h->header_length > cp->file_position) return;  // reported as damage elsewhere
     auto map = internal::Mapping::Map(seg->get(), cp->file_position, seg_path);
     if (!map.ok()) return;
@@ -889,7 +910,11 @@ Result<VerifyReport> VerifyLog(const std::string& dir) {
       auto n = *size >= kFileHeaderLength + word.size()
                    ? internal::ReadAt(fd->get(), word.data(), word.size(), kFileHeaderLength, name)
                    : Result<uint64_t>(word.size());
-      unfinished_roll = n.ok() && *n == word.size() && DecodeFixed64(word.data()) == 0;
+      // No frame where the first one goes, and no damage the reader found
+      // further on (records after zeros).
+      unfinished_roll = n.ok() && *n == word.size() && DecodeFixed64(word.data()) == 0 &&
+                        std::none_of(report.damages.begin(), report.damages.end(),
+                                     [&](const Damage& d) { return d.file == name; });
       if (internal::HeaderNeverWritten(fd->get(), *size)) {
         report.notes.push_back(name +
                                ": its header was never written (a segment roll that a crash "

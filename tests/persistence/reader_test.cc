@@ -186,6 +186,22 @@ TEST(LogReader, SeekTimestampDoesNotTrustIndexEntriesBelowTheirRecords) {
   }
 }
 
+// An index that lost its last entries (a crash before they were written)
+// does not tell a seek by time that its segment ends early.
+TEST(LogReader, SeekTimestampDoesNotSkipASegmentWhoseIndexLostItsLastEntries) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);  // ts = 1000 + 10 * offset, segments of 50
+  const std::string idx = d / "00000000000000000100.timeindex";
+  const uint64_t size = std::filesystem::file_size(idx);
+  ASSERT_GE(size, kFileHeaderLength + 2 * kTimeIndexEntryLength);
+  std::filesystem::resize_file(idx, size - kTimeIndexEntryLength);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(r->SeekTimestamp(1000 + 10 * 149).ok());
+  EXPECT_EQ(NextOffset(*r), 149u);
+  EXPECT_EQ(NextOffset(*r), 150u);
+}
+
 TEST(LogReader, SeekTimestampWithOutOfOrderTimestampsFollowsLogOrder) {
   TempDir d(/*in_memory=*/true);
   {
@@ -605,7 +621,7 @@ TEST(VerifyLog, TakesTheLeftoversOfAnInterruptedRollForNoDamage) {
 }
 
 // Only the last segment can be an unfinished roll: a zero header before it,
-// or a last segment with records but no time index, is still damage.
+// or a missing time index of a segment with records, is still damage.
 TEST(VerifyLog, ReportsAZeroHeaderBeforeTheLastSegment) {
   TempDir d(/*in_memory=*/true);
   WriteLog(d.path(), 200);
@@ -628,6 +644,64 @@ TEST(VerifyLog, ReportsAZeroHeaderBeforeTheLastSegment) {
            x.reason.find("missing") != std::string::npos;
   }));
   EXPECT_EQ(v->notes.size(), 2u);  // the empty segment 200 and its time index
+}
+
+// The leftovers of an interrupted roll do not hide what is wrong around them:
+// a segment missing before it, records the checkpoint says are durable in
+// it; and a zero header with records after it reads the records.
+const std::string kSeg150 = "00000000000000000150.log";
+
+TEST(VerifyLog, AnInterruptedRollHidesNoSegmentMissingBeforeIt) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::filesystem::remove(d / kSeg150);
+  std::filesystem::remove(d / "00000000000000000150.timeindex");
+  testing::WriteFileBytes(d / "00000000000000000200.log", {});
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < 150; ++i) ASSERT_EQ(NextOffset(*r), i);
+  LogEntry e = r->Next();
+  ASSERT_EQ(e.kind, LogEntry::Kind::kDamage);
+  EXPECT_NE(e.damage->reason.find("offsets 150..199 are missing"), std::string::npos)
+      << e.damage->reason;
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  EXPECT_EQ(r->damages().size(), 1u);
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok());
+}
+
+TEST(VerifyLog, AnInterruptedRollHidesNoDurableRecordsTheCheckpointNames) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);  // the checkpoint: offsets below 200 durable in 150.log
+  const uint64_t size = std::filesystem::file_size(d / kSeg150);
+  testing::WriteFileBytes(d / kSeg150, std::vector<std::byte>(size));
+  std::filesystem::remove(d / "00000000000000000150.timeindex");
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_FALSE(v->ok());
+  EXPECT_EQ(v->records, 150u);
+  ASSERT_FALSE(v->damages.empty());
+  EXPECT_EQ(v->damages.back().file, "checkpoint");
+}
+
+TEST(VerifyLog, ALastSegmentWithAZeroHeaderAndRecordsReadsTheRecords) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 200);
+  std::vector<std::byte> b = testing::ReadFileBytes(d / kSeg150);
+  std::fill(b.begin(), b.begin() + kFileHeaderLength, std::byte{0});
+  testing::WriteFileBytes(d / kSeg150, b);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  for (uint64_t i = 0; i < 200; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
+  auto v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(v->ok()) << v->damages[0].ToString();
+  EXPECT_EQ(v->records, 200u);
+  ASSERT_EQ(v->notes.size(), 1u);
+  EXPECT_EQ(v->notes[0].rfind(kSeg150 + ": its header was never written", 0), 0u);
 }
 
 TEST(VerifyLog, ReportsAMissingSegmentAsAGap) {

@@ -1082,7 +1082,7 @@ TEST_F(CliTest, ReplayReadsTheDataDirWithNoBusOrBroker) {
   EXPECT_EQ(past.out, "");
   EXPECT_NE(past.err.find("replayed/0: no records at or after offset 99"), std::string::npos)
       << past.err;
-  // A range with nothing in it is named as the range (records follow it).
+  // With --to, the warning names the range it looked in.
   RunResult empty_range = RunProcess(
       {RunnelPath(), "replay", data_dir_ + "/replayed", "--from", "@4000000000000", "--to", "1"});
   EXPECT_EQ(empty_range.exit_code, 0) << empty_range.err;
