@@ -679,7 +679,7 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
   if (this != &other) {
     if (ok() && ring_ != nullptr) {
       RingProducer p(*ring_);
-      (void)p.abort(*this);
+      (void)p.AbortClaim(*this);
     }
     // Field by field, each read once and whole (volatile: the compiler may
     // neither merge nor widen the loads). A wide load spanning fields that

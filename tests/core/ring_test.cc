@@ -368,6 +368,30 @@ TEST(Ring, AbortedClaimIsSkippedAndItsOffsetIsNotReused) {
   EXPECT_EQ(t.ring.aborted_claims(), 2u);
 }
 
+// Assigning a claim over an active one aborts the active one, as destroying
+// it does (it was left claimed: readers and gating stopped there for good).
+TEST(Ring, AClaimAssignedOverAnActiveOneAbortsIt) {
+  for (const RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
+    SCOPED_TRACE(mode == RingMode::kSingleProducer ? "single producer" : "multi producer");
+    RingOptions o = Options();
+    o.mode = mode;
+    TestRing t(o);
+    RingProducer p(t.ring);
+    RingReader r(t.ring, t.ring.earliest());
+    RingClaim c = p.try_claim(0, 0, 1, false);  // offset 0
+    ASSERT_TRUE(c.ok());
+    c = p.try_claim(0, 0, 1, false);  // offset 1; offset 0 is aborted
+    ASSERT_TRUE(c.ok());
+    c.value()[0] = std::byte{'x'};
+    ASSERT_EQ(p.commit(c), CommitStatus::kOk);
+    auto got = ReadAll(r);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].offset, 1u);
+    EXPECT_EQ(got[0].value, "x");
+    EXPECT_EQ(t.ring.aborted_claims(), 1u);
+  }
+}
+
 // Padding at the tail (an aborted or unblocked claim, the last thing in the
 // ring) does not say which offset it skipped; the tail does. A reader that
 // passes it is told (ended_on_padding), and SettledPosition() has the

@@ -117,6 +117,11 @@ TEST_F(ProducerConsumerTest, ZeroCopyClaimCommitAndAbortSkipsTheAbortedOffset) {
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(p->Abort(b), SendStatus::kOk);
   { ProducerClaim dropped = p->TryClaim(1, 0, 0, 5, false); }  // destroyed: aborted
+  ProducerClaim over = p->TryClaim(1, 0, 0, 5, false);
+  ASSERT_TRUE(over.ok());
+  over = p->TryClaim(1, 0, 0, 5, false);  // assigned over: the first one is aborted
+  ASSERT_TRUE(over.ok());
+  over = ProducerClaim();  // and so is the second
   ASSERT_TRUE(p->TrySend(std::nullopt, "after", {}, 1).ok());
   int64_t ts = 0;
   std::vector<uint64_t> offsets;
@@ -126,10 +131,10 @@ TEST_F(ProducerConsumerTest, ZeroCopyClaimCommitAndAbortSkipsTheAbortedOffset) {
         if (r.offset() == 0) ts = r.timestamp_ns();
       },
       10);
-  EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 3}));
+  EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 5}));
   EXPECT_EQ(ts, 12345);
   auto info = bus_->DescribeTopic("t");
-  EXPECT_EQ(info->partitions[1].aborted_claims, 2u);
+  EXPECT_EQ(info->partitions[1].aborted_claims, 4u);
 }
 
 // Batching on a single_producer topic: deferred records stay invisible until
