@@ -625,6 +625,8 @@ std::string_view CommitStatusName(CommitStatus s) {
       return "claim was unblocked as dead; record lost";
     case CommitStatus::kNotClaimed:
       return "no active claim";
+    case CommitStatus::kBadHeaders:
+      return "malformed headers in the claim; claim aborted";
   }
   return "unknown";
 }
@@ -965,10 +967,23 @@ inline void RingProducer::Seal(RingClaim& c) {
   c.status_ = ClaimStatus::kInvalid;
 }
 
+// A record whose header area does not parse would be refused by every
+// reader (kBadHeaders) and stop them there: it is never published.
+CommitStatus RingProducer::AbortBadHeaders(RingClaim& c) {
+  HeaderIterator it(c.headers());
+  while (it.valid()) it.Next();
+  if (it.ok()) return CommitStatus::kOk;
+  (void)AbortClaim(c);
+  return CommitStatus::kBadHeaders;
+}
+
 CommitStatus RingProducer::commit(RingClaim& c) {
   if (deferred_count_ > 0) return CommitWithBatch(c);
   if (!owns(c)) [[unlikely]] {
     return CommitStatus::kNotClaimed;
+  }
+  if (c.headers_length_ != 0) {
+    if (const CommitStatus s = AbortBadHeaders(c); s != CommitStatus::kOk) return s;
   }
   // Inline to the end: no calls on the common path.
   std::byte* f = c.frame_;
@@ -998,6 +1013,9 @@ CommitStatus RingProducer::CommitWithBatch(RingClaim& c) {
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   if (!owns(c)) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
+  if (c.headers_length_ != 0) {
+    if (const CommitStatus s = AbortBadHeaders(c); s != CommitStatus::kOk) return s;
+  }
   // Whether an unblocker took the claim is checked once, when the batch is
   // published (which reports it), right before the frame's stores.
   const uint64_t position = c.position_;

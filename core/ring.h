@@ -359,6 +359,8 @@ enum class CommitStatus : uint8_t {
   kUnblocked = 1,   // the claim was turned into padding before commit: the record is lost
   kNotClaimed = 2,  // the claim is not active (already committed/aborted, or failed),
                     // or another RingProducer made it
+  kBadHeaders = 3,  // the bytes written into headers() are not headers in the encoding of
+                    // core/record.h: the claim was aborted instead (its offset is skipped)
 };
 std::string_view CommitStatusName(CommitStatus s);
 
@@ -445,7 +447,8 @@ class RingProducer {
                                     uint32_t value_length, bool has_key);
   // Stamps, checksums and publishes the record; wakes sleeping readers. With
   // deferred records pending, publishes them together with this one; then
-  // kUnblocked means this record or one of them was lost.
+  // kUnblocked means this record or one of them was lost. Headers that do
+  // not parse (core/record.h's encoding) abort the claim: kBadHeaders.
   [[nodiscard]] CommitStatus commit(RingClaim& claim);
   // Batching, single-producer rings: stamps and checksums the record but does
   // not publish it yet (kOk; a claim an unblocker took meanwhile is reported
@@ -520,6 +523,8 @@ class RingProducer {
   CommitStatus CommitWithBatch(RingClaim& claim);
   // abort() of an active claim, whoever made it.
   CommitStatus AbortClaim(RingClaim& claim);
+  // kOk if the claim's header area parses; else aborts it: kBadHeaders.
+  CommitStatus AbortBadHeaders(RingClaim& claim);
   void CopySettings(const RingProducer& other);
   void TakeBatch(RingProducer& other);
   // Writes everything of a committed record but its commit word and length.

@@ -81,6 +81,7 @@ SendStatus FromCommit(CommitStatus s) {
     case CommitStatus::kUnblocked:
       return SendStatus::kUnblocked;
     case CommitStatus::kNotClaimed:
+    case CommitStatus::kBadHeaders:
       return SendStatus::kInvalid;
   }
   return SendStatus::kInvalid;
@@ -190,7 +191,9 @@ SendStatus Producer::Commit(ProducerClaim& claim) {
   if (!claim.ok()) return Invalid(InvalidCause::kNoClaim);
   if (!Owns(claim)) return Invalid(InvalidCause::kForeignClaim);
   const uint64_t offset = claim.claim_.offset();
-  const SendStatus s = FromCommit(rings_[claim.partition_].commit(claim.claim_));
+  const CommitStatus c = rings_[claim.partition_].commit(claim.claim_);
+  if (c == CommitStatus::kBadHeaders) (void)Invalid(InvalidCause::kBadHeaders);
+  const SendStatus s = FromCommit(c);
   claim.status_ = SendStatus::kInvalid;
   if (s == SendStatus::kOk)
     core_->directory().StorePosition(client_slot_, claim.partition_, offset + 1);
@@ -203,7 +206,9 @@ SendStatus Producer::CommitDeferred(ProducerClaim& claim) {
   const uint32_t partition = claim.partition_;
   const uint64_t offset = claim.claim_.offset();
   RingProducer& ring = rings_[partition];
-  const SendStatus s = FromCommit(ring.commit_deferred(claim.claim_));
+  const CommitStatus c = ring.commit_deferred(claim.claim_);
+  if (c == CommitStatus::kBadHeaders) (void)Invalid(InvalidCause::kBadHeaders);
+  const SendStatus s = FromCommit(c);
   claim.status_ = SendStatus::kInvalid;
   if (s != SendStatus::kOk) return s;
   if (ring.deferred() == 0) {
@@ -391,6 +396,11 @@ Status Producer::Explain(const SendResult& r) const {
               "the headers take " + std::to_string(last_invalid_bytes_) +
               " bytes encoded (4 bytes per header plus names and values), over the limit of "
               "65535 bytes");
+        case InvalidCause::kBadHeaders:
+          return Status::InvalidArgument(
+              "the bytes written into the claim's headers() are not headers in the encoding of "
+              "core/record.h ({name_length u16, value_length u16, name, value} repeated, "
+              "filling the area exactly): the claim was aborted, its offset is skipped");
         case InvalidCause::kForeignClaim:
           return Status::InvalidArgument(
               "the claim was made by another Producer: commit or abort it through the one "

@@ -131,7 +131,9 @@ class Producer {
                                        bool has_key);
   // Publishes the record: kOk, or kUnblocked (the record was lost), kInvalid
   // (no active claim, or a claim another Producer made: that one is left
-  // untouched, for its own producer to commit or abort).
+  // untouched, for its own producer to commit or abort; or headers() holds
+  // bytes that are not headers in core/record.h's encoding: the claim is
+  // aborted, its offset skipped). Explain() says which.
   [[nodiscard]] SendStatus Commit(ProducerClaim& claim);
   [[nodiscard]] SendStatus Abort(ProducerClaim& claim);
 
@@ -191,7 +193,8 @@ class Producer {
     kForeignClaim,
     kKeyTooLong,
     kHeaderTooLong,
-    kHeadersTooLong
+    kHeadersTooLong,
+    kBadHeaders
   };
   bool Owns(const ProducerClaim& claim) const {
     return claim.partition_ < rings_.size() && rings_[claim.partition_].owns(claim.claim_);

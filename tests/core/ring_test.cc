@@ -368,6 +368,37 @@ TEST(Ring, AbortedClaimIsSkippedAndItsOffsetIsNotReused) {
   EXPECT_EQ(t.ring.aborted_claims(), 2u);
 }
 
+// Header bytes that do not parse would stop every reader at the record
+// (kBadHeaders): commit aborts the claim instead, and says so.
+TEST(Ring, CommitAbortsAClaimWhoseHeadersDoNotParse) {
+  for (const RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
+    for (const bool deferred : {false, true}) {
+      SCOPED_TRACE(std::string(mode == RingMode::kSingleProducer ? "single" : "multi") +
+                   (deferred ? ", deferred" : ""));
+      RingOptions o = Options();
+      o.mode = mode;
+      TestRing t(o);
+      RingProducer p(t.ring);
+      RingReader r(t.ring, t.ring.earliest());
+      RingClaim bad = p.try_claim(0, 4, 1, false);
+      ASSERT_TRUE(bad.ok());
+      const std::byte garbage[4] = {std::byte{0xff}, std::byte{0xff}, std::byte{0},
+                                    std::byte{0}};  // a 65535-byte name in 4 bytes
+      std::memcpy(bad.headers().data(), garbage, 4);
+      EXPECT_EQ(deferred ? p.commit_deferred(bad) : p.commit(bad), CommitStatus::kBadHeaders);
+      EXPECT_EQ(p.commit(bad), CommitStatus::kNotClaimed);
+      const Header h{"n", "v"};
+      ASSERT_TRUE(p.try_write(std::nullopt, std::span<const Header>(&h, 1), "ok").ok());
+      (void)p.publish();
+      auto got = ReadAll(r);
+      ASSERT_EQ(got.size(), 1u);
+      EXPECT_EQ(got[0].offset, 1u);
+      EXPECT_EQ(got[0].value, "ok");
+      EXPECT_EQ(t.ring.aborted_claims(), 1u);
+    }
+  }
+}
+
 // Assigning a claim over an active one aborts the active one, as destroying
 // it does (it was left claimed: readers and gating stopped there for good).
 TEST(Ring, AClaimAssignedOverAnActiveOneAbortsIt) {

@@ -137,6 +137,35 @@ TEST_F(ProducerConsumerTest, ZeroCopyClaimCommitAndAbortSkipsTheAbortedOffset) {
   EXPECT_EQ(info->partitions[1].aborted_claims, 4u);
 }
 
+// A zero-copy claim whose headers() holds bytes that are not headers is
+// refused at Commit (kInvalid, aborted), not published to stop every
+// consumer and the broker at it.
+TEST_F(ProducerConsumerTest, CommitRefusesMalformedHeaderBytes) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  ProducerClaim bad = p->TryClaim(0, 0, 4, 1, false);
+  ASSERT_TRUE(bad.ok());
+  const std::byte garbage[4] = {std::byte{0xff}, std::byte{0xff}, std::byte{0}, std::byte{0}};
+  std::memcpy(bad.headers().data(), garbage, 4);
+  EXPECT_EQ(p->Commit(bad), SendStatus::kInvalid);
+  SendResult invalid;
+  invalid.status = SendStatus::kInvalid;
+  EXPECT_NE(p->Explain(invalid).message().find("are not headers"), std::string::npos)
+      << p->Explain(invalid).message();
+  ASSERT_TRUE(p->TrySend(std::nullopt, "after", {}, 0).ok());
+  std::vector<std::pair<uint64_t, std::string>> got;
+  const PollResult r = c->Poll(
+      [&](const ConsumerRecord& rec) { got.emplace_back(rec.offset(), std::string(rec.value())); },
+      10);
+  EXPECT_EQ(r.status, PollStatus::kOk);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].first, 1u);
+  EXPECT_EQ(got[0].second, "after");
+  EXPECT_EQ(bus_->DescribeTopic("t")->partitions[0].aborted_claims, 1u);
+}
+
 // Batching on a single_producer topic: deferred records stay invisible until
 // Publish, then arrive in order with exact bytes, in every partition.
 TEST_F(ProducerConsumerTest, DeferredCommitsAppearAtPublishInOrder) {
