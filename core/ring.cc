@@ -558,8 +558,23 @@ int32_t Ring::GatingError(uint32_t slot) const {
 }
 
 bool Ring::WaitForDurable(uint64_t offset, int64_t timeout_ns) const {
+  // Settled, as Bus::DescribeTopic reports it: a slot durable up to the tail
+  // has every offset below the tail's settled, also those an aborted or
+  // unblocked last claim skipped (its offset is the last record's + 1).
   auto durable = [&] {
-    const std::optional<uint64_t> min = MinDurableOffset();
+    const RingPosition t = tail();
+    std::optional<uint64_t> min;
+    for (uint32_t i = 0; i < kMaxGatingSlots; ++i) {
+      auto& s = control_->gating[i];
+      if (Word64(s.owner).load(std::memory_order_acquire) == 0) continue;
+      // seq_cst: the waiter's half of the handshake with PublishDurable;
+      // the position after it is at least the one published with it.
+      uint64_t o = Word64(s.durable_offset).load(std::memory_order_seq_cst);
+      if (Word64(s.durable_position).load(std::memory_order_acquire) == t.position) {
+        o = std::max(o, t.offset);
+      }
+      if (!min || o < *min) min = o;
+    }
     return min && *min > offset;
   };
   // Also stop waiting when nobody persists, or a persister reports an error.

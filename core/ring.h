@@ -280,7 +280,10 @@ class Ring {
   void SetUnread(uint32_t slot, OffsetRange unread) const;
   OffsetRange Unread(uint32_t slot) const;
   // Waits until MinDurableOffset() > offset (the record at `offset` is
-  // durable). Returns false on timeout or if no gating slot is in use.
+  // durable), or until every gating slot is durable up to the tail and the
+  // tail's offset is past `offset` (an aborted or unblocked last claim
+  // skipped it: settled, nothing more will be written for it). Returns false
+  // on timeout or if no gating slot is in use.
   bool WaitForDurable(uint64_t offset, int64_t timeout_ns) const;
 
   // The lowest position of any gating slot in use; nullopt if none is.

@@ -179,7 +179,9 @@ class Producer {
   // persisted (not a durable topic, or a bus without a data dir and no
   // broker yet); kOutOfRange if the record never will be: it was overwritten
   // in the ring before a broker took the topic over; kInvalidArgument for a
-  // partition the topic does not have.
+  // partition the topic does not have. The offset of an aborted or
+  // unblocked claim has no record: kOk once everything around it is durable
+  // (for the last claim: once the broker has passed it).
   [[nodiscard]] Status WaitDurable(uint32_t partition, uint64_t offset,
                                    std::chrono::nanoseconds timeout);
 

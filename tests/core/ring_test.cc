@@ -975,6 +975,29 @@ TEST(Ring, ProducerWaitsUntilItsRecordIsDurable) {
   persister2.join();
 }
 
+// A persister past an aborted last claim has everything up to the tail
+// durable: a wait for the skipped offset ends (it waited for the next
+// record), and so does one for the offset after the tail's only later.
+TEST(Ring, DurabilityWaitForAnAbortedLastOffsetEnds) {
+  TestRing t(Options());
+  const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "kept").ok());  // offset 0
+  RingClaim c = p.try_claim(0, 0, 4, false);                // offset 1
+  ASSERT_TRUE(c.ok());
+  ASSERT_EQ(p.abort(c), CommitStatus::kOk);
+  EXPECT_EQ(ReadAll(r).size(), 1u);
+  EXPECT_EQ(r.position().offset, 1u);  // the last record's + 1
+  t.ring.PublishDurable(slot, r.position());
+  EXPECT_TRUE(t.ring.WaitForDurable(0, 0));
+  EXPECT_TRUE(t.ring.WaitForDurable(1, 0));
+  EXPECT_FALSE(t.ring.WaitForDurable(2, 1'000'000));
+  // Not at the tail: only what the slot's offset says.
+  ASSERT_TRUE(p.try_write(std::nullopt, {}, "later").ok());  // offset 2
+  EXPECT_FALSE(t.ring.WaitForDurable(1, 1'000'000));
+}
+
 TEST(Ring, DurabilityWaitStopsOnAPersisterError) {
   TestRing t(Options());
   const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
