@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "core/coding.h"
+#include "persistence/format.h"
 
 namespace runnel::testing {
 
@@ -108,6 +109,17 @@ void XorByte(const std::string& path, uint64_t position, uint8_t mask) {
 }
 
 void TruncateFile(const std::string& path, uint64_t size) { fs::resize_file(path, size); }
+
+void LowerIndexTimestamps(const std::string& path, int64_t delta) {
+  std::vector<std::byte> b = ReadFileBytes(path);
+  for (uint64_t at = kFileHeaderLength; at + kTimeIndexEntryLength <= b.size();
+       at += kTimeIndexEntryLength) {
+    TimeIndexEntry e = DecodeTimeIndexEntry(b.data() + at);
+    e.timestamp_ns -= delta;
+    EncodeTimeIndexEntry(e, b.data() + at);
+  }
+  WriteFileBytes(path, b);
+}
 
 void CopyDir(const std::string& from, const std::string& to) {
   fs::create_directories(to);

@@ -50,6 +50,9 @@ bool FileExists(const std::string& path);
 void PatchFile(const std::string& path, uint64_t position, const std::vector<std::byte>& bytes);
 void XorByte(const std::string& path, uint64_t position, uint8_t mask);
 void TruncateFile(const std::string& path, uint64_t size);
+// Subtracts `delta` from the timestamp of every entry of the time index at
+// `path` (a damaged index: in order, but below the records it indexes).
+void LowerIndexTimestamps(const std::string& path, int64_t delta);
 // Copies every regular file of `from` into `to` (created): a crash image of
 // a log that is still open (its page cache contents, preallocation included).
 void CopyDir(const std::string& from, const std::string& to);
