@@ -165,7 +165,8 @@ class Consumer {
 
   // As Poll, but waits (per ConsumerOptions::wait) up to `timeout` for a
   // first record. Returns as soon as a poll delivers records or reports a
-  // status; records == 0 and kOk means the timeout ran out.
+  // status; records == 0 and kOk means the timeout ran out. A limit of 0
+  // takes nothing and waits for nothing: one Poll.
   template <typename Handler>
   PollResult PollFor(Handler&& handler, uint32_t limit, std::chrono::nanoseconds timeout);
 
@@ -312,7 +313,9 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
 template <typename Handler>
 PollResult Consumer::PollFor(Handler&& handler, uint32_t limit, std::chrono::nanoseconds timeout) {
   PollResult r = Poll(handler, limit);
-  if (r.records > 0 || r.status != PollStatus::kOk) return r;
+  // Nothing can be taken with limit 0: waiting would spin on records that
+  // are there until the timeout.
+  if (r.records > 0 || r.status != PollStatus::kOk || limit == 0) return r;
   // The clock only once there is something to wait for: a busy consumer
   // would otherwise read it (~26 ns) for every batch.
   const int64_t deadline = DeadlineAfter(timeout.count());

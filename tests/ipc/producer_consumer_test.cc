@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
@@ -164,6 +165,24 @@ TEST_F(ProducerConsumerTest, CommitRefusesMalformedHeaderBytes) {
   EXPECT_EQ(got[0].first, 1u);
   EXPECT_EQ(got[0].second, "after");
   EXPECT_EQ(bus_->DescribeTopic("t")->partitions[0].aborted_claims, 1u);
+}
+
+// PollFor with limit 0 takes nothing, so it does not wait either (it spun on
+// the record that was there until its timeout ran out).
+TEST_F(ProducerConsumerTest, PollForWithALimitOfZeroReturnsAtOnce) {
+  ASSERT_TRUE(Create("t", 1).ok());
+  auto p = bus_->CreateProducer("t");
+  auto c = bus_->CreateConsumer("t");
+  ASSERT_TRUE(p.ok() && c.ok());
+  ASSERT_TRUE(p->TrySend(std::nullopt, "there", {}, 0).ok());
+  const auto start = std::chrono::steady_clock::now();
+  const PollResult r = c->PollFor([](const ConsumerRecord&) {}, 0, std::chrono::seconds(30));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(r.status, PollStatus::kOk);
+  EXPECT_EQ(r.records, 0u);
+  std::vector<std::string> got;
+  (void)c->Poll([&](const ConsumerRecord& rec) { got.emplace_back(rec.value()); }, 10);
+  EXPECT_EQ(got, std::vector<std::string>{"there"});
 }
 
 // Batching on a single_producer topic: deferred records stay invisible until
