@@ -714,6 +714,7 @@ RingClaim& RingClaim::operator=(RingClaim&& other) noexcept {
     value_length_ = Once(other.value_length_);
     unblock_seen_ = Once(other.unblock_seen_);
     flags_ = Once(other.flags_);
+    headers_encoded_ = Once(other.headers_encoded_);
     status_ = Once(other.status_);
     other.frame_ = nullptr;
     other.status_ = ClaimStatus::kInvalid;
@@ -734,7 +735,15 @@ inline void RingClaim::Fill(const Ring* ring, uint64_t position, uint64_t offset
   value_length_ = value_length;
   flags_ = flags;
   unblock_seen_ = unblock_seen;
+  headers_encoded_ = false;
   status_ = ClaimStatus::kOk;
+}
+
+bool RingClaim::write_headers(std::span<const Header> list) {
+  if (!ok() || EncodedHeadersLength(list) != static_cast<int64_t>(headers_length_)) return false;
+  EncodeHeaders(list, headers().data());
+  headers_encoded_ = true;
+  return true;
 }
 
 void RingClaim::AbortUnfinished() {
@@ -997,7 +1006,7 @@ CommitStatus RingProducer::commit(RingClaim& c) {
   if (!owns(c)) [[unlikely]] {
     return CommitStatus::kNotClaimed;
   }
-  if (c.headers_length_ != 0) {
+  if (c.headers_length_ != 0 && !c.headers_encoded_) {
     if (const CommitStatus s = AbortBadHeaders(c); s != CommitStatus::kOk) return s;
   }
   // Inline to the end: no calls on the common path.
@@ -1028,7 +1037,7 @@ CommitStatus RingProducer::CommitWithBatch(RingClaim& c) {
 CommitStatus RingProducer::commit_deferred(RingClaim& c) {
   if (!owns(c)) return CommitStatus::kNotClaimed;
   if (!ring_.single_producer_) return commit(c);
-  if (c.headers_length_ != 0) {
+  if (c.headers_length_ != 0 && !c.headers_encoded_) {
     if (const CommitStatus s = AbortBadHeaders(c); s != CommitStatus::kOk) return s;
   }
   // Whether an unblocker took the claim is checked once, when the batch is
@@ -1189,7 +1198,7 @@ WriteResult RingProducer::try_write(std::optional<std::string_view> key,
   r.status = c.status();
   if (!c.ok()) return r;
   if (key && !key->empty()) std::memcpy(c.key().data(), key->data(), key->size());
-  if (hlen > 0) EncodeHeaders(headers, c.headers().data());
+  if (hlen > 0) (void)c.write_headers(headers);  // the length is the claim's
   if (!value.empty()) std::memcpy(c.value().data(), value.data(), value.size());
   c.set_timestamp(timestamp_ns);
   r.offset = c.offset();

@@ -394,6 +394,10 @@ class RingClaim {
   // Timestamp to stamp at commit; 0 (default) stamps RecordClockNanos()
   // (core/clock.h: CLOCK_REALTIME through the TSC) then.
   void set_timestamp(int64_t ns) { timestamp_ns_ = ns; }
+  // Encodes `headers` into headers(); false (nothing written) unless their
+  // encoded length is headers().size(). Headers written this way are not
+  // parsed again at commit; bytes written into headers() by hand are.
+  bool write_headers(std::span<const Header> list);
 
  private:
   friend class RingProducer;
@@ -414,6 +418,7 @@ class RingClaim {
   uint32_t value_length_ = 0;
   uint64_t unblock_seen_ = 0;  // the ring's unblock_epoch at claim time
   uint8_t flags_ = 0;
+  bool headers_encoded_ = false;  // by write_headers: commit need not parse them
   ClaimStatus status_ = ClaimStatus::kInvalid;
 };
 

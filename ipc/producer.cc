@@ -286,7 +286,7 @@ SendResult Producer::TrySend(std::optional<std::string_view> key, std::string_vi
     return r;
   }
   if (key && !key->empty()) std::memcpy(c.key().data(), key->data(), key->size());
-  if (hlen > 0) EncodeHeaders(headers, c.headers().data());
+  if (hlen > 0) (void)c.write_headers(headers);  // the length is the claim's
   if (!value.empty()) std::memcpy(c.value().data(), value.data(), value.size());
   r.offset = c.offset();
   r.status = FromCommit(ring.commit(c));

@@ -399,6 +399,35 @@ TEST(Ring, CommitAbortsAClaimWhoseHeadersDoNotParse) {
   }
 }
 
+// write_headers encodes a list that fills the claim's header area exactly,
+// and nothing else.
+TEST(Ring, WriteHeadersFillsTheHeaderAreaExactly) {
+  TestRing t(Options());
+  RingProducer p(t.ring);
+  RingReader r(t.ring, t.ring.earliest());
+  const Header h[] = {{"n", "v"}, {"name", ""}};  // 6 + 8 bytes encoded
+  RingClaim wrong = p.try_claim(0, 8, 1, false);
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_FALSE(wrong.write_headers(std::span<const Header>(h, 1)));
+  ASSERT_EQ(p.abort(wrong), CommitStatus::kOk);
+  RingClaim right = p.try_claim(0, 14, 1, false);
+  ASSERT_TRUE(right.ok());
+  ASSERT_TRUE(right.write_headers(h));
+  right.value()[0] = std::byte{'v'};
+  ASSERT_EQ(p.commit(right), CommitStatus::kOk);
+  std::vector<std::pair<std::string, std::string>> got;
+  ASSERT_EQ(r.read(
+                 [&](const RecordView& v) {
+                   for (HeaderIterator it = v.headers(); it.valid(); it.Next()) {
+                     got.emplace_back(it->name, it->value);
+                   }
+                 },
+                 10)
+                .records,
+            1u);
+  EXPECT_EQ(got, (std::vector<std::pair<std::string, std::string>>{{"n", "v"}, {"name", ""}}));
+}
+
 // Assigning a claim over an active one aborts the active one, as destroying
 // it does (it was left claimed: readers and gating stopped there for good).
 TEST(Ring, AClaimAssignedOverAnActiveOneAbortsIt) {
