@@ -417,25 +417,6 @@ struct SegmentFile {
   uint32_t header_length = kFileHeaderLength;
 };
 
-// True if the index entry `e` of segment `s` points at a record with the
-// offset it claims and a timestamp not above the entry's (an entry holds the
-// largest timestamp up to its record). Readers seeking by time skip a whole
-// segment on its last entry's word.
-bool EntryMatchesRecord(const LogState& st, const SegmentFile& s, const TimeIndexEntry& e) {
-  std::array<std::byte, kFrameHeaderLength> h{};
-  if (e.position + h.size() > s.size) return false;
-  const std::string path = SegPath(st, s.base);
-  auto fd = OpenFile(path, O_RDONLY);
-  if (!fd.ok()) return false;
-  auto n = ReadAt(fd->get(), h.data(), h.size(), e.position, path);
-  if (!n.ok() || *n != h.size()) return false;
-  const uint64_t state = DecodeFixed64(h.data() + frame::kCommit) & kStateMask;
-  return (state == static_cast<uint64_t>(FrameState::kData) ||
-          state == static_cast<uint64_t>(FrameState::kControl)) &&
-         DecodeFixed64(h.data() + frame::kOffset) == s.base + e.relative_offset &&
-         static_cast<int64_t>(DecodeFixed64(h.data() + frame::kTimestamp)) <= e.timestamp_ns;
-}
-
 std::string Pos(uint64_t base, uint64_t position) {
   return SegmentFileName(base) + " at file position " + std::to_string(position);
 }
@@ -828,7 +809,8 @@ Status Recover(LogState& st) {
       loaded = LoadIndex(st.dir, segs[i].base, segs[i].header_length, segs[i].size);
     }
     if (!loaded || loaded->entries.size() != idx->count ||
-        (!loaded->entries.empty() && !EntryMatchesRecord(st, segs[i], loaded->entries.back()))) {
+        (!loaded->entries.empty() &&
+         !IndexEntryMatchesRecord(st.dir, segs[i].base, loaded->entries.back()))) {
       RUNNEL_RETURN_IF_ERROR(RebuildIndex(st, segs[i].base, segs[i].header_length));
       st.warnings.push_back("rebuilt the time index of " + SegmentFileName(segs[i].base));
     }

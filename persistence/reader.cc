@@ -480,25 +480,6 @@ bool EntryValid(const ReaderState& r, const TimeIndexEntry& e) {
          RecordView(r.map.data() + e.position).timestamp_ns() <= e.timestamp_ns;
 }
 
-// EntryValid for an entry of segment `base`, which need not be open: reads
-// the frame header the entry points at.
-bool EntryMatchesSegment(const ReaderState& r, uint64_t base, const TimeIndexEntry& e) {
-  if (e.position < kFileHeaderLength || e.position % 8 != 0) return false;
-  const std::string name = SegmentFileName(base);
-  auto fd = OpenFile(JoinPath(r.dir, name), O_RDONLY);
-  if (!fd.ok()) return false;
-  std::array<std::byte, kFrameHeaderLength> h{};
-  auto n = ReadAt(fd->get(), h.data(), h.size(), e.position, name);
-  if (!n.ok() || *n != h.size()) return false;
-  const uint64_t state = DecodeFixed64(h.data() + frame::kCommit) & kStateMask;
-  if (state != static_cast<uint64_t>(FrameState::kData) &&
-      state != static_cast<uint64_t>(FrameState::kControl)) {
-    return false;
-  }
-  return DecodeFixed64(h.data() + frame::kOffset) == base + e.relative_offset &&
-         static_cast<int64_t>(DecodeFixed64(h.data() + frame::kTimestamp)) <= e.timestamp_ns;
-}
-
 // Opens the segment `base` for a seek; positions at its start.
 Status OpenForSeek(ReaderState& r, uint64_t base) {
   CloseSegment(r);
@@ -528,7 +509,8 @@ std::optional<int64_t> SegmentMaxTimestamp(ReaderState& r, uint64_t base, uint64
   int64_t ts = kUnknown;
   if (auto idx = MapIndex(r.dir, base); idx && idx->view.size() > 0) {
     const TimeIndexEntry last = idx->view.at(idx->view.size() - 1);
-    if (base + last.relative_offset + 1 == next_base && EntryMatchesSegment(r, base, last)) {
+    if (base + last.relative_offset + 1 == next_base &&
+        IndexEntryMatchesRecord(r.dir, base, last)) {
       ts = last.timestamp_ns;
     }
   }

@@ -6,6 +6,7 @@
 #include <array>
 #include <utility>
 
+#include "core/coding.h"
 #include "persistence/internal/file.h"
 
 namespace runnel::internal {
@@ -92,6 +93,21 @@ bool HeaderNeverWritten(int fd, uint64_t size) {
   if (!n.ok() || *n != want) return false;
   return std::all_of(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(want),
                      [](std::byte b) { return b == std::byte{0}; });
+}
+
+bool IndexEntryMatchesRecord(const std::string& dir, uint64_t base, const TimeIndexEntry& e) {
+  if (e.position < kFileHeaderLength || e.position % kFrameAlignment != 0) return false;
+  const std::string name = SegmentFileName(base);
+  auto fd = OpenFile(JoinPath(dir, name), O_RDONLY);
+  if (!fd.ok()) return false;
+  std::array<std::byte, kFrameHeaderLength> h{};
+  auto n = ReadAt(fd->get(), h.data(), h.size(), e.position, name);
+  if (!n.ok() || *n != h.size()) return false;
+  const uint64_t state = DecodeFixed64(h.data() + frame::kCommit) & kStateMask;
+  return (state == static_cast<uint64_t>(FrameState::kData) ||
+          state == static_cast<uint64_t>(FrameState::kControl)) &&
+         DecodeFixed64(h.data() + frame::kOffset) == base + e.relative_offset &&
+         static_cast<int64_t>(DecodeFixed64(h.data() + frame::kTimestamp)) <= e.timestamp_ns;
 }
 
 std::optional<uint64_t> TimeIndexView::LastAtOrBeforeOffset(uint32_t rel) const {

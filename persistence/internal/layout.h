@@ -36,6 +36,12 @@ Result<FileHeader> ReadFileHeader(int fd, FileKind kind, uint64_t expected_base,
 // a segment whose creation was interrupted before its header was written.
 bool HeaderNeverWritten(int fd, uint64_t size);
 
+// True if time index entry `e` of segment `base` (in `dir`) points at a data
+// or control frame with the offset it claims and a timestamp not above the
+// entry's (an entry holds the largest timestamp up to its record). Reads the
+// frame's header only (no CRC).
+bool IndexEntryMatchesRecord(const std::string& dir, uint64_t base, const TimeIndexEntry& e);
+
 // Reads and decodes `dir`/checkpoint: kNotFound if there is none, the
 // read's error, or DecodeCheckpoint's kCorruption / kVersionMismatch.
 Result<Checkpoint> ReadCheckpointFile(const std::string& dir);
