@@ -569,10 +569,9 @@ bool Ring::WaitForDurable(uint64_t offset, int64_t timeout_ns) const {
       if (Word64(s.owner).load(std::memory_order_acquire) == 0) continue;
       // seq_cst: the waiter's half of the handshake with PublishDurable;
       // the position after it is at least the one published with it.
-      uint64_t o = Word64(s.durable_offset).load(std::memory_order_seq_cst);
-      if (Word64(s.durable_position).load(std::memory_order_acquire) == t.position) {
-        o = std::max(o, t.offset);
-      }
+      const uint64_t offset = Word64(s.durable_offset).load(std::memory_order_seq_cst);
+      const uint64_t o =
+          SettledOffset({Word64(s.durable_position).load(std::memory_order_acquire), offset}, t);
       if (!min || o < *min) min = o;
     }
     return min && *min > offset;

@@ -85,6 +85,7 @@
 #ifndef RUNNEL_CORE_RING_H_
 #define RUNNEL_CORE_RING_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -233,6 +234,12 @@ class Ring {
   // The newest claimed position and the next offset (includes claims that are
   // not committed yet). A consistent pair.
   RingPosition tail() const;
+  // The offset a reader at `at` has settled: at the tail, padding may end
+  // the ring (an aborted or unblocked last claim), and the tail's offset
+  // says which offsets it skipped; elsewhere `at`'s own.
+  static uint64_t SettledOffset(RingPosition at, RingPosition tail) {
+    return at.position == tail.position ? std::max(at.offset, tail.offset) : at.offset;
+  }
   // The oldest frame boundary this ring can still be read from: the lowest
   // gating position (always intact), or the first record the producers saw in
   // the newest lap, or the ring start before the first wrap.

@@ -269,10 +269,8 @@ Result<TopicInfo> Bus::DescribeTopic(std::string_view name) const {
       // tail's says which offsets that padding skipped.
       const RingPosition written = ring.GatingPosition(i);
       const RingPosition durable = ring.Durable(i);
-      pi.written_offset = written.position == tail.position ? std::max(written.offset, tail.offset)
-                                                            : written.offset;
-      pi.durable_offset = durable.position == tail.position ? std::max(durable.offset, tail.offset)
-                                                            : durable.offset;
+      pi.written_offset = Ring::SettledOffset(written, tail);
+      pi.durable_offset = Ring::SettledOffset(durable, tail);
       pi.persist_error = ring.GatingError(i);
     }
     next_offsets.push_back(tail.offset);
