@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "core/clock.h"
+#include "core/crc32c.h"
 
 namespace runnel {
 
@@ -66,6 +67,13 @@ uint64_t RandomSalt() {
   }
   salt &= ~kStateMask;
   return salt == 0 ? 0x5A5A5A5A5A5A5A58ull : salt;
+}
+
+// CRC32C of the descriptor words after the magic: version to base_offset.
+uint32_t DescriptorCrc(const internal::RingControl& c) {
+  constexpr size_t kFrom = offsetof(internal::RingControl, version);
+  constexpr size_t kTo = offsetof(internal::RingControl, descriptor_crc);
+  return crc32c::Value(reinterpret_cast<const std::byte*>(&c) + kFrom, kTo - kFrom);
 }
 
 void WakeAll(uint32_t& seq, uint32_t& waiters) {
@@ -138,14 +146,15 @@ bool WaitUntil(Ready&& ready, WaitStrategy strategy, int64_t timeout_ns, uint32_
 // ---------------------------------------------------------------------------
 // Ring
 
-Ring::Ring(internal::RingControl* control, std::byte* data)
+Ring::Ring(internal::RingControl* control, std::byte* data, const internal::RingControl& d)
     : control_(control),
       data_(data),
-      capacity_(control->capacity),
-      mask_(control->capacity - 1),
-      salt_(control->salt),
-      max_frame_length_(control->max_frame_length),
-      single_producer_(control->mode == static_cast<uint32_t>(RingMode::kSingleProducer)) {}
+      capacity_(d.capacity),
+      mask_(d.capacity - 1),
+      salt_(d.salt),
+      base_offset_(d.base_offset),
+      max_frame_length_(d.max_frame_length),
+      single_producer_(d.mode == static_cast<uint32_t>(RingMode::kSingleProducer)) {}
 
 Status Ring::ValidateOptions(const RingOptions& o) {
   if (o.capacity < kRingMinCapacity || o.capacity > kRingMaxCapacity ||
@@ -187,13 +196,14 @@ Result<Ring> Ring::Create(std::span<std::byte> memory, const RingOptions& option
   c->salt = options.salt != 0 ? (options.salt & ~kStateMask) : RandomSalt();
   if (c->salt == 0) c->salt = RandomSalt();
   c->base_offset = options.base_offset;
+  c->descriptor_crc = DescriptorCrc(*c);
   c->tail = PackTail(0, options.base_offset);
   c->lap_position = 0;
   c->lap_offset = options.base_offset;
   c->write_lap = 0;
   // Release: everything above is visible to whoever sees the magic.
   Word64(c->magic).store(kRingMagic, std::memory_order_release);
-  return Ring(c, memory.data() + kRingHeaderBytes);
+  return Ring(c, memory.data() + kRingHeaderBytes, *c);
 }
 
 Result<Ring> Ring::Attach(std::span<std::byte> memory) {
@@ -209,22 +219,31 @@ Result<Ring> Ring::Attach(std::span<std::byte> memory) {
   const uint64_t magic = Word64(c->magic).load(std::memory_order_acquire);
   if (magic == 0) return Status::Unavailable("ring is not initialized yet");
   if (magic != kRingMagic) return Status::Corruption("not a runnel ring (bad magic)");
-  const uint32_t major = c->version >> 16;
+  // One copy of the descriptor is checked and used: a peer writing over it
+  // meanwhile cannot slip a value past the checks.
+  internal::RingControl d;
+  std::memcpy(&d, c, offsetof(internal::RingControl, reserved0));
+  const uint32_t major = d.version >> 16;
   if (major != kRingVersionMajor) {
     return Status::VersionMismatch("ring layout version " + std::to_string(major) + "." +
-                                   std::to_string(c->version & 0xFFFF) +
+                                   std::to_string(d.version & 0xFFFF) +
                                    " but this library speaks " + std::to_string(kRingVersionMajor) +
                                    "." + std::to_string(kRingVersionMinor));
   }
-  const uint64_t cap = c->capacity;
+  const uint64_t cap = d.capacity;
   if (cap < kRingMinCapacity || cap > kRingMaxCapacity || (cap & (cap - 1)) != 0 ||
-      RequiredBytes(cap) > memory.size() || c->max_frame_length < kFrameHeaderLength ||
-      c->max_frame_length > cap / 2 || (c->mode != 1 && c->mode != 2) || c->salt == 0 ||
-      (c->salt & kStateMask) != 0) {
+      RequiredBytes(cap) > memory.size() || d.max_frame_length < kFrameHeaderLength ||
+      d.max_frame_length > cap / 2 || (d.mode != 1 && d.mode != 2) || d.salt == 0 ||
+      (d.salt & kStateMask) != 0) {
     return Status::Corruption("ring descriptor is invalid (capacity " + std::to_string(cap) +
-                              ", max frame " + std::to_string(c->max_frame_length) + ")");
+                              ", max frame " + std::to_string(d.max_frame_length) + ")");
   }
-  return Ring(c, memory.data() + kRingHeaderBytes);
+  // Rings made by 5.0 and 5.1 carry no checksum.
+  if ((d.version & 0xFFFF) >= 2 && d.descriptor_crc != DescriptorCrc(d)) {
+    return Status::Corruption(
+        "ring descriptor fails its checksum (the ring's control block was written over)");
+  }
+  return Ring(c, memory.data() + kRingHeaderBytes, d);
 }
 
 RingPosition Ring::tail() const {

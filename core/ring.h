@@ -36,6 +36,7 @@
 //  |  max_frame_length (32)         |  gating slot count (32)       |   24
 //  |  salt (64): random, mixed into every commit tag                |   32
 //  |  base_offset (64): offset of the first record                  |   40
+//  |  descriptor_crc (32): CRC32C of bytes [8, 48); 5.2  | rsv (32) |   48
 //  |  ... reserved to 128                                           |
 //  +---------------------------------------------------------------+
 //  |  tail (64), producers' word: offset mod 2^32 in the high half, |  128
@@ -103,7 +104,7 @@ namespace runnel {
 
 inline constexpr uint64_t kRingMagic = 0x31474E49524C4E52ull;  // "RNLRING1"
 inline constexpr uint32_t kRingVersionMajor = 5;
-inline constexpr uint32_t kRingVersionMinor = 1;
+inline constexpr uint32_t kRingVersionMinor = 2;
 inline constexpr uint64_t kRingHeaderBytes = 4096;
 inline constexpr uint64_t kRingMinCapacity = 64 * 1024;
 inline constexpr uint64_t kRingMaxCapacity = 1ull << 30;
@@ -138,7 +139,10 @@ struct alignas(128) RingControl {
   uint32_t gating_slot_count;
   uint64_t salt;
   uint64_t base_offset;
-  uint8_t reserved0[128 - 48];
+  // CRC32C of [version, base_offset]: a descriptor written over after Create
+  // (a wrong salt makes every reader blind to every frame) fails Attach. 5.2.
+  uint32_t descriptor_crc;
+  uint8_t reserved0[128 - 52];
   // Producers.
   alignas(128) uint64_t tail;
   alignas(128) uint64_t lap_seq;  // seqlock: odd while a lap reference is written
@@ -177,6 +181,7 @@ struct alignas(128) RingControl {
   alignas(128) uint64_t write_lap;
   alignas(128) uint64_t claim_horizon;
 };
+static_assert(offsetof(RingControl, descriptor_crc) == 48);
 static_assert(offsetof(RingControl, tail) == 128);
 static_assert(offsetof(RingControl, lap_seq) == 256);
 static_assert(offsetof(RingControl, data_seq) == 384);
@@ -221,13 +226,17 @@ class Ring {
   // Attaches to a ring formatted by Create (possibly in another process).
   // kUnavailable if the magic is not published yet (retry), kVersionMismatch
   // for another major layout version, kCorruption if the descriptor does not
-  // describe a valid ring that fits in `memory`.
+  // describe a valid ring that fits in `memory` or fails its checksum (it was
+  // written over). The descriptor is read once, here: a handle does not see
+  // later writes to it.
   static Result<Ring> Attach(std::span<std::byte> memory);
 
   uint64_t capacity() const { return capacity_; }
-  RingMode mode() const { return static_cast<RingMode>(control_->mode); }
+  RingMode mode() const {
+    return single_producer_ ? RingMode::kSingleProducer : RingMode::kMultiProducer;
+  }
   uint32_t max_frame_length() const { return max_frame_length_; }
-  uint64_t base_offset() const { return control_->base_offset; }
+  uint64_t base_offset() const { return base_offset_; }
   uint64_t salt() const { return salt_; }
   std::byte* data() const { return data_; }
 
@@ -310,7 +319,8 @@ class Ring {
   std::byte* At(uint64_t position) const { return data_ + (position & mask_); }
 
  private:
-  Ring(internal::RingControl* control, std::byte* data);
+  // Takes the descriptor (capacity, salt, ...) from `d`, a checked copy.
+  Ring(internal::RingControl* control, std::byte* data, const internal::RingControl& d);
   friend class RingProducer;
   friend class RingReader;
   friend class RingUnblocker;
@@ -348,6 +358,7 @@ class Ring {
   uint64_t capacity_ = 0;
   uint64_t mask_ = 0;
   uint64_t salt_ = 0;
+  uint64_t base_offset_ = 0;
   uint32_t max_frame_length_ = 0;
   bool single_producer_ = false;
 };

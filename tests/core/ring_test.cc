@@ -106,6 +106,38 @@ TEST(Ring, AttachToScribbledDescriptorIsCorruption) {
   EXPECT_EQ(Ring::Attach(u.memory.span()).status().code(), StatusCode::kCorruption);
 }
 
+TEST(Ring, AttachToADescriptorWithAnotherSaltOrBaseOffsetIsCorruption) {
+  // Values that pass every range check: only the checksum tells.
+  TestRing t(Options());
+  t.ring.control()->salt ^= 0x1000;
+  Result<Ring> r = Ring::Attach(t.memory.span());
+  ASSERT_EQ(r.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(r.status().message().find("checksum"), std::string::npos) << r.status().message();
+  TestRing u(Options());
+  u.ring.control()->base_offset += 1;
+  EXPECT_EQ(Ring::Attach(u.memory.span()).status().code(), StatusCode::kCorruption);
+}
+
+TEST(Ring, AHandleKeepsTheDescriptorItAttachedWith) {
+  TestRing t(Options(RingMode::kSingleProducer, 1000));
+  Result<Ring> r = Ring::Attach(t.memory.span());
+  ASSERT_TRUE(r.ok());
+  const uint64_t salt = r->salt();
+  t.ring.control()->salt ^= 0x1000;
+  t.ring.control()->base_offset = 7;
+  t.ring.control()->mode = 2;
+  EXPECT_EQ(r->salt(), salt);
+  EXPECT_EQ(r->base_offset(), 1000u);
+  EXPECT_EQ(r->mode(), RingMode::kSingleProducer);
+}
+
+TEST(Ring, AttachesToARingOfMinorVersion1WhichHasNoChecksum) {
+  TestRing t(Options());
+  t.ring.control()->version = (kRingVersionMajor << 16) | 1;
+  t.ring.control()->descriptor_crc = 0;
+  EXPECT_TRUE(Ring::Attach(t.memory.span()).ok());
+}
+
 TEST(Ring, InvalidOptionsAreRefused) {
   RingOptions o = Options();
   o.capacity = 100000;  // not a power of two

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/ring.h"
 #include "gtest/gtest.h"
 #include "ipc/internal/directory.h"
 #include "ipc/internal/names.h"
@@ -323,6 +324,34 @@ TEST(Bus, GarbageDirectoryIsCorruption) {
   ASSERT_FALSE(bus.ok());
   EXPECT_EQ(bus.status().code(), StatusCode::kCorruption);
   EXPECT_NE(bus.status().message().find("bad magic"), std::string::npos);
+}
+
+TEST(Bus, AScribbledRingSaltIsCorruptionNamingTheRingFile) {
+  ScopedBusName name;
+  {
+    auto bus = Bus::Open(*name);
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Small()).ok());
+  }
+  // A salt that passes every range check: readers that took it would look
+  // for tags no producer writes, and see nothing.
+  const std::string path = "/dev/shm/runnel." + *name + ".t.0.1";
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint64_t salt = 0;
+  ASSERT_EQ(::pread(fd, &salt, sizeof salt, offsetof(internal::RingControl, salt)), 8);
+  salt ^= 0x40;
+  ASSERT_EQ(::pwrite(fd, &salt, sizeof salt, offsetof(internal::RingControl, salt)), 8);
+  ::close(fd);
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  auto consumer = bus->CreateConsumer("t");
+  ASSERT_FALSE(consumer.ok());
+  EXPECT_EQ(consumer.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(consumer.status().message().find(path), std::string::npos)
+      << consumer.status().message();
+  EXPECT_NE(consumer.status().message().find("checksum"), std::string::npos);
+  EXPECT_EQ(bus->CreateProducer("t").status().code(), StatusCode::kCorruption);
 }
 
 TEST(Bus, RemoveUnlinksEveryFileOfThatBusAndNoOther) {
