@@ -685,15 +685,13 @@ class RingReader {
 
   // Persister support: walks committed frames from position() without a
   // handler, up to max_bytes and never across the end of the ring lap. The
-  // returned span [begin, end) holds whole frames (trailing wrap padding is
-  // excluded and skipped); `on_frame(const RecordView&, position)` is called
-  // for every data/control frame. Does not advance: call Consume(result).
-  // Checks CRCs if the reader's options say so. kCorrupt: the frame at
-  // `end` fails its checks; the extent holds the good frames before it.
-  // kOverrun: producers lapped the walk (the frames it passed may be torn):
-  // Resync. A batch frame (ReaderOptions::batches) is passed whole and its
-  // entries checked; `records` counts records, those of a batch the reader
-  // stands inside from its offset on.
+  // returned span [begin, end) holds whole frames, padding included (wrap
+  // padding shorter than kMinPaddingWithLength is skipped); `on_frame(const RecordView&, position)`
+  // is called for every data/control frame. Does not advance: call Consume(result). Checks CRCs if
+  // the reader's options say so. kCorrupt: the frame at `end` fails its checks; the extent holds
+  // the good frames before it. kOverrun: producers lapped the walk (the frames it passed may be
+  // torn): Resync. A batch frame (ReaderOptions::batches) is passed whole and its entries checked;
+  // `records` counts records, those of a batch the reader stands inside from its offset on.
   struct Extent {
     ReadStatus status = ReadStatus::kOk;
     FrameCheck check = FrameCheck::kOk;
@@ -1044,12 +1042,18 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
       break;
     }
     if (p.step == Step::kPadding) {
+      if (p.aligned_length > max_bytes - (at.position - e.begin) && e.end > e.begin) break;
       at.position += p.aligned_length;
-      if (at.position == lap_end) {
-        // Wrap padding: skipped, not part of the extent.
+      if (at.position == lap_end && p.aligned_length < kMinPaddingWithLength) {
+        // Wrap padding too short to say its length: skipped, not part of
+        // the extent (it never stands for a claim: no frame is this short).
         e.next = at;
         break;
       }
+      // Padding with a length is part of the extent, at the end of the lap
+      // too: an aborted or unblocked claim that ends exactly there looks like
+      // wrap padding, and readers of the log accept the offset it skipped
+      // only after a padding frame.
       e.end = at.position;
       e.next = at;
       continue;

@@ -1071,7 +1071,7 @@ TEST(Ring, DurabilityWaitStopsOnAPersisterError) {
   EXPECT_EQ(t.ring.GatingError(slot), 28);
 }
 
-TEST(Ring, ScanReturnsWholeFramesAndSkipsWrapPadding) {
+TEST(Ring, ScanReturnsWholeFramesAndWrapPaddingThatSaysItsLength) {
   TestRing t(Options());
   const uint32_t slot = *t.ring.AcquireGatingSlot(1, t.ring.tail());
   RingProducer p(t.ring);
@@ -1089,10 +1089,11 @@ TEST(Ring, ScanReturnsWholeFramesAndSkipsWrapPadding) {
   r.Consume(e);
   t.ring.AdvanceGatingSlot(slot, r.position());
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, v).ok());
-  // The wrap padding is skipped and not part of any extent.
+  // The wrap padding (16 bytes: it says its length) is an extent of its own.
   e = r.Scan(kCap, on_frame);
   EXPECT_EQ(e.records, 0u);
-  EXPECT_EQ(e.end, e.begin);
+  EXPECT_EQ(e.begin, static_cast<uint64_t>(per_lap) * 1040);
+  EXPECT_EQ(e.end, kCap);
   EXPECT_EQ(e.next.position, kCap);
   r.Consume(e);
   e = r.Scan(kCap, on_frame);

@@ -160,6 +160,53 @@ TEST_F(DurabilityTest, ConsumerFromEarliestReadsTheDiskThenJoinsTheRing) {
   EXPECT_EQ(got[0].second, "live");
 }
 
+// An aborted claim whose frame ends exactly at the end of a ring lap looks
+// like wrap padding. The persister used to skip it, so the log held no
+// padding before the jump in offsets, and every reader of the log took the
+// next record (durable, acknowledged) for damage and skipped it.
+TEST_F(DurabilityTest, AnAbortedClaimEndingAtTheLapEndLosesNoRecordOnDisk) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const uint64_t lap = Topic().ring_bytes;
+  auto tail = [&] { return bus->DescribeTopic("t")->partitions[0].tail_position; };
+  std::map<uint64_t, std::string> sent;
+  auto send = [&](const std::string& v) {
+    SendResult r = p->Send(std::nullopt, v, {}, 0, 10s);
+    EXPECT_TRUE(r.ok()) << SendStatusName(r.status);
+    sent[r.offset] = v;
+    return r.offset;
+  };
+  for (int i = 0; tail() % lap < lap - 4000; ++i) send("filler " + std::to_string(i));
+  const uint64_t room = lap - tail() % lap;
+  ProducerClaim claim =
+      p->TryClaim(0, 0, 0, static_cast<uint32_t>(room - kFrameHeaderLength), false);
+  ASSERT_TRUE(claim.ok());
+  ASSERT_EQ(tail() % lap, 0u);  // the claim ends exactly at the lap's end
+  ASSERT_EQ(p->Abort(claim), SendStatus::kOk);
+  uint64_t last = send("the record after the aborted claim");
+  for (int i = 0; i < 200; ++i) last = send("more " + std::to_string(i) + std::string(900, '.'));
+  ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+
+  Result<Consumer> c = bus->CreateConsumer("t", {.start = StartPosition::Offset(0)});
+  ASSERT_TRUE(c.ok());
+  const auto got = Drain(*c, sent.size());
+  ASSERT_EQ(got.size(), sent.size());
+  auto it = sent.begin();
+  for (const auto& [offset, value] : got) {
+    EXPECT_EQ(offset, it->first);
+    EXPECT_EQ(value, it->second);
+    ++it;
+  }
+  Result<VerifyReport> report = VerifyLog(dir_ + "/t/0");
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_TRUE(report->ok()) << report->damages.size() << " damages";
+  EXPECT_EQ(report->records, sent.size());
+}
+
 TEST_F(DurabilityTest, ProcessesGivenNoDataDirUseTheOneTheBrokerRecorded) {
   ScopedBusName name;
   BusOptions other;
