@@ -1,5 +1,6 @@
 #include "ipc/broker.h"
 
+#include <algorithm>
 #include <chrono>
 #include <system_error>
 
@@ -17,6 +18,7 @@ Broker::Broker(const Bus& bus, BrokerOptions options) : Broker(bus.core(), optio
 
 Broker::Broker(std::shared_ptr<internal::BusCore> core, BrokerOptions options)
     : core_(std::move(core)), options_(options) {
+  if (!core_) return;  // a moved-from Bus: Start and WaitReady say so
   if (options_.tick_ms <= 0) options_.tick_ms = core_->options().sweep_period_ms;
   if (options_.unblock_timeout_ms <= 0) {
     options_.unblock_timeout_ms = core_->options().unblock_timeout_ms;
@@ -49,6 +51,7 @@ bool Broker::TryBecomeActive() {
 }
 
 Status Broker::Start(BrokerMode mode) {
+  if (!core_) return internal::MovedFrom("Bus (the broker's)");
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (thread_.joinable()) return Status::FailedPrecondition("the broker is already started");
@@ -94,11 +97,16 @@ void Broker::Stop() {
 }
 
 Status Broker::WaitReady(std::chrono::milliseconds timeout) {
+  if (!core_) return internal::MovedFrom("Bus (the broker's)");
+  // wait_for adds the timeout to now(): a century stands for any longer one
+  // (milliseconds::max() overflowed and returned at once).
+  const std::chrono::milliseconds wait =
+      std::min<std::chrono::milliseconds>(timeout, std::chrono::hours(24 * 365 * 100));
   std::unique_lock<std::mutex> lk(mu_);
   if (!IsRunning() || stop_) {
     return Status::FailedPrecondition("the broker of bus '" + core_->name() + "' is not running");
   }
-  if (!cv_.wait_for(lk, timeout, [this] { return ready_ || stop_; })) {
+  if (!cv_.wait_for(lk, wait, [this] { return ready_ || stop_; })) {
     return Status::Timeout(
         "the broker of bus '" + core_->name() + "' was not ready after " +
         std::to_string(timeout.count()) + " ms" +

@@ -113,8 +113,9 @@ class Broker {
   // durable bus: topics found in the data dir are restored and handed to the
   // persistence thread). OK at once if that already happened. kTimeout if it
   // did not within `timeout` (a standby broker waits for the active one to
-  // go away); kFailedPrecondition if the broker is not started or stops
-  // meanwhile.
+  // go away; milliseconds::max() waits for good); kFailedPrecondition if
+  // the broker is not started or stops meanwhile. Start and WaitReady of a
+  // broker made from a moved-from Bus return kFailedPrecondition.
   [[nodiscard]] Status WaitReady(std::chrono::milliseconds timeout);
 
   bool IsActive() const;

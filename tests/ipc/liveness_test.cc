@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -428,11 +429,28 @@ TEST(Liveness, WaitReadyReturnsOnceTheHooksHaveSeenEveryTopic) {
   EXPECT_EQ(waiting.code(), StatusCode::kTimeout);
   EXPECT_NE(waiting.message().find("standing by: another broker is active"), std::string::npos)
       << waiting.message();
+  // The longest timeout waits too (it overflowed and returned at once).
+  std::future<Status> forever = std::async(
+      std::launch::async, [&] { return standby.WaitReady(std::chrono::milliseconds::max()); });
+  EXPECT_EQ(forever.wait_for(300ms), std::future_status::timeout);
   broker.Stop();
   EXPECT_EQ(broker.WaitReady(0ms).code(), StatusCode::kFailedPrecondition);  // stopped
-  EXPECT_TRUE(standby.WaitReady(10s).ok());                                  // took over
+  EXPECT_TRUE(forever.get().ok());                                           // took over
+  EXPECT_TRUE(standby.WaitReady(10s).ok());
   EXPECT_TRUE(standby.IsActive());
   standby.Stop();
+}
+
+TEST(Liveness, ABrokerOnAMovedFromBusSaysSoInsteadOfCrashing) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  Bus moved_to = std::move(*bus);
+  Broker broker(*bus);  // NOLINT(bugprone-use-after-move): what is tested
+  EXPECT_EQ(broker.Start().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(broker.WaitReady(10ms).code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(broker.Start().message().find("moved from"), std::string::npos);
+  EXPECT_FALSE(broker.IsRunning());
 }
 
 TEST(Liveness, BrokerHooksSeeActivationTopicsAndStop) {
