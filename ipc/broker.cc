@@ -24,6 +24,12 @@ Broker::Broker(std::shared_ptr<internal::BusCore> core, BrokerOptions options)
     options_.unblock_timeout_ms = core_->options().unblock_timeout_ms;
   }
   if (options_.takeover_retry_ms <= 0) options_.takeover_retry_ms = 100;
+  // Longer periods overflowed in nanoseconds (a huge unblock timeout
+  // unblocked live claims at once, a huge tick spun).
+  constexpr int64_t kYearMs = int64_t{365} * 24 * 3600 * 1000;
+  options_.tick_ms = std::min(options_.tick_ms, kYearMs);
+  options_.unblock_timeout_ms = std::min(options_.unblock_timeout_ms, kYearMs);
+  options_.takeover_retry_ms = std::min(options_.takeover_retry_ms, kYearMs);
   housekeeper_ =
       std::make_unique<internal::Housekeeper>(core_, options_.unblock_timeout_ms * 1'000'000);
 }

@@ -55,6 +55,7 @@ struct BusOptions {
   // padding by the broker (its producer's commit then reports kUnblocked),
   // unless its producer's process is alive: on a multi-producer topic a
   // live producer's claim is never taken (docs/design.md, "Liveness").
+  // Values above a year count as a year (here and in sweep_period_ms).
   int64_t unblock_timeout_ms = 200;
   // Broker housekeeping period: liveness sweep and unblocker polls.
   int64_t sweep_period_ms = 20;

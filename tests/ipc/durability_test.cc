@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -420,6 +421,41 @@ TEST_F(DurabilityTest, AClaimHeldBrieflyAfterAnIdlePartitionIsNotDeclaredDead) {
   }
   EXPECT_EQ(bus->Info()->claims_unblocked, 0u);
   broker.Stop();
+}
+
+// An unblock timeout too long to count in nanoseconds means "for good", not
+// "at once" (it overflowed, and a live single producer's claim held 300 ms
+// was declared dead). A huge sweep period likewise.
+TEST_F(DurabilityTest, AHugeUnblockTimeoutNeverUnblocksALiveClaim) {
+  ScopedBusName name;
+  BusOptions o = Options(false);
+  o.unblock_timeout_ms = std::numeric_limits<int64_t>::max();
+  o.sweep_period_ms = 10;
+  Result<Bus> bus = Bus::Open(*name, o);
+  ASSERT_TRUE(bus.ok());
+  TopicOptions single = Topic();
+  single.single_producer = true;
+  ASSERT_TRUE(bus->CreateTopic("single", single).ok());
+  Broker broker(*bus);
+  AddDurability(broker);
+  ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+  ASSERT_TRUE(broker.WaitReady(10s).ok());
+  Result<Producer> p = bus->CreateProducer("single");
+  ASSERT_TRUE(p.ok());
+  ProducerClaim c = p->TryClaim(0, 0, 0, 5, false);
+  ASSERT_TRUE(c.ok());
+  std::memcpy(c.value().data(), "hello", 5);
+  std::this_thread::sleep_for(300ms);
+  ASSERT_EQ(p->Commit(c), SendStatus::kOk);
+  EXPECT_EQ(bus->Info()->claims_unblocked, 0u);
+  broker.Stop();
+  const uint64_t ticks = broker.stats().ticks;
+
+  Broker slow(*bus, BrokerOptions{.tick_ms = std::numeric_limits<int64_t>::max()});
+  ASSERT_TRUE(slow.Start(BrokerMode::kExclusive).ok());
+  std::this_thread::sleep_for(300ms);
+  slow.Stop();
+  EXPECT_LE(slow.stats().ticks, 2u) << "the first broker ticked " << ticks << " times";
 }
 
 // A live producer that holds a claim past the unblock timeout keeps it: the
