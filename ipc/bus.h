@@ -234,7 +234,8 @@ class Bus {
   [[nodiscard]] Result<TopicInfo> DescribeTopic(std::string_view name) const;
   // Unlinks the topic's rings and releases its client registrations. Clients
   // still attached get kTopicDeleted / kNotFound on a later operation (they
-  // check every few hundred operations and whenever they wait).
+  // check every 1024 sends (producers) or 256 polls (consumers), and
+  // whenever they wait; CheckTopic checks at once).
   [[nodiscard]] Status DeleteTopic(std::string_view name);
 
   [[nodiscard]] Result<Producer> CreateProducer(std::string_view topic,
