@@ -45,7 +45,22 @@ Status internal::MovedFrom(std::string_view what) {
 }
 
 const std::string& Bus::name() const { return core_ ? core_->name() : kNone; }
-const std::string& Bus::data_dir() const { return core_ ? core_->options().data_dir : kNone; }
+
+namespace {
+// A process that opened the bus before any broker recorded a data dir takes
+// the one recorded since: topics it creates are durable, its consumers read
+// the log (options().data_dir stays what Open resolved).
+void AdoptRecordedDataDir(internal::BusCore& core) {
+  core.AdoptRecordedDataDir(
+      [](const std::string& dir) { return internal::MakeLogColdReader(dir); });
+}
+}  // namespace
+
+std::string Bus::data_dir() const {
+  if (!core_) return kNone;
+  AdoptRecordedDataDir(*core_);
+  return core_->data_dir();
+}
 
 Result<Bus> Bus::Open(std::string_view name, const BusOptions& options) {
   Result<std::shared_ptr<BusCore>> core = BusCore::Open(name, options);
@@ -82,7 +97,8 @@ Status Bus::Remove(std::string_view name) {
 
 Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
   if (!core_) return internal::MovedFrom("Bus");
-  const std::string& data_dir = core_->options().data_dir;
+  AdoptRecordedDataDir(*core_);
+  const std::string data_dir = core_->data_dir();
   if (!options.durable || data_dir.empty() || !ValidateTopicName(name).ok() ||
       options.partitions == 0 || options.partitions > 64) {
     return core_->CreateTopic(name, options);
@@ -133,8 +149,8 @@ Status Bus::DeleteTopic(std::string_view name) {
   // This process's data dir, else the one a broker recorded since this
   // process opened the bus: only a tombstone lets a broker remove the log
   // (and keeps it from restoring the topic).
-  std::string data_dir = core_->options().data_dir;
-  if (data_dir.empty()) data_dir = core_->directory().ReadDataDir().path;
+  AdoptRecordedDataDir(*core_);
+  const std::string data_dir = core_->data_dir();
   const std::optional<TopicRecord> t = data_dir.empty() || !ValidateTopicName(name).ok()
                                            ? std::nullopt
                                            : core_->directory().FindLiveTopic(name);
@@ -368,6 +384,7 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       return Status::InvalidArgument("consumer group id: " + s.message());
     }
   }
+  AdoptRecordedDataDir(*core_);
   Result<Attachment> a =
       Attach(*core_, ClientRole::kConsumer, topic, options.partitions, options.group);
   if (!a.ok()) return a.status();

@@ -65,9 +65,11 @@ struct BusOptions {
   // and continue at the offsets found on disk; its consumers read offsets
   // older than the ring from the segment files; its embedded broker persists.
   // Empty (the library default): the data dir the bus's broker recorded when
-  // it became active (Bus::data_dir() says which); if no broker with a data
-  // dir has been active on this bus, none: this process does not persist and
-  // reads no disk, and topics it creates are ring-only. Every process of a
+  // it became active (Bus::data_dir() says which). If no broker with a data
+  // dir has been active on this bus yet, none until one records it: topics
+  // this process creates before that are ring-only, consumers it creates
+  // before that read no disk; it takes the recorded one at its next
+  // CreateTopic, DeleteTopic, CreateConsumer or data_dir(). Every process of a
   // bus must use the same one: while a live broker has recorded another,
   // Open fails with kInvalidArgument. At most 2048 bytes once absolute.
   std::string data_dir;
@@ -221,8 +223,8 @@ class Bus {
 
   const std::string& name() const;
   // The absolute data dir this bus handle uses (BusOptions::data_dir, or the
-  // one its broker recorded); empty: none.
-  const std::string& data_dir() const;
+  // one its broker recorded, also after Open); empty: none.
+  std::string data_dir() const;
 
   // Creates a topic and its partition rings. Same name and same settings:
   // OK (idempotent). Same name, other settings: kAlreadyExists naming the

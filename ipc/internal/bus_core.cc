@@ -220,6 +220,7 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
   core->dir_region_ = std::move(*region);
   core->dir_ = Directory(core->dir_region_.data());
   RUNNEL_RETURN_IF_ERROR(core->ResolveDataDir());
+  core->data_dir_ = core->options_.data_dir;
   Result<LockFile> lock = LockFile::Open(lock_path, /*create=*/true, core->dir_.file_mode());
   if (!lock.ok()) return lock.status();
   core->lock_file_ = std::move(*lock);
@@ -385,7 +386,7 @@ Status BusCore::CreateTopic(std::string_view name, const TopicOptions& options,
       ro.base_offset = base_offsets.empty() ? 0 : base_offsets[p];
       Result<Ring> ring = Ring::Create(region->bytes(), ro);
       s = ring.status();
-      if (ring.ok() && (t.flags & kTopicFlagDurable) && !options_.data_dir.empty()) {
+      if (ring.ok() && (t.flags & kTopicFlagDurable) && !data_dir().empty()) {
         // The persistence thread's slot exists from the start: until a
         // broker persists the partition, producers cannot overwrite what
         // is not on disk yet (they see back-pressure instead).
@@ -573,6 +574,21 @@ void BusCore::SetColdReader(std::shared_ptr<ColdReader> reader) {
 std::shared_ptr<ColdReader> BusCore::cold_reader() const {
   std::lock_guard<std::mutex> lk(mu_);
   return cold_reader_;
+}
+
+std::string BusCore::data_dir() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return data_dir_;
+}
+
+void BusCore::AdoptRecordedDataDir(
+    const std::function<std::shared_ptr<ColdReader>(const std::string&)>& make_reader) {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (!data_dir_.empty()) return;
+  std::string recorded = dir_.ReadDataDir().path;
+  if (recorded.empty()) return;
+  cold_reader_ = make_reader(recorded);
+  data_dir_ = std::move(recorded);
 }
 
 }  // namespace runnel::internal

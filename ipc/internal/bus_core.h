@@ -7,6 +7,7 @@
 #define RUNNEL_IPC_INTERNAL_BUS_CORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,6 +110,14 @@ class BusCore {
   void SetColdReader(std::shared_ptr<ColdReader> reader);
   std::shared_ptr<ColdReader> cold_reader() const;
 
+  // The data dir this process uses: options().data_dir (made absolute), or,
+  // when that was empty at Open, the one a broker has recorded since.
+  std::string data_dir() const;
+  // When this process has no data dir yet and a broker has recorded one
+  // since Open, adopts it, with the cold reader `make_reader` returns for it.
+  void AdoptRecordedDataDir(
+      const std::function<std::shared_ptr<ColdReader>(const std::string&)>& make_reader);
+
  private:
   BusCore() = default;
   // options_.data_dir becomes absolute, or the bus's recorded one when empty.
@@ -123,9 +132,10 @@ class BusCore {
   Directory dir_;
   LockFile lock_file_;
   std::mutex lock_mu_;
-  mutable std::mutex mu_;  // guards cache_ and cold_reader_
+  mutable std::mutex mu_;  // guards cache_, cold_reader_ and data_dir_
   std::map<std::pair<uint32_t, uint64_t>, std::weak_ptr<const TopicMapping>> cache_;
   std::shared_ptr<ColdReader> cold_reader_;
+  std::string data_dir_;  // options_.data_dir, or the recorded one adopted since
 };
 
 }  // namespace runnel::internal

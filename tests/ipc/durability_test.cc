@@ -1199,6 +1199,28 @@ TEST_F(DurabilityTest, ADeleteFromAProcessThatOpenedTheBusBeforeTheBrokerRemoves
       << DataDirEntries(dir_).size();
 }
 
+// The same process creating a topic and reading it from the start: it takes
+// the data dir the broker recorded after it opened the bus, so the topic is
+// durable and its consumer reads what left the (small) ring from the log.
+TEST_F(DurabilityTest, AProcessThatOpenedTheBusBeforeTheBrokerTakesTheBrokersDataDir) {
+  ScopedBusName name;
+  BusOptions early;  // no data dir, no broker yet
+  Result<Bus> first = Bus::Open(*name, early);
+  ASSERT_TRUE(first.ok());
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  ASSERT_TRUE(first->CreateTopic("late", Topic()).ok());
+  EXPECT_EQ(first->data_dir(), dir_);
+  constexpr uint64_t kN = 3000;  // about 500 KB: most left the 64 KiB ring
+  ProduceDurably(*first, "late", kN);
+  ConsumerOptions co;
+  co.start = StartPosition::Earliest();
+  Result<Consumer> c = first->CreateConsumer("late", co);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  ExpectValuesFromZero(*c, kN);
+}
+
 TEST_F(DurabilityTest, RecreatingADeletedTopicWithoutABrokerStartsAfresh) {
   ScopedBusName name;
   {
