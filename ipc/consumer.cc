@@ -20,6 +20,8 @@ std::string_view PollStatusName(PollStatus s) {
       return "corrupt";
     case PollStatus::kTopicDeleted:
       return "topic deleted";
+    case PollStatus::kMovedFrom:
+      return "moved from";
   }
   return "unknown";
 }
@@ -48,7 +50,7 @@ Consumer& Consumer::operator=(Consumer&& other) noexcept {
     std::fill(std::begin(other.cursor_of_), std::end(other.cursor_of_), -1);
     next_cursor_ = std::exchange(other.next_cursor_, 0);
     polls_until_check_ = other.polls_until_check_;
-    topic_gone_ = other.topic_gone_;
+    topic_gone_ = std::exchange(other.topic_gone_, true);
     wait_ = other.wait_;
     zero_copy_ = other.zero_copy_;
     stage_memory_ = std::move(other.stage_memory_);

@@ -130,6 +130,7 @@ enum class PollStatus : uint8_t {
   kOverrun = 1,       // lapped on some partition: see lost_*; the consumer continued
   kCorrupt = 2,       // a frame in the ring failed validation (partition says where)
   kTopicDeleted = 3,  // the topic was deleted (or re-created): this consumer is done
+  kMovedFrom = 4,     // this Consumer was moved from: poll the one it was moved to
 };
 std::string_view PollStatusName(PollStatus s);
 
@@ -225,7 +226,7 @@ class Consumer {
   int8_t cursor_of_[64] = {};  // partition -> index in cursors_, -1: not subscribed
   std::size_t next_cursor_ = 0;
   uint32_t polls_until_check_ = kTopicCheckInterval;
-  bool topic_gone_ = false;
+  bool topic_gone_ = false;  // also set in a moved-from Consumer: Poll stops there
   WaitStrategy wait_ = WaitStrategy::kBlocking;
   bool zero_copy_ = false;
   // Without zero_copy: where records are copied out of the ring. 64 KiB,
@@ -252,7 +253,7 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
     MaintenanceCheck();
   }
   if (topic_gone_) [[unlikely]] {
-    result.status = PollStatus::kTopicDeleted;
+    result.status = core_ ? PollStatus::kTopicDeleted : PollStatus::kMovedFrom;
     return result;
   }
   const std::size_t n = cursors_.size();

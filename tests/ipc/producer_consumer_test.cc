@@ -331,10 +331,6 @@ TEST_F(ProducerConsumerTest, InvalidRecordsAreExplainedByTheirCause) {
   EXPECT_NE(p->Explain({again, 0, 0}).message().find("no active claim"), std::string::npos);
 }
 
-// A moved-from Bus, Producer or Consumer answers every call with an error
-// (kFailedPrecondition, or the hot paths' kUnknownPartition / nothing), never
-// by following the pointer the move left null, also past the periodic topic
-// check that every 1024th send and 256th poll makes.
 TEST_F(ProducerConsumerTest, ACommitThroughAnotherProducerIsInvalidAndLeavesTheClaimAlone) {
   ASSERT_TRUE(Create("t", 2).ok());
   ASSERT_TRUE(Create("u", 1).ok());
@@ -366,6 +362,10 @@ TEST_F(ProducerConsumerTest, ACommitThroughAnotherProducerIsInvalidAndLeavesTheC
   EXPECT_EQ(got, std::vector<std::string>{"mine"});
 }
 
+// A moved-from Bus, Producer or Consumer answers every call with an error
+// (kFailedPrecondition, or the hot paths' kUnknownPartition / kMovedFrom),
+// never by following the pointer the move left null, also past the periodic
+// topic check that every 1024th send and 256th poll makes.
 TEST_F(ProducerConsumerTest, MovedFromHandlesReportErrorsInsteadOfCrashing) {
   ASSERT_TRUE(Create("t", 2).ok());
   Result<Producer> p = bus_->CreateProducer("t");
@@ -391,7 +391,11 @@ TEST_F(ProducerConsumerTest, MovedFromHandlesReportErrorsInsteadOfCrashing) {
   for (int i = 0; i < 600; ++i) {
     const PollResult r = gone.Poll([](const ConsumerRecord&) { ADD_FAILURE(); }, 10);
     ASSERT_EQ(r.records, 0u);
+    ASSERT_EQ(r.status, PollStatus::kMovedFrom);
   }
+  EXPECT_EQ(gone.PollFor([](const ConsumerRecord&) { ADD_FAILURE(); }, 10, 1h).status,
+            PollStatus::kMovedFrom);  // at once, not after an hour
+  EXPECT_EQ(PollStatusName(PollStatus::kMovedFrom), "moved from");
   EXPECT_EQ(gone.Seek(0, 0).code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(gone.Position(0).status().code(), StatusCode::kFailedPrecondition);
   EXPECT_EQ(gone.CheckTopic().code(), StatusCode::kFailedPrecondition);
