@@ -309,6 +309,16 @@ void BusCore::RepairLocked() {
     const bool odd = dir_.TopicSeqOdd(slot);
     const TopicRecord t = dir_.ReadTopicLocked(slot);
     if (!odd && t.state != TopicState::kCreating && t.state != TopicState::kDeleting) continue;
+    // An odd seq over a live entry whose rings are all there: a peer wrote
+    // over the seq, or a creator died storing kLive (its rings were made
+    // before) or a deleter died before storing kDeleting (the delete never
+    // took effect; a tombstone on disk still finishes it). Removing it would
+    // drop the records only its rings hold: keep it.
+    if (odd && t.state == TopicState::kLive && RingsPresentLocked(t) &&
+        dir_.ResealLiveTopic(slot)) {
+      changed = true;
+      continue;
+    }
     // We hold the lock, so whoever left this half-done is dead: finish the
     // job (a half-created topic is removed, a half-deleted one too).
     if (t.generation != 0 && ValidateTopicName(t.name).ok()) {
@@ -323,6 +333,18 @@ void BusCore::RepairLocked() {
     if (dir_.ClientSeqOdd(slot)) dir_.ClearClient(slot);
   }
   if (changed) dir_.BumpTopicsVersion();
+}
+
+bool BusCore::RingsPresentLocked(const TopicRecord& t) const {
+  if (t.partitions < 1 || t.partitions > kMaxPartitions || !ValidateTopicName(t.name).ok()) {
+    return false;
+  }
+  for (uint32_t p = 0; p < t.partitions; ++p) {
+    Result<SharedRegion> r =
+        SharedRegion::Open(RingShmName(name_, t.name, p, t.generation), /*populate=*/false);
+    if (!r.ok() || r->size() != Ring::RequiredBytes(t.ring_capacity)) return false;
+  }
+  return true;
 }
 
 bool BusCore::NeedsRepair() const {

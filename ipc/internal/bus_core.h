@@ -123,6 +123,8 @@ class BusCore {
   // options_.data_dir becomes absolute, or the bus's recorded one when empty.
   [[nodiscard]] Status ResolveDataDir();
   void RepairLocked();
+  // Every ring file of `t` exists with the size its capacity gives.
+  bool RingsPresentLocked(const TopicRecord& t) const;
   void ReleaseTopicClientsLocked(uint32_t slot, uint64_t generation);
   void UnlinkRings(const TopicRecord& t, uint32_t partitions);
 

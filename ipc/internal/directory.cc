@@ -317,6 +317,13 @@ bool Directory::TopicSeqOdd(uint32_t slot) const {
   return (Load(d_->topics[slot].seq, std::memory_order_relaxed) & 1) != 0;  // lock held
 }
 
+bool Directory::ResealLiveTopic(uint32_t slot) {
+  const TopicRecord t = ReadTopicLocked(slot);
+  if (t.state != TopicState::kLive || t.generation == 0 || !Sane(t)) return false;
+  EndWrite(d_->topics[slot].seq);
+  return true;
+}
+
 bool Directory::ClientSeqOdd(uint32_t slot) const {
   return (Load(d_->clients[slot].seq, std::memory_order_relaxed) & 1) != 0;  // lock held
 }

@@ -374,6 +374,10 @@ class Directory {
   // The raw entry, regardless of its seq (for repair).
   TopicRecord ReadTopicLocked(uint32_t slot) const;
   bool TopicSeqOdd(uint32_t slot) const;
+  // Makes the seq of a live, sane entry even again and returns true; false
+  // (nothing changed) for any other entry. For repair: an odd seq over a
+  // whole live entry was written over, or its writer died storing kLive.
+  bool ResealLiveTopic(uint32_t slot);
   bool ClientSeqOdd(uint32_t slot) const;
   std::optional<uint32_t> FreeTopicSlot() const;
   std::optional<uint32_t> FreeClientSlot() const;

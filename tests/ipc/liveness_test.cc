@@ -6,10 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <future>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "core/record.h"
 #include "core/wait.h"
@@ -17,6 +20,7 @@
 #include "ipc/broker.h"
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
+#include "ipc/internal/directory.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
 #include "tests/ipc/test_util.h"
@@ -507,6 +511,65 @@ TEST(Liveness, TopicLeftHalfCreatedByADeadProcessIsCleanedUp) {
   ASSERT_EQ(topics->size(), 1u);
   EXPECT_EQ((*topics)[0].options.partitions, 1u);
   EXPECT_EQ(BusFiles(*name).size(), 3u);  // dir, lock, the new ring; the ghost ring is gone
+}
+
+// Sets the seq of `topic`'s directory entry odd, as a peer writing over it
+// (or a writer dying in the seqlock) leaves it. Returns false if not found.
+bool LeaveTopicSeqOdd(const std::string& bus, internal::BusCore& core, const std::string& topic) {
+  const std::optional<internal::TopicRecord> t = core.directory().FindLiveTopic(topic);
+  if (!t) return false;
+  auto region = internal::SharedRegion::Open(internal::DirectoryShmName(bus), false);
+  if (!region.ok()) return false;
+  auto* layout = reinterpret_cast<internal::DirectoryLayout*>(region->data());
+  std::atomic_ref<uint64_t>(layout->topics[t->slot].seq).fetch_or(1);
+  return true;
+}
+
+TEST(Liveness, ALiveTopicWhoseSeqWasLeftOddKeepsItsRecords) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  internal::BusCore& core = *bus->core();
+  ASSERT_TRUE(bus->CreateTopic("kept", Small()).ok());
+  auto producer = bus->CreateProducer("kept");
+  ASSERT_TRUE(producer.ok());
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(producer->TrySend(std::nullopt, "v" + std::to_string(i)).ok());
+  }
+  ASSERT_TRUE(LeaveTopicSeqOdd(*name, core, "kept"));
+  EXPECT_TRUE(core.NeedsRepair());
+  ASSERT_TRUE(bus->CreateTopic("other", Small()).ok());  // takes the lock: repairs
+  EXPECT_FALSE(core.NeedsRepair());
+  // Still the same topic, with the same ring and records; its producer too.
+  EXPECT_TRUE(producer->CheckTopic().ok());
+  ASSERT_TRUE(producer->TrySend(std::nullopt, "v100").ok());
+  ConsumerOptions co;
+  co.start = StartPosition::Earliest();
+  auto consumer = bus->CreateConsumer("kept", co);
+  ASSERT_TRUE(consumer.ok()) << consumer.status().ToString();
+  std::vector<std::string> got;
+  (void)consumer->PollFor([&](const ConsumerRecord& r) { got.emplace_back(r.value()); }, 1000, 1s);
+  ASSERT_EQ(got.size(), 101u);
+  for (int i = 0; i <= 100; ++i) EXPECT_EQ(got[i], "v" + std::to_string(i));
+}
+
+// The same odd seq over a live entry whose ring file is gone is not a whole
+// topic: the repair removes the entry (the name can be created again).
+TEST(Liveness, ALiveTopicWithAnOddSeqAndNoRingIsRemoved) {
+  ScopedBusName name;
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok());
+  internal::BusCore& core = *bus->core();
+  ASSERT_TRUE(bus->CreateTopic("lost", Small()).ok());
+  const auto t = core.directory().FindLiveTopic("lost");
+  ASSERT_TRUE(t.has_value());
+  ASSERT_TRUE(
+      internal::SharedRegion::Remove(internal::RingShmName(*name, "lost", 0, t->generation)).ok());
+  ASSERT_TRUE(LeaveTopicSeqOdd(*name, core, "lost"));
+  ASSERT_TRUE(bus->CreateTopic("other", Small()).ok());  // repairs
+  EXPECT_FALSE(core.NeedsRepair());
+  EXPECT_EQ(bus->DescribeTopic("lost").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(bus->CreateTopic("lost", Small()).ok());
 }
 
 }  // namespace
