@@ -146,10 +146,35 @@ std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from,
              ": zero-filled (records that were durable are gone)";
     }
     if (f.kind != DiskFrameKind::kRecord) {
-      // A damaged frame (a bad CRC, a length that runs past the position):
-      // the records' business (readers skip it and report it), not the
-      // checkpoint's. Nothing more can be told from here.
-      return std::nullopt;
+      // A damaged frame (a bad CRC, a flipped bit) is one record's damage,
+      // which readers skip and report, not the checkpoint's business: walk
+      // on past it, by its length if that stays inside, else to the next
+      // valid record. What follows must still hold up: zeros after it mean
+      // the durable records there are gone (a zero-filled range that began
+      // inside a record; it was taken for one damaged record, and the log
+      // lost every durable record after it silently).
+      const uint64_t length = end - pos >= kFrameHeaderLength
+                                  ? AlignedFrameLength(DecodeFixed32(data + pos + frame::kLength))
+                                  : 0;
+      const uint64_t min_offset = last ? *last + 1 : 0;
+      if (length >= kFrameHeaderLength && length <= end - pos) {
+        pos += length;
+      } else if (std::optional<uint64_t> q =
+                     FindNextValidRecord(data, end, pos + kFrameAlignment, min_offset)) {
+        pos = *q;
+      } else {
+        // Nothing valid up to the position: the damaged frame is the last
+        // one, unless all after its commit word and length is zeros.
+        bool zeros = end - pos > 2 * kFrameHeaderLength;
+        for (uint64_t q = pos + 16; zeros && q < end; ++q) zeros = data[q] == std::byte{0};
+        if (zeros) {
+          return "at file position " + std::to_string(pos) +
+                 ": zero-filled (records that were durable are gone)";
+        }
+        return std::nullopt;
+      }
+      padding_after_last = true;  // the damaged record's offset is not known
+      continue;
     }
     const uint64_t offset = RecordView(data + pos).offset();
     if (last && offset <= *last) {

@@ -38,11 +38,11 @@ DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_c
 
 // Checks the durable end a checkpoint names against a segment's bytes
 // [from, end): no zero-filled hole, increasing offsets, and a last record
-// with offset next_offset - 1 (below it if padding follows that record; no
-// record: nothing to compare). A frame that
-// fails its checks (CRC included), or runs past `end`, ends the check
-// without a verdict: that is one record's damage, which readers report.
-// Returns what does not match.
+// with offset next_offset - 1 (below it if padding or a damaged frame follows
+// that record; no record: nothing to compare). A frame that fails its checks
+// (CRC included) is one record's damage, which readers report: the check
+// goes on after it (by its length, else at the next valid record), and
+// zeros there are still a hole. Returns what does not match.
 std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
                                            uint64_t next_offset);
 

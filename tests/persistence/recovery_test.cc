@@ -385,6 +385,31 @@ TEST(Recovery, EarlierDamageDoesNotHideRecordsZeroedBeforeTheCheckpoint) {
       << log.status().message();
 }
 
+// Zeros that begin inside a durable record, not at its start: the record
+// fails its CRC and every record after it up to the checkpoint is gone. That
+// was taken for one damaged record: the log opened, and the offsets after it
+// were lost without a word. It is lost durable data, as when the zeros begin
+// at a frame boundary; so is a range that begins inside a frame's header.
+TEST(Recovery, DurableRecordsZeroedFromInsideARecordAreCorruption) {
+  for (const uint64_t into : {uint64_t{48}, uint64_t{8}, uint64_t{20}}) {
+    SCOPED_TRACE(into);
+    TempDir d;
+    MakeImage(d.path(), 15, /*checkpoint_at=*/10);
+    const uint64_t from = PositionOf(7) + into;
+    PatchFile(d / kSeg0, from, std::vector<std::byte>(PositionOf(10) - from));
+    auto log = PartitionLog::Open(d.path(), Opts());
+    ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
+    EXPECT_NE(log.status().message().find("zero-filled (records that were durable are gone)"),
+              std::string::npos)
+        << log.status().message();
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    bool named = false;
+    for (const Damage& dmg : v->damages) named = named || dmg.file == "checkpoint";
+    EXPECT_TRUE(named) << "VerifyLog does not name the checkpoint";
+  }
+}
+
 // A log truncated right after padding (an aborted claim, or a gap marker's
 // padding) ends below its next offset: offsets may jump after padding, and
 // the log reopens clean.
