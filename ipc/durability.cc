@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "core/wait.h"
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
+#include "persistence/internal/file.h"
 #include "persistence/internal/layout.h"
 #include "persistence/log.h"
 #include "persistence/reader.h"
@@ -327,12 +329,25 @@ Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view 
     Result<Checkpoint> cp = internal::ReadCheckpointFile(dir);
     if (cp.ok()) durable_next = cp->next_offset;
   }
-  if (listing->segments.empty()) return durable_next;
+  // The newest segment whose header reads says where the offsets stood when
+  // it was made (a roll's new segment holds no record yet). A file named
+  // like a segment without a valid header (garbage, empty, a stray copy)
+  // says nothing: the topic took its offsets from the name, and the log,
+  // refused for it, later got a gap up to them.
+  std::optional<uint64_t> start;
+  for (auto it = listing->segments.rbegin(); it != listing->segments.rend() && !start; ++it) {
+    const std::string name = SegmentFileName(*it);
+    Result<internal::ScopedFd> fd = internal::OpenFile(dir + "/" + name, O_RDONLY);
+    if (fd.ok() && internal::ReadFileHeader(fd->get(), FileKind::kSegment, *it, dir, name).ok()) {
+      start = *it;
+    }
+  }
+  if (!start) return durable_next;
   LogReaderOptions ro;
   ro.follow = false;
   Result<LogReader> reader = LogReader::Open(dir, ro);
   if (!reader.ok()) return reader.status();
-  uint64_t next = listing->segments.back();
+  uint64_t next = *start;
   RUNNEL_RETURN_IF_ERROR(reader->Seek(next));
   for (;;) {
     const LogEntry e = reader->Next();

@@ -1270,6 +1270,33 @@ TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) 
   broker.Stop();
 }
 
+// A file named like a later segment but without a valid header (garbage, or
+// empty) is not where the offsets stand: a topic restored over it continues
+// after the log's records. It took its offsets from the file's name, and a
+// repaired log then kept a gap of ~100,000 offsets that never existed.
+TEST_F(DurabilityTest, AStrayFileNamedLikeASegmentDoesNotMoveTheNextOffset) {
+  ScopedBusName name;
+  PersistTopic(*name, Options(/*embedded=*/true), "t", 10);
+  const std::string stray = dir_ + "/t/0/00000000000000099999.log";
+  for (const std::string& content : {std::string(300, '\x5a'), std::string()}) {
+    SCOPED_TRACE(content.size());
+    std::ofstream(stray, std::ios::binary | std::ios::trunc) << content;
+    Result<uint64_t> on_disk = NextOffsetOnDisk(dir_, "t", 0);
+    ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
+    EXPECT_EQ(*on_disk, 10u);
+  }
+  // The shared memory is gone (a reboot): the topic comes back at offset 10.
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", DurabilityTestTopic()).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  const SendResult r = p->TrySend(std::nullopt, "next");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.offset, 10u);
+}
+
 // A topic directory whose settings file is gone is not restored (its
 // partition count and ring size are unknown), and the broker says so; the
 // log stays, and creating the topic again continues at its offsets.
