@@ -54,6 +54,28 @@ void AdoptRecordedDataDir(internal::BusCore& core) {
   core.AdoptRecordedDataDir(
       [](const std::string& dir) { return internal::MakeLogColdReader(dir); });
 }
+
+// A topic that is only in the data dir (the bus lost its shared memory) is
+// created again with the settings its log was written with, or not at all,
+// as a live one: fewer partitions would hide the records of the others and
+// move keys, and a memory-only topic would leave its log unread. The caller
+// checked that it is neither live nor deleted.
+Status CheckAgainstLogOnDisk(const std::string& data_dir, std::string_view name,
+                             const TopicOptions& options) {
+  // No settings file, or one that does not read: the broker says so, and
+  // creating the topic with its settings is the way back.
+  Result<TopicOptions> meta = ReadTopicMeta(data_dir, name);
+  if (!meta.ok()) return Status::Ok();
+  Result<internal::TopicRecord> have = internal::ResolveOptions(name, *meta);
+  Result<internal::TopicRecord> want = internal::ResolveOptions(name, options);
+  if (!have.ok() || !want.ok()) return Status::Ok();  // CreateTopic says what is wrong
+  const std::string diff = internal::DescribeDifferences(*have, *want);
+  if (diff.empty()) return Status::Ok();
+  return Status::AlreadyExists("topic '" + std::string(name) + "' is in the data dir " + data_dir +
+                               " with other settings: " + diff +
+                               "; create it with the same settings (a broker restores it with "
+                               "them by itself), or delete it first");
+}
 }  // namespace
 
 std::string Bus::data_dir() const {
@@ -99,8 +121,14 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
   if (!core_) return internal::MovedFrom("Bus");
   AdoptRecordedDataDir(*core_);
   const std::string data_dir = core_->data_dir();
-  if (!options.durable || data_dir.empty() || !ValidateTopicName(name).ok() ||
-      options.partitions == 0 || options.partitions > 64) {
+  if (data_dir.empty() || !ValidateTopicName(name).ok() || options.partitions == 0 ||
+      options.partitions > 64) {
+    return core_->CreateTopic(name, options);
+  }
+  if (!options.durable) {
+    if (!core_->directory().FindLiveTopic(name) && !ReadTopicTombstone(data_dir, name)) {
+      RUNNEL_RETURN_IF_ERROR(CheckAgainstLogOnDisk(data_dir, name, options));
+    }
     return core_->CreateTopic(name, options);
   }
   if (std::optional<TopicTombstone> t = ReadTopicTombstone(data_dir, name)) {
@@ -130,7 +158,8 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
   // broker is appending to, is not read.
   if (core_->directory().FindLiveTopic(name)) return core_->CreateTopic(name, options);
   // A topic whose log is already on disk (the bus's shared memory was lost)
-  // continues at the offsets recovered there.
+  // continues at the offsets recovered there, with the settings it has there.
+  RUNNEL_RETURN_IF_ERROR(CheckAgainstLogOnDisk(data_dir, name, options));
   std::vector<uint64_t> base(options.partitions, 0);
   for (uint32_t p = 0; p < options.partitions; ++p) {
     Result<uint64_t> next = NextOffsetOnDisk(data_dir, name, p);

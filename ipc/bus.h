@@ -228,7 +228,9 @@ class Bus {
 
   // Creates a topic and its partition rings. Same name and same settings:
   // OK (idempotent). Same name, other settings: kAlreadyExists naming the
-  // settings that differ. kResourceExhausted: 128 topics, or /dev/shm full.
+  // settings that differ; also for a topic that is only in the data dir (its
+  // topic.meta; memory-only included). kResourceExhausted: 128 topics, or
+  // /dev/shm full.
   [[nodiscard]] Status CreateTopic(std::string_view name, const TopicOptions& options = {});
   // Live topics with their settings (no statistics), in name order.
   [[nodiscard]] Result<std::vector<TopicInfo>> ListTopics() const;

@@ -47,7 +47,7 @@ std::string Differences(const TopicOptions& have, const TopicOptions& want) {
   if (want.max_record_bytes != 0) {
     add("--max-record-size", FormatSize(have.max_record_bytes), FormatSize(want.max_record_bytes));
   }
-  if (have.durable || want.durable) {  // a memory-only topic's log settings mean nothing
+  if (have.durable && want.durable) {  // a memory-only topic's log settings mean nothing
     add("--segment-size", FormatSize(have.segment_bytes), FormatSize(want.segment_bytes));
     add("--retention-bytes", std::to_string(have.retention_bytes),
         std::to_string(want.retention_bytes));
@@ -124,7 +124,16 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
   Result<TopicInfo> before = bus->DescribeTopic(args.name);
   Status s = bus->CreateTopic(args.name, o);
   if (!s.ok()) {
-    if (s.code() == StatusCode::kAlreadyExists) {
+    if (s.code() == StatusCode::kAlreadyExists && !before.ok()) {
+      // Not on the bus: its log in the data dir has other settings.
+      Result<TopicOptions> meta = ReadTopicMeta(bus->data_dir(), args.name);
+      const std::string diff = meta.ok() ? Differences(*meta, o) : std::string();
+      PrintError(kCmd, fmt::format("topic '{}' is in the data dir {} with other settings: {}; "
+                                   "create it with the same settings (a broker restores it with "
+                                   "them by itself), or delete it first with: {} topic delete {}",
+                                   args.name, bus->data_dir(), diff.empty() ? s.message() : diff,
+                                   RunnelCommand(global), args.name));
+    } else if (s.code() == StatusCode::kAlreadyExists) {
       std::string diff = before.ok() ? Differences(before->options, o) : std::string();
       PrintError(kCmd, fmt::format("topic '{}' already exists on bus '{}' with other settings: {}; "
                                    "create it with the same settings, or delete it first with: "

@@ -24,6 +24,8 @@ constexpr int64_t kAttachWaitNs = 1'000'000'000;  // how long to wait for a magi
 
 std::string TopicQuoted(std::string_view name) { return "topic '" + std::string(name) + "'"; }
 
+}  // namespace
+
 // "partitions 4 (requested 8), ring_bytes ..." for every setting that differs.
 std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want) {
   std::string out;
@@ -52,8 +54,6 @@ std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want
   add("fsync_interval_ms", have.fsync_interval_ms, want.fsync_interval_ms);
   return out;
 }
-
-}  // namespace
 
 // Validates options and turns them into a directory record (max record size
 // resolved). Does not set slot, generation, state.

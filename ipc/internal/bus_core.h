@@ -41,6 +41,8 @@ struct TopicMapping {
 // resolved). Does not set slot, generation, state. kInvalidArgument names
 // the setting.
 Result<TopicRecord> ResolveOptions(std::string_view name, const TopicOptions& o);
+// The settings that differ, as "partitions 2 (requested 1), ..."; empty if none.
+std::string DescribeDifferences(const TopicRecord& have, const TopicRecord& want);
 TopicOptions OptionsFromRecord(const TopicRecord& t);
 
 class BusCore {

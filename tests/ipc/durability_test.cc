@@ -843,7 +843,8 @@ TEST_F(DurabilityTest, ARingCreatedWithoutItsLogIsNotPersistedOverIt) {
 }
 
 // A memory-only topic never reads a log: one left in the data dir under its
-// name (an earlier durable topic's) is not its history.
+// name (an earlier durable topic's, deleted) is not its history. (Not
+// deleted, the log refuses a memory-only topic of its name.)
 TEST_F(DurabilityTest, AMemoryOnlyTopicNeverReadsALogUnderItsName) {
   ScopedBusName name;
   PersistTopic(*name, Options(/*embedded=*/true), "m", 50);
@@ -852,6 +853,9 @@ TEST_F(DurabilityTest, AMemoryOnlyTopicNeverReadsALogUnderItsName) {
   ASSERT_TRUE(bus.ok());
   TopicOptions memory = Topic();
   memory.durable = false;
+  ASSERT_EQ(bus->CreateTopic("m", memory).code(), StatusCode::kAlreadyExists);
+  // What `runnel topic delete m` does to a topic that is only on disk.
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "m", {}).ok());
   ASSERT_TRUE(bus->CreateTopic("m", memory).ok());
   Result<Producer> p = bus->CreateProducer("m");
   ASSERT_TRUE(p.ok());
@@ -1295,6 +1299,44 @@ TEST_F(DurabilityTest, AStrayFileNamedLikeASegmentDoesNotMoveTheNextOffset) {
   const SendResult r = p->TrySend(std::nullopt, "next");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r.offset, 10u);
+}
+
+// A topic that is only in the data dir (a reboot took the shared memory) is
+// created again with its settings or not at all: fewer partitions hid the
+// records of the others and moved keys, and a memory-only topic left the log
+// unread; both were accepted, and topic.meta was overwritten.
+TEST_F(DurabilityTest, ATopicOnlyInTheDataDirIsNotCreatedWithOtherSettings) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
+    ProduceDurably(*bus, "t", 10);
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  const Status fewer = bus->CreateTopic("t", Topic(1));
+  EXPECT_EQ(fewer.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(fewer.message().find("is in the data dir " + dir_ +
+                                 " with other settings: partitions 2 (requested 1)"),
+            std::string::npos)
+      << fewer.message();
+  TopicOptions memory_only = Topic(2);
+  memory_only.durable = false;
+  const Status no_log = bus->CreateTopic("t", memory_only);
+  EXPECT_EQ(no_log.code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(no_log.message().find("durable 1 (requested 0)"), std::string::npos)
+      << no_log.message();
+  EXPECT_EQ(bus->DescribeTopic("t").status().code(), StatusCode::kNotFound);
+  Result<TopicOptions> meta = ReadTopicMeta(dir_, "t");
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(meta->partitions, 2u);
+  // The same settings: it continues at the log's offsets.
+  ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->TrySend(std::nullopt, "next", {}, 1).offset, 10u);
 }
 
 // A topic directory whose settings file is gone is not restored (its

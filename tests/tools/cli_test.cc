@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -1031,6 +1032,40 @@ TEST_F(CliTest, TopicOnlyInTheDataDirCanBeDeleted) {
                                                            "/gone as deleted\n");
   StartBroker();
   ExpectDeletedForGood(*this, bus_, data_dir_);
+  EXPECT_EQ(StopBroker(), 0);
+}
+
+// After a reboot, before a broker restored it, a topic is only in the data
+// dir: creating it with other settings is refused as for a live topic (it
+// was accepted, overwrote topic.meta and hid the other partition's records).
+TEST_F(CliTest, TopicOnlyInTheDataDirIsNotCreatedWithOtherSettings) {
+  StartBroker();
+  CreateTopic("t", {"--partitions", "2"});
+  ASSERT_EQ(Runnel({"produce", "t", "-k", ":"}, "k1:a\nk2:b\nk3:c\nk4:d\n").exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+  ASSERT_TRUE(Bus::Remove(bus_).ok());
+  RunResult fewer = Runnel({"topic", "create", "t", "--partitions", "1"});
+  EXPECT_EQ(fewer.exit_code, 1);
+  EXPECT_EQ(fewer.err, "runnel topic create: topic 't' is in the data dir " + data_dir_ +
+                           " with other settings: --partitions 1 (the topic has 2); create it "
+                           "with the same settings (a broker restores it with them by itself), "
+                           "or delete it first with: runnel --bus " +
+                           bus_ + " topic delete t\n");
+  RunResult memory = Runnel({"topic", "create", "t", "--partitions", "2", "--no-durable"});
+  EXPECT_EQ(memory.exit_code, 1);
+  EXPECT_NE(memory.err.find("with other settings: --no-durable on (the topic has off);"),
+            std::string::npos)
+      << memory.err;
+  StartBroker();  // restores it as it was: every record is there
+  RunResult c = Runnel(
+      {"consume", "t", "--from", "earliest", "--idle-exit-ms", "300", "--format", "kv", "-k", ":"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; (nl = c.out.find('\n', at)) != std::string::npos; at = nl + 1) {
+    lines.push_back(c.out.substr(at, nl - at));
+  }
+  std::sort(lines.begin(), lines.end());
+  EXPECT_EQ(lines, (std::vector<std::string>{"k1:a", "k2:b", "k3:c", "k4:d"}));
   EXPECT_EQ(StopBroker(), 0);
 }
 
