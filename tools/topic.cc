@@ -320,9 +320,28 @@ struct DeleteArgs {
 
 int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   constexpr std::string_view kCmd = "topic delete";
-  std::optional<Bus> bus = OpenExistingBus(global, kCmd);
-  if (!bus) return kExitRuntime;
   const std::string log_dir = (std::filesystem::path(global.data_dir) / args.name).string();
+  std::optional<Bus> bus;
+  std::error_code exists_ec;
+  if (ValidateTopicName(args.name).ok() &&
+      std::filesystem::exists(log_dir + "/topic.meta", exists_ec)) {
+    // A topic with a log may be only in the data dir, also when the bus
+    // lost its shared memory altogether (a reboot): open it as a broker
+    // would, so that its delete is recorded for that broker.
+    BusOptions options;
+    options.create_if_missing = true;
+    options.data_dir = global.data_dir;
+    Result<Bus> b = Bus::Open(global.bus, options);
+    if (!b.ok()) {
+      PrintError(kCmd, ExplainBusOpen(b.status(), global.bus));
+      return kExitRuntime;
+    }
+    NoteOtherDataDir(kCmd, global, *b);
+    bus = std::move(*b);
+  } else {
+    bus = OpenExistingBus(global, kCmd);
+  }
+  if (!bus) return kExitRuntime;
   // With the bus's data dir, DeleteTopic first marks the log as deleted (a
   // tombstone): no broker restores the topic from it afterwards.
   Status s = bus->DeleteTopic(args.name);
