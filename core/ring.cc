@@ -1400,6 +1400,7 @@ Lost RingReader::Resync() {
   lost.bytes = to.position - next_.position;
   lost.records = to.offset >= next_.offset ? to.offset - next_.offset : 0;
   next_ = to;
+  after_padding_ = true;
   return lost;
 }
 

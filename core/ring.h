@@ -680,7 +680,10 @@ class RingReader {
     return at;
   }
   // Sets the cursor. REQUIRES: as for the constructor.
-  void Seek(RingPosition p) { next_ = p; }
+  void Seek(RingPosition p) {
+    next_ = p;
+    after_padding_ = true;
+  }
   const Ring& ring() const { return ring_; }
 
   // Persister support: walks committed frames from position() without a
@@ -692,6 +695,9 @@ class RingReader {
   // the good frames before it. kOverrun: producers lapped the walk (the frames it passed may be
   // torn): Resync. A batch frame (ReaderOptions::batches) is passed whole and its entries checked;
   // `records` counts records, those of a batch the reader stands inside from its offset on.
+  // A record whose offset is past the next one with no padding (with a length) before it ends the
+  // extent: jump_to is its offset when it stands at `end` (producers were handed a tail word
+  // written over; a log holding the jump would read as damaged there). Seek past the offsets.
   struct Extent {
     ReadStatus status = ReadStatus::kOk;
     FrameCheck check = FrameCheck::kOk;
@@ -699,10 +705,15 @@ class RingReader {
     uint64_t end = 0;    // position after the last frame written
     RingPosition next;   // where the cursor goes after Consume
     uint32_t records = 0;
+    uint64_t jump_to = 0;        // nonzero: the unpadded jump above
+    bool after_padding = false;  // the last frame in the extent (or before it) is padding
   };
   template <typename OnFrame>
   Extent Scan(uint64_t max_bytes, OnFrame&& on_frame) const;
-  void Consume(const Extent& e) { next_ = e.next; }
+  void Consume(const Extent& e) {
+    next_ = e.next;
+    after_padding_ = e.after_padding;
+  }
 
  private:
   enum class Step : uint8_t { kRecord, kPadding, kEmpty, kLapped, kCorrupt };
@@ -723,6 +734,10 @@ class RingReader {
 
   Ring ring_;
   RingPosition next_;
+  // Scan: the last frame passed with a length was padding, so the next
+  // record's offset may jump. True after construction, Seek and Resync
+  // (what came before is not known).
+  bool after_padding_ = true;
   ReaderOptions options_;
   // read() stopped inside a batch at walk_at_ (frame position, offset of the
   // next record), with the walk at byte walk_entry_ of the frame: the next
@@ -1022,6 +1037,7 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
   e.begin = next_.position;
   e.end = next_.position;
   e.next = next_;
+  e.after_padding = after_padding_;
   const uint64_t lap_end = (next_.position | (ring_.capacity() - 1)) + 1;
   RingPosition at = next_;
   while (at.position < lap_end && at.position - e.begin < max_bytes) {
@@ -1056,9 +1072,14 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
       // only after a padding frame.
       e.end = at.position;
       e.next = at;
+      e.after_padding = true;
       continue;
     }
     const RecordView view(p.frame, p.frame_length);
+    if (view.offset() > at.offset && !e.after_padding) [[unlikely]] {
+      e.jump_to = view.offset();
+      break;
+    }
     if (p.aligned_length > max_bytes - (at.position - e.begin) && e.records > 0) break;
     on_frame(static_cast<const RecordView&>(view), at.position);
     // A reader inside a batch has handed over its records below its offset:
@@ -1069,6 +1090,7 @@ RingReader::Extent RingReader::Scan(uint64_t max_bytes, OnFrame&& on_frame) cons
     e.records += static_cast<uint32_t>(p.records - std::min<uint64_t>(passed, p.records));
     e.end = at.position;
     e.next = at;
+    e.after_padding = false;
   }
   return e;
 }

@@ -174,6 +174,7 @@ struct Persister::Impl {
   void Fail(Partition& part, int err, const char* what);
   bool MarkGap(Partition& part);
   void SkipOverrun(Partition& part);
+  void SkipUnpaddedJump(Partition& part, uint64_t to);
   void Recovered(Partition& part);
   void PublishDurable(Partition& part);
   bool Idle(const Partition& part) const;
@@ -395,6 +396,30 @@ void Persister::Impl::SkipOverrun(Partition& part) {
   if (clean) PublishDurable(part);
 }
 
+// The next record's offset is past the reader's with no padding before it:
+// only a tail word written over (its offset half moved) hands producers such
+// an offset. Written as it is, the jump would read as damage on disk, and
+// every reader of the log would skip the record its producer was told is
+// durable. The offsets in between never held a record: they become a gap
+// (nothing to tell producers, none was given them), and the record follows.
+void Persister::Impl::SkipUnpaddedJump(Partition& part, uint64_t to) {
+  const RingPosition at = part.reader.position();
+  Log(LogLevel::kError,
+      "runnel persister: %s: the record at ring position %llu has offset %llu, but the next "
+      "offset is %llu and no padding comes before it: a process wrote over the ring's tail word. "
+      "Offsets %llu..%llu never held a record; they are marked as a gap and persisting goes on",
+      part.spec.name.c_str(), static_cast<unsigned long long>(at.position),
+      static_cast<unsigned long long>(to), static_cast<unsigned long long>(at.offset),
+      static_cast<unsigned long long>(at.offset), static_cast<unsigned long long>(to - 1));
+  if (part.gap_pending) {
+    part.gap.to = to;  // nothing was read since that one: it ends at `at`
+  } else {
+    part.gap = GapMarker{at.offset, to};
+    part.gap_pending = true;
+  }
+  part.reader.Seek(RingPosition{at.position, to});
+}
+
 // A write or sync succeeded after a failure: clear the error.
 void Persister::Impl::Recovered(Partition& part) {
   if (part.error == 0) return;
@@ -475,6 +500,10 @@ bool Persister::Impl::Pump(Partition& part, int64_t now) {
   });
   if (e.status == ReadStatus::kOverrun) {
     SkipOverrun(part);
+    return true;
+  }
+  if (e.jump_to != 0 && e.end == e.begin) {
+    SkipUnpaddedJump(part, e.jump_to);
     return true;
   }
   if (e.status != ReadStatus::kOk && e.end == e.begin && e.next == part.reader.position()) {

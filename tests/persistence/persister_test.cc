@@ -21,6 +21,7 @@
 #include "core/ring.h"
 #include "persistence/format.h"
 #include "persistence/log.h"
+#include "persistence/reader.h"
 #include "tests/common/scoped_tmpfs.h"
 #include "tests/core/test_memory.h"
 
@@ -279,6 +280,56 @@ TEST_F(PersisterTest, ARecordWrittenOverInTheRingIsNotPersisted) {
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(disk[i].offset, static_cast<uint64_t>(i));
     EXPECT_EQ(disk[i].value, Value(i, 50));
+  }
+}
+
+// A peer that moves the offset half of the tail word on hands the next
+// producer an offset past the next one, with no padding before its record.
+// Written as it was, the log read as damaged there and every reader skipped
+// the record its producer was told is durable. The skipped offset is a gap:
+// the record is on disk and readable, the log verifies clean.
+TEST_F(PersisterTest, AnOffsetSkippedWithoutPaddingIsMarkedAsAGapAndTheRecordKept) {
+  for (const RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    fs::remove_all(dir_ + "/p0");
+    RingOptions ro;
+    ro.capacity = 256 * 1024;
+    ro.mode = mode;
+    TestRing t(ro);
+    const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+    RingProducer p(t.ring);
+    for (uint64_t i = 0; i < 5; ++i) {
+      ASSERT_EQ(p.try_write(std::nullopt, {}, Value(i, 50)).offset, i);
+    }
+    std::atomic_ref<uint64_t>(t.ring.control()->tail).fetch_add(uint64_t{1} << 32);  // offset + 1
+    for (uint64_t i = 6; i < 11; ++i) {
+      ASSERT_EQ(p.try_write(std::nullopt, {}, Value(i, 50)).offset, i);
+    }
+    auto persister = Persister::Start({});
+    ASSERT_TRUE(persister.ok());
+    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+    ASSERT_TRUE((*persister)->Flush(2'000'000'000).ok());
+    EXPECT_EQ(t.ring.GatingError(slot), 0);
+    EXPECT_EQ(t.ring.Durable(slot).offset, 11u);
+    (*persister)->Stop();
+    std::vector<size_t> controls;
+    const auto disk = ReadSegments(dir_ + "/p0", &controls);
+    EXPECT_EQ(controls, std::vector<size_t>{5});  // the marker, between 4 and 6
+    ASSERT_EQ(disk.size(), 10u);
+    for (size_t i = 0; i < disk.size(); ++i) {
+      const uint64_t offset = i < 5 ? i : i + 1;
+      EXPECT_EQ(disk[i].offset, offset);
+      EXPECT_EQ(disk[i].value, Value(offset, 50));
+    }
+    Result<VerifyReport> v = VerifyLog(dir_ + "/p0");
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(v->ok()) << v->damages.front().ToString();
+    EXPECT_EQ(v->records, 10u);
+    EXPECT_EQ(v->gap_offsets, 1u);
+    LogOptions lo;
+    Result<PartitionLog> log = PartitionLog::Open(dir_ + "/p0", lo);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), 11u);
   }
 }
 
