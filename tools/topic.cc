@@ -149,6 +149,11 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
     return kExitRuntime;
   }
   Result<TopicInfo> after = bus->DescribeTopic(args.name);
+  if (!after.ok() && after.status().code() != StatusCode::kNotFound) {
+    // It exists but cannot be used (a ring file removed by hand): not "created".
+    PrintError(kCmd, after.status().ToString());
+    return kExitRuntime;
+  }
   const TopicOptions& shown = after.ok() ? after->options : o;
   if (before.ok()) {
     fmt::print("topic '{}' already exists on bus '{}' with these settings: {}\n", args.name,

@@ -462,10 +462,20 @@ Result<std::shared_ptr<const TopicMapping>> BusCore::MapTopic(const TopicRecord&
     const std::string shm = RingShmName(name_, topic.name, p, topic.generation);
     Result<SharedRegion> region = SharedRegion::Open(shm, populate);
     if (!region.ok()) {
-      if (region.status().code() == StatusCode::kNotFound) {
+      if (region.status().code() != StatusCode::kNotFound) return region.status();
+      if (!dir_.IsLive(topic.slot, topic.generation)) {
         return Status::NotFound(gone + " (" + ShmPath(shm) + " is gone)");
       }
-      return region.status();
+      // Live, but its ring file is not there: somebody removed it (by hand,
+      // a /dev/shm cleaner). Not a deleted topic: say what is wrong.
+      return Status::Corruption(
+          ShmPath(shm) + ", the ring of " + TopicQuoted(topic.name) + " partition " +
+          std::to_string(p) +
+          ", is missing (removed by something other than runnel): what only it held is lost. "
+          "Delete the topic and create it again, or remove the bus (runnel --bus " +
+          name_ +
+          " bus remove --force) and start the broker again (a durable topic comes back "
+          "from its log)");
     }
     // The ring's magic is published last; topics go live only after their
     // rings are formatted, so this wait is a safety net.

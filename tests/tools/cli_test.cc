@@ -1720,5 +1720,32 @@ TEST_F(CliTest, StatNamesATopicItCannotRead) {
   EXPECT_NE(r.out.find("topic fine"), std::string::npos) << r.out;
 }
 
+// A live topic whose ring file was removed by hand is not a deleted topic:
+// stat named nothing and exited 0, produce said the topic was not found,
+// and create said it created it (with "max record 0 B").
+TEST_F(CliTest, ATopicWhoseRingFileWasRemovedIsNamedAsBroken) {
+  CreateTopic("fine", {"--no-durable", "--ring-size", "64KiB"});
+  CreateTopic("broken", {"--no-durable", "--ring-size", "64KiB"});
+  const std::string prefix = "runnel." + bus_ + ".broken.0.";
+  std::string ring;
+  for (const auto& e : fs::directory_iterator("/dev/shm")) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) ring = e.path().string();
+  }
+  ASSERT_FALSE(ring.empty());
+  fs::remove(ring);
+  const std::string missing = ring + ", the ring of topic 'broken' partition 0, is missing";
+  RunResult stat = Runnel({"stat", "--interval-ms", "10"});
+  EXPECT_EQ(stat.exit_code, 1) << stat.err;
+  EXPECT_NE(stat.err.find("cannot read topic 'broken': " + missing), std::string::npos) << stat.err;
+  EXPECT_NE(stat.out.find("topic fine"), std::string::npos) << stat.out;
+  RunResult produce = Runnel({"produce", "broken"}, "x\n");
+  EXPECT_EQ(produce.exit_code, 1);
+  EXPECT_NE(produce.err.find(missing), std::string::npos) << produce.err;
+  RunResult create = Runnel({"topic", "create", "broken", "--no-durable", "--ring-size", "64KiB"});
+  EXPECT_EQ(create.exit_code, 1) << create.out;
+  EXPECT_NE(create.err.find(missing), std::string::npos) << create.err;
+  EXPECT_EQ(create.out, "");
+}
+
 }  // namespace
 }  // namespace runnel::clitest
