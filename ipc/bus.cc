@@ -396,6 +396,10 @@ Result<Producer> Bus::CreateProducer(std::string_view topic, const ProducerOptio
     if (a->mask >> i & 1) p.allowed_.push_back(i);
   }
   p.allowed_mask_ = a->mask;
+  // Each producer starts its round-robin at another partition (its client id
+  // picks it): processes that send a record or two each, one after another,
+  // spread over the partitions instead of all writing partition 0.
+  p.round_robin_ = static_cast<uint32_t>(a->registration.client_id % p.allowed_.size());
   p.max_record_bytes_ = a->topic.max_record_bytes;
   p.topic_slot_ = a->topic.slot;
   p.generation_ = a->topic.generation;

@@ -11,8 +11,9 @@
 // goes to KeyPartition(key) -- Kafka's default partitioner (murmur2 of the key
 // bytes, & 0x7fffffff, % partitions), so the same key lands on the same
 // partition in every process and run; a record without a key goes to the next
-// partition of this producer round-robin (TryClaim has no key bytes yet: it
-// always uses round-robin for kAnyPartition).
+// partition of this producer round-robin, starting at a partition that differs
+// from one producer to the next (TryClaim has no key bytes yet: it always uses
+// round-robin for kAnyPartition).
 //
 // Back-pressure: kFull means a gating reader (the persistence thread) has not
 // released enough space; it is not an error. Without gating readers a ring
