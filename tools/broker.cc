@@ -21,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "ipc/bus.h"
 #include "ipc/durability.h"
@@ -156,14 +157,20 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
 
   if (Status s = broker.Start(BrokerMode::kExclusive); !s.ok()) {
     if (s.code() == StatusCode::kAlreadyExists) {
-      Result<BusInfo> info = bus->Info();
-      const int32_t pid = info.ok() ? info->broker_pid : 0;
+      // One that started at the same moment may hold the broker lock without
+      // having recorded its pid yet: give it a second to.
+      int32_t pid = 0;
+      for (int i = 0; i < 100 && pid <= 0; ++i) {
+        if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        Result<BusInfo> info = bus->Info();
+        pid = info.ok() ? info->broker_pid : 0;
+      }
       if (pid > 0) {
         PrintError(kCmd, AnotherBrokerIsActive(global.bus, pid));
       } else {
-        PrintError(kCmd, fmt::format("another broker is already active on bus '{}' ({}); stop it "
-                                     "first, or use another --bus",
-                                     global.bus, s.message()));
+        PrintError(kCmd, fmt::format("another broker is starting on bus '{}'; stop it first, or "
+                                     "use another --bus",
+                                     global.bus));
       }
     } else {
       PrintError(kCmd,
