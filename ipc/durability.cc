@@ -185,8 +185,20 @@ Status WriteFileDurably(const std::string& dir, const std::string& name, std::st
 Status WriteTopicMeta(const std::string& data_dir, std::string_view topic, const TopicOptions& o) {
   const std::string dir = data_dir + "/" + std::string(topic);
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return Status::FromErrno(ec.value(), "create " + dir);
+  // Every partition's directory exists before the settings first do: a
+  // topic.meta with a partition directory missing means that directory was
+  // removed (its records with it), not that it was never made. (A rewrite,
+  // at every broker start, must not make a removed one again.)
+  if (!fs::is_regular_file(dir + "/topic.meta", ec)) {
+    for (uint32_t p = 0; p < o.partitions; ++p) {
+      const std::string pdir = PartitionDir(data_dir, topic, p);
+      fs::create_directories(pdir, ec);
+      if (ec) return Status::FromErrno(ec.value(), "create " + pdir);
+    }
+    fs::create_directories(dir, ec);  // zero partitions: the caller's error, still a directory
+    if (ec) return Status::FromErrno(ec.value(), "create " + dir);
+    RUNNEL_RETURN_IF_ERROR(FsyncDir(dir));
+  }
   std::ostringstream text;
   text << "# runnel topic settings; written by the broker\n"
        << "partitions=" << o.partitions << "\n"
@@ -314,11 +326,25 @@ void RemovePurgeLeftovers(const std::string& data_dir) {
   }
 }
 
+namespace {
+std::string MissingPartitionDir(const std::string& dir) {
+  return "the log directory " + dir +
+         " is missing, although the topic's settings (topic.meta) were written after it was "
+         "made: it was removed, and its records with it. Restore it; or create it empty (mkdir) "
+         "to start the partition afresh at offset 0, giving its old offsets out again";
+}
+}  // namespace
+
 Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view topic,
                                   uint32_t partition) {
   const std::string dir = PartitionDir(data_dir, topic, partition);
   std::error_code ec;
-  if (!fs::exists(dir, ec)) return uint64_t{0};
+  if (!fs::exists(dir, ec)) {
+    if (!fs::is_regular_file(data_dir + "/" + std::string(topic) + "/topic.meta", ec)) {
+      return uint64_t{0};
+    }
+    return Status::Corruption(MissingPartitionDir(dir));
+  }
   Result<internal::PartitionListing> listing = internal::ListPartition(dir);
   if (!listing.ok()) return listing.status();
   // Offsets up to the checkpoint's were durable once; they are never given
@@ -588,6 +614,16 @@ class DurabilityHooks : public BrokerHooks {
       }
       meta_pending_.erase(topic.name);
     }
+    const std::string dir = PartitionDir(options_.data_dir, topic.name, p);
+    std::error_code ec;
+    if (!fs::exists(dir, ec) && !ec) {
+      // topic.meta is there (written above, or by an earlier broker), and
+      // every partition directory was made before it.
+      Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s", name.c_str(),
+          MissingPartitionDir(dir).c_str());
+      ring.SetGatingError(slot, EILSEQ);
+      return true;
+    }
     LogOptions lo;
     lo.segment_bytes = topic.options.segment_bytes;
     lo.sync_on_roll = sync.kind != SyncPolicy::Kind::kNever;
@@ -596,8 +632,7 @@ class DurabilityHooks : public BrokerHooks {
     // persister then records the offsets the ring had already lost as a gap).
     lo.initial_offset = std::min(ring.GatingPosition(slot).offset, ring.Durable(slot).offset);
     lo.repair = options_.repair;
-    Result<PartitionLog> log =
-        PartitionLog::Open(PartitionDir(options_.data_dir, topic.name, p), lo);
+    Result<PartitionLog> log = PartitionLog::Open(dir, lo);
     if (!log.ok()) {
       const StatusCode code = log.status().code();
       if (code == StatusCode::kCorruption) {

@@ -401,6 +401,19 @@ int InspectLogTree(const std::string& dir) {
       fmt::print("DAMAGE topic {}: {} (a broker cannot restore the topic)\n", q.topic,
                  o.status().message());
       damaged = true;
+      continue;
+    }
+    // Every partition it names was made before topic.meta was written.
+    for (uint32_t partition = 0; partition < o->partitions; ++partition) {
+      const std::string pdir = PartitionDir(data_dir, q.topic, partition);
+      std::error_code ec;
+      if (!fs::exists(pdir, ec)) {
+        fmt::print(
+            "DAMAGE topic {}: partition {}: its log directory {} is missing (removed, "
+            "with its records)\n",
+            q.topic, partition, pdir);
+        damaged = true;
+      }
     }
   }
   if (damaged) fmt::print("details: runnel replay {} --verify\n", dir);

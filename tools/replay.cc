@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "ipc/bus.h"
+#include "ipc/durability.h"
 #include "ipc/producer.h"
 #include "persistence/format.h"
 #include "persistence/reader.h"
@@ -73,6 +74,18 @@ bool LooksLikePartitionDir(const fs::path& dir) {
   return false;
 }
 
+// Adds the partitions topic.meta names whose directory is missing: --verify
+// reports them (removed by hand, with their records), reading says it cannot.
+void AddMissingPartitions(const std::string& data_dir, const std::string& topic,
+                          std::vector<uint32_t>& parts) {
+  Result<TopicOptions> meta = ReadTopicMeta(data_dir, topic);
+  if (!meta.ok()) return;
+  for (uint32_t p = 0; p < meta->partitions; ++p) {
+    if (std::find(parts.begin(), parts.end(), p) == parts.end()) parts.push_back(p);
+  }
+  std::sort(parts.begin(), parts.end());
+}
+
 // Finds the partition directories under `dir` that pass the filters.
 Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
   std::error_code ec;
@@ -102,6 +115,7 @@ Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
   Result<std::vector<uint32_t>> as_topic = ListPartitions(parent, name);
   if (as_topic.ok() && !as_topic->empty() &&
       LooksLikePartitionDir(PartitionDir(parent, name, as_topic->front()))) {
+    AddMissingPartitions(parent, name, *as_topic);
     for (uint32_t p : *as_topic) {
       if (wanted(name, p)) {
         out.push_back({name, p, PartitionDir(parent, name, p)});
@@ -120,6 +134,7 @@ Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
     // a runnel topic has its settings file or runnel files in a partition.
     std::error_code meta_ec;
     const bool runnel_topic = fs::exists(clean / t / "topic.meta", meta_ec);
+    if (runnel_topic) AddMissingPartitions(clean.string(), t, *parts);
     for (uint32_t p : *parts) {
       const std::string pdir = PartitionDir(clean.string(), t, p);
       if (!runnel_topic && !LooksLikePartitionDir(pdir)) continue;
@@ -151,6 +166,7 @@ uint64_t SegmentBytes(const std::string& dir) {
 }
 
 std::string FormatDamage(const std::string& dir, const Damage& d) {
+  if (d.file.empty()) return fmt::format("{}: {}", dir, d.reason);  // the directory itself
   std::string s = fmt::format("{}/{} at byte {}: {}", dir, d.file, d.file_position, d.reason);
   if (d.offset_before || d.resume_position) {
     s += " (";
@@ -307,7 +323,16 @@ int RunVerify(const ReplayArgs& args, const std::vector<Source>& sources, bool j
                                "log, or a copy)",
                                src.dir, writers.front()));
     }
-    Result<VerifyReport> report = VerifyLog(src.dir);
+    std::error_code dir_ec;
+    Result<VerifyReport> report = VerifyReport{};
+    if (fs::exists(src.dir, dir_ec)) {
+      report = VerifyLog(src.dir);
+    } else {
+      report->damages.push_back(
+          Damage{"", 0,
+                 "missing: the topic's settings (topic.meta) name this partition, so its log "
+                 "directory was removed, and its records with it"});
+    }
     progress.Finish();
     if (!report.ok()) {
       PrintError(kReplayCmd,

@@ -1374,6 +1374,67 @@ TEST_F(DurabilityTest, ATopicWithoutItsSettingsFileIsNotRestoredAndTheBrokerSays
   EXPECT_EQ(info->partitions[0].next_offset, 100u);
 }
 
+// A partition's log directory removed by hand takes its records with it.
+// After a reboot the topic is not restored (its partition would start again
+// at offset 0, giving offsets out again); with the bus still there the
+// broker does not persist that partition (it started a new log at the ring's
+// offset, and the records the ring still held were never written). Both say
+// which directory is missing; the other partition goes on.
+TEST_F(DurabilityTest, AMissingPartitionDirectoryIsReportedNotStartedAfresh) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
+    ProduceDurably(*bus, "t", 100);
+  }
+  fs::remove_all(dir_ + "/t/1");
+  const std::string missing = "the log directory " + dir_ + "/t/1 is missing";
+  // The bus is still there: the next broker leaves partition 1 alone.
+  {
+    std::mutex log_mu;
+    std::vector<std::string> log;
+    SetLogSink([&](LogLevel, std::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      log.emplace_back(line);
+    });
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+    Result<Producer> p = bus->CreateProducer("t");
+    ASSERT_TRUE(p.ok());
+    const SendResult r0 = p->Send(std::nullopt, "more", {}, 0, 10s);
+    ASSERT_TRUE(r0.ok());
+    EXPECT_TRUE(p->WaitDurable(0, r0.offset, 10s).ok());
+    const SendResult r1 = p->Send(std::nullopt, "more", {}, 1, 10s);
+    ASSERT_TRUE(r1.ok());
+    EXPECT_EQ(r1.offset, 100u);
+    EXPECT_FALSE(p->WaitDurable(1, r1.offset, 2s).ok());
+    SetLogSink(nullptr);
+    std::lock_guard<std::mutex> lock(log_mu);
+    EXPECT_NE(
+        std::find_if(log.begin(), log.end(),
+                     [&](const std::string& l) {
+                       return l.starts_with("runnel broker: t/1: cannot open its log: " + missing);
+                     }),
+        log.end());
+    EXPECT_FALSE(fs::exists(dir_ + "/t/1"));
+  }
+  // A reboot: the topic is not brought back with partition 1 at offset 0.
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  Result<uint64_t> next = NextOffsetOnDisk(dir_, "t", 1);
+  EXPECT_EQ(next.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(next.status().message().find(missing), std::string::npos) << next.status().message();
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  const Status s = bus->CreateTopic("t", Topic(2));
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find(missing), std::string::npos) << s.message();
+  // The way out the message names: an empty directory starts it afresh.
+  fs::create_directories(dir_ + "/t/1");
+  ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
+}
+
 // A topic whose settings file cannot be written (a full disk, here a
 // directory in its way) is not persisted until it is: a log without its
 // settings would not be restored after a reboot, losing acknowledged records.

@@ -1230,6 +1230,31 @@ TEST_F(CliTest, ReplayVerifyReportsDamageWithFileAndPosition) {
 // was never written, and no time index for it. replay --verify and inspect
 // call that a note, not damage (nothing was lost), and the broker completes
 // the roll when it restarts.
+// A partition directory removed by hand (with its records): verify and
+// inspect said "clean", since they only looked at the directories there.
+TEST_F(CliTest, VerifyAndInspectReportAPartitionDirectoryThatIsMissing) {
+  StartBroker();
+  CreateTopic("t", {"--partitions", "2"});
+  ASSERT_EQ(Runnel({"produce", "t"}, "a\nb\nc\nd\n").exit_code, 0);
+  ASSERT_EQ(StopBroker(), 0);
+  fs::remove_all(data_dir_ + "/t/1");
+  for (const std::string& dir : {data_dir_, data_dir_ + "/t"}) {
+    RunResult v = RunProcess({RunnelPath(), "replay", dir, "--verify"});
+    EXPECT_EQ(v.exit_code, 3) << v.out << v.err;
+    EXPECT_NE(v.out.find("DAMAGE " + data_dir_ +
+                         "/t/1: missing: the topic's settings (topic.meta) name this partition"),
+              std::string::npos)
+        << v.out;
+    EXPECT_NE(v.out.find("summary: 2 partitions,"), std::string::npos) << v.out;
+    RunResult i = RunProcess({RunnelPath(), "inspect", dir});
+    EXPECT_EQ(i.exit_code, 3) << i.out << i.err;
+    EXPECT_NE(i.out.find("DAMAGE topic t: partition 1: its log directory " + data_dir_ +
+                         "/t/1 is missing"),
+              std::string::npos)
+        << i.out;
+  }
+}
+
 TEST_F(CliTest, ReplayVerifyTakesAnInterruptedRollForNoDamage) {
   StartBroker();
   CreateTopic("rolled");
