@@ -148,33 +148,34 @@ std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from,
     if (f.kind != DiskFrameKind::kRecord) {
       // A damaged frame (a bad CRC, a flipped bit) is one record's damage,
       // which readers skip and report, not the checkpoint's business: walk
-      // on past it, by its length if that stays inside, else to the next
-      // valid record. What follows must still hold up: zeros after it mean
-      // the durable records there are gone (a zero-filled range that began
-      // inside a record; it was taken for one damaged record, and the log
-      // lost every durable record after it silently).
-      const uint64_t length = end - pos >= kFrameHeaderLength
-                                  ? AlignedFrameLength(DecodeFixed32(data + pos + frame::kLength))
-                                  : 0;
+      // on at the next valid record (its length field may be what is
+      // damaged: it is not followed). With none up to the position, the
+      // checkpoint's next offset says how many records were there: more
+      // than the damaged one means durable records are gone (zeros that
+      // began inside a record; that was taken for one damaged record, and
+      // the log lost every durable record after it without a word).
       const uint64_t min_offset = last ? *last + 1 : 0;
-      if (length >= kFrameHeaderLength && length <= end - pos) {
-        pos += length;
-      } else if (std::optional<uint64_t> q =
-                     FindNextValidRecord(data, end, pos + kFrameAlignment, min_offset)) {
+      if (std::optional<uint64_t> q =
+              FindNextValidRecord(data, end, pos + kFrameAlignment, min_offset)) {
         pos = *q;
-      } else {
-        // Nothing valid up to the position: the damaged frame is the last
-        // one, unless all after its commit word and length is zeros.
-        bool zeros = end - pos > 2 * kFrameHeaderLength;
-        for (uint64_t q = pos + 16; zeros && q < end; ++q) zeros = data[q] == std::byte{0};
-        if (zeros) {
-          return "at file position " + std::to_string(pos) +
-                 ": zero-filled (records that were durable are gone)";
-        }
-        return std::nullopt;
+        padding_after_last = true;  // the damaged record's offset is not known
+        continue;
       }
-      padding_after_last = true;  // the damaged record's offset is not known
-      continue;
+      bool gone = false;
+      if (last) {
+        gone = next_offset > *last + 2;  // two or more records, not just the damaged one
+      } else {
+        // Nothing to count from: zeros from its offset field on are a hole.
+        gone = end - pos > 2 * kFrameHeaderLength;
+        for (uint64_t q = pos + 16; gone && q < end; ++q) gone = data[q] == std::byte{0};
+      }
+      if (!gone) return std::nullopt;
+      return "at file position " + std::to_string(pos) +
+             ": a damaged frame and no readable record after it, where the checkpoint says " +
+             (last ? "offsets " + std::to_string(*last + 1) + ".." +
+                         std::to_string(next_offset - 1) + " were"
+                   : std::string("records were")) +
+             " durable (zero-filled or written over: records that were durable are gone)";
     }
     const uint64_t offset = RecordView(data + pos).offset();
     if (last && offset <= *last) {

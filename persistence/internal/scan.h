@@ -41,8 +41,9 @@ DiskFrame InspectDiskFrame(const std::byte* p, uint64_t available, bool verify_c
 // with offset next_offset - 1 (below it if padding or a damaged frame follows
 // that record; no record: nothing to compare). A frame that fails its checks
 // (CRC included) is one record's damage, which readers report: the check
-// goes on after it (by its length, else at the next valid record), and
-// zeros there are still a hole. Returns what does not match.
+// goes on at the next valid record; with none up to `end`, more than one
+// record missing before next_offset is lost durable data. Returns what does
+// not match.
 std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from, uint64_t end,
                                            uint64_t next_offset);
 

@@ -17,6 +17,7 @@
 namespace runnel {
 namespace {
 
+using testing::Append;
 using testing::CopyDir;
 using testing::FileExists;
 using testing::FileSizeOf;
@@ -399,7 +400,11 @@ TEST(Recovery, DurableRecordsZeroedFromInsideARecordAreCorruption) {
     PatchFile(d / kSeg0, from, std::vector<std::byte>(PositionOf(10) - from));
     auto log = PartitionLog::Open(d.path(), Opts());
     ASSERT_EQ(log.status().code(), StatusCode::kCorruption) << log.status().ToString();
-    EXPECT_NE(log.status().message().find("zero-filled (records that were durable are gone)"),
+    EXPECT_NE(log.status().message().find(
+                  "at file position " + std::to_string(PositionOf(7)) +
+                  ": a damaged frame and no readable record after it, where the checkpoint says "
+                  "offsets 7..9 were durable (zero-filled or written over: records that were "
+                  "durable are gone)"),
               std::string::npos)
         << log.status().message();
     auto v = VerifyLog(d.path());
@@ -408,6 +413,30 @@ TEST(Recovery, DurableRecordsZeroedFromInsideARecordAreCorruption) {
     for (const Damage& dmg : v->damages) named = named || dmg.file == "checkpoint";
     EXPECT_TRUE(named) << "VerifyLog does not name the checkpoint";
   }
+}
+
+// The walk past a damaged frame does not follow its length field, which may
+// be the damaged part: the last record before the checkpoint, its length cut
+// short into a value of zeros, is one damaged record, not a hole, and the
+// log opens.
+TEST(Recovery, ADamagedLengthPointingIntoZerosIsNotTakenForAHole) {
+  TempDir d;
+  {
+    TempDir live;
+    auto log = PartitionLog::Open(live.path(), Opts());
+    ASSERT_TRUE(log.ok());
+    std::vector<std::byte> frames = MakeFrames(0, 5);
+    Append(frames, MakeFrame(5, 2'000, "", std::string(256, '\0')));
+    ASSERT_TRUE(log->Append(frames).ok());
+    ASSERT_TRUE(log->Sync().ok());
+    ASSERT_TRUE(log->WriteCheckpoint().ok());
+    CopyDir(live.path(), d.path());
+  }
+  XorByte(d / kSeg0, PositionOf(5) + frame::kLength + 1, 0x01);  // its length: 256 less
+  auto log = PartitionLog::Open(d.path(), Opts());
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ(log->next_offset(), 6u);
+  EXPECT_EQ(Offsets(d.path()), (std::vector<uint64_t>{0, 1, 2, 3, 4}));
 }
 
 // A log truncated right after padding (an aborted claim, or a gap marker's
