@@ -418,6 +418,14 @@ void Persister::Impl::SkipUnpaddedJump(Partition& part, uint64_t to) {
     part.gap_pending = true;
   }
   part.reader.Seek(RingPosition{at.position, to});
+  // As after an overrun: the slot moves to the new offset, so that a broker
+  // that takes over before the record is written continues here (and marks
+  // the gap itself if this one could not), not at the jump again.
+  const bool clean = !part.tracker.dirty();
+  part.tracker.Written(internal::PersistMark{part.reader.position(), part.tracker.written().log});
+  if (clean) part.tracker.SyncedAll();
+  part.spec.ring.AdvanceGatingSlot(part.spec.gating_slot, part.reader.position());
+  if (clean) PublishDurable(part);
 }
 
 // A write or sync succeeded after a failure: clear the error.
@@ -503,7 +511,13 @@ bool Persister::Impl::Pump(Partition& part, int64_t now) {
     return true;
   }
   if (e.jump_to != 0 && e.end == e.begin) {
-    SkipUnpaddedJump(part, e.jump_to);
+    // The offset was read after the frame's checks: a producer lapping the
+    // reader may have been rewriting it (that is an overrun, not a jump).
+    if (part.reader.Lapped()) {
+      SkipOverrun(part);
+    } else {
+      SkipUnpaddedJump(part, e.jump_to);
+    }
     return true;
   }
   if (e.status != ReadStatus::kOk && e.end == e.begin && e.next == part.reader.position()) {

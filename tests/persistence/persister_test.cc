@@ -333,6 +333,32 @@ TEST_F(PersisterTest, AnOffsetSkippedWithoutPaddingIsMarkedAsAGapAndTheRecordKep
   }
 }
 
+// The slot moves past the skipped offsets at once (as after an overrun), not
+// when the record after them is written: a broker that takes over before
+// that (here the record cannot be written: it is larger than a segment)
+// continues after the gap instead of meeting the jump again behind it.
+TEST_F(PersisterTest, TheSlotMovesPastASkippedOffsetBeforeTheNextRecordIsWritten) {
+  RingOptions ro;
+  ro.capacity = 256 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  for (uint64_t i = 0; i < 5; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  std::atomic_ref<uint64_t>(t.ring.control()->tail).fetch_add(uint64_t{1} << 32);
+  const uint64_t at = t.ring.tail().position;
+  ASSERT_EQ(p.try_write(std::nullopt, {}, Value(6, 8000)).offset, 6u);
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always"), /*segment_bytes=*/4096));
+  EXPECT_FALSE((*persister)->Flush(1'000'000'000).ok());
+  EXPECT_NE(t.ring.GatingError(slot), 0);
+  EXPECT_EQ(t.ring.GatingPosition(slot), (RingPosition{at, 6}));
+  (*persister)->Stop();
+  std::vector<size_t> controls;
+  EXPECT_EQ(ReadSegments(dir_ + "/p0", &controls).size(), 5u);
+  EXPECT_EQ(controls, std::vector<size_t>{5});
+}
+
 // A broker that adopts a ring late registers its slot where the ring's
 // oldest record was a moment before; producers that looked for gating readers
 // just before may lap it. The persister must not wait for ever at a position
