@@ -9,6 +9,7 @@
 
 #include "core/record.h"
 #include "core/wait.h"
+#include "ipc/durability.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
 #include "persistence/format.h"
@@ -311,10 +312,12 @@ void BusCore::RepairLocked() {
     if (!odd && t.state != TopicState::kCreating && t.state != TopicState::kDeleting) continue;
     // An odd seq over a live entry whose rings are all there: a peer wrote
     // over the seq, or a creator died storing kLive (its rings were made
-    // before) or a deleter died before storing kDeleting (the delete never
-    // took effect; a tombstone on disk still finishes it). Removing it would
-    // drop the records only its rings hold: keep it.
-    if (odd && t.state == TopicState::kLive && RingsPresentLocked(t) &&
+    // before) or a deleter died before storing kDeleting. Removing it would
+    // drop the records only its rings hold: keep it, unless the delete was
+    // committed (its tombstone is on disk): then the delete wins at once, as
+    // it would have (kept, producers would go on and a later restart would
+    // delete what they wrote).
+    if (odd && t.state == TopicState::kLive && RingsPresentLocked(t) && !DeleteCommitted(t) &&
         dir_.ResealLiveTopic(slot)) {
       changed = true;
       continue;
@@ -345,6 +348,13 @@ bool BusCore::RingsPresentLocked(const TopicRecord& t) const {
     if (!r.ok() || r->size() != Ring::RequiredBytes(t.ring_capacity)) return false;
   }
   return true;
+}
+
+bool BusCore::DeleteCommitted(const TopicRecord& t) const {
+  const std::string data_dir = this->data_dir();
+  if (data_dir.empty()) return false;
+  const std::optional<TopicTombstone> tomb = ReadTopicTombstone(data_dir, t.name);
+  return tomb && (tomb->generation == 0 || tomb->generation == t.generation);
 }
 
 bool BusCore::NeedsRepair() const {

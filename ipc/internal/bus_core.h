@@ -127,6 +127,8 @@ class BusCore {
   void RepairLocked();
   // Every ring file of `t` exists with the size its capacity gives.
   bool RingsPresentLocked(const TopicRecord& t) const;
+  // A tombstone for `t` is in the data dir: its delete was committed.
+  bool DeleteCommitted(const TopicRecord& t) const;
   void ReleaseTopicClientsLocked(uint32_t slot, uint64_t generation);
   void UnlinkRings(const TopicRecord& t, uint32_t partitions);
 

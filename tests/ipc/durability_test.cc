@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -26,7 +27,10 @@
 #include "ipc/broker.h"
 #include "ipc/bus.h"
 #include "ipc/internal/bus_core.h"
+#include "ipc/internal/directory.h"
 #include "ipc/internal/log_cold_reader.h"
+#include "ipc/internal/names.h"
+#include "ipc/internal/shm.h"
 #include "persistence/reader.h"
 #include "tests/ipc/test_util.h"
 
@@ -1433,6 +1437,34 @@ TEST_F(DurabilityTest, AMissingPartitionDirectoryIsReportedNotStartedAfresh) {
   // The way out the message names: an empty directory starts it afresh.
   fs::create_directories(dir_ + "/t/1");
   ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
+}
+
+// A deleter that wrote the tombstone and died in the seqlock of the entry
+// (odd, still live): the delete was committed, so the repair removes the
+// topic rather than keeping it as a whole live entry (producers would have
+// gone on, and a later restart deleted what they wrote).
+TEST_F(DurabilityTest, AnOddSeqOverALiveTopicWhoseDeleteWasCommittedIsRemoved) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  ASSERT_TRUE(bus->CreateTopic("kept", Topic()).ok());
+  internal::BusCore& core = *bus->core();
+  const std::optional<internal::TopicRecord> t = core.directory().FindLiveTopic("t");
+  const std::optional<internal::TopicRecord> kept = core.directory().FindLiveTopic("kept");
+  ASSERT_TRUE(t && kept);
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "t", {t->generation, t->created_wall_ns}).ok());
+  auto region = internal::SharedRegion::Open(internal::DirectoryShmName(*name), false);
+  ASSERT_TRUE(region.ok());
+  auto* layout = reinterpret_cast<internal::DirectoryLayout*>(region->data());
+  for (uint32_t slot : {t->slot, kept->slot}) {
+    std::atomic_ref<uint64_t>(layout->topics[slot].seq).fetch_or(1);
+  }
+  ASSERT_TRUE(core.NeedsRepair());
+  { ASSERT_TRUE(core.Lock().ok()); }  // repairs
+  EXPECT_FALSE(core.NeedsRepair());
+  EXPECT_EQ(bus->DescribeTopic("t").status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(bus->DescribeTopic("kept").ok());  // no tombstone: kept whole
 }
 
 // A topic whose settings file cannot be written (a full disk, here a
