@@ -356,15 +356,23 @@ Result<uint64_t> NextOffsetOnDisk(const std::string& data_dir, std::string_view 
     if (cp.ok()) durable_next = cp->next_offset;
   }
   // The newest segment whose header reads says where the offsets stood when
-  // it was made (a roll's new segment holds no record yet). A file named
-  // like a segment without a valid header (garbage, empty, a stray copy)
-  // says nothing: the topic took its offsets from the name, and the log,
-  // refused for it, later got a gap up to them.
+  // it was made (a roll's new segment holds no record yet); so does a last
+  // one whose header is all zeros (a roll a crash interrupted: recovery
+  // rewrites that header from the name). A file named like a segment with
+  // another header (garbage, a stray copy) says nothing: the topic took its
+  // offsets from the name, and the log, refused for it, later got a gap up
+  // to them.
   std::optional<uint64_t> start;
   for (auto it = listing->segments.rbegin(); it != listing->segments.rend() && !start; ++it) {
     const std::string name = SegmentFileName(*it);
     Result<internal::ScopedFd> fd = internal::OpenFile(dir + "/" + name, O_RDONLY);
-    if (fd.ok() && internal::ReadFileHeader(fd->get(), FileKind::kSegment, *it, dir, name).ok()) {
+    if (!fd.ok()) continue;
+    struct stat st {};
+    const bool interrupted_roll =
+        it == listing->segments.rbegin() && ::fstat(fd->get(), &st) == 0 &&
+        internal::HeaderNeverWritten(fd->get(), static_cast<uint64_t>(st.st_size));
+    if (interrupted_roll ||
+        internal::ReadFileHeader(fd->get(), FileKind::kSegment, *it, dir, name).ok()) {
       start = *it;
     }
   }

@@ -1278,21 +1278,26 @@ TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) 
   broker.Stop();
 }
 
-// A file named like a later segment but without a valid header (garbage, or
-// empty) is not where the offsets stand: a topic restored over it continues
-// after the log's records. It took its offsets from the file's name, and a
-// repaired log then kept a gap of ~100,000 offsets that never existed.
+// A file named like a later segment with a header that is not one (garbage,
+// a stray file) is not where the offsets stand: a topic restored over it
+// continues after the log's records. It took its offsets from the file's
+// name, and a repaired log then kept a gap of ~100,000 offsets that never
+// existed. (An empty or zero-headed last segment is what a roll interrupted
+// by a crash leaves: its name still counts, as in recovery; offsets handed
+// out before the crash are never given out again.)
 TEST_F(DurabilityTest, AStrayFileNamedLikeASegmentDoesNotMoveTheNextOffset) {
   ScopedBusName name;
   PersistTopic(*name, Options(/*embedded=*/true), "t", 10);
   const std::string stray = dir_ + "/t/0/00000000000000099999.log";
-  for (const std::string& content : {std::string(300, '\x5a'), std::string()}) {
-    SCOPED_TRACE(content.size());
-    std::ofstream(stray, std::ios::binary | std::ios::trunc) << content;
-    Result<uint64_t> on_disk = NextOffsetOnDisk(dir_, "t", 0);
-    ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
-    EXPECT_EQ(*on_disk, 10u);
-  }
+  std::ofstream(stray, std::ios::binary | std::ios::trunc) << std::string(300, '\x5a');
+  Result<uint64_t> on_disk = NextOffsetOnDisk(dir_, "t", 0);
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
+  EXPECT_EQ(*on_disk, 10u);
+  std::ofstream(stray, std::ios::binary | std::ios::trunc) << std::string(64, '\0');
+  on_disk = NextOffsetOnDisk(dir_, "t", 0);
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status().ToString();
+  EXPECT_EQ(*on_disk, 99999u);
+  std::ofstream(stray, std::ios::binary | std::ios::trunc) << std::string(300, '\x5a');
   // The shared memory is gone (a reboot): the topic comes back at offset 10.
   ASSERT_TRUE(Bus::Remove(*name).ok());
   Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
