@@ -38,7 +38,8 @@ inline constexpr int kExitDamage = 3;   // replay (--verify) found damage
 struct GlobalOptions {
   std::string bus = "default";  // --bus, env RUNNEL_BUS
   std::string data_dir =
-      "./runnel-data";  // --data-dir, env RUNNEL_DATA_DIR; absolute after parsing
+      "./runnel-data";          // --data-dir, env RUNNEL_DATA_DIR; absolute after parsing
+  bool data_dir_given = false;  // by --data-dir or RUNNEL_DATA_DIR, not a default
 };
 
 // Makes `run` the work of subcommand `sub`: main calls it after parsing and

@@ -125,6 +125,7 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
 
+  global.data_dir_given = data_dir_option->count() > 0;
   if (data_dir_option->count() == 0) {
     // Not given (CLI11 counts RUNNEL_DATA_DIR too): the broker's, so that
     // commands run from any directory read and create where it persists.

@@ -328,11 +328,13 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   const std::string log_dir = (std::filesystem::path(global.data_dir) / args.name).string();
   std::optional<Bus> bus;
   std::error_code exists_ec;
-  if (ValidateTopicName(args.name).ok() &&
+  if (global.data_dir_given && ValidateTopicName(args.name).ok() &&
       std::filesystem::exists(log_dir + "/topic.meta", exists_ec)) {
     // A topic with a log may be only in the data dir, also when the bus
     // lost its shared memory altogether (a reboot): open it as a broker
-    // would, so that its delete is recorded for that broker.
+    // would, so that its delete is recorded for that broker. Only with the
+    // data dir named: a mistyped --bus must not create a bus and tombstone
+    // a topic in ./runnel-data.
     BusOptions options;
     options.create_if_missing = true;
     options.data_dir = global.data_dir;
@@ -344,7 +346,25 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
     NoteOtherDataDir(kCmd, global, *b);
     bus = std::move(*b);
   } else {
-    bus = OpenExistingBus(global, kCmd);
+    BusOptions options;
+    options.create_if_missing = false;
+    options.data_dir = global.data_dir;
+    Result<Bus> b = Bus::Open(global.bus, options);
+    if (!b.ok() && b.status().code() == StatusCode::kNotFound &&
+        ValidateTopicName(args.name).ok() &&
+        std::filesystem::exists(log_dir + "/topic.meta", exists_ec)) {
+      PrintError(kCmd, fmt::format("bus '{}' does not exist; topic '{}' has a log in {}: to delete "
+                                   "it there, name that data dir: {} topic delete {} --data-dir {}",
+                                   global.bus, args.name, global.data_dir, RunnelCommand(global),
+                                   args.name, global.data_dir));
+      return kExitRuntime;
+    }
+    if (!b.ok()) {
+      PrintError(kCmd, ExplainBusOpen(b.status(), global.bus));
+      return kExitRuntime;
+    }
+    NoteOtherDataDir(kCmd, global, *b);
+    bus = std::move(*b);
   }
   if (!bus) return kExitRuntime;
   // With the bus's data dir, DeleteTopic first marks the log as deleted (a

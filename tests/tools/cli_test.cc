@@ -1068,6 +1068,24 @@ TEST_F(CliTest, TopicOnlyInTheDataDirIsNotCreatedWithOtherSettings) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// Without a bus and without a data dir named, delete does not create the bus
+// to tombstone a topic in ./runnel-data (a mistyped --bus would): it says how.
+TEST_F(CliTest, TopicDeleteWithoutABusNeedsTheDataDirNamed) {
+  const std::string cwd = root_ + "/cwd";
+  fs::create_directories(cwd + "/runnel-data/t");
+  std::ofstream(cwd + "/runnel-data/t/topic.meta") << "partitions=1\n";
+  RunResult r = RunProcess({"/bin/sh", "-c",
+                            "cd '" + cwd + "' && unset RUNNEL_DATA_DIR && '" + RunnelPath() +
+                                "' --bus " + bus_ + "x topic delete t"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err, "runnel topic delete: bus '" + bus_ +
+                       "x' does not exist; topic 't' has a log in " + cwd +
+                       "/runnel-data: to delete it there, name that data dir: runnel --bus " +
+                       bus_ + "x topic delete t --data-dir " + cwd + "/runnel-data\n");
+  EXPECT_FALSE(fs::exists("/dev/shm/runnel." + bus_ + "x.dir"));
+  EXPECT_FALSE(fs::exists(cwd + "/runnel-data/t/topic.deleted"));
+}
+
 TEST_F(CliTest, TopicDeletePurgeRemovesTheLogAtOnce) {
   StartBroker();
   CreateTopic("gone");
