@@ -63,7 +63,9 @@ struct BusOptions {
   // Set (the CLI's default is ./runnel-data), or taken from the bus: durable
   // topics this process creates reserve the persistence thread's gating slot
   // and continue at the offsets found on disk; its consumers read offsets
-  // older than the ring from the segment files; its embedded broker persists.
+  // older than the ring from the segment files; its embedded broker persists
+  // (with a data dir known at Open only: one taken from the bus later is
+  // not persisted by this process's embedded broker).
   // Empty (the library default): the data dir the bus's broker recorded when
   // it became active (Bus::data_dir() says which). If no broker with a data
   // dir has been active on this bus yet, none until one records it: topics

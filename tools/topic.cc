@@ -128,11 +128,15 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
       // Not on the bus: its log in the data dir has other settings.
       Result<TopicOptions> meta = ReadTopicMeta(bus->data_dir(), args.name);
       const std::string diff = meta.ok() ? Differences(*meta, o) : std::string();
-      PrintError(kCmd, fmt::format("topic '{}' is in the data dir {} with other settings: {}; "
-                                   "create it with the same settings (a broker restores it with "
-                                   "them by itself), or delete it first with: {} topic delete {}",
-                                   args.name, bus->data_dir(), diff.empty() ? s.message() : diff,
-                                   RunnelCommand(global), args.name));
+      if (diff.empty()) {
+        PrintError(kCmd, s.message());  // says it all, in the library's words
+      } else {
+        PrintError(kCmd,
+                   fmt::format("topic '{}' is in the data dir {} with other settings: {}; "
+                               "create it with the same settings (a broker restores it with "
+                               "them by itself), or delete it first with: {} topic delete {}",
+                               args.name, bus->data_dir(), diff, RunnelCommand(global), args.name));
+      }
     } else if (s.code() == StatusCode::kAlreadyExists) {
       std::string diff = before.ok() ? Differences(before->options, o) : std::string();
       PrintError(kCmd, fmt::format("topic '{}' already exists on bus '{}' with other settings: {}; "
