@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,9 +23,11 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "ipc/bus.h"
 #include "ipc/durability.h"
+#include "ipc/internal/names.h"
 #include "persistence/persister.h"
 #include "tools/bus_util.h"
 #include "tools/cli_common.h"
@@ -206,11 +209,37 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
              global.bus, getpid(), bus->data_dir(), policy);
   std::fflush(stderr);
 
+  // Waits for a stop signal; once a second it checks that the bus is still
+  // the one it started on. `runnel bus remove --force` (or a reboot's
+  // cleaner) removes its files: a broker running on would keep the logs
+  // locked, and the next broker of a new bus of that name could not persist.
+  const std::string dir_file = "/dev/shm/" + internal::DirectoryShmName(global.bus);
+  auto identity = [&dir_file]() -> std::optional<std::pair<dev_t, ino_t>> {
+    struct stat st {};
+    if (::stat(dir_file.c_str(), &st) != 0) return std::nullopt;
+    return std::make_pair(st.st_dev, st.st_ino);
+  };
+  const std::optional<std::pair<dev_t, ino_t>> started_on = identity();
+  bool removed = false;
   int signal_number = 0;
-  while (sigwait(&stop_signals, &signal_number) != 0) {
+  for (;;) {
+    const timespec second{1, 0};
+    signal_number = sigtimedwait(&stop_signals, nullptr, &second);
+    if (signal_number > 0) break;
+    if (started_on && identity() != started_on) {
+      removed = true;
+      break;
+    }
   }
-  fmt::print(stderr, "runnel broker: {} received, flushing and stopping\n",
-             signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  if (removed) {
+    fmt::print(stderr,
+               "runnel broker: bus '{}' was removed from /dev/shm (runnel bus remove --force?): "
+               "flushing and stopping; start a broker again for the bus now there\n",
+               global.bus);
+  } else {
+    fmt::print(stderr, "runnel broker: {} received, flushing and stopping\n",
+               signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  }
   std::fflush(stderr);
   broker.Stop();
   // What this broker leaves unwritten stays in shared memory for the next
@@ -223,6 +252,15 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       for (const PartitionInfo& p : t->partitions) {
         if (!p.written_offset || *p.written_offset >= p.next_offset) continue;
         const uint64_t left = p.next_offset - *p.written_offset;
+        if (removed) {
+          fmt::print(stderr,
+                     "runnel broker: {}/{}: {} (offsets {}..{}) not written to disk; the bus's "
+                     "shared memory was removed, and {} with it\n",
+                     t->name, p.partition, Count(left, "record"), *p.written_offset,
+                     p.next_offset - 1, left == 1 ? "it is lost" : "they are lost");
+          failed = true;
+          continue;
+        }
         fmt::print(stderr,
                    "runnel broker: {}/{}: {} (offsets {}..{}) not written to disk{}; {} in "
                    "shared memory, and the next broker on bus '{}' writes {}{}\n",
@@ -241,7 +279,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
     }
   }
   fmt::print(stderr, "runnel broker: stopped\n");
-  return failed ? kExitRuntime : kExitOk;
+  return failed || removed ? kExitRuntime : kExitOk;
 }
 
 }  // namespace

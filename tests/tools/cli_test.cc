@@ -1086,6 +1086,28 @@ TEST_F(CliTest, TopicDeleteWithoutABusNeedsTheDataDirNamed) {
   EXPECT_FALSE(fs::exists(cwd + "/runnel-data/t/topic.deleted"));
 }
 
+// `bus remove --force` under a running broker: the broker notices, stops and
+// exits 1, so that a broker of the bus made anew can open the logs (the old
+// one ran on, kept them locked, and nothing was persisted again).
+TEST_F(CliTest, ABrokerWhoseBusWasRemovedStopsAndTheNextOnePersists) {
+  Child& old = StartBroker();
+  CreateTopic("x");
+  ASSERT_EQ(Runnel({"produce", "x"}, "a\nb\n").exit_code, 0);
+  RunResult removed = Runnel({"bus", "remove", "--force"});
+  ASSERT_EQ(removed.exit_code, 0) << removed.err;
+  EXPECT_EQ(old.Wait(seconds(10)), 1);
+  EXPECT_NE(old.err().find("runnel broker: bus '" + bus_ + "' was removed from /dev/shm"),
+            std::string::npos)
+      << old.err();
+  StartBroker();  // restores x from its log
+  RunResult more = Runnel({"produce", "x", "--timeout-ms", "5000"}, "c\n");
+  EXPECT_EQ(more.exit_code, 0) << more.err;
+  EXPECT_NE(more.err.find("all durable"), std::string::npos) << more.err;
+  ASSERT_EQ(StopBroker(), 0);
+  RunResult replay = RunProcess({RunnelPath(), "replay", data_dir_, "--format", "kv"});
+  EXPECT_EQ(replay.out, "\ta\n\tb\n\tc\n");  // kv: no key, a tab, the value
+}
+
 TEST_F(CliTest, TopicDeletePurgeRemovesTheLogAtOnce) {
   StartBroker();
   CreateTopic("gone");
