@@ -63,7 +63,9 @@ std::optional<uint64_t> ParseUint(std::string_view text) {
 }
 
 std::string CheckUint(const std::string& text) {
-  return ParseUint(text) ? std::string() : "must be a whole number, 0 or more (got " + text + ")";
+  if (ParseUint(text)) return {};
+  const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  return (digits ? "is too large (got " : "must be a whole number (got ") + text + ")";
 }
 
 std::string CheckTopicName(const std::string& name) {

@@ -117,10 +117,21 @@ int Main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     const CommandWords words = ParseCommandWords(app, argc, argv);
+    std::string what = e.what();
+    // A number that passed the digits check but does not fit the option
+    // ("Could not convert: --partition = 4294967296"): say so plainly.
+    constexpr std::string_view kConvert = "Could not convert: ";
+    if (dynamic_cast<const CLI::ConversionError*>(&e) != nullptr && what.starts_with(kConvert)) {
+      const std::string rest = what.substr(kConvert.size());
+      const std::size_t eq = rest.find(" = ");
+      if (eq != std::string::npos) {
+        what = rest.substr(0, eq) + ": " + rest.substr(eq + 3) + " is out of range";
+      }
+    }
     if (!words.problem.empty()) {
       fmt::print(stderr, "runnel: {}; see: {} --help\n", words.problem, words.path);
     } else {
-      fmt::print(stderr, "{}: {}; see: {} --help\n", words.path, e.what(), words.path);
+      fmt::print(stderr, "{}: {}; see: {} --help\n", words.path, what, words.path);
     }
     return kExitUsage;
   }

@@ -300,6 +300,25 @@ TEST_F(CliTest, TopicCreateIsIdempotentAndNamesConflictingSettings) {
   EXPECT_FALSE(not_pow2.err.empty());
 }
 
+// A number that is negative, too large for any option, or too large for its
+// option is a usage error that says which (not "0 or more", nor CLI11's
+// "Could not convert").
+TEST_F(CliTest, NumbersOutOfRangeAreUsageErrorsThatSaySo) {
+  RunResult negative = Runnel({"topic", "create", "t", "--partitions", "-1"});
+  EXPECT_EQ(negative.exit_code, 2);
+  EXPECT_NE(negative.err.find("--partitions: must be a whole number (got -1)"), std::string::npos)
+      << negative.err;
+  RunResult huge = Runnel({"consume", "t", "--partition", "99999999999999999999"});
+  EXPECT_EQ(huge.exit_code, 2);
+  EXPECT_NE(huge.err.find("--partition: is too large (got 99999999999999999999)"),
+            std::string::npos)
+      << huge.err;
+  RunResult wide = Runnel({"consume", "t", "--partition", "4294967296"});
+  EXPECT_EQ(wide.exit_code, 2);
+  EXPECT_NE(wide.err.find("--partition: 4294967296 is out of range"), std::string::npos)
+      << wide.err;
+}
+
 // CLI11 alone would read "010" as octal 8 and "09" as an error.
 TEST_F(CliTest, NumbersWithLeadingZerosAreDecimal) {
   CreateTopic("z", {"--partitions", "010"});
