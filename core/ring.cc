@@ -1505,7 +1505,16 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     return {};
   }
   const RingPosition t = ring_.tail();
-  if (cursor_.position >= t.position) {
+  if (cursor_.position > t.position) {
+    // Committed frames past the tail (read after them, and producers claim
+    // before they commit): the tail word was moved back. The next claim
+    // would write over the end of a committed record.
+    stuck_position_ = ~0ull;
+    if (inconsistent_reported_ == t.position) return {};
+    inconsistent_reported_ = t.position;
+    return {Action::kInconsistent, t.position, cursor_.position - t.position};
+  }
+  if (cursor_.position == t.position) {
     stuck_position_ = ~0ull;
     return {};
   }
@@ -1585,6 +1594,16 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
     // Poison it so a late producer loses its CAS, then find where it ends.
     const bool poisoned_already =
         (old & ~kStateMask) == tag && StateOf(old) == S(FrameState::kPoison);
+    if ((old & ~kStateMask) != tag) {
+      // A frame begins less than a claim's length after it: no producer's
+      // claim, live or dead, is here. A tail word moved on by a peer left it.
+      const uint64_t next = ring_.NextTaggedFrame(position, std::min(t.position, lap_end));
+      if (next != position && next != lap_end && next - position < kMinPaddingWithLength) {
+        if (inconsistent_reported_ == position) return {};
+        inconsistent_reported_ = position;
+        return {Action::kInconsistent, position, next - position};
+      }
+    }
     if (!poisoned_already && owner_alive_ && owner_alive_(0)) {
       return {Action::kOwnerAlive, position, 0};
     }
@@ -1618,7 +1637,13 @@ RingUnblocker::Result RingUnblocker::Unblock(uint64_t position) {
       }
     }
     const uint64_t hole = end - position;
-    if (hole < kMinPaddingWithLength && end != lap_end) return {};  // cannot happen: claims >= 40 B
+    if (hole < kMinPaddingWithLength && end != lap_end) {
+      // Claims are 40 bytes or more: only a tail word moved on by a peer
+      // leaves a hole this short, and no padding frame fits it.
+      if (inconsistent_reported_ == position) return {};
+      inconsistent_reported_ = position;
+      return {Action::kInconsistent, position, hole};
+    }
     if (hole >= kMinPaddingWithLength) {
       Word32At(f + frame::kLength).store(static_cast<uint32_t>(hole), std::memory_order_relaxed);
     }

@@ -764,8 +764,12 @@ class RingUnblocker {
   RingUnblocker(Ring ring, int64_t timeout_ns, OwnerAlive owner_alive = {});
 
   // kOwnerAlive: stale, but owner_alive says its producer lives; asked again
-  // after another timeout.
-  enum class Action : uint8_t { kNone, kPadded, kHoleFilled, kOwnerAlive };
+  // after another timeout. kInconsistent: the control words do not fit the
+  // frames (a peer wrote over them): committed frames run past the tail
+  // (`position` is the tail, `bytes` how far past), or a hole no claim
+  // covers is too short for padding (`position`, `bytes`). Nothing was
+  // changed; readers and persistence stop there. Reported once per place.
+  enum class Action : uint8_t { kNone, kPadded, kHoleFilled, kOwnerAlive, kInconsistent };
   struct Result {
     Action action = Action::kNone;
     uint64_t position = 0;
@@ -791,6 +795,7 @@ class RingUnblocker {
   uint64_t write_lap_known_ = 0;
   uint64_t horizon_stuck_position_ = ~0ull;
   int64_t horizon_stuck_since_ns_ = 0;
+  uint64_t inconsistent_reported_ = ~0ull;  // the position last reported kInconsistent
 };
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "core/log.h"
 #include "ipc/internal/process.h"
 
 namespace runnel::internal {
@@ -49,11 +50,19 @@ Housekeeper::TickResult Housekeeper::Tick(int64_t now_ns,
   }
   RefreshTopics(hooks);
   for (auto& [slot, topic] : topics_) {
-    for (RingUnblocker& u : topic.unblockers) {
-      const RingUnblocker::Result r = u.Poll(now_ns);
+    for (std::size_t p = 0; p < topic.unblockers.size(); ++p) {
+      const RingUnblocker::Result r = topic.unblockers[p].Poll(now_ns);
       if (r.action == RingUnblocker::Action::kPadded ||
           r.action == RingUnblocker::Action::kHoleFilled) {
         ++result.claims_unblocked;
+      } else if (r.action == RingUnblocker::Action::kInconsistent) {
+        Log(LogLevel::kError,
+            "runnel broker: %s/%zu: the ring's control words do not fit its frames at position "
+            "%llu (%llu bytes): a process wrote over the ring's control block. Readers and "
+            "persistence stop there; stop its clients, remove the bus (runnel bus remove "
+            "--force) and start the broker again (a durable topic comes back from its log)",
+            topic.view.name.c_str(), p, static_cast<unsigned long long>(r.position),
+            static_cast<unsigned long long>(r.bytes));
       }
     }
   }

@@ -624,6 +624,49 @@ TEST(Ring, ControlWordsWrittenOverAreAnErrorNotAHang) {
   EXPECT_EQ(u.Poll(0).action, RingUnblocker::Action::kNone);
 }
 
+// A tail word a peer moved back or on by 8 bytes: committed frames run past
+// the tail, or a claim leaves an 8-byte hole no padding fits. The unblocker
+// says so (once), instead of nothing: readers and persistence stop there.
+TEST(Ring, TheUnblockerReportsControlWordsThatDoNotFitTheFrames) {
+  for (const RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
+    SCOPED_TRACE(static_cast<int>(mode));
+    {
+      RingOptions o = Options();
+      o.mode = mode;
+      TestRing t(o);
+      RingProducer p(t.ring);
+      for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "record").ok());
+      const uint64_t tail = t.ring.tail().position;
+      internal::Word64(t.ring.control()->tail).fetch_sub(1);  // position - 8
+      RingUnblocker u(t.ring, 0);
+      const RingUnblocker::Result r = u.Poll(0);
+      EXPECT_EQ(r.action, RingUnblocker::Action::kInconsistent);
+      EXPECT_EQ(r.position, tail - 8);
+      EXPECT_EQ(r.bytes, 8u);
+      EXPECT_EQ(u.Poll(1).action, RingUnblocker::Action::kNone);  // said once
+    }
+    {
+      RingOptions o = Options();
+      o.mode = mode;
+      TestRing t(o);
+      RingProducer p(t.ring);
+      for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "record").ok());
+      const uint64_t hole = t.ring.tail().position;
+      internal::Word64(t.ring.control()->tail).fetch_add(1);  // position + 8
+      ASSERT_TRUE(p.try_write(std::nullopt, {}, "after").ok());
+      // Its producer lives: no claim of it is here, all the same.
+      RingUnblocker u(t.ring, 0, [](uint64_t) { return true; });
+      RingUnblocker::Result r;
+      for (int64_t now = 0; now < 4 && r.action == RingUnblocker::Action::kNone; ++now) {
+        r = u.Poll(now);
+      }
+      EXPECT_EQ(r.action, RingUnblocker::Action::kInconsistent);
+      EXPECT_EQ(r.position, hole);
+      EXPECT_EQ(r.bytes, 8u);
+    }
+  }
+}
+
 TEST(Ring, DeadMarkedClaimIsTurnedIntoPaddingAfterTheTimeout) {
   TestRing t(Options());
   RingProducer dead(t.ring), alive(t.ring);
