@@ -87,6 +87,17 @@ void MakeFourSegments(const std::string& dir) {
   ASSERT_TRUE(log->Close().ok());
 }
 
+// VerifyLog reports damage of the file `checkpoint` (its durable end does
+// not fit the log).
+::testing::AssertionResult VerifyNamesTheCheckpoint(const std::string& dir) {
+  auto v = VerifyLog(dir);
+  if (!v.ok()) return ::testing::AssertionFailure() << v.status().ToString();
+  for (const Damage& dmg : v->damages) {
+    if (dmg.file == "checkpoint") return ::testing::AssertionSuccess();
+  }
+  return ::testing::AssertionFailure() << "VerifyLog does not name the checkpoint";
+}
+
 bool HasWarning(const PartitionLog& log, const std::string& text) {
   for (const std::string& w : log.warnings()) {
     if (w.find(text) != std::string::npos) return true;
@@ -310,11 +321,7 @@ TEST(Recovery, DurableRecordsZeroedBehindAnIntactIndexAreCorruption) {
                                         std::to_string(PositionOf(6)) + ": zero-filled"),
             std::string::npos)
       << log.status().message();
-  auto v = VerifyLog(d.path());
-  ASSERT_TRUE(v.ok());
-  bool named = false;
-  for (const Damage& dmg : v->damages) named = named || dmg.file == "checkpoint";
-  EXPECT_TRUE(named) << "VerifyLog does not name the checkpoint";
+  EXPECT_TRUE(VerifyNamesTheCheckpoint(d.path()));
   // Repair cuts at the hole; every offset it drops becomes a gap.
   LogOptions repair = Opts();
   repair.repair = true;
@@ -407,11 +414,7 @@ TEST(Recovery, DurableRecordsZeroedFromInsideARecordAreCorruption) {
                   "durable are gone)"),
               std::string::npos)
         << log.status().message();
-    auto v = VerifyLog(d.path());
-    ASSERT_TRUE(v.ok());
-    bool named = false;
-    for (const Damage& dmg : v->damages) named = named || dmg.file == "checkpoint";
-    EXPECT_TRUE(named) << "VerifyLog does not name the checkpoint";
+    EXPECT_TRUE(VerifyNamesTheCheckpoint(d.path()));
   }
 }
 

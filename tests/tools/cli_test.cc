@@ -1785,16 +1785,21 @@ TEST_F(CliTest, StatFormats) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// The file in /dev/shm of partition 0's ring of `topic` on `bus`; empty if none.
+std::string RingFileOf(const std::string& bus, const std::string& topic) {
+  const std::string prefix = "runnel." + bus + "." + topic + ".0.";
+  for (const auto& e : fs::directory_iterator("/dev/shm")) {
+    if (e.path().filename().string().rfind(prefix, 0) == 0) return e.path().string();
+  }
+  return {};
+}
+
 // A topic the bus lists whose ring cannot be read (its file emptied by
 // hand): stat names it and exits 1 (it was left out without a word, exit 0).
 TEST_F(CliTest, StatNamesATopicItCannotRead) {
   CreateTopic("fine", {"--no-durable", "--ring-size", "64KiB"});
   CreateTopic("broken", {"--no-durable", "--ring-size", "64KiB"});
-  const std::string prefix = "runnel." + bus_ + ".broken.0.";
-  std::string ring;
-  for (const auto& e : fs::directory_iterator("/dev/shm")) {
-    if (e.path().filename().string().rfind(prefix, 0) == 0) ring = e.path().string();
-  }
+  const std::string ring = RingFileOf(bus_, "broken");
   ASSERT_FALSE(ring.empty());
   fs::remove(ring);
   std::ofstream(ring).close();  // empty
@@ -1810,11 +1815,7 @@ TEST_F(CliTest, StatNamesATopicItCannotRead) {
 TEST_F(CliTest, ATopicWhoseRingFileWasRemovedIsNamedAsBroken) {
   CreateTopic("fine", {"--no-durable", "--ring-size", "64KiB"});
   CreateTopic("broken", {"--no-durable", "--ring-size", "64KiB"});
-  const std::string prefix = "runnel." + bus_ + ".broken.0.";
-  std::string ring;
-  for (const auto& e : fs::directory_iterator("/dev/shm")) {
-    if (e.path().filename().string().rfind(prefix, 0) == 0) ring = e.path().string();
-  }
+  const std::string ring = RingFileOf(bus_, "broken");
   ASSERT_FALSE(ring.empty());
   fs::remove(ring);
   const std::string missing = ring + ", the ring of topic 'broken' partition 0, is missing";
