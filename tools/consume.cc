@@ -244,7 +244,10 @@ void RegisterConsume(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::IsMember({"value", "kv", "json"}));
   sub->add_option("--key-separator,-k", a->key_separator,
                   "Separator between key and value for --format kv (default: tab)")
-      ->type_name("SEP");
+      ->type_name("SEP")
+      ->check([](const std::string& s) {
+        return s.empty() ? std::string("the key separator must not be empty") : std::string();
+      });
   sub->add_flag("--verify-crc", a->verify_crc, "CRC-check every record read from the ring");
   SetRunner(sub, [a, &global] { return RunConsume(global, *a); });
 }

@@ -680,7 +680,10 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::IsMember({"value", "kv", "json"}));
   sub->add_option("--key-separator,-k", a->key_separator,
                   "Separator between key and value for --format kv (default: tab)")
-      ->type_name("SEP");
+      ->type_name("SEP")
+      ->check([](const std::string& s) {
+        return s.empty() ? std::string("the key separator must not be empty") : std::string();
+      });
   sub->add_option("--into", a->into,
                   "Re-publish the records into this topic of the live bus (--bus), keeping key, "
                   "headers and timestamp; partition by key hash, round-robin without a key")
@@ -691,9 +694,9 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str()
       ->transform(Decimal())
       ->check(CLI::Range(int64_t{1}, int64_t{3'600'000}));
-  sub->add_flag("--progress", a->progress,
-                "Show the progress bar even if stderr is not a terminal");
-  sub->add_flag("--no-progress", a->no_progress, "Never show the progress bar");
+  CLI::Option* progress = sub->add_flag("--progress", a->progress,
+                                        "Show the progress bar even if stderr is not a terminal");
+  sub->add_flag("--no-progress", a->no_progress, "Never show the progress bar")->excludes(progress);
   SetRunner(sub, [a, &global] { return RunReplay(global, *a); });
 }
 

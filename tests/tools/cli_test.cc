@@ -319,6 +319,21 @@ TEST_F(CliTest, NumbersOutOfRangeAreUsageErrorsThatSaySo) {
       << wide.err;
 }
 
+// Options that contradict each other, or an empty key separator, are usage
+// errors in every command (consume and replay accepted an empty one, and
+// replay --progress --no-progress).
+TEST_F(CliTest, AnEmptyKeySeparatorAndContradictoryProgressOptionsAreUsageErrors) {
+  for (const std::string cmd : {"consume", "replay", "produce"}) {
+    SCOPED_TRACE(cmd);
+    RunResult r = Runnel({cmd, cmd == "replay" ? data_dir_ : "t", "-k", ""});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("the key separator must not be empty"), std::string::npos) << r.err;
+  }
+  RunResult both = Runnel({"replay", data_dir_, "--progress", "--no-progress"});
+  EXPECT_EQ(both.exit_code, 2) << both.err;
+  EXPECT_NE(both.err.find("excludes"), std::string::npos) << both.err;
+}
+
 // CLI11 alone would read "010" as octal 8 and "09" as an error.
 TEST_F(CliTest, NumbersWithLeadingZerosAreDecimal) {
   CreateTopic("z", {"--partitions", "010"});
