@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <utility>
@@ -32,6 +33,9 @@ struct ReaderState {
   ScopedFd fd;
   Mapping map;
   uint64_t header_length = kFileHeaderLength;
+  // A segment whose header failed only its CRC (damage reported): opened
+  // again, its records are read by their own checks.
+  std::optional<uint64_t> tolerated_header_base;
   uint64_t pos = 0;
   bool exhausted = false;        // at rest: nothing more in this segment
   uint64_t zero_checked_at = 0;  // a zero-word end already verified (at rest)
@@ -179,6 +183,32 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
     h->base_offset = base;
   } else {
     h = ReadFileHeader(fd->get(), FileKind::kSegment, base, r.dir, name);
+  }
+  if (!h.ok() && *size >= kFileHeaderLength) {
+    // A header with the magic and a version of ours that fails only its
+    // CRC (a damaged byte in an informational field, say): every record in
+    // the segment carries its own CRC and offset, and the base offset is in
+    // the file's name. Report the header once, then read the records.
+    std::array<std::byte, kFileHeaderLength> raw{};
+    auto n = ReadAt(fd->get(), raw.data(), raw.size(), 0, name);
+    const bool ours = n.ok() && *n == raw.size() &&
+                      std::memcmp(raw.data(), kSegmentMagic.data(), kSegmentMagic.size()) == 0 &&
+                      (DecodeFixed32(raw.data() + file_header::kVersion) >> 16) == kFormatMajor;
+    if (ours && r.tolerated_header_base != base) {
+      r.tolerated_header_base = base;
+      r.want_base = base;  // opened again on the next call
+      r.lenient = true;
+      return RecordDamage(r, name, 0,
+                          h.status().message() + "; its records are read by their own checks");
+    }
+    if (ours) {
+      const uint32_t stored = DecodeFixed32(raw.data() + file_header::kHeaderLength);
+      const bool sane = stored >= kFileHeaderLength && stored <= kMaxFileHeaderLength &&
+                        stored % kFrameAlignment == 0 && stored <= *size;
+      h = FileHeader{};
+      h->base_offset = base;
+      h->header_length = sane ? stored : kFileHeaderLength;
+    }
   }
   if (!h.ok() || *size < h->header_length) {
     r.want_base = base + 1;

@@ -115,6 +115,37 @@ TEST(LogReader, ASeekIntoASegmentWithADamagedHeaderReportsIt) {
   }
 }
 
+// A header that fails only its CRC (a damaged byte in its creation time)
+// costs nothing but the report: the records carry their own CRCs and offsets
+// (every one of the segment's 50 was dropped as damaged). VerifyLog counts
+// them all and names the header.
+TEST(LogReader, ASegmentWhoseHeaderFailsOnlyItsCrcIsReadByItsRecords) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 120);
+  XorByte(d / "00000000000000000050.log", file_header::kCreatedNs + 6, 0x01);
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  std::vector<uint64_t> offsets;
+  int damages = 0;
+  for (LogEntry e = r->Next(); e.kind != LogEntry::Kind::kEnd; e = r->Next()) {
+    if (e.kind == LogEntry::Kind::kRecord) offsets.push_back(e.record.offset());
+    if (e.kind == LogEntry::Kind::kDamage) {
+      ++damages;
+      EXPECT_EQ(e.damage->file, "00000000000000000050.log");
+      EXPECT_NE(e.damage->reason.find("header CRC mismatch"), std::string::npos)
+          << e.damage->reason;
+    }
+  }
+  EXPECT_EQ(damages, 1);
+  ASSERT_EQ(offsets.size(), 120u);
+  for (uint64_t i = 0; i < 120; ++i) EXPECT_EQ(offsets[i], i);
+  Result<VerifyReport> v = VerifyLog(d.path());
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->records, 120u);
+  ASSERT_EQ(v->damages.size(), 1u);
+  EXPECT_EQ(v->damages[0].file, "00000000000000000050.log");
+}
+
 TEST(LogReader, SeekBeforeTheLogStartIsOutOfRange) {
   TempDir d(/*in_memory=*/true);
   {
