@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -1370,6 +1371,12 @@ Status PartitionLog::Sync() {
   }
   MarkDurable(end);
   return Status::Ok();
+}
+
+bool PartitionLog::DirectoryRemoved() const {
+  struct stat st {};
+  return state_ && state_->dir_lock.get() >= 0 && ::fstat(state_->dir_lock.get(), &st) == 0 &&
+         st.st_nlink == 0;
 }
 
 Status PartitionLog::WriteCheckpoint() {

@@ -228,6 +228,10 @@ class PartitionLog {
   // Atomically replaces the checkpoint with durable_end().
   [[nodiscard]] Status WriteCheckpoint();
 
+  // True once the log's directory was removed under it (by hand: `rm -rf`):
+  // whatever it writes from then on goes to unlinked files. One fstat.
+  bool DirectoryRemoved() const;
+
   // Deletes whole segments, oldest first, never the active one: while the
   // log is larger than max_bytes, and while a segment's newest record is
   // older than now_ns - max_age_ms. Readers that have a deleted segment

@@ -430,7 +430,7 @@ void Persister::Impl::SkipUnpaddedJump(Partition& part, uint64_t to) {
 
 // A write or sync succeeded after a failure: clear the error.
 void Persister::Impl::Recovered(Partition& part) {
-  if (part.error == 0) return;
+  if (part.error == 0 || part.halted) return;  // halted: for good
   part.error = 0;
   part.error_reported = false;
   part.spec.ring.SetGatingError(part.spec.gating_slot, 0);
@@ -438,6 +438,23 @@ void Persister::Impl::Recovered(Partition& part) {
 }
 
 void Persister::Impl::PublishDurable(Partition& part) {
+  if (part.spec.log.DirectoryRemoved()) [[unlikely]] {
+    // Removed under us (rm -rf): what was written since went to unlinked
+    // files and is gone with them. Confirm nothing more, and stop.
+    if (!part.halted) {
+      part.halted = true;
+      part.error = EILSEQ;
+      part.error_reported = true;
+      part.spec.ring.SetGatingError(part.spec.gating_slot, EILSEQ);
+      Log(LogLevel::kError,
+          "runnel persister: %s: its log directory was removed while the broker wrote to it: "
+          "the records written since are gone, and none is confirmed durable any more. Stop "
+          "the broker; the next one reports the directory missing (mkdir it to start the "
+          "partition afresh)",
+          part.spec.name.c_str());
+    }
+    return;
+  }
   part.spec.ring.PublishDurable(part.spec.gating_slot, part.tracker.durable().ring);
 }
 

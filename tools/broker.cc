@@ -250,6 +250,7 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       Result<TopicInfo> t = bus->DescribeTopic(listed.name);  // with the partitions
       if (!t.ok()) continue;
       for (const PartitionInfo& p : t->partitions) {
+        failed = failed || p.persist_error == EILSEQ;  // stopped for good (see above)
         if (!p.written_offset || *p.written_offset >= p.next_offset) continue;
         const uint64_t left = p.next_offset - *p.written_offset;
         if (removed) {

@@ -359,6 +359,31 @@ TEST_F(PersisterTest, TheSlotMovesPastASkippedOffsetBeforeTheNextRecordIsWritten
   EXPECT_EQ(controls, std::vector<size_t>{5});
 }
 
+// A partition directory removed (rm -rf) while the persister writes to it:
+// the records written after that went to unlinked files. They were
+// confirmed durable, and the broker stopped cleanly; now nothing more is
+// confirmed and the partition stops with EILSEQ.
+TEST_F(PersisterTest, ALogDirectoryRemovedUnderThePersisterStopsConfirmingDurability) {
+  RingOptions ro;
+  ro.capacity = 256 * 1024;
+  TestRing t(ro);
+  const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
+  RingProducer p(t.ring);
+  for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  auto persister = Persister::Start({});
+  ASSERT_TRUE(persister.ok());
+  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
+  ASSERT_TRUE((*persister)->Flush(2'000'000'000).ok());
+  EXPECT_EQ(t.ring.Durable(slot).offset, 10u);
+  fs::remove_all(dir_ + "/p0");
+  for (uint64_t i = 10; i < 20; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
+  EXPECT_FALSE((*persister)->Flush(1'000'000'000).ok());
+  EXPECT_EQ(t.ring.GatingError(slot), EILSEQ);
+  EXPECT_EQ(t.ring.Durable(slot).offset, 10u);
+  EXPECT_FALSE(t.ring.WaitForDurable(15, 0));
+  (*persister)->Stop();
+}
+
 // A broker that adopts a ring late registers its slot where the ring's
 // oldest record was a moment before; producers that looked for gating readers
 // just before may lap it. The persister must not wait for ever at a position
