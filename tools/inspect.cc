@@ -354,20 +354,27 @@ int InspectLogTree(const std::string& dir) {
   const fs::path p(dir);
   const std::string parent = p.parent_path().string();
   const std::string name = p.filename().string();
+  std::vector<std::string> topics_with_meta;  // checked below even with no partition log
+  std::error_code meta_ec;
   if (Result<std::vector<uint32_t>> as_topic = ListPartitions(parent, name);
-      as_topic.ok() && !as_topic->empty() &&
-      IsPartitionDir(PartitionDir(parent, name, as_topic->front()))) {
+      as_topic.ok() &&
+      ((!as_topic->empty() && IsPartitionDir(PartitionDir(parent, name, as_topic->front()))) ||
+       fs::is_regular_file(p / "topic.meta", meta_ec))) {
     data_dir = parent;
     for (uint32_t q : *as_topic) parts.push_back({name, q, PartitionDir(parent, name, q)});
+    topics_with_meta.push_back(name);
   } else if (Result<std::vector<std::string>> topics = ListTopics(dir); topics.ok()) {
     data_dir = dir;
     for (const std::string& t : *topics) {
       Result<std::vector<uint32_t>> ps = ListPartitions(dir, t);
       if (!ps.ok()) continue;
       for (uint32_t q : *ps) parts.push_back({t, q, PartitionDir(dir, t, q)});
+      if (fs::is_regular_file(fs::path(dir) / t / "topic.meta", meta_ec)) {
+        topics_with_meta.push_back(t);
+      }
     }
   }
-  if (parts.empty()) {
+  if (parts.empty() && topics_with_meta.empty()) {
     PrintError(kInspectCmd,
                fmt::format("{} holds no runnel logs (expected a data dir, a topic dir or a "
                            "partition dir)",
@@ -391,27 +398,35 @@ int InspectLogTree(const std::string& dir) {
                r->last_offset ? std::to_string(*r->last_offset) : "-", r->bytes,
                r->ok() ? "clean" : fmt::format("DAMAGED ({})", r->damages.size()));
   }
-  // A topic whose settings file cannot be read is not restored by a broker.
-  std::string last_topic;
+  // The topics: those with a partition log, and those whose settings file
+  // is there although none of their partition directories is.
+  std::vector<std::string> topic_names;
   for (const Part& q : parts) {
-    if (q.topic == last_topic) continue;
-    last_topic = q.topic;
-    Result<TopicOptions> o = ReadTopicMeta(fs::absolute(data_dir).string(), q.topic);
+    if (topic_names.empty() || topic_names.back() != q.topic) topic_names.push_back(q.topic);
+  }
+  for (const std::string& t : topics_with_meta) {
+    if (std::find(topic_names.begin(), topic_names.end(), t) == topic_names.end()) {
+      topic_names.push_back(t);
+    }
+  }
+  // A topic whose settings file cannot be read is not restored by a broker.
+  for (const std::string& topic : topic_names) {
+    Result<TopicOptions> o = ReadTopicMeta(fs::absolute(data_dir).string(), topic);
     if (!o.ok()) {
-      fmt::print("DAMAGE topic {}: {} (a broker cannot restore the topic)\n", q.topic,
+      fmt::print("DAMAGE topic {}: {} (a broker cannot restore the topic)\n", topic,
                  o.status().message());
       damaged = true;
       continue;
     }
     // Every partition it names was made before topic.meta was written.
     for (uint32_t partition = 0; partition < o->partitions; ++partition) {
-      const std::string pdir = PartitionDir(data_dir, q.topic, partition);
+      const std::string pdir = PartitionDir(data_dir, topic, partition);
       std::error_code ec;
       if (!fs::exists(pdir, ec)) {
         fmt::print(
             "DAMAGE topic {}: partition {}: its log directory {} is missing (removed, "
             "with its records)\n",
-            q.topic, partition, pdir);
+            topic, partition, pdir);
         damaged = true;
       }
     }

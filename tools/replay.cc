@@ -113,8 +113,11 @@ Result<std::vector<Source>> FindSources(const ReplayArgs& args) {
   const std::string parent = clean.parent_path().string();
   const std::string name = clean.filename().string();
   Result<std::vector<uint32_t>> as_topic = ListPartitions(parent, name);
-  if (as_topic.ok() && !as_topic->empty() &&
-      LooksLikePartitionDir(PartitionDir(parent, name, as_topic->front()))) {
+  std::error_code topic_meta_ec;
+  const bool has_meta = fs::is_regular_file(clean / "topic.meta", topic_meta_ec);
+  if (as_topic.ok() && ((!as_topic->empty() &&
+                         LooksLikePartitionDir(PartitionDir(parent, name, as_topic->front()))) ||
+                        has_meta)) {
     AddMissingPartitions(parent, name, *as_topic);
     for (uint32_t p : *as_topic) {
       if (wanted(name, p)) {

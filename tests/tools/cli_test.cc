@@ -1327,6 +1327,18 @@ TEST_F(CliTest, VerifyAndInspectReportAPartitionDirectoryThatIsMissing) {
               std::string::npos)
         << i.out;
   }
+  // Its only partition gone: the topic is still there to report (it said
+  // the directory holds no logs, exit 1).
+  fs::remove_all(data_dir_ + "/t/0");
+  for (const std::string& dir : {data_dir_, data_dir_ + "/t"}) {
+    RunResult v = RunProcess({RunnelPath(), "replay", dir, "--verify"});
+    EXPECT_EQ(v.exit_code, 3) << v.out << v.err;
+    EXPECT_NE(v.out.find("DAMAGE " + data_dir_ + "/t/0: missing"), std::string::npos) << v.out;
+    RunResult i = RunProcess({RunnelPath(), "inspect", dir});
+    EXPECT_EQ(i.exit_code, 3) << i.out << i.err;
+    EXPECT_NE(i.out.find("DAMAGE topic t: partition 0: its log directory"), std::string::npos)
+        << i.out;
+  }
 }
 
 TEST_F(CliTest, ReplayVerifyTakesAnInterruptedRollForNoDamage) {
