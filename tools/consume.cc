@@ -58,6 +58,11 @@ bool StdoutClosed() {
 std::string CheckFrom(const std::string& text) {
   if (text == "earliest" || text == "latest" || ParseUint(text)) return {};
   if (!text.empty() && text[0] == '@' && ParseUint(std::string_view(text).substr(1))) return {};
+  const std::string_view number =
+      !text.empty() && text[0] == '@' ? std::string_view(text).substr(1) : std::string_view(text);
+  if (!number.empty() && number.find_first_not_of("0123456789") == std::string_view::npos) {
+    return "'" + text + "' is too large";
+  }
   return "'" + text +
          "' is not a start position: use earliest, latest, an offset (e.g. 42) or @EPOCH_MS "
          "(e.g. @1714566896000)";

@@ -668,6 +668,12 @@ void RegisterReplay(CLI::App& app, const GlobalOptions& global) {
             *ParseUint(std::string_view(text).substr(1)) <= uint64_t{INT64_MAX} / 1'000'000) {
           return {};
         }
+        const std::string_view number = !text.empty() && text[0] == '@'
+                                            ? std::string_view(text).substr(1)
+                                            : std::string_view(text);
+        if (!number.empty() && number.find_first_not_of("0123456789") == std::string_view::npos) {
+          return "'" + text + "' is too large";
+        }
         return "'" + text + "' is not an offset (a whole number, e.g. 42) or @EPOCH_MS";
       });
   sub->add_option("--to", a->to, "Last offset to read in each partition (inclusive)")

@@ -313,6 +313,12 @@ TEST_F(CliTest, NumbersOutOfRangeAreUsageErrorsThatSaySo) {
   EXPECT_NE(huge.err.find("--partition: is too large (got 99999999999999999999)"),
             std::string::npos)
       << huge.err;
+  for (const std::string cmd : {"consume", "replay"}) {
+    RunResult from =
+        Runnel({cmd, cmd == "replay" ? data_dir_ : "t", "--from", "99999999999999999999"});
+    EXPECT_EQ(from.exit_code, 2) << cmd;
+    EXPECT_NE(from.err.find("'99999999999999999999' is too large"), std::string::npos) << from.err;
+  }
   RunResult wide = Runnel({"consume", "t", "--partition", "4294967296"});
   EXPECT_EQ(wide.exit_code, 2);
   EXPECT_NE(wide.err.find("--partition: 4294967296 is out of range"), std::string::npos)
