@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "core/coding.h"
+#include "core/crc32c.h"
 #include "persistence/format.h"
 #include "persistence/internal/file.h"
 #include "persistence/internal/layout.h"
@@ -189,25 +190,27 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
     // CRC (a damaged byte in an informational field, say): every record in
     // the segment carries its own CRC and offset, and the base offset is in
     // the file's name. Report the header once, then read the records.
+    // Only a CRC mismatch: a header whose CRC holds but whose base offset
+    // is not the name's (a renamed file, a stray copy) is not read.
     std::array<std::byte, kFileHeaderLength> raw{};
     auto n = ReadAt(fd->get(), raw.data(), raw.size(), 0, name);
-    const bool ours = n.ok() && *n == raw.size() &&
-                      std::memcmp(raw.data(), kSegmentMagic.data(), kSegmentMagic.size()) == 0 &&
-                      (DecodeFixed32(raw.data() + file_header::kVersion) >> 16) == kFormatMajor;
+    const bool ours =
+        n.ok() && *n == raw.size() &&
+        std::memcmp(raw.data(), kSegmentMagic.data(), kSegmentMagic.size()) == 0 &&
+        (DecodeFixed32(raw.data() + file_header::kVersion) >> 16) == kFormatMajor &&
+        DecodeFixed32(raw.data() + file_header::kCrc) != crc32c::Value(raw.data(), 60);
     if (ours && r.tolerated_header_base != base) {
       r.tolerated_header_base = base;
-      r.want_base = base;  // opened again on the next call
-      r.lenient = true;
+      r.want_base = base;  // opened again on the next call, its offsets checked as usual
       return RecordDamage(r, name, 0,
                           h.status().message() + "; its records are read by their own checks");
     }
     if (ours) {
-      const uint32_t stored = DecodeFixed32(raw.data() + file_header::kHeaderLength);
-      const bool sane = stored >= kFileHeaderLength && stored <= kMaxFileHeaderLength &&
-                        stored % kFrameAlignment == 0 && stored <= *size;
+      // Writers always write a 64-byte header; the stored length may be the
+      // damaged byte.
       h = FileHeader{};
       h->base_offset = base;
-      h->header_length = sane ? stored : kFileHeaderLength;
+      h->header_length = kFileHeaderLength;
     }
   }
   if (!h.ok() || *size < h->header_length) {

@@ -146,6 +146,26 @@ TEST(LogReader, ASegmentWhoseHeaderFailsOnlyItsCrcIsReadByItsRecords) {
   EXPECT_EQ(v->damages[0].file, "00000000000000000050.log");
 }
 
+// Only a CRC mismatch is read past: a whole header whose base offset is not
+// its name's (a copy of segment 0 named as if it came after the log) is
+// skipped as damage, its records not handed out as offsets 0..49 again.
+TEST(LogReader, ASegmentWhoseHeaderNamesAnotherBaseIsNotRead) {
+  TempDir d(/*in_memory=*/true);
+  WriteLog(d.path(), 120);
+  std::filesystem::copy_file(d / "00000000000000000000.log", d / "00000000000000000200.log");
+  auto r = LogReader::Open(d.path(), AtRest());
+  ASSERT_TRUE(r.ok());
+  std::vector<uint64_t> offsets;
+  int damages = 0;
+  for (LogEntry e = r->Next(); e.kind != LogEntry::Kind::kEnd; e = r->Next()) {
+    if (e.kind == LogEntry::Kind::kRecord) offsets.push_back(e.record.offset());
+    if (e.kind == LogEntry::Kind::kDamage) ++damages;
+  }
+  EXPECT_GE(damages, 1);
+  ASSERT_EQ(offsets.size(), 120u);
+  EXPECT_EQ(offsets.back(), 119u);
+}
+
 TEST(LogReader, SeekBeforeTheLogStartIsOutOfRange) {
   TempDir d(/*in_memory=*/true);
   {
