@@ -336,6 +336,10 @@ std::string Producer::WhyFull(uint32_t partition) const {
         return std::string("the broker cannot write the partition's log: ") + std::strerror(err) +
                " (free disk space; it retries and resumes by itself)";
       }
+      if (err == ENOENT) {
+        return "the broker stopped persisting it: its log directory was removed while the "
+               "broker wrote to it; its output says what to do";
+      }
       if (err == EILSEQ) {
         return "the broker stopped persisting it: it found damaged data (in the log on disk, "
                "or in the ring), or a ring whose offsets clash with its log; its output says "
@@ -487,6 +491,11 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
     return Status::ResourceExhausted(where + ": the broker cannot write: " + std::strerror(err) +
                                      " (free disk space; it retries and resumes by itself)");
+  }
+  if (err == ENOENT) {
+    return Status::IoError(where +
+                           ": the broker stopped persisting it: its log directory was removed "
+                           "while the broker wrote to it; its output says what to do");
   }
   if (err == EILSEQ) {
     return Status::IoError(where +

@@ -443,9 +443,9 @@ void Persister::Impl::PublishDurable(Partition& part) {
     // files and is gone with them. Confirm nothing more, and stop.
     if (!part.halted) {
       part.halted = true;
-      part.error = EILSEQ;
+      part.error = ENOENT;
       part.error_reported = true;
-      part.spec.ring.SetGatingError(part.spec.gating_slot, EILSEQ);
+      part.spec.ring.SetGatingError(part.spec.gating_slot, ENOENT);
       Log(LogLevel::kError,
           "runnel persister: %s: its log directory was removed while the broker wrote to it: "
           "the records written since are gone, and none is confirmed durable any more. Stop "

@@ -135,6 +135,19 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
   NoteOtherDataDir(kCmd, global, *bus);
   if (!usable_data_dir(bus->data_dir())) return kExitRuntime;
 
+  // The bus's directory file as opened: the main loop below checks once a
+  // second that it is still the one it started on. `runnel bus remove
+  // --force` (or a reboot's cleaner) removes its files: a broker running on
+  // would keep the logs locked, and the next broker of a new bus of that
+  // name could not persist.
+  const std::string dir_file = "/dev/shm/" + internal::DirectoryShmName(global.bus);
+  auto identity = [&dir_file]() -> std::optional<std::pair<dev_t, ino_t>> {
+    struct stat st {};
+    if (::stat(dir_file.c_str(), &st) != 0) return std::nullopt;
+    return std::make_pair(st.st_dev, st.st_ino);
+  };
+  const std::optional<std::pair<dev_t, ino_t>> started_on = identity();
+
   Broker broker(*bus);
   DurabilityOptions durability;
   durability.data_dir = bus->data_dir();
@@ -209,24 +222,13 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
              global.bus, getpid(), bus->data_dir(), policy);
   std::fflush(stderr);
 
-  // Waits for a stop signal; once a second it checks that the bus is still
-  // the one it started on. `runnel bus remove --force` (or a reboot's
-  // cleaner) removes its files: a broker running on would keep the logs
-  // locked, and the next broker of a new bus of that name could not persist.
-  const std::string dir_file = "/dev/shm/" + internal::DirectoryShmName(global.bus);
-  auto identity = [&dir_file]() -> std::optional<std::pair<dev_t, ino_t>> {
-    struct stat st {};
-    if (::stat(dir_file.c_str(), &st) != 0) return std::nullopt;
-    return std::make_pair(st.st_dev, st.st_ino);
-  };
-  const std::optional<std::pair<dev_t, ino_t>> started_on = identity();
   bool removed = false;
   int signal_number = 0;
   for (;;) {
     const timespec second{1, 0};
     signal_number = sigtimedwait(&stop_signals, nullptr, &second);
     if (signal_number > 0) break;
-    if (started_on && identity() != started_on) {
+    if (!started_on || identity() != started_on) {  // gone already when it started, too
       removed = true;
       break;
     }
@@ -250,7 +252,8 @@ int RunBroker(const GlobalOptions& global, const BrokerArgs& args) {
       Result<TopicInfo> t = bus->DescribeTopic(listed.name);  // with the partitions
       if (!t.ok()) continue;
       for (const PartitionInfo& p : t->partitions) {
-        failed = failed || p.persist_error == EILSEQ;  // stopped for good (see above)
+        // Its log directory was removed under it: what it wrote since is gone.
+        failed = failed || p.persist_error == ENOENT;
         if (!p.written_offset || *p.written_offset >= p.next_offset) continue;
         const uint64_t left = p.next_offset - *p.written_offset;
         if (removed) {

@@ -74,6 +74,7 @@ std::string CheckTopicName(const std::string& name) {
 }
 
 std::string PersistErrorText(int32_t err) {
+  if (err == ENOENT) return "its log directory was removed while the broker wrote to it";
   if (err == EILSEQ) {
     return "damaged log, offsets clashing with it, or a record written over in shared memory: "
            "see the broker's output";
