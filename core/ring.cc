@@ -1444,7 +1444,16 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     // unmoved gate, not from when the gate stopped: a gate that stood still
     // because nothing was produced says nothing about a claim made since
     // (a live claim held 10 ms after an idle second was taken for dead).
-    if (gate->position >= ring_.tail().position) {
+    const uint64_t tail = ring_.tail().position;
+    if (gate->position > tail) {
+      // A gating reader only passes committed frames, which lie below the
+      // tail: the tail word was moved back (or the slot written over).
+      stuck_position_ = ~0ull;
+      if (inconsistent_reported_ == tail) return {};
+      inconsistent_reported_ = tail;
+      return {Action::kInconsistent, tail, gate->position - tail};
+    }
+    if (gate->position == tail) {
       stuck_position_ = ~0ull;  // nothing claimed past it
       return {};
     }

@@ -644,6 +644,14 @@ TEST(Ring, TheUnblockerReportsControlWordsThatDoNotFitTheFrames) {
       EXPECT_EQ(r.position, tail - 8);
       EXPECT_EQ(r.bytes, 8u);
       EXPECT_EQ(u.Poll(1).action, RingUnblocker::Action::kNone);  // said once
+      // With a gating reader (a durable topic's persister) that read it all.
+      const uint32_t slot = *t.ring.AcquireGatingSlot(1, RingPosition{tail, 3});
+      RingUnblocker gated(t.ring, 0);
+      const RingUnblocker::Result g = gated.Poll(0);
+      EXPECT_EQ(g.action, RingUnblocker::Action::kInconsistent);
+      EXPECT_EQ(g.position, tail - 8);
+      EXPECT_EQ(g.bytes, 8u);
+      t.ring.ReleaseGatingSlot(slot);
     }
     {
       RingOptions o = Options();
