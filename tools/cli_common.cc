@@ -65,7 +65,9 @@ std::optional<uint64_t> ParseUint(std::string_view text) {
 std::string CheckUint(const std::string& text) {
   if (ParseUint(text)) return {};
   const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
-  return (digits ? "is too large (got " : "must be a whole number (got ") + text + ")";
+  if (digits) return "is too large (got " + text + ")";
+  if (!text.empty() && text[0] == '-') return "must not be negative (got " + text + ")";
+  return "must be a whole number (got " + text + ")";
 }
 
 std::string CheckTopicName(const std::string& name) {

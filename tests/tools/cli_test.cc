@@ -225,9 +225,9 @@ TEST_F(CliTest, EveryUsageErrorExits2WithAHelpfulMessage) {
       {{"topic", "create", "t", "--retention-ms", "-1"}, "--retention-ms"},
       {{"topic", "create", "t", "--retention-ms", "18446744073709551615"}, "9223372036854"},
       {{"consume", "t", "--max", "-1"}, "--max"},
-      {{"consume", "t", "--partition", "-1"}, "--partition: must be a whole number"},
+      {{"consume", "t", "--partition", "-1"}, "--partition: must not be negative"},
       {{"consume", "t", "--idle-exit-ms", "0x10"}, "--idle-exit-ms: must be a whole number"},
-      {{"produce", "t", "--retries", "-1"}, "--retries: must be a whole number"},
+      {{"produce", "t", "--retries", "-1"}, "--retries: must not be negative"},
       {{"replay", "/tmp", "--to", "1e3"}, "--to: must be a whole number"},
       {{"perf", "produce", "t", "--producers", "0x2"}, "--producers: must be a whole number"},
       {{"perf", "produce", "t", "--size", "10"}, "--size: 10 is not between 24 and 1GiB"},
@@ -306,7 +306,7 @@ TEST_F(CliTest, TopicCreateIsIdempotentAndNamesConflictingSettings) {
 TEST_F(CliTest, NumbersOutOfRangeAreUsageErrorsThatSaySo) {
   RunResult negative = Runnel({"topic", "create", "t", "--partitions", "-1"});
   EXPECT_EQ(negative.exit_code, 2);
-  EXPECT_NE(negative.err.find("--partitions: must be a whole number (got -1)"), std::string::npos)
+  EXPECT_NE(negative.err.find("--partitions: must not be negative (got -1)"), std::string::npos)
       << negative.err;
   RunResult huge = Runnel({"consume", "t", "--partition", "99999999999999999999"});
   EXPECT_EQ(huge.exit_code, 2);
