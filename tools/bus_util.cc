@@ -13,12 +13,16 @@
 
 namespace runnel::cli {
 
-std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command) {
+Result<Bus> OpenBus(const GlobalOptions& global, bool create_if_missing) {
   BusOptions options;
-  options.create_if_missing = false;
+  options.create_if_missing = create_if_missing;
   options.embedded_broker = false;
   options.data_dir = global.data_dir;
-  Result<Bus> bus = Bus::Open(global.bus, options);
+  return Bus::Open(global.bus, options);
+}
+
+std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command) {
+  Result<Bus> bus = OpenBus(global, /*create_if_missing=*/false);
   if (!bus.ok()) {
     PrintError(command, ExplainBusOpen(bus.status(), global.bus));
     return std::nullopt;

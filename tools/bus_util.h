@@ -15,9 +15,11 @@
 
 namespace runnel::cli {
 
-// Opens the existing bus named by --bus (data dir from --data-dir, no
-// embedded broker). On failure prints an error for `command` that says what
-// to do and returns nullopt.
+// Opens the bus named by --bus with the data dir of --data-dir and no
+// embedded broker; creates it when `create_if_missing`.
+Result<Bus> OpenBus(const GlobalOptions& global, bool create_if_missing);
+// OpenBus of the existing bus, then NoteOtherDataDir. On failure prints an
+// error for `command` that says what to do and returns nullopt.
 std::optional<Bus> OpenExistingBus(const GlobalOptions& global, std::string_view command);
 // A running broker with another data dir fails Bus::Open; a stopped one only
 // left its record, and the data dir given wins. This says so on stderr when

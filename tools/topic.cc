@@ -113,10 +113,7 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
   o.single_producer = args.single_producer;
   o.durable = !args.no_durable;
 
-  BusOptions bus_options;
-  bus_options.create_if_missing = true;
-  bus_options.data_dir = global.data_dir;
-  Result<Bus> bus = Bus::Open(global.bus, bus_options);
+  Result<Bus> bus = OpenBus(global, /*create_if_missing=*/true);
   if (!bus.ok()) {
     PrintError(kCmd, ExplainBusOpen(bus.status(), global.bus));
     return kExitRuntime;
@@ -330,47 +327,26 @@ struct DeleteArgs {
 int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   constexpr std::string_view kCmd = "topic delete";
   const std::string log_dir = (std::filesystem::path(global.data_dir) / args.name).string();
-  std::optional<Bus> bus;
+  // A topic with a log may be only in the data dir, also when the bus lost
+  // its shared memory altogether (a reboot): the bus is then created, as a
+  // broker would, so that the delete is recorded for that broker. Only with
+  // the data dir named: a mistyped --bus must not create a bus and tombstone
+  // a topic in ./runnel-data.
   std::error_code exists_ec;
-  if (global.data_dir_given && ValidateTopicName(args.name).ok() &&
-      std::filesystem::exists(log_dir + "/topic.meta", exists_ec)) {
-    // A topic with a log may be only in the data dir, also when the bus
-    // lost its shared memory altogether (a reboot): open it as a broker
-    // would, so that its delete is recorded for that broker. Only with the
-    // data dir named: a mistyped --bus must not create a bus and tombstone
-    // a topic in ./runnel-data.
-    BusOptions options;
-    options.create_if_missing = true;
-    options.data_dir = global.data_dir;
-    Result<Bus> b = Bus::Open(global.bus, options);
-    if (!b.ok()) {
-      PrintError(kCmd, ExplainBusOpen(b.status(), global.bus));
-      return kExitRuntime;
-    }
-    NoteOtherDataDir(kCmd, global, *b);
-    bus = std::move(*b);
-  } else {
-    BusOptions options;
-    options.create_if_missing = false;
-    options.data_dir = global.data_dir;
-    Result<Bus> b = Bus::Open(global.bus, options);
-    if (!b.ok() && b.status().code() == StatusCode::kNotFound &&
-        ValidateTopicName(args.name).ok() &&
-        std::filesystem::exists(log_dir + "/topic.meta", exists_ec)) {
-      PrintError(kCmd, fmt::format("bus '{}' does not exist; topic '{}' has a log in {}: to delete "
-                                   "it there, name that data dir: {} topic delete {} --data-dir {}",
-                                   global.bus, args.name, global.data_dir, RunnelCommand(global),
-                                   args.name, global.data_dir));
-      return kExitRuntime;
-    }
-    if (!b.ok()) {
-      PrintError(kCmd, ExplainBusOpen(b.status(), global.bus));
-      return kExitRuntime;
-    }
-    NoteOtherDataDir(kCmd, global, *b);
-    bus = std::move(*b);
+  const bool log_here = ValidateTopicName(args.name).ok() &&
+                        std::filesystem::exists(log_dir + "/topic.meta", exists_ec);
+  Result<Bus> bus = OpenBus(global, /*create_if_missing=*/log_here && global.data_dir_given);
+  if (!bus.ok()) {
+    PrintError(kCmd, bus.status().code() == StatusCode::kNotFound && log_here
+                         ? fmt::format("bus '{}' does not exist; topic '{}' has a log in {}: to "
+                                       "delete it there, name that data dir: {} topic delete {} "
+                                       "--data-dir {}",
+                                       global.bus, args.name, global.data_dir,
+                                       RunnelCommand(global), args.name, global.data_dir)
+                         : ExplainBusOpen(bus.status(), global.bus));
+    return kExitRuntime;
   }
-  if (!bus) return kExitRuntime;
+  NoteOtherDataDir(kCmd, global, *bus);
   // With the bus's data dir, DeleteTopic first marks the log as deleted (a
   // tombstone): no broker restores the topic from it afterwards.
   Status s = bus->DeleteTopic(args.name);
