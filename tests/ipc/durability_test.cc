@@ -76,6 +76,26 @@ class DurabilityTest : public ::testing::Test {
     broker.AddHooks(MakeDurabilityHooks(d));
   }
 
+  // A bus with an embedded broker persisting into this test's data dir, a
+  // topic (Topic()) on it and a producer of that topic.
+  struct Persisting {
+    Bus bus;
+    Producer producer;
+  };
+  std::optional<Persisting> OpenPersisting(const std::string& bus_name,
+                                           const std::string& topic = "t") const {
+    Result<Bus> bus = Bus::Open(bus_name, Options(/*embedded=*/true));
+    EXPECT_TRUE(bus.ok()) << bus.status().ToString();
+    if (!bus.ok() || !bus->embedded_broker()->WaitReady(10s).ok()) return std::nullopt;
+    const Status created = bus->CreateTopic(topic, Topic());
+    EXPECT_TRUE(created.ok()) << created.ToString();
+    if (!created.ok()) return std::nullopt;
+    Result<Producer> p = bus->CreateProducer(topic);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    if (!p.ok()) return std::nullopt;
+    return Persisting{std::move(*bus), std::move(*p)};
+  }
+
   std::string dir_;
   static inline int counter_ = 0;
 };
@@ -134,11 +154,10 @@ void ExpectValuesFromZero(Consumer& c, uint64_t n) {
 
 TEST_F(DurabilityTest, ConsumerFromEarliestReadsTheDiskThenJoinsTheRing) {
   ScopedBusName name;
-  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
-  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-  Result<Producer> p = bus->CreateProducer("t");
-  ASSERT_TRUE(p.ok());
+  std::optional<Persisting> opened = OpenPersisting(*name);
+  ASSERT_TRUE(opened.has_value());
+  Bus* bus = &opened->bus;
+  Producer* p = &opened->producer;
   constexpr uint64_t kRecords = 5000;  // ~0.8 MB through a 64 KiB ring
   uint64_t last = 0;
   for (uint64_t i = 0; i < kRecords; ++i) {
@@ -171,11 +190,10 @@ TEST_F(DurabilityTest, ConsumerFromEarliestReadsTheDiskThenJoinsTheRing) {
 // next record (durable, acknowledged) for damage and skipped it.
 TEST_F(DurabilityTest, AnAbortedClaimEndingAtTheLapEndLosesNoRecordOnDisk) {
   ScopedBusName name;
-  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
-  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-  Result<Producer> p = bus->CreateProducer("t");
-  ASSERT_TRUE(p.ok());
+  std::optional<Persisting> opened = OpenPersisting(*name);
+  ASSERT_TRUE(opened.has_value());
+  Bus* bus = &opened->bus;
+  Producer* p = &opened->producer;
   const uint64_t lap = Topic().ring_bytes;
   auto tail = [&] { return bus->DescribeTopic("t")->partitions[0].tail_position; };
   std::map<uint64_t, std::string> sent;
@@ -217,12 +235,10 @@ TEST_F(DurabilityTest, ProcessesGivenNoDataDirUseTheOneTheBrokerRecorded) {
   BusOptions other;
   other.data_dir = dir_ + "-other";
   {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
-    ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
-    ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-    Result<Producer> p = bus->CreateProducer("t");
-    ASSERT_TRUE(p.ok());
+    std::optional<Persisting> opened = OpenPersisting(*name);
+    ASSERT_TRUE(opened.has_value());
+    Bus* bus = &opened->bus;
+    Producer* p = &opened->producer;
     constexpr uint64_t kRecords = 3000;  // far more than the 64 KiB ring holds
     uint64_t last = 0;
     for (uint64_t i = 0; i < kRecords; ++i) {
@@ -1479,12 +1495,9 @@ TEST_F(DurabilityTest, AnOddSeqOverALiveTopicWhoseDeleteWasCommittedIsRemoved) {
 TEST_F(DurabilityTest, NothingIsDurableUntilTheTopicsSettingsFileIsWritten) {
   ScopedBusName name;
   fs::create_directories(dir_ + "/t/topic.meta/blocker");
-  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-  ASSERT_TRUE(bus.ok());
-  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
-  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-  Result<Producer> p = bus->CreateProducer("t");
-  ASSERT_TRUE(p.ok());
+  std::optional<Persisting> opened = OpenPersisting(*name);
+  ASSERT_TRUE(opened.has_value());
+  Producer* p = &opened->producer;
   const SendResult r = p->Send(std::nullopt, "kept", {}, 0, 10s);
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(p->WaitDurable(0, r.offset, 1500ms).ok());
