@@ -513,6 +513,15 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
     headers.push_back(
         Header{std::string_view(h).substr(0, eq), std::string_view(h).substr(eq + 1)});
   }
+  // Checked here, not per line: the headers come from the command line, and
+  // a record with them could never be sent.
+  if (const int64_t n = EncodedHeadersLength(headers); n < 0 || n > kMaxHeadersLength) {
+    PrintError(kProduceCmd,
+               fmt::format("--header: a name or value over {} bytes, or over {} bytes in all "
+                           "once encoded ({} headers given)",
+                           kMaxHeadersLength, kMaxHeadersLength, headers.size()));
+    return kExitUsage;
+  }
   InstallStopHandlers(/*ignore_sigpipe=*/false);
   std::optional<Bus> bus = OpenExistingBus(global, kProduceCmd);
   if (!bus) return kExitRuntime;
@@ -529,6 +538,13 @@ int RunProduce(const GlobalOptions& global, const ProduceArgs& args) {
         fmt::format("topic '{}' has {} partition{} (0..{}); there is no partition {}", args.topic,
                     info->options.partitions, info->options.partitions == 1 ? "" : "s",
                     info->options.partitions - 1, *args.partition));
+    return kExitUsage;
+  }
+  if (const auto n = static_cast<uint64_t>(EncodedHeadersLength(headers));
+      n > info->options.max_record_bytes) {
+    PrintError(kProduceCmd, fmt::format("--header: the headers alone take {} bytes, over the max "
+                                        "record size {} of topic '{}'",
+                                        n, info->options.max_record_bytes, args.topic));
     return kExitUsage;
   }
   bool at_least_once = info->options.durable;

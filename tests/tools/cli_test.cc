@@ -609,6 +609,30 @@ TEST_F(CliTest, ProduceRefusesALineLongerThanAnyRecordBeforeItEnds) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// Headers come from the command line: too large ones are a usage error
+// before any line is read, not a failure blamed on line 1.
+TEST_F(CliTest, ProduceRefusesHeadersNoRecordCanCarry) {
+  StartBroker();
+  CreateTopic("hdr", {"--max-record-size", "1KiB"});
+  const std::string big(70000, 'v');
+  RunResult over = Runnel({"produce", "hdr", "-H", "name=" + big}, "a\n");
+  EXPECT_EQ(over.exit_code, 2) << over.err;
+  EXPECT_NE(over.err.find("--header: a name or value over 65535 bytes"), std::string::npos)
+      << over.err;
+  EXPECT_EQ(over.err.find("line 1"), std::string::npos) << over.err;
+  const std::string mid(2000, 'v');
+  RunResult topic = Runnel({"produce", "hdr", "-H", "name=" + mid}, "a\n");
+  EXPECT_EQ(topic.exit_code, 2) << topic.err;
+  EXPECT_NE(topic.err.find("the headers alone take 2008 bytes, over the max record size 1024 of "
+                           "topic 'hdr'"),
+            std::string::npos)
+      << topic.err;
+  RunResult c = Runnel({"consume", "hdr", "--from", "earliest", "--idle-exit-ms", "300"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 TEST_F(CliTest, KeysHeadersAndJsonLines) {
   ASSERT_TRUE(Python());
   StartBroker();
