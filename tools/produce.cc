@@ -58,8 +58,9 @@ class LineReader {
  public:
   explicit LineReader(int fd) : fd_(fd) {}
 
-  // The next complete buffered line (without '\n'); at EOF also a final line
-  // without '\n'. Valid until the next call.
+  // The next complete buffered line (without '\n'); at the end of the input
+  // also a final line without '\n', but not when a stop signal ended it (the
+  // rest of that line may still have been coming). Valid until the next call.
   std::optional<std::string_view> NextBuffered() {
     const std::size_t nl = buffer_.find('\n', start_);
     if (nl != std::string::npos) {
@@ -67,7 +68,7 @@ class LineReader {
       start_ = nl + 1;
       return line;
     }
-    if (eof_ && start_ < buffer_.size()) {
+    if (eof_ && !stopped_ && start_ < buffer_.size()) {
       std::string_view line(buffer_.data() + start_, buffer_.size() - start_);
       start_ = buffer_.size();
       return line;
@@ -100,6 +101,7 @@ class LineReader {
         // SIGINT/SIGTERM: the end of the input (what was read is sent).
         buffer_.resize(old);
         eof_ = true;
+        stopped_ = true;
         return false;
       }
       const ssize_t n = ::read(fd_, buffer_.data() + old, kChunk);
@@ -130,6 +132,7 @@ class LineReader {
   std::size_t start_ = 0;
   std::size_t n_ = 0;
   bool eof_ = false;
+  bool stopped_ = false;  // eof_ by SIGINT/SIGTERM
   int error_ = 0;
 };
 
@@ -213,6 +216,12 @@ class Run {
       }
     }
     if (!failed && at_least_once_ && !pending_.empty() && !SettlePending()) failed = true;
+    if (!failed && StopRequested() && in.partial() > 0) {
+      fmt::print(stderr,
+                 "runnel produce: stopped in the middle of line {}: its {} bytes read so far "
+                 "(no end of line yet) were not sent\n",
+                 line_number_ + 1, in.partial());
+    }
     // Stopped by a line that cannot be a record (too large, bad key): the
     // lines before it were sent and are waited for like at the end of input,
     // so the summary says which are durable and a rerun can start after them.

@@ -977,7 +977,9 @@ void ExpectDeletedForGood(CliTest& t, const std::string& bus, const std::string&
 }
 
 // `tail -F log | runnel produce t` ends with Ctrl-C: the lines read so far
-// are sent, the summary is printed, and the exit code is 0.
+// are sent, the summary is printed, and the exit code is 0. A line whose
+// newline had not come yet is not sent (its rest may have been on the way),
+// and the producer says so.
 TEST_F(CliTest, ProduceStoppedBySigintSendsWhatItReadAndSaysSo) {
   CreateTopic("sig", {"--no-durable"});
   const std::string fifo = root_ + "/in";
@@ -987,7 +989,8 @@ TEST_F(CliTest, ProduceStoppedBySigintSendsWhatItReadAndSaysSo) {
                       "' produce sig < '" + fifo + "'"});
   const int fd = ::open(fifo.c_str(), O_WRONLY);  // waits for the reader
   ASSERT_GE(fd, 0);
-  ASSERT_EQ(::write(fd, "a\nb\n", 4), 4);
+  // One write, read at once: "part" is buffered when a and b are sent.
+  ASSERT_EQ(::write(fd, "a\nb\npart", 8), 8);
   // Both lines are in the ring before the signal.
   const auto deadline = std::chrono::steady_clock::now() + seconds(10);
   while (Runnel({"topic", "describe", "sig", "--json"}).out.find("\"next_offset\":2") ==
@@ -1000,6 +1003,12 @@ TEST_F(CliTest, ProduceStoppedBySigintSendsWhatItReadAndSaysSo) {
   ::close(fd);
   EXPECT_NE(producer.err().find("runnel produce: 2 records, 2 B in "), std::string::npos)
       << producer.err();
+  EXPECT_NE(producer.err().find("stopped in the middle of line 3: its 4 bytes read so far (no "
+                                "end of line yet) were not sent"),
+            std::string::npos)
+      << producer.err();
+  EXPECT_NE(Runnel({"topic", "describe", "sig", "--json"}).out.find("\"next_offset\":2"),
+            std::string::npos);
 }
 
 // A producer reading stdin slowly notices that its topic was deleted at
