@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <system_error>
 
+#include "core/log.h"
 #include "core/record.h"
 #include "core/wait.h"
 #include "ipc/internal/bus_core.h"
@@ -48,8 +50,19 @@ bool Broker::TryBecomeActive() {
   dir.WriteBroker(self.pid, self.start_time, MonotonicNanos());
   // Processes given no data dir use this one (BusOptions::data_dir); one
   // recorded by an earlier broker stays when this one has none.
-  if (!core_->options().data_dir.empty()) {
-    dir.WriteDataDir(core_->options().data_dir, dir.ReadBroker().epoch);
+  if (const std::string& data_dir = core_->options().data_dir; !data_dir.empty()) {
+    // Records an earlier broker persisted elsewhere are not in this data dir:
+    // say where they are (the persister then reports the offsets between).
+    const std::string previous = dir.ReadDataDir().path;
+    std::error_code ec;
+    if (!previous.empty() && previous != data_dir &&
+        !(std::filesystem::equivalent(previous, data_dir, ec) && !ec)) {
+      Log(LogLevel::kWarning,
+          "runnel broker: bus '%s' was last persisted to %s, this broker persists to %s: the "
+          "records its earlier brokers wrote are in %s",
+          core_->name().c_str(), previous.c_str(), data_dir.c_str(), previous.c_str());
+    }
+    dir.WriteDataDir(data_dir, dir.ReadBroker().epoch);
   }
   // Relaxed: a status flag for IsActive(); nothing is published through it.
   active_.store(true, std::memory_order_relaxed);

@@ -1399,6 +1399,58 @@ TEST_F(DurabilityTest, ATopicWithoutItsSettingsFileIsNotRestoredAndTheBrokerSays
   EXPECT_EQ(info->partitions[0].next_offset, 100u);
 }
 
+// A broker started on another data dir than the bus's last one says where
+// the earlier records are; the same dir by another name does not.
+TEST_F(DurabilityTest, ABrokerOnAnotherDataDirNamesTheOneTheBusLastUsed) {
+  ScopedBusName name;
+  PersistTopic(*name, Options(/*embedded=*/true), "t", 10);
+  const std::string other = dir_ + "-other";
+  const std::string alias = dir_ + "-alias";
+  fs::create_directory_symlink(dir_, alias);
+  auto open_and_log = [&](const std::string& data_dir) {
+    std::mutex log_mu;
+    std::vector<std::string> log;
+    SetLogSink([&](LogLevel level, std::string_view line) {
+      std::lock_guard<std::mutex> lock(log_mu);
+      if (level == LogLevel::kWarning) log.emplace_back(line);
+    });
+    {
+      BusOptions o = Options(/*embedded=*/true);
+      o.data_dir = data_dir;
+      Result<Bus> bus = Bus::Open(*name, o);
+      EXPECT_TRUE(bus.ok());
+      if (bus.ok()) {
+        EXPECT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+      }
+    }
+    SetLogSink(nullptr);
+    return log;
+  };
+  const std::string said = "runnel broker: bus '" + *name + "' was last persisted to " + dir_ +
+                           ", this broker persists to " + other +
+                           ": the records its earlier brokers wrote are in " + dir_;
+  std::vector<std::string> log = open_and_log(other);
+  EXPECT_NE(std::find(log.begin(), log.end(), said), log.end())
+      << (log.empty() ? "nothing logged" : log.front());
+  // Back on the first one: named the other way round.
+  log = open_and_log(dir_);
+  EXPECT_NE(std::find_if(log.begin(), log.end(),
+                         [&](const std::string& l) {
+                           return l.starts_with("runnel broker: bus '" + *name +
+                                                "' was last persisted to " + other + ",");
+                         }),
+            log.end());
+  log = open_and_log(alias);
+  EXPECT_EQ(std::find_if(log.begin(), log.end(),
+                         [](const std::string& l) {
+                           return l.find("was last persisted") != std::string::npos;
+                         }),
+            log.end());
+  std::error_code ec;
+  fs::remove_all(other, ec);
+  fs::remove(alias, ec);
+}
+
 // A partition's log directory removed by hand takes its records with it.
 // After a reboot the topic is not restored (its partition would start again
 // at offset 0, giving offsets out again); with the bus still there the
