@@ -131,6 +131,9 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
     }
     return core_->CreateTopic(name, options);
   }
+  // From the tombstone check to the topic on the bus, no other process's
+  // create or delete, nor the broker, changes the topic's directory.
+  const TopicDirLock lock(data_dir, name);
   if (std::optional<TopicTombstone> t = ReadTopicTombstone(data_dir, name)) {
     // The log on disk belongs to a deleted topic (docs/design.md, "Deleting a
     // topic"): the new one starts afresh, after that log is gone.
@@ -142,7 +145,7 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
     }
     if (live) {
       // Its delete was committed (tombstone) but never finished: finish it.
-      Status d = core_->DeleteTopic(name);
+      Status d = core_->DeleteTopic(name, live->generation);
       if (!d.ok() && d.code() != StatusCode::kNotFound) return d;
     }
     // A broker that still has the old logs open closes them on its next tick.
@@ -180,9 +183,11 @@ Status Bus::DeleteTopic(std::string_view name) {
   // (and keeps it from restoring the topic).
   AdoptRecordedDataDir(*core_);
   const std::string data_dir = core_->data_dir();
-  const std::optional<TopicRecord> t = data_dir.empty() || !ValidateTopicName(name).ok()
-                                           ? std::nullopt
-                                           : core_->directory().FindLiveTopic(name);
+  if (data_dir.empty() || !ValidateTopicName(name).ok()) return core_->DeleteTopic(name);
+  // The tombstone and the delete from the bus as one step for the other
+  // processes and the broker (see CreateTopic).
+  const TopicDirLock lock(data_dir, name);
+  const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(name);
   if (!t || (t->flags & internal::kTopicFlagDurable) == 0) return core_->DeleteTopic(name);
   // The tombstone first: once it is on disk the delete is committed, so a
   // crash from here on never brings the topic back (docs/design.md).
@@ -199,7 +204,7 @@ Status Bus::DeleteTopic(std::string_view name) {
                                      "': cannot mark its log as deleted, nothing was deleted: " +
                                      marked.message());
   }
-  Status s = core_->DeleteTopic(name);
+  Status s = core_->DeleteTopic(name, t->generation);
   if (!s.ok() && s.code() != StatusCode::kNotFound) {
     // Still live: take the tombstone back (a broker would finish the delete).
     std::error_code ec;

@@ -37,7 +37,8 @@ namespace runnel {
 class Broker;
 namespace internal {
 class BusCore;
-}
+struct BusInternals;
+}  // namespace internal
 
 struct BusOptions {
   // Create the bus's shared memory if it does not exist (else kNotFound).
@@ -258,6 +259,7 @@ class Bus {
   const std::shared_ptr<internal::BusCore>& core() const { return core_; }
 
  private:
+  friend struct internal::BusInternals;
   Bus(std::shared_ptr<internal::BusCore> core, std::unique_ptr<Broker> broker);
 
   std::shared_ptr<internal::BusCore> core_;

@@ -309,6 +309,47 @@ Status PurgeTopicData(const std::string& data_dir, std::string_view topic,
   return Status::Ok();
 }
 
+namespace {
+// The lock files this thread holds: a nested TopicDirLock of the same topic
+// (the broker restoring a topic through Bus::CreateTopic) is a no-op, where
+// a second flock would wait for the first for ever.
+thread_local std::vector<std::string> held_topic_locks;
+}  // namespace
+
+TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) {
+  const std::string dir = data_dir + "/~locks";
+  path_ = dir + "/" + std::string(topic);
+  if (std::find(held_topic_locks.begin(), held_topic_locks.end(), path_) !=
+      held_topic_locks.end()) {
+    nested_ = true;
+    return;
+  }
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  const std::string& path = path_;
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) return;
+  int r;
+  do {
+    r = ::flock(fd, LOCK_EX);
+  } while (r != 0 && errno == EINTR);
+  if (r != 0) {
+    ::close(fd);
+    return;
+  }
+  fd_ = fd;
+  held_topic_locks.push_back(path_);
+}
+
+TopicDirLock::~TopicDirLock() {
+  if (fd_ < 0) return;
+  std::erase(held_topic_locks, path_);
+  ::close(fd_);  // drops the flock
+}
+
 void RemovePurgeLeftovers(const std::string& data_dir) {
   std::error_code ec;
   std::vector<fs::path> doomed;
@@ -435,6 +476,10 @@ class DurabilityHooks : public BrokerHooks {
     }
     for (const std::string& topic : topics) {
       if (!ValidateTopicName(topic).ok()) continue;
+      // Clients deleting or creating it wait until it is restored (or not):
+      // a delete of a topic only on disk is not undone by a restore.
+      const TopicDirLock lock(options_.data_dir, topic);
+      if (!fs::is_directory(options_.data_dir + "/" + topic, ec)) continue;  // purged meanwhile
       if (ReadTopicTombstone(options_.data_dir, topic)) {
         // Deleted. A live topic of that name is handled by OnTopicAdded
         // (the delete's last step, or a newer incarnation).
@@ -467,13 +512,19 @@ class DurabilityHooks : public BrokerHooks {
 
   void OnTopicAdded(const BrokerTopic& topic) override {
     if (!persister_ || !topic.options.durable) return;
+    // Clients create and delete the topic under this lock: what is seen
+    // below stays so until the logs are open (then a purge waits for them).
+    const TopicDirLock lock(options_.data_dir, topic.name);
+    // Deleted (and perhaps created again) since this tick saw it: nothing
+    // of this incarnation may touch the directory; OnTopicRemoved follows.
+    if (!IsLive(topic)) return;
     if (std::optional<TopicTombstone> t = ReadTopicTombstone(options_.data_dir, topic.name)) {
       if (bus_ && t->generation == topic.generation &&
           t->created_wall_ns == topic.created_wall_ns) {
         // This very topic was deleted (the tombstone is the commit point)
         // but its deleter died before taking it off the bus: finish that.
         // OnTopicRemoved follows on a later tick and removes the log.
-        Status s = bus_->DeleteTopic(topic.name);
+        Status s = internal::BusInternals::Core(*bus_).DeleteTopic(topic.name, topic.generation);
         Log(LogLevel::kInfo, "runnel broker: finished deleting topic %s: %s", topic.name.c_str(),
             s.ToString().c_str());
         return;
@@ -534,6 +585,11 @@ class DurabilityHooks : public BrokerHooks {
     for (auto it = pending_opens_.begin(); it != pending_opens_.end();) {
       if (now_ns < it->next_ns) {
         ++it;
+        continue;
+      }
+      const TopicDirLock lock(options_.data_dir, it->topic.name);
+      if (!IsLive(it->topic)) {
+        it = pending_opens_.erase(it);  // deleted: OnTopicRemoved follows
       } else if (OpenPartition(it->topic, it->partition, it->slot, it->sync, it->adopted,
                                /*retrying=*/true)) {
         it = pending_opens_.erase(it);
@@ -554,6 +610,7 @@ class DurabilityHooks : public BrokerHooks {
     partitions_.erase(topic.name);
     // Deleted from the bus (not just the broker stopping): delete its data.
     if (stopping_ || !bus_) return;
+    const TopicDirLock lock(options_.data_dir, topic.name);
     // Still there (or re-created meanwhile): the directory is not ours to
     // remove (a newer incarnation removes a tombstoned one in OnTopicAdded).
     if (bus_->DescribeTopic(topic.name).ok()) return;
@@ -590,6 +647,14 @@ class DurabilityHooks : public BrokerHooks {
 
  private:
   static constexpr int64_t kOpenRetryNs = 1'000'000'000;
+
+  // True if `topic` is still this incarnation on the bus.
+  bool IsLive(const BrokerTopic& topic) {
+    if (!bus_) return true;  // no bus to ask (it could not be opened): as before
+    const std::optional<internal::TopicRecord> live =
+        internal::BusInternals::Core(*bus_).directory().FindLiveTopic(topic.name);
+    return live && live->generation == topic.generation;
+  }
 
   struct PendingOpen {
     BrokerTopic topic;

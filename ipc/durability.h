@@ -28,6 +28,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "ipc/broker.h"
 #include "persistence/persister.h"
@@ -75,6 +76,33 @@ struct TopicTombstone {
 // whose content cannot be parsed still counts (with zero fields).
 [[nodiscard]] std::optional<TopicTombstone> ReadTopicTombstone(const std::string& data_dir,
                                                                std::string_view topic);
+// Serializes the changes to DATA_DIR/<topic> between the processes and
+// threads of a bus: a client's create (which removes a deleted topic's log)
+// and delete (which writes the tombstone), and the broker's handling of a
+// topic it found added or removed (settings file, opening the logs,
+// removal). Each checks under the lock that the incarnation it acts for is
+// still the live one, so none acts on a directory a newer incarnation owns.
+// An exclusive flock on DATA_DIR/~locks/<topic> ('~' is not allowed in topic
+// names), a file never removed (removing a lock file others may hold would
+// let two holders in). Blocks until it is held. If the file cannot be made
+// (a data dir this process cannot write, where it cannot change anything
+// either), held() is false and the caller goes on without it. Within one
+// thread it nests: an inner lock of a topic the thread holds is a no-op.
+class TopicDirLock {
+ public:
+  TopicDirLock(const std::string& data_dir, std::string_view topic);
+  ~TopicDirLock();
+  TopicDirLock(const TopicDirLock&) = delete;
+  TopicDirLock& operator=(const TopicDirLock&) = delete;
+
+  bool held() const { return fd_ >= 0 || nested_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool nested_ = false;  // this thread holds it already
+};
+
 // Removes DATA_DIR/<topic> (nothing to do if it is absent). Waits up to
 // `wait` for every partition log in it to be closed (a PartitionLog holds an
 // flock on its directory while open): kUnavailable naming the directory if

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -350,9 +351,24 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
   // With the bus's data dir, DeleteTopic first marks the log as deleted (a
   // tombstone): no broker restores the topic from it afterwards.
   Status s = bus->DeleteTopic(args.name);
-  const bool was_on_bus = s.ok();
+  bool was_on_bus = s.ok();
   std::error_code ec;
-  if (s.code() == StatusCode::kNotFound && ValidateTopicName(args.name).ok() &&
+  // What follows on disk holds the topic's lock (TopicDirLock) and acts only
+  // while the topic is not on the bus: a broker restoring it or a client
+  // creating it again comes either first (then it is deleted from the bus
+  // after all) or after (and finds the tombstone, or no log).
+  std::optional<TopicDirLock> lock;
+  auto lock_off_bus = [&] {
+    lock.emplace(global.data_dir, args.name);
+    if (bus->DescribeTopic(args.name).status().code() == StatusCode::kNotFound) return true;
+    lock.reset();
+    return false;
+  };
+  if (s.code() == StatusCode::kNotFound && ValidateTopicName(args.name).ok() && !lock_off_bus()) {
+    s = bus->DeleteTopic(args.name);
+    was_on_bus = s.ok();
+  }
+  if (s.code() == StatusCode::kNotFound && lock &&
       std::filesystem::exists(log_dir + "/topic.meta", ec) &&
       !ReadTopicTombstone(global.data_dir, args.name)) {
     // Only in the data dir (the bus lost its shared memory and no broker
@@ -389,6 +405,11 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
       PrintError(kCmd, ExplainTopicNotFound(args.name, global, /*deleting=*/true));
       return kExitRuntime;
     }
+    return kExitOk;
+  }
+  if (!lock && !lock_off_bus()) {
+    fmt::print("topic '{}' was created again meanwhile; its new log {} stays\n", args.name,
+               log_dir);
     return kExitOk;
   }
   // A running broker closes the topic's logs on its next tick (and removes

@@ -439,12 +439,17 @@ Status BusCore::CreateTopic(std::string_view name, const TopicOptions& options,
   return Status::Ok();
 }
 
-Status BusCore::DeleteTopic(std::string_view name) {
+Status BusCore::DeleteTopic(std::string_view name, std::optional<uint64_t> generation) {
   RUNNEL_RETURN_IF_ERROR(ValidateTopicName(name));
   Result<Guard> guard = Lock();
   if (!guard.ok()) return guard.status();
   const std::optional<TopicRecord> t = dir_.FindLiveTopic(name);
   if (!t) return Status::NotFound(TopicQuoted(name) + " does not exist on bus '" + name_ + "'");
+  if (generation && t->generation != *generation) {
+    return Status::NotFound(TopicQuoted(name) + " generation " + std::to_string(*generation) +
+                            " was deleted (generation " + std::to_string(t->generation) +
+                            " is live)");
+  }
   dir_.SetTopicState(t->slot, TopicState::kDeleting);
   ReleaseTopicClientsLocked(t->slot, t->generation);
   UnlinkRings(*t, t->partitions);

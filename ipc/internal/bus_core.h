@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -82,7 +83,10 @@ class BusCore {
   // re-create a topic whose log continues at a later offset.
   [[nodiscard]] Status CreateTopic(std::string_view name, const TopicOptions& options,
                                    std::span<const uint64_t> base_offsets = {});
-  [[nodiscard]] Status DeleteTopic(std::string_view name);
+  // With `generation`, only that incarnation (kNotFound if the live topic
+  // of that name is another one).
+  [[nodiscard]] Status DeleteTopic(std::string_view name,
+                                   std::optional<uint64_t> generation = std::nullopt);
 
   // Maps the rings of a live topic. kNotFound if it is gone. With `populate`
   // the mapping is pre-faulted (MAP_POPULATE: no page faults on hot paths)
@@ -142,6 +146,13 @@ class BusCore {
   std::map<std::pair<uint32_t, uint64_t>, std::weak_ptr<const TopicMapping>> cache_;
   std::shared_ptr<ColdReader> cold_reader_;
   std::string data_dir_;  // options_.data_dir, or the recorded one adopted since
+};
+
+// What the broker's durability hooks need of a Bus while they hold a
+// TopicDirLock (ipc/durability.h): Bus::CreateTopic and DeleteTopic take
+// that lock themselves.
+struct BusInternals {
+  static BusCore& Core(Bus& bus) { return *bus.core_; }
 };
 
 }  // namespace runnel::internal
