@@ -190,6 +190,7 @@ Status WriteTopicMeta(const std::string& data_dir, std::string_view topic, const
   // removed (its records with it), not that it was never made. (A rewrite,
   // at every broker start, must not make a removed one again.)
   if (!fs::is_regular_file(dir + "/topic.meta", ec)) {
+    const bool new_topic_dir = !fs::exists(dir, ec);
     for (uint32_t p = 0; p < o.partitions; ++p) {
       const std::string pdir = PartitionDir(data_dir, topic, p);
       fs::create_directories(pdir, ec);
@@ -198,6 +199,10 @@ Status WriteTopicMeta(const std::string& data_dir, std::string_view topic, const
     fs::create_directories(dir, ec);  // zero partitions: the caller's error, still a directory
     if (ec) return Status::FromErrno(ec.value(), "create " + dir);
     RUNNEL_RETURN_IF_ERROR(FsyncDir(dir));
+    // The topic's entry in the data dir, or a crash may lose the whole
+    // directory with records confirmed durable (PartitionLog::Open finds the
+    // partition directories made and syncs no parent).
+    if (new_topic_dir) RUNNEL_RETURN_IF_ERROR(FsyncDir(data_dir));
   }
   std::ostringstream text;
   text << "# runnel topic settings; written by the broker\n"
