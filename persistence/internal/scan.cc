@@ -162,10 +162,12 @@ std::optional<std::string> CheckDurableEnd(const std::byte* data, uint64_t from,
         continue;
       }
       bool gone = false;
-      if (last) {
+      if (last && !padding_after_last) {
         gone = next_offset > *last + 2;  // two or more records, not just the damaged one
       } else {
-        // Nothing to count from: zeros from its offset field on are a hole.
+        // Nothing to count from (no record before it, or padding between,
+        // after which offsets may jump: an aborted claim, a gap marker):
+        // zeros from its offset field on are a hole.
         gone = end - pos > 2 * kFrameHeaderLength;
         for (uint64_t q = pos + 16; gone && q < end; ++q) gone = data[q] == std::byte{0};
       }

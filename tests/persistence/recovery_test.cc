@@ -379,6 +379,55 @@ TEST(Recovery, ADamagedRecordJustBeforeTheCheckpointCostsOnlyItself) {
   }
 }
 
+// One damaged frame after padding, where offsets may jump (an aborted claim
+// skipped an offset; a gap marker is padding, then a control frame at the
+// gap's last offset), as the last frame before the checkpoint: it costs
+// only itself. The offsets between the last record and the checkpoint's
+// next offset were not records, so they are not counted as lost (the log
+// used to be refused as "durable records are gone").
+TEST(Recovery, ADamagedFrameAfterPaddingBeforeTheCheckpointCostsOnlyItself) {
+  for (const bool gap_marker : {false, true}) {
+    SCOPED_TRACE(gap_marker);
+    TempDir d;
+    uint64_t damaged_at = 0;
+    {
+      TempDir live;
+      auto log = PartitionLog::Open(live.path(), Opts());
+      ASSERT_TRUE(log.ok());
+      std::vector<std::byte> frames = MakeFrames(0, 5);
+      if (!gap_marker) {
+        Append(frames, testing::MakePadding(80));  // an aborted claim: offset 5 skipped
+        damaged_at = frames.size();
+        Append(frames, MakeFrame(6, 2'000, "", std::string(64, 'v')));
+      } else {
+        damaged_at = frames.size() + 16;  // the control frame after the marker's padding
+        Append(frames, EncodeGapMarker({5, 20}, 5000));
+      }
+      ASSERT_TRUE(log->Append(frames).ok());
+      ASSERT_TRUE(log->Sync().ok());
+      ASSERT_TRUE(log->WriteCheckpoint().ok());
+      ASSERT_TRUE(log->Close().ok());
+      CopyDir(live.path(), d.path());
+    }
+    XorByte(d / kSeg0, kFileHeaderLength + damaged_at + 44, 0x01);  // a byte of its body
+    auto log = PartitionLog::Open(d.path(), Opts());
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    EXPECT_EQ(log->next_offset(), gap_marker ? 20u : 7u);
+    ASSERT_TRUE(log->Close().ok());
+    auto v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    // The damaged frame, once in the segment (its time index entry points
+    // at it too).
+    int in_segment = 0;
+    for (const Damage& dmg : v->damages) {
+      if (dmg.file != kSeg0) continue;
+      ++in_segment;
+      EXPECT_EQ(dmg.file_position, kFileHeaderLength + damaged_at) << dmg.ToString();
+    }
+    EXPECT_EQ(in_segment, 1);
+  }
+}
+
 // Damage earlier in the segment does not hide durable records zeroed just
 // before the checkpoint (the check starts at the last index entry that
 // names a valid record).
