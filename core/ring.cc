@@ -1449,10 +1449,12 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
       // A gating reader only passes committed frames, which lie below the
       // tail: the tail word was moved back (or the slot written over).
       stuck_position_ = ~0ull;
-      if (inconsistent_reported_ == tail) return {};
-      inconsistent_reported_ = tail;
+      // Once while it lasts: the tail moves with every claim.
+      if (tail_behind_reported_) return {};
+      tail_behind_reported_ = true;
       return {Action::kInconsistent, tail, gate->position - tail};
     }
+    tail_behind_reported_ = false;
     if (gate->position == tail) {
       stuck_position_ = ~0ull;  // nothing claimed past it
       return {};
@@ -1519,10 +1521,11 @@ RingUnblocker::Result RingUnblocker::Poll(int64_t now_ns) {
     // before they commit): the tail word was moved back. The next claim
     // would write over the end of a committed record.
     stuck_position_ = ~0ull;
-    if (inconsistent_reported_ == t.position) return {};
-    inconsistent_reported_ = t.position;
+    if (tail_behind_reported_) return {};  // once while it lasts (see above)
+    tail_behind_reported_ = true;
     return {Action::kInconsistent, t.position, cursor_.position - t.position};
   }
+  tail_behind_reported_ = false;
   if (cursor_.position == t.position) {
     stuck_position_ = ~0ull;
     return {};

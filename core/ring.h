@@ -796,6 +796,7 @@ class RingUnblocker {
   uint64_t horizon_stuck_position_ = ~0ull;
   int64_t horizon_stuck_since_ns_ = 0;
   uint64_t inconsistent_reported_ = ~0ull;  // the position last reported kInconsistent
+  bool tail_behind_reported_ = false;       // committed frames past the tail, reported
 };
 
 // ---------------------------------------------------------------------------
