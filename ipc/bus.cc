@@ -473,23 +473,30 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
         at = cold->OffsetForTimestamp(c.topic_, c.generation_, cur.partition,
                                       options.start.timestamp_ns,
                                       cur.reader.ring().MinDurableOffset().value_or(0));
-      if (!at) {
-        // Not on disk: the first record in the ring with a late enough stamp.
-        const Ring& ring = cur.reader.ring();
+      // The ring also holds records older than the one found on disk when
+      // retention removed them from disk first (small segments, a large
+      // ring): the first record in the ring with a late enough stamp, up to
+      // the one found on disk. Nothing on disk: up to the tail.
+      const Ring& ring = cur.reader.ring();
+      if (!at || *at > ring.earliest().offset) {
         RingReader scan(ring, ring.earliest());
-        at = ring.tail().offset;
-        bool found = false;
+        const uint64_t bound = at.value_or(ring.tail().offset);
+        std::optional<uint64_t> in_ring;
         for (;;) {
           const ReadResult r = scan.read(
               [&](const RecordView& v) {
-                if (!found && v.timestamp_ns() >= options.start.timestamp_ns) {
-                  found = true;
-                  at = v.offset();
+                if (!in_ring && v.offset() < bound &&
+                    v.timestamp_ns() >= options.start.timestamp_ns) {
+                  in_ring = v.offset();
                 }
               },
               1024);
-          if (found || r.records == 0 || r.status != ReadStatus::kOk) break;
+          if (in_ring || r.records == 0 || r.status != ReadStatus::kOk ||
+              scan.position().offset >= bound) {
+            break;
+          }
         }
+        at = in_ring.value_or(bound);
       }
       RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *at));
     }

@@ -311,6 +311,61 @@ TEST_F(DurabilityTest, ConsumerStartsAtATimestamp) {
   }
 }
 
+// Retention removed records from disk that the (larger) ring still holds:
+// a start at a timestamp finds the first record stamped at or after it
+// that is still kept, in the ring, like a start at the earliest; it used to
+// start at the oldest record left on disk, skipping those in the ring.
+TEST_F(DurabilityTest, AStartAtATimestampFindsRecordsOnlyTheRingStillHolds) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(true));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions o = Topic();
+  o.segment_bytes = 4096;
+  o.retention_bytes = 8192;
+  ASSERT_TRUE(bus->CreateTopic("t", o).ok());
+  Result<Producer> p = bus->CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  uint64_t last = 0;
+  for (uint64_t i = 0; i < 2000; ++i) {
+    ProducerClaim claim = p->TryClaim(0, 0, 0, 8, false);
+    while (claim.status() == SendStatus::kFull) {
+      std::this_thread::sleep_for(1ms);
+      claim = p->TryClaim(0, 0, 0, 8, false);
+    }
+    ASSERT_TRUE(claim.ok());
+    std::memcpy(claim.value().data(), &i, 8);
+    claim.set_timestamp(static_cast<int64_t>(1'000'000'000 + i * 1000));
+    last = claim.offset();
+    ASSERT_EQ(p->Commit(claim), SendStatus::kOk);
+  }
+  ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+  // Retention runs on the broker's time: wait until the log starts past the
+  // ring's oldest record.
+  uint64_t ring_earliest = 0;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (;;) {
+    Result<TopicInfo> info = bus->DescribeTopic("t");
+    ASSERT_TRUE(info.ok());
+    ring_earliest = info->partitions[0].earliest_offset;
+    Result<LogReader> log = LogReader::Open(dir_ + "/t/0");
+    ASSERT_TRUE(log.ok());
+    if (log->log_start_offset() > ring_earliest + 100) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "log starts at " << log->log_start_offset() << ", ring at " << ring_earliest;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_GT(ring_earliest, 0u);
+  for (uint64_t want : {uint64_t{0}, ring_earliest, ring_earliest + 50}) {
+    ConsumerOptions co;
+    co.start = StartPosition::Timestamp(static_cast<int64_t>(1'000'000'000 + want * 1000) - 1);
+    Result<Consumer> c = bus->CreateConsumer("t", co);
+    ASSERT_TRUE(c.ok());
+    auto got = Drain(*c, 1);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got[0].first, std::max(want, ring_earliest)) << "from " << want;
+  }
+}
+
 TEST_F(DurabilityTest, TopicsComeBackFromDiskAfterTheSharedMemoryIsGone) {
   ScopedBusName name;
   {
