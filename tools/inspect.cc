@@ -288,7 +288,9 @@ int InspectPartitionDir(const std::string& dir) {
                                            "mid-write)",
                                            writers.front()));
   std::vector<std::pair<uint64_t, uint64_t>> segments;  // base, size
+  std::vector<uint64_t> indexes;
   std::vector<std::string> others;
+  bool checkpoint_tmp = false;
   std::error_code ec;
   for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
        it.increment(ec)) {
@@ -296,14 +298,36 @@ int InspectPartitionDir(const std::string& dir) {
     if (auto base = ParseSegmentFileName(name)) {
       std::error_code size_ec;
       segments.emplace_back(*base, it->file_size(size_ec));
-    } else if (!ParseTimeIndexFileName(name) && name != kCheckpointFileName) {
+    } else if (auto index_base = ParseTimeIndexFileName(name)) {
+      indexes.push_back(*index_base);
+    } else if (name == kCheckpointTempFileName) {
+      checkpoint_tmp = true;
+    } else if (name != kCheckpointFileName) {
       others.push_back(name);
     }
   }
   std::sort(segments.begin(), segments.end());
+  std::sort(indexes.begin(), indexes.end());
   for (const auto& [base, size] : segments) {
     fmt::print("  segment {}  {} bytes{}\n", SegmentFileName(base), size,
                base == segments.back().first ? " (active)" : "");
+  }
+  // Leftovers of interrupted operations (docs/format.md): the next writer
+  // removes them.
+  for (const uint64_t base : indexes) {
+    if (std::none_of(segments.begin(), segments.end(),
+                     [&](const auto& s) { return s.first == base; })) {
+      fmt::print(
+          "  leftover: {} (a time index without its segment: retention was interrupted; "
+          "the next broker removes it)\n",
+          TimeIndexFileName(base));
+    }
+  }
+  if (checkpoint_tmp) {
+    fmt::print(
+        "  leftover: {} (an interrupted checkpoint write; the next broker removes "
+        "it)\n",
+        kCheckpointTempFileName);
   }
   for (const std::string& o : others) fmt::print("  other file: {} (not runnel's; ignored)\n", o);
   const std::string cp = (fs::path(dir) / std::string(kCheckpointFileName)).string();

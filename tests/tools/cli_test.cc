@@ -1592,6 +1592,23 @@ TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
   EXPECT_NE(cp.out.find("next_offset 3"), std::string::npos) << cp.out;
   RunResult missing = RunProcess({RunnelPath(), "inspect", root_ + "/nothing"});
   EXPECT_EQ(missing.exit_code, 1);
+  // Leftovers of interrupted operations are runnel's, named as such; a file
+  // that is not runnel's is said to be ignored.
+  WriteFile(part + "/checkpoint.tmp", "x");
+  WriteFile(part + "/00000000000000009999.timeindex", "");
+  WriteFile(part + "/notes.txt", "mine");
+  RunResult left = RunProcess({RunnelPath(), "inspect", part});
+  EXPECT_EQ(left.exit_code, 0) << left.out << left.err;
+  EXPECT_NE(left.out.find("leftover: checkpoint.tmp (an interrupted checkpoint write"),
+            std::string::npos)
+      << left.out;
+  EXPECT_NE(left.out.find("leftover: 00000000000000009999.timeindex (a time index without its "
+                          "segment"),
+            std::string::npos)
+      << left.out;
+  EXPECT_NE(left.out.find("other file: notes.txt (not runnel's; ignored)"), std::string::npos)
+      << left.out;
+  EXPECT_EQ(left.out.find("other file: checkpoint.tmp"), std::string::npos) << left.out;
 
   // The settings file is read as a broker restoring the topic reads it.
   const std::string meta = data_dir_ + "/seen/topic.meta";
