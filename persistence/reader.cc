@@ -956,8 +956,11 @@ Result<std::vector<std::string>> ListTopics(const std::string& data_dir) {
   if (!entries.ok()) return entries.status();
   std::vector<std::string> topics;
   for (const auto& e : *entries) {
-    // Topic names may begin with a dot (".audit"): every directory counts.
-    if (e.is_dir && !e.name.empty() && e.name != "." && e.name != "..") {
+    // Topic names may begin with a dot (".audit"): every directory counts,
+    // but names with '~', which no topic has: the topic locks (~locks) and
+    // what an interrupted removal left (<topic>~deleted.<pid>.<n>).
+    if (e.is_dir && !e.name.empty() && e.name != "." && e.name != ".." &&
+        e.name.find('~') == std::string::npos) {
       topics.push_back(e.name);
     }
   }

@@ -166,8 +166,8 @@ struct VerifyReport {
 
 // DATA_DIR/<topic>/<partition>.
 std::string PartitionDir(std::string_view data_dir, std::string_view topic, uint32_t partition);
-// Topic directories in a data dir (sorted; files skipped; a name may begin
-// with a dot).
+// Topic directories in a data dir (sorted; files and names with '~' skipped;
+// a name may begin with a dot).
 [[nodiscard]] Result<std::vector<std::string>> ListTopics(const std::string& data_dir);
 // Partition numbers of a topic (sorted; entries that are not a decimal
 // number without leading zeros are skipped).

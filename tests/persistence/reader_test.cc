@@ -869,6 +869,9 @@ TEST(DataDir, ListsTopicsAndPartitions) {
   // A topic may be named with a leading dot: replay and inspect skipped it.
   std::filesystem::create_directories(d / ".audit/0");
   testing::WriteFileBytes(d / "README", testing::Bytes("x"));
+  // Never topics: the topic locks and what an interrupted removal left.
+  std::filesystem::create_directories(d / "~locks");
+  std::filesystem::create_directories(d / "orders~deleted.12.34/0");
   auto topics = ListTopics(d.path());
   ASSERT_TRUE(topics.ok());
   EXPECT_EQ(*topics, (std::vector<std::string>{".audit", "clicks", "orders"}));
