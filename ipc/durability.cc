@@ -504,6 +504,19 @@ class DurabilityHooks : public BrokerHooks {
             topic.c_str());
         continue;
       }
+      // Partition logs past the count topic.meta names (the file edited or
+      // damaged) would not be served by the restored topic: not restored.
+      if (Result<std::vector<uint32_t>> parts = ListPartitions(options_.data_dir, topic);
+          parts.ok() && !parts->empty() && parts->back() >= meta->partitions) {
+        Log(LogLevel::kError,
+            "runnel broker: cannot restore topic %s from %s: topic.meta says %u partition%s, "
+            "but partition %u has a log directory (its records would not be served): correct "
+            "partitions= in %s/%s/topic.meta and restart the broker",
+            topic.c_str(), options_.data_dir.c_str(), meta->partitions,
+            meta->partitions == 1 ? "" : "s", parts->back(), options_.data_dir.c_str(),
+            topic.c_str());
+        continue;
+      }
       Status s = bus_->CreateTopic(topic, *meta);
       if (s.ok()) {
         Log(LogLevel::kInfo, "runnel broker: restored topic %s from %s", topic.c_str(),

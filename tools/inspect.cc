@@ -442,6 +442,18 @@ int InspectLogTree(const std::string& dir) {
       damaged = true;
       continue;
     }
+    // A partition log past the count it names is hidden from a restored
+    // topic (a settings file edited or damaged).
+    for (const Part& q : parts) {
+      if (q.topic == topic && q.partition >= o->partitions) {
+        fmt::print(
+            "DAMAGE topic {}: partition {} has a log in {}, but topic.meta says {} "
+            "partition{}: a broker does not restore the topic so (its records would not be "
+            "served)\n",
+            topic, q.partition, q.dir, o->partitions, o->partitions == 1 ? "" : "s");
+        damaged = true;
+      }
+    }
     // Every partition it names was made before topic.meta was written.
     for (uint32_t partition = 0; partition < o->partitions; ++partition) {
       const std::string pdir = PartitionDir(data_dir, topic, partition);

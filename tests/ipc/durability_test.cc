@@ -1577,6 +1577,47 @@ TEST_F(DurabilityTest, ABrokerOnAnotherDataDirNamesTheOneTheBusLastUsed) {
   fs::remove(alias, ec);
 }
 
+// A settings file that names fewer partitions than have logs (edited, or
+// damaged) would hide their records: the topic is not restored, and the
+// broker says what to correct.
+TEST_F(DurabilityTest, ATopicWhoseSettingsNameFewerPartitionsThanItsLogsIsNotRestored) {
+  ScopedBusName name;
+  {
+    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+    ASSERT_TRUE(bus.ok());
+    ASSERT_TRUE(bus->CreateTopic("t", Topic(3)).ok());
+    ProduceDurably(*bus, "t", 30);
+  }
+  ASSERT_TRUE(Bus::Remove(*name).ok());
+  std::string meta;
+  {
+    std::ifstream in(dir_ + "/t/topic.meta");
+    meta.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::size_t at = meta.find("partitions=3\n");
+  ASSERT_NE(at, std::string::npos) << meta;
+  meta.replace(at, 13, "partitions=1\n");
+  std::ofstream(dir_ + "/t/topic.meta") << meta;
+  std::mutex log_mu;
+  std::vector<std::string> log;
+  SetLogSink([&](LogLevel level, std::string_view line) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    if (level == LogLevel::kError) log.emplace_back(line);
+  });
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  SetLogSink(nullptr);
+  EXPECT_EQ(bus->DescribeTopic("t").status().code(), StatusCode::kNotFound);
+  std::lock_guard<std::mutex> lock(log_mu);
+  const std::string said = "runnel broker: cannot restore topic t from " + dir_ +
+                           ": topic.meta says 1 partition, but partition 2 has a log directory";
+  EXPECT_NE(std::find_if(log.begin(), log.end(),
+                         [&](const std::string& l) { return l.starts_with(said); }),
+            log.end())
+      << (log.empty() ? "nothing logged" : log.front());
+}
+
 // A partition's log directory removed by hand takes its records with it.
 // After a reboot the topic is not restored (its partition would start again
 // at offset 0, giving offsets out again); with the bus still there the

@@ -1629,6 +1629,28 @@ TEST_F(CliTest, InspectDescribesLogFilesAndSharedMemory) {
   EXPECT_NE(topic_dir.out.find("DAMAGE topic seen: "), std::string::npos) << topic_dir.out;
 }
 
+// A settings file naming fewer partitions than have logs (edited or
+// damaged): a broker would not restore the topic; inspect says why.
+TEST_F(CliTest, InspectReportsPartitionLogsTheSettingsDoNotName) {
+  StartBroker();
+  CreateTopic("wide", {"--partitions", "2"});
+  RunResult p = Runnel({"produce", "wide", "--delivery", "at-least-once"}, "a\nb\nc\nd\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  EXPECT_EQ(StopBroker(), 0);
+  const std::string meta = data_dir_ + "/wide/topic.meta";
+  std::string text = ReadFile(meta);
+  const std::size_t at = text.find("partitions=2\n");
+  ASSERT_NE(at, std::string::npos) << text;
+  text.replace(at, 12, "partitions=1");
+  WriteFile(meta, text);
+  RunResult fewer = RunProcess({RunnelPath(), "inspect", data_dir_ + "/wide"});
+  EXPECT_EQ(fewer.exit_code, 3) << fewer.out << fewer.err;
+  EXPECT_NE(fewer.out.find("DAMAGE topic wide: partition 1 has a log in " + data_dir_ +
+                           "/wide/1, but topic.meta says 1 partition:"),
+            std::string::npos)
+      << fewer.out;
+}
+
 // A FIFO where a file is expected: inspect waited for a writer for ever.
 TEST_F(CliTest, InspectOfAFifoFailsAtOnce) {
   const std::string fifo = data_dir_ + ".fifo";
