@@ -1,5 +1,6 @@
 #include "persistence/format.h"
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 
@@ -61,6 +62,28 @@ std::array<std::byte, kFileHeaderLength> EncodeFileHeader(const FileHeader& h) {
   return b;
 }
 
+bool IsDamagedHeaderOfOurs(std::span<const std::byte> bytes, FileKind kind) {
+  if (bytes.size() < kFileHeaderLength) return false;
+  std::array<std::byte, kFileHeaderLength> h;
+  std::memcpy(h.data(), bytes.data(), h.size());
+  const uint32_t stored = DecodeFixed32(h.data() + file_header::kCrc);
+  const uint32_t version = DecodeFixed32(h.data() + file_header::kVersion);
+  if (std::memcmp(h.data(), MagicOf(kind).data(), 8) == 0 && (version >> 16) == kFormatMajor) {
+    return stored != Crc60(h.data());
+  }
+  // The damage is in the magic or the version: with ours put back (the
+  // version one bit away) the CRC holds. A file of another version has a
+  // CRC over its own bytes, which no such change keeps.
+  std::memcpy(h.data(), MagicOf(kind).data(), 8);
+  for (int bit = -1; bit < 32; ++bit) {
+    const uint32_t v = bit < 0 ? version : version ^ (uint32_t{1} << bit);
+    if ((v >> 16) != kFormatMajor) continue;
+    EncodeFixed32(h.data() + file_header::kVersion, v);
+    if (Crc60(h.data()) == stored) return true;
+  }
+  return false;
+}
+
 Result<FileHeader> DecodeFileHeader(std::span<const std::byte> bytes, FileKind kind,
                                     std::string_view file_name) {
   const std::string name(file_name);
@@ -73,6 +96,14 @@ Result<FileHeader> DecodeFileHeader(std::span<const std::byte> bytes, FileKind k
                               std::to_string(kFileHeaderLength) +
                               "-byte header; it was never completely written: delete it "
                               "or move it out of the partition directory");
+  }
+  const bool mine = std::memcmp(bytes.data(), MagicOf(kind).data(), 8) == 0 &&
+                    (DecodeFixed32(bytes.data() + file_header::kVersion) >> 16) == kFormatMajor;
+  if (!mine && IsDamagedHeaderOfOurs(bytes, kind)) {
+    return Status::Corruption(std::string(what) + " " + name +
+                              ": header CRC mismatch (the first 64 bytes are damaged: its magic "
+                              "or version bytes, which the CRC shows were runnel's of format " +
+                              std::to_string(kFormatMajor) + ".x)");
   }
   if (std::memcmp(bytes.data(), MagicOf(kind).data(), 8) != 0) {
     return Status::Corruption(name + " is named like a runnel " + std::string(what) +

@@ -181,9 +181,15 @@ struct FileHeader {
 // Writes the 64-byte header, CRC included.
 std::array<std::byte, kFileHeaderLength> EncodeFileHeader(const FileHeader& h);
 
+// True if `bytes` is a header of `kind` and of this major version that fails
+// its CRC: damage. The damaged byte may be in the magic or the version: the
+// CRC matches once ours is put back (the version one bit away).
+bool IsDamagedHeaderOfOurs(std::span<const std::byte> bytes, FileKind kind);
+
 // Decodes and validates a header read from the start of `file_name` (used in
 // messages only). `bytes` is what could be read (may be short). Errors:
 //   kCorruption       too short, wrong magic, bad header_length, CRC mismatch
+//                     (also a magic or version damaged: IsDamagedHeaderOfOurs)
 //   kVersionMismatch  another major version
 // The base offset is not compared with the file name here.
 Result<FileHeader> DecodeFileHeader(std::span<const std::byte> bytes, FileKind kind,

@@ -194,11 +194,7 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
     // is not the name's (a renamed file, a stray copy) is not read.
     std::array<std::byte, kFileHeaderLength> raw{};
     auto n = ReadAt(fd->get(), raw.data(), raw.size(), 0, name);
-    const bool ours =
-        n.ok() && *n == raw.size() &&
-        std::memcmp(raw.data(), kSegmentMagic.data(), kSegmentMagic.size()) == 0 &&
-        (DecodeFixed32(raw.data() + file_header::kVersion) >> 16) == kFormatMajor &&
-        DecodeFixed32(raw.data() + file_header::kCrc) != crc32c::Value(raw.data(), 60);
+    const bool ours = n.ok() && *n == raw.size() && IsDamagedHeaderOfOurs(raw, FileKind::kSegment);
     if (ours && r.tolerated_header_base != base) {
       r.tolerated_header_base = base;
       r.want_base = base;  // opened again on the next call, its offsets checked as usual

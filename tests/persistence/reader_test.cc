@@ -104,6 +104,9 @@ TEST(LogReader, ASeekIntoASegmentWithADamagedHeaderReportsIt) {
   TempDir d(/*in_memory=*/true);
   WriteLog(d.path(), 120);
   XorByte(d / "00000000000000000000.log", 0, 0x01);  // the magic
+  // and its CRC: not a header of ours with one damaged byte (read by its
+  // records), but a file named like a segment that is not one.
+  XorByte(d / "00000000000000000000.log", file_header::kCrc, 0x01);
   auto r = LogReader::Open(d.path(), AtRest());
   ASSERT_TRUE(r.ok());
   for (uint64_t target : {0, 10}) {
@@ -135,23 +138,29 @@ ReadToEnd ReadAllOf(const std::string& dir) {
 // A header that fails only its CRC (a damaged byte in its creation time)
 // costs nothing but the report: the records carry their own CRCs and offsets
 // (every one of the segment's 50 was dropped as damaged). VerifyLog counts
-// them all and names the header.
+// them all and names the header. The same for a damaged bit in the magic or
+// the version, which the CRC tells from a file of another format (the whole
+// segment was skipped, or, for the version, the log refused).
 TEST(LogReader, ASegmentWhoseHeaderFailsOnlyItsCrcIsReadByItsRecords) {
-  TempDir d(/*in_memory=*/true);
-  WriteLog(d.path(), 120);
-  XorByte(d / "00000000000000000050.log", file_header::kCreatedNs + 6, 0x01);
-  const ReadToEnd all = ReadAllOf(d.path());
-  ASSERT_EQ(all.damages.size(), 1u);
-  EXPECT_EQ(all.damages[0].file, "00000000000000000050.log");
-  EXPECT_NE(all.damages[0].reason.find("header CRC mismatch"), std::string::npos)
-      << all.damages[0].reason;
-  ASSERT_EQ(all.offsets.size(), 120u);
-  for (uint64_t i = 0; i < 120; ++i) EXPECT_EQ(all.offsets[i], i);
-  Result<VerifyReport> v = VerifyLog(d.path());
-  ASSERT_TRUE(v.ok());
-  EXPECT_EQ(v->records, 120u);
-  ASSERT_EQ(v->damages.size(), 1u);
-  EXPECT_EQ(v->damages[0].file, "00000000000000000050.log");
+  for (const uint64_t at :
+       {uint64_t{file_header::kCreatedNs + 6}, uint64_t{3}, uint64_t{file_header::kVersion + 2}}) {
+    SCOPED_TRACE(at);
+    TempDir d(/*in_memory=*/true);
+    WriteLog(d.path(), 120);
+    XorByte(d / "00000000000000000050.log", at, 0x01);
+    const ReadToEnd all = ReadAllOf(d.path());
+    ASSERT_EQ(all.damages.size(), 1u);
+    EXPECT_EQ(all.damages[0].file, "00000000000000000050.log");
+    EXPECT_NE(all.damages[0].reason.find("header CRC mismatch"), std::string::npos)
+        << all.damages[0].reason;
+    ASSERT_EQ(all.offsets.size(), 120u);
+    for (uint64_t i = 0; i < 120; ++i) EXPECT_EQ(all.offsets[i], i);
+    Result<VerifyReport> v = VerifyLog(d.path());
+    ASSERT_TRUE(v.ok());
+    EXPECT_EQ(v->records, 120u);
+    ASSERT_EQ(v->damages.size(), 1u);
+    EXPECT_EQ(v->damages[0].file, "00000000000000000050.log");
+  }
 }
 
 // Only a CRC mismatch is read past: a whole header whose base offset is not
