@@ -315,28 +315,34 @@ Status PurgeTopicData(const std::string& data_dir, std::string_view topic,
 }
 
 namespace {
-// The lock files this thread holds: a nested TopicDirLock of the same topic
-// (the broker restoring a topic through Bus::CreateTopic) is a no-op, where
-// a second flock would wait for the first for ever.
-thread_local std::vector<std::string> held_topic_locks;
+// The lock files this thread holds (device, inode: the same file however
+// its data dir is spelled): a nested TopicDirLock of the same topic (the
+// broker restoring a topic through Bus::CreateTopic) is a no-op, where a
+// second flock would wait for the first for ever.
+thread_local std::vector<std::pair<dev_t, ino_t>> held_topic_locks;
 }  // namespace
 
 TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) {
   const std::string dir = data_dir + "/~locks";
-  path_ = dir + "/" + std::string(topic);
-  if (std::find(held_topic_locks.begin(), held_topic_locks.end(), path_) !=
-      held_topic_locks.end()) {
-    nested_ = true;
-    return;
-  }
+  const std::string path = dir + "/" + std::string(topic);
   std::error_code ec;
   fs::create_directories(dir, ec);
-  const std::string& path = path_;
   int fd;
   do {
     fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) return;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return;
+  }
+  id_ = {st.st_dev, st.st_ino};
+  if (std::find(held_topic_locks.begin(), held_topic_locks.end(), id_) != held_topic_locks.end()) {
+    ::close(fd);  // no flock on it: the outer one stays
+    nested_ = true;
+    return;
+  }
   int r;
   do {
     r = ::flock(fd, LOCK_EX);
@@ -346,12 +352,12 @@ TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) 
     return;
   }
   fd_ = fd;
-  held_topic_locks.push_back(path_);
+  held_topic_locks.push_back(id_);
 }
 
 TopicDirLock::~TopicDirLock() {
   if (fd_ < 0) return;
-  std::erase(held_topic_locks, path_);
+  std::erase(held_topic_locks, id_);
   ::close(fd_);  // drops the flock
 }
 

@@ -24,11 +24,14 @@
 #ifndef RUNNEL_IPC_DURABILITY_H_
 #define RUNNEL_IPC_DURABILITY_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "ipc/broker.h"
 #include "persistence/persister.h"
@@ -98,7 +101,7 @@ class TopicDirLock {
   bool held() const { return fd_ >= 0 || nested_; }
 
  private:
-  std::string path_;
+  std::pair<dev_t, ino_t> id_{};  // the lock file's
   int fd_ = -1;
   bool nested_ = false;  // this thread holds it already
 };

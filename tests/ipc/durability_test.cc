@@ -1261,6 +1261,37 @@ TEST_F(DurabilityTest, ConcurrentDeletesOfOneTopicSucceedOnceAndFindItGoneOtherw
   ProduceDurably(*bus, "x", 10);
 }
 
+// The topic lock excludes other threads (and processes: an flock), nests
+// within a thread however the data dir is spelled (a second flock of the
+// same file would wait for itself for ever), and other topics are not held.
+TEST_F(DurabilityTest, TheTopicLockExcludesOthersAndNestsWithinAThread) {
+  fs::create_directories(dir_);
+  std::atomic<bool> outer_released{false};
+  std::atomic<bool> other_got_it{false};
+  std::thread other;
+  {
+    const TopicDirLock outer(dir_, "t");
+    ASSERT_TRUE(outer.held());
+    for (const std::string& spelling :
+         {dir_ + "/", dir_ + "/.", dir_ + "/../" + fs::path(dir_).filename().string()}) {
+      const TopicDirLock inner(spelling, "t");  // returns at once
+      EXPECT_TRUE(inner.held()) << spelling;
+    }
+    const TopicDirLock another_topic(dir_, "u");
+    EXPECT_TRUE(another_topic.held());
+    other = std::thread([&] {
+      const TopicDirLock mine(dir_, "t");
+      other_got_it = true;
+      EXPECT_TRUE(outer_released.load());
+    });
+    std::this_thread::sleep_for(100ms);
+    EXPECT_FALSE(other_got_it.load());
+    outer_released = true;
+  }
+  other.join();
+  EXPECT_TRUE(other_got_it.load());
+}
+
 // Topics created and deleted again and again while the broker handles each
 // incarnation on its own ticks: the broker never acts on a directory a newer
 // incarnation owns (it used to take a new topic off the bus, or leave its
