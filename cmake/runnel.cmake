@@ -15,15 +15,23 @@
 #   runnel_executable(NAME n SRCS ... [DEPS ...])
 #       plain executable.
 #
-# Every compiled target gets RUNNEL_WARNING_FLAGS (warnings are errors).
+# Every compiled target gets RUNNEL_WARNING_FLAGS (warnings are errors when
+# runnel is the top-level project; RUNNEL_WERROR).
 # RUNNEL_SANITIZE (none|asan|tsan) adds sanitizer flags to every target
 # defined after this file is included.
 
 include_guard(GLOBAL)
 include(GoogleTest)
 
-set(RUNNEL_WARNING_FLAGS
-  -Wall -Wextra -Werror -Wpedantic -Wno-missing-field-initializers)
+# Warnings are errors when runnel is built on its own; a project that adds
+# it with add_subdirectory builds it with its own flags and compiler, where a
+# warning runnel never saw must not stop that build (RUNNEL_WERROR=ON asks
+# for them there too).
+option(RUNNEL_WERROR "Treat warnings as errors in runnel's own targets" ${PROJECT_IS_TOP_LEVEL})
+set(RUNNEL_WARNING_FLAGS -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
+if(RUNNEL_WERROR)
+  list(APPEND RUNNEL_WARNING_FLAGS -Werror)
+endif()
 
 # ---------------------------------------------------------------------------
 # Sanitizers (global: compile and link options for all later targets).
