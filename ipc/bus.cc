@@ -184,11 +184,19 @@ Status Bus::DeleteTopic(std::string_view name) {
   AdoptRecordedDataDir(*core_);
   const std::string data_dir = core_->data_dir();
   if (data_dir.empty() || !ValidateTopicName(name).ok()) return core_->DeleteTopic(name);
+  // A memory-only topic (or none) has nothing on disk: no topic lock (its
+  // file would stay in DATA_DIR/~locks for every such name).
+  const std::optional<TopicRecord> before = core_->directory().FindLiveTopic(name);
+  if (!before) return core_->DeleteTopic(name);
+  if ((before->flags & internal::kTopicFlagDurable) == 0) {
+    return core_->DeleteTopic(name, before->generation);
+  }
   // The tombstone and the delete from the bus as one step for the other
   // processes and the broker (see CreateTopic).
   const TopicDirLock lock(data_dir, name);
   const std::optional<TopicRecord> t = core_->directory().FindLiveTopic(name);
-  if (!t || (t->flags & internal::kTopicFlagDurable) == 0) return core_->DeleteTopic(name);
+  if (!t) return core_->DeleteTopic(name);
+  if ((t->flags & internal::kTopicFlagDurable) == 0) return core_->DeleteTopic(name, t->generation);
   // The tombstone first: once it is on disk the delete is committed, so a
   // crash from here on never brings the topic back (docs/design.md).
   Status marked = WriteTopicTombstone(data_dir, name, {t->generation, t->created_wall_ns});

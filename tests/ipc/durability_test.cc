@@ -1292,6 +1292,24 @@ TEST_F(DurabilityTest, TheTopicLockExcludesOthersAndNestsWithinAThread) {
   EXPECT_TRUE(other_got_it.load());
 }
 
+// Only durable topics take the topic lock: a memory-only topic's delete
+// leaves no lock file behind (one per name, never removed).
+TEST_F(DurabilityTest, DeletingAMemoryOnlyTopicLeavesNoLockFile) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options());
+  ASSERT_TRUE(bus.ok());
+  TopicOptions mem = Topic();
+  mem.durable = false;
+  ASSERT_TRUE(bus->CreateTopic("mem", mem).ok());
+  ASSERT_TRUE(bus->DeleteTopic("mem").ok());
+  EXPECT_EQ(bus->DeleteTopic("never").code(), StatusCode::kNotFound);
+  EXPECT_FALSE(fs::exists(dir_ + "/~locks/mem"));
+  EXPECT_FALSE(fs::exists(dir_ + "/~locks/never"));
+  ASSERT_TRUE(bus->CreateTopic("disk", Topic()).ok());
+  ASSERT_TRUE(bus->DeleteTopic("disk").ok());
+  EXPECT_TRUE(fs::exists(dir_ + "/~locks/disk"));
+}
+
 // Topics created and deleted again and again while the broker handles each
 // incarnation on its own ticks: the broker never acts on a directory a newer
 // incarnation owns (it used to take a new topic off the bus, or leave its
