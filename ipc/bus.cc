@@ -486,9 +486,13 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       // ring): the first record in the ring with a late enough stamp, up to
       // the one found on disk. Nothing on disk: up to the tail.
       const Ring& ring = cur.reader.ring();
-      if (!at || *at > ring.earliest().offset) {
+      // The disk answered for every offset it still holds: the ring is
+      // scanned only below the disk's first one.
+      std::optional<uint64_t> disk_start;
+      if (at) disk_start = cold->EarliestOffset(c.topic_, c.generation_, cur.partition);
+      if (!at || (disk_start && *disk_start > ring.earliest().offset)) {
         RingReader scan(ring, ring.earliest());
-        const uint64_t bound = at.value_or(ring.tail().offset);
+        const uint64_t bound = at ? std::min(*at, *disk_start) : ring.tail().offset;
         std::optional<uint64_t> in_ring;
         for (;;) {
           const ReadResult r = scan.read(
@@ -504,7 +508,7 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
             break;
           }
         }
-        at = in_ring.value_or(bound);
+        if (in_ring || !at) at = in_ring.value_or(bound);
       }
       RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *at));
     }
