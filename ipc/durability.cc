@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -322,7 +323,7 @@ namespace {
 thread_local std::vector<std::pair<dev_t, ino_t>> held_topic_locks;
 }  // namespace
 
-TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) {
+TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic, bool wait) {
   const std::string dir = data_dir + "/~locks";
   const std::string path = dir + "/" + std::string(topic);
   std::error_code ec;
@@ -331,7 +332,13 @@ TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) 
   do {
     fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return;
+  if (fd < 0) {
+    // Said, not fatal: this process cannot change the data dir either.
+    Log(LogLevel::kWarning,
+        "runnel: cannot open the topic lock %s: %s; changing topic %.*s without it", path.c_str(),
+        std::strerror(errno), static_cast<int>(topic.size()), topic.data());
+    return;
+  }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
@@ -345,9 +352,10 @@ TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic) 
   }
   int r;
   do {
-    r = ::flock(fd, LOCK_EX);
+    r = ::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB);
   } while (r != 0 && errno == EINTR);
   if (r != 0) {
+    busy_ = errno == EWOULDBLOCK;
     ::close(fd);
     return;
   }
@@ -611,7 +619,13 @@ class DurabilityHooks : public BrokerHooks {
         ++it;
         continue;
       }
-      const TopicDirLock lock(options_.data_dir, it->topic.name);
+      // Not waited for: the topic's other partitions may be open here, and
+      // a client holding the lock may be waiting for them to close.
+      const TopicDirLock lock(options_.data_dir, it->topic.name, /*wait=*/false);
+      if (lock.busy()) {
+        ++it;  // the next tick
+        continue;
+      }
       if (!IsLive(it->topic)) {
         it = pending_opens_.erase(it);  // deleted: OnTopicRemoved follows
       } else if (OpenPartition(it->topic, it->partition, it->slot, it->sync, it->adopted,

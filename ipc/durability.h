@@ -93,17 +93,20 @@ struct TopicTombstone {
 // thread it nests: an inner lock of a topic the thread holds is a no-op.
 class TopicDirLock {
  public:
-  TopicDirLock(const std::string& data_dir, std::string_view topic);
+  // With `wait` false it does not block: busy() says another holds it.
+  TopicDirLock(const std::string& data_dir, std::string_view topic, bool wait = true);
   ~TopicDirLock();
   TopicDirLock(const TopicDirLock&) = delete;
   TopicDirLock& operator=(const TopicDirLock&) = delete;
 
   bool held() const { return fd_ >= 0 || nested_; }
+  bool busy() const { return busy_; }
 
  private:
   std::pair<dev_t, ino_t> id_{};  // the lock file's
   int fd_ = -1;
   bool nested_ = false;  // this thread holds it already
+  bool busy_ = false;    // not waited for, and held by another
 };
 
 // Removes DATA_DIR/<topic> (nothing to do if it is absent). Waits up to
