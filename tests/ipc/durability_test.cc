@@ -280,14 +280,13 @@ TEST_F(DurabilityTest, ProcessesGivenNoDataDirUseTheOneTheBrokerRecorded) {
   EXPECT_EQ(given->data_dir(), dir_ + "-other");
 }
 
-TEST_F(DurabilityTest, ConsumerStartsAtATimestamp) {
-  ScopedBusName name;
-  Result<Bus> bus = Bus::Open(*name, Options(true));
-  ASSERT_TRUE(bus.ok());
-  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
-  Result<Producer> p = bus->CreateProducer("t");
+// Records 0..n-1 to partition 0 of `topic`, record i stamped 1 s + i us
+// (its value is i), all durable.
+void ProduceStamped(Bus& bus, const std::string& topic, uint64_t n) {
+  Result<Producer> p = bus.CreateProducer(topic);
+  ASSERT_TRUE(p.ok());
   uint64_t last = 0;
-  for (uint64_t i = 0; i < 3000; ++i) {
+  for (uint64_t i = 0; i < n; ++i) {
     ProducerClaim claim = p->TryClaim(0, 0, 0, 8, false);
     while (claim.status() == SendStatus::kFull) {
       std::this_thread::sleep_for(1ms);
@@ -300,6 +299,14 @@ TEST_F(DurabilityTest, ConsumerStartsAtATimestamp) {
     ASSERT_EQ(p->Commit(claim), SendStatus::kOk);
   }
   ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+}
+
+TEST_F(DurabilityTest, ConsumerStartsAtATimestamp) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->CreateTopic("t", Topic()).ok());
+  ProduceStamped(*bus, "t", 3000);
   for (uint64_t want : {0ull, 17ull, 1500ull, 2999ull}) {
     ConsumerOptions co;
     co.start = StartPosition::Timestamp(static_cast<int64_t>(1'000'000'000 + want * 1000) - 1);
@@ -323,22 +330,7 @@ TEST_F(DurabilityTest, AStartAtATimestampFindsRecordsOnlyTheRingStillHolds) {
   o.segment_bytes = 4096;
   o.retention_bytes = 8192;
   ASSERT_TRUE(bus->CreateTopic("t", o).ok());
-  Result<Producer> p = bus->CreateProducer("t");
-  ASSERT_TRUE(p.ok());
-  uint64_t last = 0;
-  for (uint64_t i = 0; i < 2000; ++i) {
-    ProducerClaim claim = p->TryClaim(0, 0, 0, 8, false);
-    while (claim.status() == SendStatus::kFull) {
-      std::this_thread::sleep_for(1ms);
-      claim = p->TryClaim(0, 0, 0, 8, false);
-    }
-    ASSERT_TRUE(claim.ok());
-    std::memcpy(claim.value().data(), &i, 8);
-    claim.set_timestamp(static_cast<int64_t>(1'000'000'000 + i * 1000));
-    last = claim.offset();
-    ASSERT_EQ(p->Commit(claim), SendStatus::kOk);
-  }
-  ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+  ProduceStamped(*bus, "t", 2000);
   // Retention runs on the broker's time: wait until the log starts past the
   // ring's oldest record.
   uint64_t ring_earliest = 0;
