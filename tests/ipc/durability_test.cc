@@ -746,10 +746,12 @@ Result<Consumer> ConsumerRecordingLosses(Bus& bus, const std::string& topic,
 // A durable topic `topic` (DurabilityTestTopic) with `n` records in the data
 // dir of `options`, written by an embedded broker that then stops.
 void PersistTopic(const std::string& bus_name, const BusOptions& options, const std::string& topic,
-                  uint64_t n) {
+                  uint64_t n, uint32_t partitions = 1) {
   Result<Bus> bus = Bus::Open(bus_name, options);
   ASSERT_TRUE(bus.ok()) << bus.status().ToString();
-  ASSERT_TRUE(bus->CreateTopic(topic, DurabilityTestTopic()).ok());
+  TopicOptions o = DurabilityTestTopic();
+  o.partitions = partitions;
+  ASSERT_TRUE(bus->CreateTopic(topic, o).ok());
   ProduceDurably(*bus, topic, n);
 }
 
@@ -1499,12 +1501,7 @@ TEST_F(DurabilityTest, AStrayFileNamedLikeASegmentDoesNotMoveTheNextOffset) {
 // unread; both were accepted, and topic.meta was overwritten.
 TEST_F(DurabilityTest, ATopicOnlyInTheDataDirIsNotCreatedWithOtherSettings) {
   ScopedBusName name;
-  {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok());
-    ASSERT_TRUE(bus->CreateTopic("t", Topic(2)).ok());
-    ProduceDurably(*bus, "t", 10);
-  }
+  PersistTopic(*name, Options(/*embedded=*/true), "t", 10, /*partitions=*/2);
   ASSERT_TRUE(Bus::Remove(*name).ok());
   Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
   ASSERT_TRUE(bus.ok());
@@ -1623,12 +1620,7 @@ TEST_F(DurabilityTest, ABrokerOnAnotherDataDirNamesTheOneTheBusLastUsed) {
 // broker says what to correct.
 TEST_F(DurabilityTest, ATopicWhoseSettingsNameFewerPartitionsThanItsLogsIsNotRestored) {
   ScopedBusName name;
-  {
-    Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
-    ASSERT_TRUE(bus.ok());
-    ASSERT_TRUE(bus->CreateTopic("t", Topic(3)).ok());
-    ProduceDurably(*bus, "t", 30);
-  }
+  PersistTopic(*name, Options(/*embedded=*/true), "t", 30, /*partitions=*/3);
   ASSERT_TRUE(Bus::Remove(*name).ok());
   std::string meta;
   {
