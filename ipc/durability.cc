@@ -379,7 +379,8 @@ void RemovePurgeLeftovers(const std::string& data_dir) {
   for (const fs::path& p : doomed) {
     std::error_code rc;
     fs::remove_all(p, rc);
-    if (rc) {
+    // Gone meanwhile: the client that renamed it was still deleting it.
+    if (rc && rc != std::errc::no_such_file_or_directory) {
       Log(LogLevel::kWarning, "runnel broker: cannot remove %s: %s", p.c_str(),
           rc.message().c_str());
     }
@@ -614,6 +615,10 @@ class DurabilityHooks : public BrokerHooks {
   // persists them once the cause is gone without a restart.
   void OnTick(int64_t now_ns) override {
     if (!persister_) return;
+    if (now_ns >= next_sweep_ns_) {
+      next_sweep_ns_ = now_ns + kSweepNs;
+      SweepDeletedTopics();
+    }
     for (auto it = pending_opens_.begin(); it != pending_opens_.end();) {
       if (now_ns < it->next_ns) {
         ++it;
@@ -685,6 +690,37 @@ class DurabilityHooks : public BrokerHooks {
 
  private:
   static constexpr int64_t kOpenRetryNs = 1'000'000'000;
+  static constexpr int64_t kSweepNs = 1'000'000'000;
+
+  // Removes the logs of deleted topics this broker never saw on the bus (a
+  // topic restored at activation, or created, and deleted before a tick saw
+  // it: OnTopicRemoved is never called for it). Without waiting: a topic
+  // whose lock a client holds (it creates or deletes the topic meanwhile),
+  // or whose logs are open, is looked at again on the next sweep.
+  void SweepDeletedTopics() {
+    if (!bus_) return;
+    std::error_code ec;
+    std::vector<std::string> deleted;
+    for (const auto& entry : fs::directory_iterator(options_.data_dir, ec)) {
+      const std::string topic = entry.path().filename().string();
+      std::error_code tomb_ec;
+      if (entry.is_directory(tomb_ec) && ValidateTopicName(topic).ok() &&
+          fs::exists(entry.path() / kTombstoneFile, tomb_ec)) {
+        deleted.push_back(topic);
+      }
+    }
+    for (const std::string& topic : deleted) {
+      if (partitions_.contains(topic)) continue;  // ours: OnTopicRemoved removes it
+      const TopicDirLock lock(options_.data_dir, topic, /*wait=*/false);
+      if (lock.busy() || !ReadTopicTombstone(options_.data_dir, topic)) continue;
+      // Live: the delete's last step or a newer incarnation (OnTopicAdded).
+      if (internal::BusInternals::Core(*bus_).directory().FindLiveTopic(topic)) continue;
+      if (PurgeTopicData(options_.data_dir, topic, std::chrono::milliseconds(0)).ok()) {
+        Log(LogLevel::kInfo, "runnel broker: removed the log of deleted topic %s from %s",
+            topic.c_str(), options_.data_dir.c_str());
+      }
+    }
+  }
 
   // True if `topic` is still this incarnation on the bus.
   bool IsLive(const BrokerTopic& topic) {
@@ -803,6 +839,7 @@ class DurabilityHooks : public BrokerHooks {
   std::unique_ptr<Bus> bus_;
   std::map<std::string, uint32_t> partitions_;
   bool stopping_ = false;
+  int64_t next_sweep_ns_ = 0;
 };
 
 }  // namespace

@@ -1286,6 +1286,27 @@ TEST_F(DurabilityTest, TheTopicLockExcludesOthersAndNestsWithinAThread) {
   EXPECT_TRUE(other_got_it.load());
 }
 
+// A deleted topic the running broker never saw on the bus (restored at its
+// activation, or created, and deleted before a tick saw it): its log is
+// removed all the same, by the sweep of tombstones (it stayed until the
+// next broker start or a create of that name).
+TEST_F(DurabilityTest, TheRunningBrokerRemovesTheLogOfADeletedTopicItNeverSaw) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  // As a delete leaves it: the log, its settings and the tombstone.
+  ASSERT_TRUE(WriteTopicMeta(dir_, "ghost", Topic()).ok());
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "ghost", {}).ok());
+  ASSERT_TRUE(fs::exists(dir_ + "/ghost/0"));
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (fs::exists(dir_ + "/ghost")) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the log of 'ghost' stays";
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(bus->DescribeTopic("ghost").status().code(), StatusCode::kNotFound);
+}
+
 // Only durable topics take the topic lock: a memory-only topic's delete
 // leaves no lock file behind (one per name, never removed).
 TEST_F(DurabilityTest, DeletingAMemoryOnlyTopicLeavesNoLockFile) {
