@@ -591,7 +591,9 @@ int RunRead(const GlobalOptions& global, const ReplayArgs& args, const std::vect
                into->published(), into->published() == 1 ? "" : "s", *args.into, global.bus);
   }
   if (damages > 0) {
-    PrintError(kReplayCmd, fmt::format("{} damaged place{} found (records there were skipped); run "
+    PrintError(kReplayCmd, fmt::format("{} damaged place{} found (the damage lines above say "
+                                       "what each one cost: a damaged record is skipped, a "
+                                       "damaged segment header costs nothing); run "
                                        "`runnel replay {} --verify` for a report",
                                        damages, damages == 1 ? "" : "s", args.dir));
     return kExitDamage;
