@@ -435,6 +435,13 @@ int InspectLogTree(const std::string& dir) {
   }
   // A topic whose settings file cannot be read is not restored by a broker.
   for (const std::string& topic : topic_names) {
+    if (ReadTopicTombstone(fs::absolute(data_dir).string(), topic)) {
+      fmt::print(
+          "topic {}: deleted (it has a topic.deleted tombstone): never restored; a broker "
+          "removes its log\n",
+          topic);
+      continue;
+    }
     Result<TopicOptions> o = ReadTopicMeta(fs::absolute(data_dir).string(), topic);
     if (!o.ok()) {
       fmt::print("DAMAGE topic {}: {} (a broker cannot restore the topic)\n", topic,

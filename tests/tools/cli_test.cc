@@ -1055,6 +1055,11 @@ TEST_F(CliTest, TopicDeletedWithNoBrokerRunningStaysDeleted) {
                                        "directory, none restores it");
   RunResult topic_dir = Runnel({"inspect", data_dir_ + "/gone"});
   EXPECT_EQ(topic_dir.exit_code, 0) << topic_dir.err << topic_dir.out;
+  // Its logs are clean, and the topic is said to be deleted.
+  EXPECT_NE(topic_dir.out.find("topic gone: deleted (it has a topic.deleted tombstone): never "
+                               "restored; a broker removes its log\n"),
+            std::string::npos)
+      << topic_dir.out;
   // Before any broker runs, the hint does not offer to bring it back.
   RunResult p = Runnel({"produce", "gone"}, "x\n");
   EXPECT_EQ(p.err, "runnel produce: topic 'gone' not found on bus '" + bus_ +
