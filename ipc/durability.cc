@@ -333,10 +333,16 @@ TopicDirLock::TopicDirLock(const std::string& data_dir, std::string_view topic, 
     fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_CLOEXEC, 0644);
   } while (fd < 0 && errno == EINTR);
   if (fd < 0) {
-    // Said, not fatal: this process cannot change the data dir either.
-    Log(LogLevel::kWarning,
-        "runnel: cannot open the topic lock %s: %s; changing topic %.*s without it", path.c_str(),
-        std::strerror(errno), static_cast<int>(topic.size()), topic.data());
+    // Said once per process, not fatal: a process that cannot make a file
+    // there (another user's data dir) cannot change the topic's directory
+    // either, and may well create its topics idempotently at every start.
+    static std::atomic<bool> warned{false};
+    if (!warned.exchange(true, std::memory_order_relaxed)) {
+      Log(LogLevel::kWarning,
+          "runnel: cannot open the topic lock %s: %s; creating and deleting topics in this "
+          "process go on without the topic locks (said once)",
+          path.c_str(), std::strerror(errno));
+    }
     return;
   }
   struct stat st {};
