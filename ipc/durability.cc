@@ -700,7 +700,9 @@ class DurabilityHooks : public BrokerHooks {
 
   // Removes the logs of deleted topics this broker never saw on the bus (a
   // topic restored at activation, or created, and deleted before a tick saw
-  // it: OnTopicRemoved is never called for it). Without waiting: a topic
+  // it: OnTopicRemoved is never called for it), and finishes deletes whose
+  // deleter died after the tombstone (of a topic this broker had already
+  // seen: OnTopicAdded, which finishes them, is not called again). Without waiting: a topic
   // whose lock a client holds (it creates or deletes the topic meanwhile),
   // or whose logs are open, is looked at again on the next sweep.
   void SweepDeletedTopics() {
@@ -716,11 +718,24 @@ class DurabilityHooks : public BrokerHooks {
       }
     }
     for (const std::string& topic : deleted) {
-      if (partitions_.contains(topic)) continue;  // ours: OnTopicRemoved removes it
       const TopicDirLock lock(options_.data_dir, topic, /*wait=*/false);
-      if (lock.busy() || !ReadTopicTombstone(options_.data_dir, topic)) continue;
-      // Live: the delete's last step or a newer incarnation (OnTopicAdded).
-      if (internal::BusInternals::Core(*bus_).directory().FindLiveTopic(topic)) continue;
+      if (lock.busy()) continue;
+      const std::optional<TopicTombstone> t = ReadTopicTombstone(options_.data_dir, topic);
+      if (!t) continue;
+      internal::BusCore& core = internal::BusInternals::Core(*bus_);
+      if (const std::optional<internal::TopicRecord> live = core.directory().FindLiveTopic(topic)) {
+        // The tombstone of this very incarnation, and no deleter holds the
+        // lock (it does from the tombstone to the delete from the bus): it
+        // died in between. Finish its delete; OnTopicRemoved removes the
+        // log. (A newer incarnation removes an older tombstone itself.)
+        if (live->generation == t->generation && live->created_wall_ns == t->created_wall_ns) {
+          Status s = core.DeleteTopic(topic, live->generation);
+          Log(LogLevel::kInfo, "runnel broker: finished deleting topic %s: %s", topic.c_str(),
+              s.ToString().c_str());
+        }
+        continue;
+      }
+      if (partitions_.contains(topic)) continue;  // ours: OnTopicRemoved removes it
       if (PurgeTopicData(options_.data_dir, topic, std::chrono::milliseconds(0)).ok()) {
         Log(LogLevel::kInfo, "runnel broker: removed the log of deleted topic %s from %s",
             topic.c_str(), options_.data_dir.c_str());

@@ -1484,6 +1484,23 @@ TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheBroker) 
   broker.Stop();
 }
 
+// The same with the broker running and persisting the topic already (it
+// saw it added before the deleter wrote the tombstone and died): the
+// sweep of tombstones finishes the delete, and the log goes.
+TEST_F(DurabilityTest, DeleteInterruptedAfterTheTombstoneIsFinishedByTheRunningBroker) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/true));
+  ASSERT_TRUE(bus.ok());
+  ASSERT_TRUE(bus->embedded_broker()->WaitReady(10s).ok());
+  ASSERT_TRUE(bus->CreateTopic("gone", Topic()).ok());
+  ProduceDurably(*bus, "gone", 10);  // persisted: the broker has it
+  Result<TopicInfo> gone = bus->DescribeTopic("gone");
+  ASSERT_TRUE(gone.ok());
+  ASSERT_TRUE(WriteTopicTombstone(dir_, "gone", {gone->generation, gone->created_wall_ns}).ok());
+  ASSERT_TRUE(testing::Eventually([&] { return !fs::exists(dir_ + "/gone"); }, 10s));
+  EXPECT_EQ(bus->DescribeTopic("gone").status().code(), StatusCode::kNotFound);
+}
+
 // A file named like a later segment with a header that is not one (garbage,
 // a stray file) is not where the offsets stand: a topic restored over it
 // continues after the log's records. It took its offsets from the file's
