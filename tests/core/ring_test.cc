@@ -630,9 +630,9 @@ TEST(Ring, ControlWordsWrittenOverAreAnErrorNotAHang) {
 TEST(Ring, TheUnblockerReportsControlWordsThatDoNotFitTheFrames) {
   for (const RingMode mode : {RingMode::kSingleProducer, RingMode::kMultiProducer}) {
     SCOPED_TRACE(static_cast<int>(mode));
+    RingOptions o = Options();
+    o.mode = mode;
     {
-      RingOptions o = Options();
-      o.mode = mode;
       TestRing t(o);
       RingProducer p(t.ring);
       for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "record").ok());
@@ -659,8 +659,6 @@ TEST(Ring, TheUnblockerReportsControlWordsThatDoNotFitTheFrames) {
       t.ring.ReleaseGatingSlot(slot);
     }
     {
-      RingOptions o = Options();
-      o.mode = mode;
       TestRing t(o);
       RingProducer p(t.ring);
       for (int i = 0; i < 3; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "record").ok());

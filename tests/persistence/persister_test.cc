@@ -104,6 +104,15 @@ class PersisterTest : public ::testing::Test {
     return PersistedPartition{"t/0", ring, slot, std::move(*log), fsync, RetentionPolicy{}};
   }
 
+  // A persister persisting partition `ring` (its log in dir_/p0).
+  Result<std::unique_ptr<Persister>> StartPersisting(Ring ring, uint32_t slot,
+                                                     std::string_view fsync,
+                                                     uint64_t segment_bytes = 1 << 20) {
+    Result<std::unique_ptr<Persister>> p = Persister::Start({});
+    if (p.ok()) (*p)->Add(Partition(ring, slot, *SyncPolicy::Parse(fsync), segment_bytes));
+    return p;
+  }
+
   std::string dir_;
 };
 
@@ -167,9 +176,8 @@ TEST_F(PersisterTest, AtLeastOnceProducerIsReleasedOnlyWhenDurable) {
   ASSERT_TRUE(w.ok());
   // Nobody persists yet: the wait times out.
   EXPECT_FALSE(t.ring.WaitForDurable(w.offset, 20'000'000));
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always");
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   EXPECT_TRUE(t.ring.WaitForDurable(w.offset, 10'000'000'000));
   // Durable means the bytes are in the file already.
   const auto disk = ReadSegments(dir_ + "/p0");
@@ -186,9 +194,8 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
   for (int i = 0; i < 100; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
   const RingPosition before = t.ring.GatingPosition(slot);
   {
-    auto persister = Persister::Start({});
+    auto persister = StartPersisting(t.ring, slot, "interval:5");
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:5")));
     ASSERT_TRUE((*persister)->Flush().ok());
     (*persister)->Stop();
   }
@@ -198,9 +205,8 @@ TEST_F(PersisterTest, RestartedPersisterResumesWithoutLossOrDuplicates) {
   t.ring.AdvanceGatingSlot(slot, before);
   for (int i = 100; i < 150; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
   {
-    auto persister = Persister::Start({});
+    auto persister = StartPersisting(t.ring, slot, "interval:5");
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:5")));
     ASSERT_TRUE((*persister)->Flush().ok());
   }
   const auto disk = ReadSegments(dir_ + "/p0");
@@ -222,18 +228,16 @@ TEST_F(PersisterTest, ARingBehindTheLogIsRefusedInsteadOfReusingOffsets) {
     const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
     RingProducer p(t.ring);
     for (int i = 0; i < 100; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
-    auto persister = Persister::Start({});
+    auto persister = StartPersisting(t.ring, slot, "always");
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
     ASSERT_TRUE((*persister)->Flush().ok());
   }
   TestRing t(ro);  // starts at offset 0 again
   const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
   RingProducer p(t.ring);
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, "reused offset").ok());
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always");
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   EXPECT_FALSE((*persister)->Flush().ok());
   const std::vector<PersistedPartitionStats> stats = (*persister)->Stats();
   ASSERT_EQ(stats.size(), 1u);
@@ -268,9 +272,8 @@ TEST_F(PersisterTest, ARecordWrittenOverInTheRingIsNotPersisted) {
   // One byte of record 3's value.
   std::byte* value = const_cast<std::byte*>(t.ring.At(positions[3])) + kFrameHeaderLength + 10;
   *value = static_cast<std::byte>(static_cast<unsigned char>(*value) ^ 0x20);
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always");
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   EXPECT_FALSE((*persister)->Flush(2'000'000'000).ok());
   EXPECT_EQ(t.ring.GatingError(slot), EILSEQ);
   EXPECT_EQ(t.ring.GatingPosition(slot).offset, 3u);
@@ -305,9 +308,8 @@ TEST_F(PersisterTest, AnOffsetSkippedWithoutPaddingIsMarkedAsAGapAndTheRecordKep
     for (uint64_t i = 6; i < 11; ++i) {
       ASSERT_EQ(p.try_write(std::nullopt, {}, Value(i, 50)).offset, i);
     }
-    auto persister = Persister::Start({});
+    auto persister = StartPersisting(t.ring, slot, "always");
     ASSERT_TRUE(persister.ok());
-    (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
     ASSERT_TRUE((*persister)->Flush(2'000'000'000).ok());
     EXPECT_EQ(t.ring.GatingError(slot), 0);
     EXPECT_EQ(t.ring.Durable(slot).offset, 11u);
@@ -347,9 +349,8 @@ TEST_F(PersisterTest, TheSlotMovesPastASkippedOffsetBeforeTheNextRecordIsWritten
   std::atomic_ref<uint64_t>(t.ring.control()->tail).fetch_add(uint64_t{1} << 32);
   const uint64_t at = t.ring.tail().position;
   ASSERT_EQ(p.try_write(std::nullopt, {}, Value(6, 8000)).offset, 6u);
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always", /*segment_bytes=*/4096);
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always"), /*segment_bytes=*/4096));
   EXPECT_FALSE((*persister)->Flush(1'000'000'000).ok());
   EXPECT_NE(t.ring.GatingError(slot), 0);
   EXPECT_EQ(t.ring.GatingPosition(slot), (RingPosition{at, 6}));
@@ -370,9 +371,8 @@ TEST_F(PersisterTest, ALogDirectoryRemovedUnderThePersisterStopsConfirmingDurabi
   const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
   RingProducer p(t.ring);
   for (uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(p.try_write(std::nullopt, {}, Value(i, 50)).ok());
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always");
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   ASSERT_TRUE((*persister)->Flush(2'000'000'000).ok());
   EXPECT_EQ(t.ring.Durable(slot).offset, 10u);
   fs::remove_all(dir_ + "/p0");
@@ -407,9 +407,8 @@ TEST_F(PersisterTest, APersisterLappedBeforeItsFirstWriteMarksAGapAndGoesOn) {
   EXPECT_EQ(p.try_write(std::nullopt, {}, Value(n, 50)).status, ClaimStatus::kFull);
   const uint64_t oldest = t.ring.earliest().offset;
   ASSERT_GT(oldest, 0u);
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "always");
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("always")));
   ASSERT_TRUE((*persister)->Flush(5'000'000'000).ok());
   EXPECT_EQ(t.ring.GatingError(slot), 0);
   EXPECT_EQ(t.ring.Unread(slot).from, 0u);
@@ -450,9 +449,8 @@ TEST_F(PersisterTest, IntervalSyncOverlapsWritesAndDurableNeverPassesWritten) {
   ro.capacity = 1 << 20;
   TestRing t(ro);
   const uint32_t slot = *t.ring.AcquireGatingSlot(kPersisterOwner, t.ring.tail());
-  auto persister = Persister::Start({});
+  auto persister = StartPersisting(t.ring, slot, "interval:1", 4 << 20);
   ASSERT_TRUE(persister.ok());
-  (*persister)->Add(Partition(t.ring, slot, *SyncPolicy::Parse("interval:1"), 4 << 20));
   std::atomic<bool> done{false};
   std::atomic<uint64_t> violations{0};
   std::atomic<uint64_t> durable_moves{0};
