@@ -364,7 +364,9 @@ int RunDelete(const GlobalOptions& global, const DeleteArgs& args) {
     lock.reset();
     return false;
   };
-  if (s.code() == StatusCode::kNotFound && ValidateTopicName(args.name).ok() && !lock_off_bus()) {
+  // (No log, nothing to do on disk: no lock, whose file would stay for the name.)
+  if (s.code() == StatusCode::kNotFound && ValidateTopicName(args.name).ok() &&
+      std::filesystem::is_directory(log_dir, ec) && !lock_off_bus()) {
     s = bus->DeleteTopic(args.name);
     was_on_bus = s.ok();
   }

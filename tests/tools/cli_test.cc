@@ -385,6 +385,7 @@ TEST_F(CliTest, TopicListAndDescribeJsonParse) {
   EXPECT_EQ(nosuch.exit_code, 1);
   EXPECT_EQ(nosuch.err, "runnel topic delete: topic 'gamma' not found on bus '" + bus_ +
                             "' (the topics there: runnel --bus " + bus_ + " topic list)\n");
+  EXPECT_FALSE(fs::exists(data_dir_ + "/~locks/gamma"));  // no lock file for a mistyped name
 
   RunResult del = Runnel({"topic", "delete", "beta"});
   EXPECT_EQ(del.exit_code, 0) << del.err;
