@@ -186,7 +186,10 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
     }
     const uint32_t limit = static_cast<uint32_t>(std::min<uint64_t>(remaining, 1024));
     PollResult r = consumer->PollFor(handler, limit, slice);
-    r.records -= std::exchange(skipped, 0);
+    const uint32_t skipped_now = std::exchange(skipped, 0);
+    r.records -= skipped_now;
+    // A record skipped for --from @T is not idleness: the stream is live.
+    if (skipped_now > 0) last_record = Clock::now();
     if (r.records > 0) {
       total += r.records;
       remaining -= std::min<uint64_t>(remaining, r.records);
@@ -206,7 +209,9 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
       break;
     }
     // Idle: a poll that found nothing (not one that only reported a loss).
-    if (r.records == 0 && r.status == PollStatus::kOk && (idle_over || StdoutClosed())) break;
+    if (r.records == 0 && skipped_now == 0 && r.status == PollStatus::kOk &&
+        (idle_over || StdoutClosed()))
+      break;
   }
   if (write_error == 0) (void)WriteOut(out, &write_error);
   if (write_error != 0 && write_error != EPIPE) {

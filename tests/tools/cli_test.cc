@@ -724,6 +724,32 @@ TEST_F(CliTest, ConsumeFromAFutureTimeSkipsEarlierRecords) {
   EXPECT_EQ(StopBroker(), 0);
 }
 
+// Records skipped for --from @T keep an --idle-exit-ms consume going: the
+// stream is live, only not yet at T.
+TEST_F(CliTest, RecordsSkippedForAFutureTimeAreNotIdleness) {
+  StartBroker();
+  CreateTopic("busy");
+  auto now_ms = [] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  };
+  const int64_t at_ms = now_ms() + 4000;
+  Child consumer(Argv({"consume", "busy", "--from", "@" + std::to_string(at_ms), "--idle-exit-ms",
+                       "1500", "--max", "1"}));
+  ASSERT_TRUE(WaitRegistered("busy", "consumers", consumer)) << consumer.err();
+  while (now_ms() <= at_ms) {  // an early record every ~100 ms, far less than 1500
+    RunResult early = Runnel({"produce", "busy"}, "early\n");
+    ASSERT_EQ(early.exit_code, 0) << early.err;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  RunResult late = Runnel({"produce", "busy"}, "late\n");
+  ASSERT_EQ(late.exit_code, 0) << late.err;
+  EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
+  EXPECT_EQ(consumer.out(), "late\n");
+  EXPECT_EQ(StopBroker(), 0);
+}
+
 // A segment size the log cannot use is refused when the topic is created
 // (exit 2), not when the broker first tries to persist it.
 TEST_F(CliTest, TopicCreateRefusesSegmentSizesTheLogCannotUse) {
