@@ -53,15 +53,26 @@ bool Broker::TryBecomeActive() {
   if (const std::string& data_dir = core_->options().data_dir; !data_dir.empty()) {
     // Records an earlier broker persisted elsewhere are not in this data dir:
     // say where they are (the persister then reports the offsets between).
-    const std::string previous = dir.ReadDataDir().path;
+    const internal::DataDirRecord recorded = dir.ReadDataDir();
+    const std::string& previous = recorded.path;
     std::error_code ec;
     if (!previous.empty() && previous != data_dir &&
         !(std::filesystem::equivalent(previous, data_dir, ec) && !ec)) {
-      Log(LogLevel::kWarning,
-          "runnel broker: bus '%s' was last persisted to %s, this broker persists to %s: the "
-          "records its earlier brokers wrote are in %s",
-          core_->name().c_str(), previous.c_str(), data_dir.c_str(), previous.c_str());
+      if (recorded.epoch == 0) {  // recorded by a client (BusCore::RecordDataDir)
+        Log(LogLevel::kWarning,
+            "runnel broker: bus '%s' had topics created with data dir %s, this broker persists "
+            "to %s: their logs are in %s",
+            core_->name().c_str(), previous.c_str(), data_dir.c_str(), previous.c_str());
+      } else {
+        Log(LogLevel::kWarning,
+            "runnel broker: bus '%s' was last persisted to %s, this broker persists to %s: the "
+            "records its earlier brokers wrote are in %s",
+            core_->name().c_str(), previous.c_str(), data_dir.c_str(), previous.c_str());
+      }
     }
+    // Under the directory lock: a client that finds no live broker records
+    // its data dir too (BusCore::RecordDataDir).
+    Result<internal::BusCore::Guard> guard = core_->Lock();
     dir.WriteDataDir(data_dir, dir.ReadBroker().epoch);
   }
   // Relaxed: a status flag for IsActive(); nothing is published through it.

@@ -173,7 +173,11 @@ Status Bus::CreateTopic(std::string_view name, const TopicOptions& options) {
     }
     base[p] = *next;
   }
-  return core_->CreateTopic(name, options, base);
+  RUNNEL_RETURN_IF_ERROR(core_->CreateTopic(name, options, base));
+  // Its log goes to data_dir: with no broker yet, say so on the bus, so
+  // commands and brokers given no data dir use that one.
+  core_->RecordDataDir();
+  return Status::Ok();
 }
 
 Status Bus::DeleteTopic(std::string_view name) {

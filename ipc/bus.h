@@ -68,8 +68,9 @@ struct BusOptions {
   // (with a data dir known at Open only: one taken from the bus later is
   // not persisted by this process's embedded broker).
   // Empty (the library default): the data dir the bus's broker recorded when
-  // it became active (Bus::data_dir() says which). If no broker with a data
-  // dir has been active on this bus yet, none until one records it: topics
+  // it became active (Bus::data_dir() says which), or, if a process created
+  // a durable topic with a data dir while no broker was live, that one. If
+  // none has been recorded yet, none until one is: topics
   // this process creates before that are ring-only, consumers it creates
   // before that read no disk; it takes the recorded one at its next
   // CreateTopic, DeleteTopic, CreateConsumer or data_dir(). Every process of a
@@ -189,7 +190,9 @@ struct BusInfo {
   // 0: none recorded (also for buses created by runnel before directory 1.1).
   int32_t broker_stopped_pid = 0;
   int64_t broker_stopped_wall_ns = 0;
-  // Where the active (or last active) broker persists; empty: none recorded.
+  // Where the active (or last active) broker persists, or where a durable
+  // topic was created while no broker was live, whichever was later; empty:
+  // none recorded.
   std::string broker_data_dir;
   uint32_t topics = 0;
   uint32_t clients = 0;

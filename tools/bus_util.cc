@@ -35,8 +35,8 @@ void NoteOtherDataDir(std::string_view command, const GlobalOptions& global, con
   Result<BusInfo> info = bus.Info();
   if (info.ok() && !info->broker_data_dir.empty() && info->broker_data_dir != bus.data_dir()) {
     fmt::print(stderr,
-               "runnel {}: note: the last broker of bus '{}' persisted to {}; this command uses "
-               "{}\n",
+               "runnel {}: note: bus '{}' keeps its logs in {} (recorded by its last broker, or "
+               "by a topic create while none ran); this command uses {}\n",
                command, global.bus, info->broker_data_dir, bus.data_dir());
   }
 }

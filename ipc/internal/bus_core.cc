@@ -628,6 +628,17 @@ std::string BusCore::data_dir() const {
   return data_dir_;
 }
 
+void BusCore::RecordDataDir() {
+  const std::string mine = data_dir();
+  if (mine.empty()) return;
+  Result<Guard> guard = Lock();
+  if (!guard.ok()) return;  // best effort: the topic is created either way
+  const BrokerRecord b = dir_.ReadBroker();
+  if (b.pid != 0 && CheckProcess(b.pid, b.start_time) == Liveness::kAlive) return;
+  if (dir_.ReadDataDir().path == mine) return;
+  dir_.WriteDataDir(mine, 0);
+}
+
 void BusCore::AdoptRecordedDataDir(
     const std::function<std::shared_ptr<ColdReader>(const std::string&)>& make_reader) {
   std::lock_guard<std::mutex> lk(mu_);

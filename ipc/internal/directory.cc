@@ -505,7 +505,7 @@ void Directory::WriteDataDir(std::string_view path, uint64_t epoch) {
   const std::size_t n = std::min<std::size_t>(path.size(), kDataDirBytes);
   uint64_t packed[kDataDirWords] = {};
   std::memcpy(packed, path.data(), n);
-  // Only the holder of the broker lock writes here: one writer for the seq.
+  // Writers hold the directory lock: one writer for the seq.
   BeginWrite(h.data_dir_seq);
   Store(h.data_dir_epoch, epoch, kPublish);
   for (uint32_t i = 0; i < kDataDirWords; ++i) Store(h.data_dir[i], packed[i], kPublish);

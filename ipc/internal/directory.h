@@ -189,8 +189,9 @@ struct DirectoryHeader {
   uint64_t claims_unblocked;
   uint8_t reserved5[1024 - 528];
   // Since 1.2. Where the last active broker with a data dir persists (an
-  // absolute path) and its broker_epoch, written under data_dir_seq (a
-  // seqlock) by the active broker only.
+  // absolute path) and its broker_epoch, or, with epoch 0, the data dir of
+  // a client that created a durable topic while no broker was live; written
+  // under data_dir_seq (a seqlock) by holders of the directory lock.
   uint64_t data_dir_seq;
   uint64_t data_dir_epoch;
   uint32_t data_dir_length;
@@ -408,7 +409,8 @@ class Directory {
   void AddClaimsUnblocked(uint64_t n);
   uint64_t claims_unblocked() const;
   // Records `path` (at most kDataDirBytes) as where the broker of `epoch`
-  // persists.
+  // persists (epoch 0: recorded by a client while no broker was live). The
+  // caller holds the directory lock.
   void WriteDataDir(std::string_view path, uint64_t epoch);
   // The recorded data dir; path empty if none was recorded, or if it kept
   // changing or does not make sense (untrusted memory).

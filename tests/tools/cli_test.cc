@@ -69,6 +69,14 @@ class CliTest : public ::testing::Test {
     return RunProcess(Argv(args), input, timeout);
   }
 
+  // `cd DIR && runnel --bus B ARGS...` with no --data-dir (nor
+  // RUNNEL_DATA_DIR), as an argv for RunProcess or Child.
+  std::vector<std::string> ArgvIn(const std::string& dir, const std::string& args) const {
+    return {"sh", "-c",
+            "cd '" + dir + "' && exec env -u RUNNEL_DATA_DIR '" + RunnelPath() + "' --bus " + bus_ +
+                " " + args};
+  }
+
  public:
   // Runnel() for helpers outside the fixture.
   RunResult RunnelFor(const std::vector<std::string>& args, const std::string& input = "") {
@@ -874,11 +882,8 @@ TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
   ASSERT_EQ(p.exit_code, 0) << p.err;
   const std::string elsewhere = root_ + "/elsewhere";
   fs::create_directories(elsewhere);
-  // `cd elsewhere && runnel --bus B ARGS...`, with no --data-dir.
   auto from_elsewhere = [&](const std::string& args) {
-    return RunProcess({"sh", "-c",
-                       "cd '" + elsewhere + "' && exec env -u RUNNEL_DATA_DIR '" + RunnelPath() +
-                           "' --bus " + bus_ + " " + args});
+    return RunProcess(ArgvIn(elsewhere, args));
   };
   const std::string consume = "consume far --from earliest --idle-exit-ms 500";
   RunResult c = from_elsewhere(consume);
@@ -905,8 +910,10 @@ TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
   EXPECT_EQ(c.out, Join(values));
   wrong = from_elsewhere("--data-dir other " + consume);
   EXPECT_EQ(wrong.exit_code, 0) << wrong.err;
-  EXPECT_NE(wrong.err.find("note: the last broker of bus '" + bus_ + "' persisted to " + data_dir_ +
-                           "; this command uses " + elsewhere + "/other"),
+  EXPECT_NE(wrong.err.find("note: bus '" + bus_ + "' keeps its logs in " + data_dir_ +
+                           " (recorded by its last broker, or by a topic create while none ran); "
+                           "this command uses " +
+                           elsewhere + "/other"),
             std::string::npos)
       << wrong.err;
 
@@ -916,14 +923,42 @@ TEST_F(CliTest, CommandsGivenNoDataDirUseTheBrokersFromAnyDirectory) {
       std::vector<std::string>{RunnelPath(), "--bus", bus_, "--data-dir", second, "broker"}));
   ASSERT_TRUE(brokers_.back()->WaitForStderr("active on bus", seconds(10)))
       << brokers_.back()->err();
-  EXPECT_NE(
-      brokers_.back()->err().find("note: the last broker of bus '" + bus_ + "' persisted to " +
-                                  data_dir_ + "; this command uses " + second),
-      std::string::npos)
+  EXPECT_NE(brokers_.back()->err().find("note: bus '" + bus_ + "' keeps its logs in " + data_dir_ +
+                                        " (recorded by its last broker, or by a topic create while "
+                                        "none ran); this command uses " +
+                                        second),
+            std::string::npos)
       << brokers_.back()->err();
   info = from_elsewhere("bus info --json");
   EXPECT_NE(info.out.find("\"broker_data_dir\":\"" + second + "\""), std::string::npos) << info.out;
   EXPECT_EQ(StopBroker(), 0);
+}
+
+// A durable topic created with a data dir while no broker runs records that
+// dir for the bus: a broker and commands given none, started anywhere, use it.
+TEST_F(CliTest, ATopicCreatedBeforeAnyBrokerRecordsItsDataDir) {
+  CreateTopic("early");  // --data-dir data_dir_, and no broker yet
+  const std::string elsewhere = root_ + "/elsewhere";
+  fs::create_directories(elsewhere);
+  RunResult p =
+      RunProcess(ArgvIn(elsewhere, "produce early --delivery at-most-once"), "one\ntwo\n");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  brokers_.push_back(std::make_unique<Child>(ArgvIn(elsewhere, "broker")));
+  ASSERT_TRUE(brokers_.back()->WaitForStderr("active on bus", seconds(10)))
+      << brokers_.back()->err();
+  RunResult c = RunProcess(ArgvIn(elsewhere, "consume early --from earliest --idle-exit-ms 300"));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "one\ntwo\n");
+  EXPECT_EQ(c.err, "");
+  RunResult info = RunProcess(ArgvIn(elsewhere, "bus info --json"));
+  EXPECT_NE(info.out.find("\"broker_data_dir\":\"" + data_dir_ + "\""), std::string::npos)
+      << info.out;
+  EXPECT_EQ(StopBroker(), 0);
+  EXPECT_FALSE(fs::exists(elsewhere + "/runnel-data"));
+  // The broker persisted them where the topic was created.
+  RunResult r = Runnel({"replay", data_dir_, "--topic", "early"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out).size(), 2u) << r.out;
 }
 
 // A consumer that the producer laps (a 64 KiB ring, 100k records) never
