@@ -444,7 +444,10 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
   c.mapping_ = a->mapping;
   // Only a durable topic's records are on disk: a memory-only topic never
   // reads a log (one left in the data dir under its name is another's).
-  if ((a->topic.flags & internal::kTopicFlagDurable) != 0) c.cold_reader_ = core_->cold_reader();
+  if ((a->topic.flags & internal::kTopicFlagDurable) != 0) {
+    c.cold_reader_ = core_->cold_reader();
+    c.cold_id_ = internal::ColdReader::NewReaderId();
+  }
   c.wait_ = options.wait;
   c.zero_copy_ = options.zero_copy;
   if (!c.zero_copy_) c.GrowStage(64 * 1024);

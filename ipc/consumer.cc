@@ -45,6 +45,7 @@ Consumer& Consumer::operator=(Consumer&& other) noexcept {
     core_ = std::move(other.core_);
     mapping_ = std::move(other.mapping_);
     cold_reader_ = std::move(other.cold_reader_);
+    cold_id_ = other.cold_id_;
     cursors_ = std::move(other.cursors_);
     std::copy(std::begin(other.cursor_of_), std::end(other.cursor_of_), std::begin(cursor_of_));
     std::fill(std::begin(other.cursor_of_), std::end(other.cursor_of_), -1);
@@ -69,7 +70,13 @@ Consumer& Consumer::operator=(Consumer&& other) noexcept {
 
 Consumer::~Consumer() { Release(); }
 
+void Consumer::LeaveCold(Cursor& c) {
+  if (c.cold && cold_reader_) cold_reader_->Close(cold_id_, c.partition);
+  c.cold = false;
+}
+
 void Consumer::Release() {
+  if (cold_reader_) cold_reader_->Close(cold_id_, std::nullopt);
   if (core_ && client_id_ != 0) core_->Unregister({client_slot_, client_id_});
   client_id_ = 0;
 }
@@ -177,7 +184,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
   }
   const RingPosition earliest = c.reader.ring().earliest();
   auto rejoin = [&](uint64_t at) {
-    c.cold = false;
+    LeaveCold(c);
     c.slow = false;
     c.reader.Seek(earliest);
     c.skip_until = at;
@@ -188,6 +195,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     return;
   }
   internal::ColdReadRequest req;
+  req.reader = cold_id_;
   req.topic = topic_;
   req.generation = generation_;
   req.partition = c.partition;
@@ -226,7 +234,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
       Report(info, result, overruns_, lost_records_total_, on_overrun_);
     }
     if (now.offset < log_start) {
-      c.cold = false;
+      LeaveCold(c);
       c.slow = false;
       c.reader.Seek(now);
       c.skip_until = lost_to;
@@ -285,9 +293,9 @@ Status Consumer::SeekCursor(Cursor& c, uint64_t offset) {
   }
   const RingPosition earliest = ring.earliest();
   c.pending_loss = false;
-  c.cold = false;
   c.slow = false;
   if (offset >= earliest.offset) {
+    LeaveCold(c);
     const RingPosition at = c.reader.position();
     // Keep the cursor when it is still in the ring and not past `offset`;
     // otherwise walk from the earliest record (skipping up to `offset`).
@@ -301,6 +309,7 @@ Status Consumer::SeekCursor(Cursor& c, uint64_t offset) {
     c.cold_next = offset;
     c.slow = true;
   } else {
+    LeaveCold(c);
     c.reader.Seek(earliest);
     c.skip_until = earliest.offset;
     c.pending_loss = true;

@@ -217,11 +217,14 @@ class Consumer {
   // False once `deadline_ns` (monotonic) has passed.
   bool WaitForData(int64_t deadline_ns);
   Status SeekCursor(Cursor& c, uint64_t offset);
+  // Back to the ring: the cold reader closes what it kept open for `c`.
+  void LeaveCold(Cursor& c);
   void Release();
 
   std::shared_ptr<internal::BusCore> core_;
   std::shared_ptr<const void> mapping_;  // keeps the rings mapped
   std::shared_ptr<internal::ColdReader> cold_reader_;
+  uint64_t cold_id_ = 0;  // ColdReadRequest::reader
   std::vector<Cursor> cursors_;
   int8_t cursor_of_[64] = {};  // partition -> index in cursors_, -1: not subscribed
   std::size_t next_cursor_ = 0;

@@ -10,6 +10,7 @@
 #ifndef RUNNEL_IPC_INTERNAL_COLD_READER_H_
 #define RUNNEL_IPC_INTERNAL_COLD_READER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -21,6 +22,9 @@
 namespace runnel::internal {
 
 struct ColdReadRequest {
+  // Who reads (NewReaderId): each reader has its own position in the log,
+  // kept open between requests until Close.
+  uint64_t reader = 0;
   std::string topic;
   uint64_t generation = 0;
   uint32_t partition = 0;
@@ -56,11 +60,20 @@ struct ColdReadBatch {
 class ColdReader {
  public:
   virtual ~ColdReader() = default;
+  // A fresh id for ColdReadRequest::reader, unique in this process.
+  static uint64_t NewReaderId() {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);  // relaxed: a unique number
+  }
   // Called on the consumer's thread. The RecordView is valid until the sink
   // returns. Must not block for long: it runs inside Consumer::Poll.
   [[nodiscard]] virtual Result<ColdReadBatch> ReadFrom(
       const ColdReadRequest& request, const std::function<void(const RecordView&)>& sink) = 0;
-  // The oldest offset the log still holds (nullopt: no log).
+  // Drops what ReadFrom keeps open for `reader`: the partition's log, or
+  // all of them (nullopt). Files deleted meanwhile (retention, a deleted
+  // topic) are freed only then.
+  virtual void Close(uint64_t /*reader*/, std::optional<uint32_t> /*partition*/) {}
+  // The oldest offset the log holds now (nullopt: no log).
   virtual std::optional<uint64_t> EarliestOffset(const std::string& /*topic*/,
                                                  uint64_t /*generation*/, uint32_t /*partition*/) {
     return std::nullopt;

@@ -19,7 +19,7 @@ class LogColdReader : public ColdReader {
   Result<ColdReadBatch> ReadFrom(const ColdReadRequest& req,
                                  const std::function<void(const RecordView&)>& sink) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Result<Open*> open = Get(req.topic, req.generation, req.partition);
+    Result<Open*> open = Get(req.reader, req.topic, req.generation, req.partition);
     if (!open.ok()) return open.status();
     Open& o = **open;
     ColdReadBatch batch;
@@ -88,26 +88,32 @@ class LogColdReader : public ColdReader {
     return batch;
   }
 
-  std::optional<uint64_t> EarliestOffset(const std::string& topic, uint64_t generation,
-                                         uint32_t partition) override {
+  void Close(uint64_t reader, std::optional<uint32_t> partition) override {
     std::lock_guard<std::mutex> lk(mu_);
-    Result<Open*> open = Get(topic, generation, partition);
-    if (!open.ok()) return std::nullopt;
-    return (*open)->reader.log_start_offset();
+    std::erase_if(open_, [&](const auto& entry) {
+      return std::get<0>(entry.first) == reader &&
+             (!partition || std::get<3>(entry.first) == *partition);
+    });
   }
 
-  std::optional<uint64_t> OffsetForTimestamp(const std::string& topic, uint64_t generation,
+  // Both open the log afresh: its start as it is now (retention), and no
+  // reader kept open for a consumer that may never read the disk.
+  std::optional<uint64_t> EarliestOffset(const std::string& topic, uint64_t /*generation*/,
+                                         uint32_t partition) override {
+    Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
+    if (!r.ok()) return std::nullopt;
+    return r->log_start_offset();
+  }
+
+  std::optional<uint64_t> OffsetForTimestamp(const std::string& topic, uint64_t /*generation*/,
                                              uint32_t partition, int64_t ts_ns,
                                              uint64_t written_below) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    Result<Open*> open = Get(topic, generation, partition);
-    if (!open.ok()) return std::nullopt;
-    Open& o = **open;
-    o.reader.SetWrittenBelow(written_below);
-    o.next = UINT64_MAX;  // the reader moves: the next ReadFrom seeks
-    if (!o.reader.SeekTimestamp(ts_ns).ok()) return std::nullopt;
+    Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
+    if (!r.ok()) return std::nullopt;
+    r->SetWrittenBelow(written_below);
+    if (!r->SeekTimestamp(ts_ns).ok()) return std::nullopt;
     for (;;) {
-      const LogEntry e = o.reader.Next();
+      const LogEntry e = r->Next();
       if (e.kind == LogEntry::Kind::kEnd) return std::nullopt;
       if (e.kind == LogEntry::Kind::kRecord && !e.control && e.record.timestamp_ns() >= ts_ns) {
         return e.record.offset();
@@ -123,19 +129,25 @@ class LogColdReader : public ColdReader {
     bool damage = false;         // the reader skipped damage since the last record
   };
 
-  Result<Open*> Get(const std::string& topic, uint64_t generation, uint32_t partition) {
-    const auto key = std::make_tuple(topic, generation, partition);
+  std::string PartitionDir(const std::string& topic, uint32_t partition) const {
+    return data_dir_ + "/" + topic + "/" + std::to_string(partition);
+  }
+
+  Result<Open*> Get(uint64_t reader, const std::string& topic, uint64_t generation,
+                    uint32_t partition) {
+    const auto key = std::make_tuple(reader, topic, generation, partition);
     auto it = open_.find(key);
     if (it != open_.end()) return &it->second;
-    const std::string dir = data_dir_ + "/" + topic + "/" + std::to_string(partition);
-    Result<LogReader> r = LogReader::Open(dir);
+    Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
     if (!r.ok()) return r.status();
     return &open_.emplace(key, Open(std::move(*r))).first->second;
   }
 
   std::string data_dir_;
   std::mutex mu_;
-  std::map<std::tuple<std::string, uint64_t, uint32_t>, Open> open_;
+  // One open log per reader (a consumer) and partition, from its first cold
+  // read until Close: each consumer keeps its own position.
+  std::map<std::tuple<uint64_t, std::string, uint64_t, uint32_t>, Open> open_;
 };
 
 }  // namespace
