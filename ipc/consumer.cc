@@ -182,6 +182,16 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     c.slow = false;
     return;
   }
+  // The log is found by the topic's name: once the topic is deleted, its
+  // files go away (a loss that is not one) and a topic created anew under
+  // the name writes its own there. Checked before every read from disk and
+  // before a loss is reported.
+  auto deleted = [&] {
+    MaintenanceCheck();
+    if (topic_gone_) Raise(result, PollStatus::kTopicDeleted);
+    return topic_gone_;
+  };
+  if (deleted()) return;
   const RingPosition earliest = c.reader.ring().earliest();
   auto rejoin = [&](uint64_t at) {
     LeaveCold(c);
@@ -211,6 +221,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
   });
   result.records += delivered;
   if (!batch.ok() || (delivered == 0 && batch->next_offset <= c.cold_next)) {
+    if (deleted()) return;
     // The log cannot serve it: report the gap and continue from the ring.
     OverrunInfo info{
         c.partition, earliest.offset - c.cold_next, 0, c.cold_next, earliest.offset, 0};
@@ -243,6 +254,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     }
   }
   if (batch->damaged_to > batch->damaged_from) {
+    if (deleted()) return;
     OverrunInfo info{c.partition,
                      batch->damaged_to - batch->damaged_from,
                      0,

@@ -272,6 +272,9 @@ PollResult Consumer::Poll(Handler&& handler, uint32_t limit) {
             handler(static_cast<const ConsumerRecord&>(ConsumerRecord(topic_, c.partition, v)));
           },
           limit - result.records, result);
+      if (topic_gone_) [[unlikely]] {
+        break;
+      }
       if (c.slow || result.records >= limit) continue;  // else: back in the ring, read on
     }
     uint32_t delivered = 0;

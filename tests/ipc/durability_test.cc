@@ -227,6 +227,57 @@ TEST_F(DurabilityTest, AConsumerBackOnTheRingOrGoneKeepsNoSegmentOpen) {
   EXPECT_EQ(OpenSegmentFds(dir_), persister_fds);
 }
 
+// A consumer reading a topic's log from disk when the topic is deleted (and
+// created anew, with records of its own) gets kTopicDeleted: never a record
+// of the new topic (its log was found by the name), nor a loss for the old
+// log's files going away.
+TEST_F(DurabilityTest, AConsumerOnDiskOfADeletedTopicGetsTopicDeletedNotTheNewTopicsRecords) {
+  ScopedBusName name;
+  std::optional<Persisting> opened = OpenPersisting(*name);
+  ASSERT_TRUE(opened.has_value());
+  constexpr uint64_t kRecords = 5000;  // ~0.8 MB through a 64 KiB ring
+  uint64_t last = 0;
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    SendResult r = opened->producer.Send(std::nullopt, Value(i), {}, 0, 10s);
+    ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+    last = r.offset;
+  }
+  ASSERT_TRUE(opened->producer.WaitDurable(0, last, 10s).ok());
+  ConsumerOptions co;
+  std::vector<OverrunInfo> losses;
+  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
+  Result<Consumer> c = opened->bus.CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  std::vector<std::pair<uint64_t, std::string>> got = Drain(*c, 1);  // one batch, from disk
+  ASSERT_FALSE(got.empty());
+
+  ASSERT_TRUE(opened->bus.DeleteTopic("t").ok());
+  ASSERT_TRUE(opened->bus.CreateTopic("t", Topic()).ok());
+  Result<Producer> p = opened->bus.CreateProducer("t");
+  ASSERT_TRUE(p.ok());
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    SendResult r = p->Send(std::nullopt, "new", {}, 0, 10s);
+    ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+    last = r.offset;
+  }
+  ASSERT_TRUE(p->WaitDurable(0, last, 10s).ok());
+
+  PollStatus status = PollStatus::kOk;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (status != PollStatus::kTopicDeleted && std::chrono::steady_clock::now() < deadline) {
+    status = c->Poll(
+                  [&](const ConsumerRecord& rec) {
+                    got.emplace_back(rec.offset(), std::string(rec.value()));
+                  },
+                  256)
+                 .status;
+  }
+  EXPECT_EQ(status, PollStatus::kTopicDeleted);
+  for (const auto& [offset, value] : got) ASSERT_EQ(value, Value(offset)) << "offset " << offset;
+  EXPECT_TRUE(losses.empty()) << losses.size() << " losses, the first of "
+                              << losses.front().lost_records << " records";
+}
+
 // An aborted claim whose frame ends exactly at the end of a ring lap looks
 // like wrap padding. The persister used to skip it, so the log held no
 // padding before the jump in offsets, and every reader of the log took the
