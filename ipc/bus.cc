@@ -14,6 +14,7 @@
 #include "ipc/internal/log_cold_reader.h"
 #include "ipc/internal/names.h"
 #include "ipc/internal/process.h"
+#include "ipc/internal/ring_scan.h"
 #include "ipc/internal/shm.h"
 #include "persistence/persister.h"
 
@@ -500,21 +501,8 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       if (!at || (disk_start && *disk_start > ring.earliest().offset)) {
         RingReader scan(ring, ring.earliest());
         const uint64_t bound = at ? std::min(*at, *disk_start) : ring.tail().offset;
-        std::optional<uint64_t> in_ring;
-        for (;;) {
-          const ReadResult r = scan.read(
-              [&](const RecordView& v) {
-                if (!in_ring && v.offset() < bound &&
-                    v.timestamp_ns() >= options.start.timestamp_ns) {
-                  in_ring = v.offset();
-                }
-              },
-              1024);
-          if (in_ring || r.records == 0 || r.status != ReadStatus::kOk ||
-              scan.position().offset >= bound) {
-            break;
-          }
-        }
+        const std::optional<uint64_t> in_ring =
+            internal::FindStampInRing(scan, options.start.timestamp_ns, bound);
         if (in_ring || !at) at = in_ring.value_or(bound);
       }
       RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *at));
