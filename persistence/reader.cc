@@ -64,6 +64,9 @@ struct ReaderState {
   // A damaged segment header a seek met: Next() returns it first (a seek
   // into a log whose first segment is damaged skipped it silently).
   bool seek_damage_pending = false;
+  // The open segment was the last when it was opened: the writer may seal
+  // (shrink) it under the mapping.
+  bool may_shrink = false;
   LogReaderStats stats;
   std::map<uint64_t, int64_t> segment_max_ts;  // SeekTimestamp cache
 };
@@ -154,6 +157,7 @@ std::optional<LogEntry> OpenNextSegment(ReaderState& r) {
   auto size = FileSize(fd->get(), name);
   if (!size.ok()) return EndEntry();
   const bool last = it + 1 == r.bases.end();
+  r.may_shrink = last;
   // A last segment whose header reads as zeros is being created by the
   // writer right now (follow), or is the leftover of a roll a crash
   // interrupted before the header reached the disk (at rest). Either way it
@@ -411,7 +415,18 @@ LogEntry NextImpl(ReaderState& r) {
         continue;
       }
     }
-    const uint64_t avail = r.map.size() - r.pos;
+    uint64_t avail = r.map.size() - r.pos;
+    if (r.may_shrink && avail >= frame::kLength + 4) {
+      // A frame running on into later pages of a segment mapped while it
+      // was the last: the writer may have sealed (cut) it since, and a
+      // damaged length may reach past the cut, where touching the mapping
+      // faults. Checked against the file as it is now.
+      const uint32_t claimed = DecodeFixed32(r.map.data() + r.pos + frame::kLength);
+      if (r.pos % r.page_size + AlignedFrameLength(claimed) > r.page_size) {
+        const uint64_t now = Refresh(r);
+        avail = now > r.pos ? std::min(now, r.map.size()) - r.pos : 0;
+      }
+    }
     const DiskFrame f = InspectDiskFrame(r.map.data() + r.pos, avail, r.options.verify_crc);
     switch (f.kind) {
       case DiskFrameKind::kEnd: {

@@ -23,6 +23,7 @@
 namespace runnel {
 namespace {
 
+using testing::FileSizeOf;
 using testing::MakeFrame;
 using testing::MakeFrames;
 using testing::MakePadding;
@@ -362,6 +363,31 @@ TEST(LogReader, FollowingALogSkipsDamageBelowTheWrittenBound) {
   EXPECT_EQ(NextOffset(*r), 10u);
   EXPECT_EQ(NextOffset(*r), 11u);
   ASSERT_TRUE(log->Close().ok());
+}
+
+// A reader maps the last segment at its preallocated size; the writer then
+// seals it (cuts it to its data). A damaged length claiming a frame that
+// runs past the cut is damage, read from the file as it is now: the CRC
+// over it touched pages no longer in the file (SIGBUS, the process died).
+TEST(LogReader, ADamagedLengthPastTheSealOfASegmentMappedBeforeIsDamageNotAFault) {
+  TempDir d(/*in_memory=*/true);
+  auto log = PartitionLog::Open(d.path(), Opts(1 << 20));  // preallocated 1 MiB
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE(log->Append(MakeFrames(0, 100)).ok());
+  auto r = LogReader::Open(d.path());  // follow
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(NextOffset(*r), 0u);  // the segment is mapped, all 1 MiB of it
+  // Record 50's length + 64 KiB: still inside the mapping, far past the data.
+  XorByte(d / "00000000000000000000.log", kFileHeaderLength + 50 * kFrame + frame::kLength + 2,
+          0x01);
+  ASSERT_TRUE(log->Close().ok());  // seals: the file is cut to its 8 KiB of data
+  ASSERT_LT(FileSizeOf(d / "00000000000000000000.log"), 64u * 1024);
+  r->SetWrittenBelow(100);
+  for (uint64_t i = 1; i < 50; ++i) ASSERT_EQ(NextOffset(*r), i);
+  const LogEntry e = r->Next();
+  ASSERT_EQ(e.kind, LogEntry::Kind::kDamage);
+  for (uint64_t i = 51; i < 100; ++i) ASSERT_EQ(NextOffset(*r), i);
+  EXPECT_EQ(r->Next().kind, LogEntry::Kind::kEnd);
 }
 
 // The damaged record is the last one written: nothing follows it yet, so
