@@ -212,8 +212,9 @@ class Bus {
   // kInvalidArgument (bad name), kNotFound (absent, create_if_missing false),
   // kPermissionDenied (files of another user; the message names the file),
   // kVersionMismatch (another directory layout; names both versions),
-  // kCorruption (not a bus directory), kUnavailable (its creator never
-  // finished). The last three tell how to remove the bus.
+  // kCorruption (not a bus directory), kUnavailable (its creator died
+  // before finishing it and create_if_missing is false: with it, this Open
+  // formats it). The first two of the last three tell how to remove the bus.
   [[nodiscard]] static Result<Bus> Open(std::string_view name, const BusOptions& options = {});
 
   // Unlinks every /dev/shm file of bus `name` (directory, lock files, rings).

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -193,25 +194,38 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
       if (region.ok()) Directory::Format(region->bytes(), name, create_mode);
     } else if (region.ok() && region->size() >= Directory::kBytes &&
                Directory::LoadMagic(region->data()) == 0) {
-      // Sized but never formatted: its creator died (we hold the lock).
+      // Sized but never formatted: its creator died (we hold the lock),
+      // maybe part way through formatting.
+      std::memset(region->data(), 0, region->size());
       Directory::Format(region->bytes(), name, create_mode);
     }
     lock->Unlock();
     if (!region.ok()) return region.status();
   }
 
-  // Attach: the magic is published last; wait briefly for a creator that is
-  // still formatting (only possible for a creator outside our lock protocol).
-  const int64_t deadline = MonotonicNanos() + kAttachWaitNs;
-  while (region->size() >= sizeof(DirectoryHeader) && Directory::LoadMagic(region->data()) == 0) {
-    if (MonotonicNanos() > deadline) {
-      return Status::Unavailable(dir_path +
-                                 " was never initialized (its creator died?); remove the bus "
-                                 "(runnel --bus " +
-                                 std::string(name) + " bus remove, or rm /dev/shm/runnel." +
-                                 std::string(name) + ".*) and open it again");
+  const std::string never_initialized =
+      dir_path + " was never initialized: its creator died while creating it; " +
+      (options.create_if_missing
+           ? std::string("remove the bus (runnel --bus ") + std::string(name) +
+                 " bus remove, or rm /dev/shm/runnel." + std::string(name) + ".*) and open it again"
+           : std::string("open it with create_if_missing to create it"));
+  // Still size 0 (its creator died before sizing it), without create_if_missing.
+  if (!region.ok()) return Status::Unavailable(never_initialized);
+  // Attach: the magic is published last, by a creator holding the directory
+  // lock. Not there yet: wait for the lock; if it is still not there then,
+  // its creator died, and with create_if_missing this process formats it.
+  if (region->size() >= sizeof(DirectoryHeader) && Directory::LoadMagic(region->data()) == 0) {
+    Result<LockFile> lock = LockFile::Open(lock_path, /*create=*/true, create_mode);
+    if (!lock.ok()) return lock.status();
+    RUNNEL_RETURN_IF_ERROR(lock->Lock());
+    if (Directory::LoadMagic(region->data()) == 0) {
+      if (!options.create_if_missing || region->size() < Directory::kBytes) {
+        return Status::Unavailable(never_initialized);
+      }
+      std::memset(region->data(), 0, region->size());  // a creator may have died part way
+      Directory::Format(region->bytes(), name, create_mode);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    lock->Unlock();
   }
   RUNNEL_RETURN_IF_ERROR(Directory::Check(region->bytes(), dir_path, name));
 

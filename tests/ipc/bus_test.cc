@@ -79,6 +79,48 @@ TEST(Bus, OpenWithoutCreateIfMissingIsNotFound) {
   EXPECT_TRUE(BusFiles(*name).empty());
 }
 
+// A creator killed after sizing the directory, part way through formatting
+// it (kill -9 during Open): the next Open that may create formats it; one
+// that may not says so. It was kUnavailable for every Open, for good.
+TEST(Bus, ADirectoryWhoseCreatorDiedBeforeFormattingItIsFormattedByTheNextCreator) {
+  ScopedBusName name;
+  const std::string path = "/dev/shm/runnel." + *name + ".dir";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::ftruncate(fd, internal::Directory::kBytes), 0);
+  const std::string partial(64, 'p');  // a few fields written, the magic not yet
+  ASSERT_EQ(::pwrite(fd, partial.data(), partial.size(), 128),
+            static_cast<ssize_t>(partial.size()));
+  ::close(fd);
+  BusOptions attach;
+  attach.create_if_missing = false;
+  auto refused = Bus::Open(*name, attach);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(refused.status().message().find("open it with create_if_missing"), std::string::npos)
+      << refused.status().message();
+  auto bus = Bus::Open(*name);
+  ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+  EXPECT_TRUE(bus->CreateTopic("t", {}).ok());
+  EXPECT_TRUE(Bus::Open(*name, attach).ok());
+}
+
+// Killed even earlier, before sizing it: an Open that may not create says
+// what happened (it was kCorruption, "too small").
+TEST(Bus, AnEmptyDirectoryFileIsUnavailableToAnOpenThatMayNotCreate) {
+  ScopedBusName name;
+  const std::string path = "/dev/shm/runnel." + *name + ".dir";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0600);
+  ASSERT_GE(fd, 0);
+  ::close(fd);
+  BusOptions attach;
+  attach.create_if_missing = false;
+  auto refused = Bus::Open(*name, attach);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnavailable) << refused.status().ToString();
+  EXPECT_TRUE(Bus::Open(*name).ok());
+}
+
 TEST(Bus, BadBusNameIsRefused) {
   auto bus = Bus::Open("a/b");
   EXPECT_EQ(bus.status().code(), StatusCode::kInvalidArgument);
