@@ -291,6 +291,13 @@ Result<Attachment> Attach(BusCore& core, ClientRole role, std::string_view topic
   return a;
 }
 
+// A start on disk (earliest, a timestamp) that cannot look at the log.
+Status UnreadableLog(const std::string& topic, uint32_t partition, const Status& s) {
+  return Status(s.code(), "cannot read the log of topic '" + topic + "' partition " +
+                              std::to_string(partition) +
+                              " to find where to start: " + s.message());
+}
+
 }  // namespace
 
 Result<std::vector<TopicInfo>> Bus::ListTopics() const {
@@ -475,20 +482,24 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
   if (options.start.kind == StartPosition::Kind::kEarliest && cold) {
     // The oldest retained record may be on disk, older than the ring holds.
     for (Consumer::Cursor& cur : c.cursors_) {
-      const std::optional<uint64_t> first =
+      Result<std::optional<uint64_t>> first =
           cold->EarliestOffset(c.topic_, c.generation_, cur.partition);
-      if (first && *first < cur.reader.position().offset) {
-        RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, *first));
+      if (!first.ok()) return UnreadableLog(c.topic_, cur.partition, first.status());
+      if (*first && **first < cur.reader.position().offset) {
+        RUNNEL_RETURN_IF_ERROR(c.SeekCursor(cur, **first));
       }
     }
   }
   if (options.start.kind == StartPosition::Kind::kTimestamp) {
     for (Consumer::Cursor& cur : c.cursors_) {
       std::optional<uint64_t> at;
-      if (cold)
-        at = cold->OffsetForTimestamp(c.topic_, c.generation_, cur.partition,
-                                      options.start.timestamp_ns,
-                                      cur.reader.ring().MinDurableOffset().value_or(0));
+      if (cold) {
+        Result<std::optional<uint64_t>> on_disk = cold->OffsetForTimestamp(
+            c.topic_, c.generation_, cur.partition, options.start.timestamp_ns,
+            cur.reader.ring().MinDurableOffset().value_or(0));
+        if (!on_disk.ok()) return UnreadableLog(c.topic_, cur.partition, on_disk.status());
+        at = *on_disk;
+      }
       // The ring also holds records older than the one found on disk when
       // retention removed them from disk first (small segments, a large
       // ring): the first record in the ring with a late enough stamp, up to
@@ -497,7 +508,12 @@ Result<Consumer> Bus::CreateConsumer(std::string_view topic, const ConsumerOptio
       // The disk answered for every offset it still holds: the ring is
       // scanned only below the disk's first one.
       std::optional<uint64_t> disk_start;
-      if (at) disk_start = cold->EarliestOffset(c.topic_, c.generation_, cur.partition);
+      if (at) {
+        Result<std::optional<uint64_t>> first =
+            cold->EarliestOffset(c.topic_, c.generation_, cur.partition);
+        if (!first.ok()) return UnreadableLog(c.topic_, cur.partition, first.status());
+        disk_start = *first;
+      }
       if (!at || (disk_start && *disk_start > ring.earliest().offset)) {
         RingReader scan(ring, ring.earliest());
         const uint64_t bound = at ? std::min(*at, *disk_start) : ring.tail().offset;

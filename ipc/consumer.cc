@@ -227,8 +227,14 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
         c.partition, earliest.offset - c.cold_next, 0, c.cold_next, earliest.offset, 0};
     // A log that opens but ends before records the ring no longer holds has
     // lost them (cut short, a segment gone): the persister never lets the
-    // ring overwrite what it has not written.
-    if (batch.ok()) info.cause = LossCause::kDamaged;
+    // ring overwrite what it has not written. One that does not open (or
+    // read) is unreadable, unless it is not there at all.
+    if (batch.ok()) {
+      info.cause = LossCause::kDamaged;
+    } else if (batch.status().code() != StatusCode::kNotFound) {
+      info.cause = LossCause::kUnreadable;
+      info.error = batch.status().ToString();
+    }
     rejoin(earliest.offset);
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
     return;

@@ -73,6 +73,9 @@ enum class LossCause : uint8_t {
   // persisted it, or a repair cut them from a damaged log (the broker's
   // output says which). The log marks the gap; so did the broker.
   kNotPersisted = 3,
+  // On disk, but the log could not be read (OverrunInfo::error says why:
+  // permissions, too many open files, ...).
+  kUnreadable = 4,
 };
 
 struct OverrunInfo {
@@ -83,6 +86,7 @@ struct OverrunInfo {
   uint64_t to_offset = 0;     // where it continues
   uint32_t torn = 0;          // records of the last batch that may have been overwritten
   LossCause cause = LossCause::kOverrun;
+  std::string error;  // kUnreadable: the error reading the log
 };
 
 struct ConsumerOptions {

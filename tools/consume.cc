@@ -120,8 +120,13 @@ int RunConsume(const GlobalOptions& global, const ConsumeArgs& args) {
   const std::string verify = fmt::format(
       "they are damaged on disk (see: runnel replay {}/{} --verify)", data_dir, args.topic);
   copts.on_overrun = [verify](const OverrunInfo& o) {
+    const std::string unreadable = fmt::format(
+        "the log could not be read ({}); they may still be there: fix that and read them with "
+        "--from {}",
+        o.error, o.from_offset);
     const char* why =
-        o.cause == LossCause::kDamaged ? verify.c_str()
+        o.cause == LossCause::kDamaged      ? verify.c_str()
+        : o.cause == LossCause::kUnreadable ? unreadable.c_str()
         : o.cause == LossCause::kRetention
             ? "retention removed them from disk before they were read"
         : o.cause == LossCause::kNotPersisted

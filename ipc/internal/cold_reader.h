@@ -73,19 +73,22 @@ class ColdReader {
   // all of them (nullopt). Files deleted meanwhile (retention, a deleted
   // topic) are freed only then.
   virtual void Close(uint64_t /*reader*/, std::optional<uint32_t> /*partition*/) {}
-  // The oldest offset the log holds now (nullopt: no log).
-  virtual std::optional<uint64_t> EarliestOffset(const std::string& /*topic*/,
-                                                 uint64_t /*generation*/, uint32_t /*partition*/) {
-    return std::nullopt;
+  // The oldest offset the log holds now (nullopt: no log); an error if
+  // there is one that cannot be read.
+  virtual Result<std::optional<uint64_t>> EarliestOffset(const std::string& /*topic*/,
+                                                         uint64_t /*generation*/,
+                                                         uint32_t /*partition*/) {
+    return std::optional<uint64_t>();
   }
   // The offset of the first record on disk with timestamp >= ts_ns (nullopt:
-  // none on disk; look in the ring).
+  // none on disk; look in the ring); an error as for EarliestOffset.
   // `written_below` as in ColdReadRequest.
-  virtual std::optional<uint64_t> OffsetForTimestamp(const std::string& /*topic*/,
-                                                     uint64_t /*generation*/,
-                                                     uint32_t /*partition*/, int64_t /*ts_ns*/,
-                                                     uint64_t /*written_below*/) {
-    return std::nullopt;
+  virtual Result<std::optional<uint64_t>> OffsetForTimestamp(const std::string& /*topic*/,
+                                                             uint64_t /*generation*/,
+                                                             uint32_t /*partition*/,
+                                                             int64_t /*ts_ns*/,
+                                                             uint64_t /*written_below*/) {
+    return std::optional<uint64_t>();
   }
 };
 

@@ -98,30 +98,38 @@ class LogColdReader : public ColdReader {
 
   // Both open the log afresh: its start as it is now (retention), and no
   // reader kept open for a consumer that may never read the disk.
-  std::optional<uint64_t> EarliestOffset(const std::string& topic, uint64_t /*generation*/,
-                                         uint32_t partition) override {
+  Result<std::optional<uint64_t>> EarliestOffset(const std::string& topic, uint64_t /*generation*/,
+                                                 uint32_t partition) override {
     Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
-    if (!r.ok()) return std::nullopt;
-    return r->log_start_offset();
+    if (!r.ok()) return NoLogOr(r.status());
+    return std::optional<uint64_t>(r->log_start_offset());
   }
 
-  std::optional<uint64_t> OffsetForTimestamp(const std::string& topic, uint64_t /*generation*/,
-                                             uint32_t partition, int64_t ts_ns,
-                                             uint64_t written_below) override {
+  Result<std::optional<uint64_t>> OffsetForTimestamp(const std::string& topic,
+                                                     uint64_t /*generation*/, uint32_t partition,
+                                                     int64_t ts_ns,
+                                                     uint64_t written_below) override {
     Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
-    if (!r.ok()) return std::nullopt;
+    if (!r.ok()) return NoLogOr(r.status());
     r->SetWrittenBelow(written_below);
-    if (!r->SeekTimestamp(ts_ns).ok()) return std::nullopt;
+    if (Status s = r->SeekTimestamp(ts_ns); !s.ok()) return NoLogOr(s);
     for (;;) {
       const LogEntry e = r->Next();
-      if (e.kind == LogEntry::Kind::kEnd) return std::nullopt;
+      if (e.kind == LogEntry::Kind::kEnd) return std::optional<uint64_t>();
       if (e.kind == LogEntry::Kind::kRecord && !e.control && e.record.timestamp_ns() >= ts_ns) {
-        return e.record.offset();
+        return std::optional<uint64_t>(e.record.offset());
       }
     }
   }
 
  private:
+  // No log (not persisted yet, or removed) is no answer; any other failure
+  // to open it is an error.
+  static Result<std::optional<uint64_t>> NoLogOr(const Status& s) {
+    if (s.code() == StatusCode::kNotFound) return std::optional<uint64_t>();
+    return s;
+  }
+
   struct Open {
     explicit Open(LogReader r) : reader(std::move(r)) {}
     LogReader reader;

@@ -278,6 +278,49 @@ TEST_F(DurabilityTest, AConsumerOnDiskOfADeletedTopicGetsTopicDeletedNotTheNewTo
                               << losses.front().lost_records << " records";
 }
 
+// A log that is there but cannot be read (here: a file where the partition
+// directory belongs; as another user, permissions): a start on disk is an
+// error naming it, and records a consumer then cannot read are reported as
+// unreadable, with the error. The start used to fall back to the ring, and
+// the loss to read as "fell behind the ring", without a word of the cause.
+TEST_F(DurabilityTest, ALogThatCannotBeReadIsAnErrorOrAnUnreadableLossNotASilentSkip) {
+  ScopedBusName name;
+  {
+    std::optional<Persisting> opened = OpenPersisting(*name);
+    ASSERT_TRUE(opened.has_value());
+    uint64_t last = 0;
+    for (uint64_t i = 0; i < 5000; ++i) {  // ~0.8 MB through a 64 KiB ring
+      SendResult r = opened->producer.Send(std::nullopt, Value(i), {}, 0, 10s);
+      ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+      last = r.offset;
+    }
+    ASSERT_TRUE(opened->producer.WaitDurable(0, last, 10s).ok());
+  }  // the broker stops
+  Result<Bus> bus = Bus::Open(*name, Options());
+  ASSERT_TRUE(bus.ok());
+  std::vector<OverrunInfo> losses;
+  ConsumerOptions co;
+  co.on_overrun = [&](const OverrunInfo& o) { losses.push_back(o); };
+  Result<Consumer> before = bus->CreateConsumer("t", co);  // the log is readable still
+  ASSERT_TRUE(before.ok());
+
+  const std::string partition = dir_ + "/t/0";
+  fs::rename(partition, partition + ".aside");
+  std::ofstream(partition) << "not a directory";
+  Result<Consumer> refused = bus->CreateConsumer("t");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find(
+                "cannot read the log of topic 't' partition 0 to find where to start: "),
+            std::string::npos)
+      << refused.status().message();
+
+  Drain(*before, 1);
+  ASSERT_FALSE(losses.empty());
+  EXPECT_EQ(losses[0].cause, LossCause::kUnreadable);
+  EXPECT_EQ(losses[0].from_offset, 0u);
+  EXPECT_NE(losses[0].error.find(partition), std::string::npos) << losses[0].error;
+}
+
 // An aborted claim whose frame ends exactly at the end of a ring lap looks
 // like wrap padding. The persister used to skip it, so the log held no
 // padding before the jump in offsets, and every reader of the log took the
