@@ -99,6 +99,32 @@ CLI::Validator Decimal() {
       "", "DECIMAL");
 }
 
+CLI::Validator DecimalFraction() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const std::size_t dot = text.find('.');
+        const std::string whole = text.substr(0, dot);
+        const std::string fraction = dot == std::string::npos ? "" : text.substr(dot + 1);
+        const auto digits = [](const std::string& s) {
+          return s.find_first_not_of("0123456789") == std::string::npos;
+        };
+        if (whole.empty() || !digits(whole) || !digits(fraction) ||
+            (dot != std::string::npos && fraction.empty())) {
+          if (!text.empty() && text[0] == '-') return "must not be negative (got " + text + ")";
+          return "must be a decimal number such as 2 or 0.5 (got " + text + ")";
+        }
+        const std::size_t first = whole.find_first_not_of('0');
+        const std::string trimmed = first == std::string::npos ? "0" : whole.substr(first);
+        if (trimmed.size() > 13 || (trimmed.size() == 13 && trimmed != "1000000000000") ||
+            (trimmed == "1000000000000" && fraction.find_first_not_of('0') != std::string::npos)) {
+          return "must be at most 1000000000000 (got " + text + ")";
+        }
+        text = trimmed + (fraction.empty() ? "" : "." + fraction);
+        return {};
+      },
+      "", "DECIMAL");
+}
+
 namespace {
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {

@@ -87,6 +87,10 @@ std::string CheckUint(const std::string& text);
 // as hex and "-1" as 2^64-1): only decimal digits pass, and leading zeros
 // are dropped. Add it with ->transform(), so it runs before other checks.
 CLI::Validator Decimal();
+// For options CLI11 converts to a double (it reads "nan", "inf", "0x10" and
+// "1e3"): only DIGITS[.DIGITS] up to 10^12 pass, leading zeros dropped. Add
+// it with ->transform().
+CLI::Validator DecimalFraction();
 // For options that name a topic: "" if `name` is a valid topic name, else
 // why not (a usage error, exit 2).
 std::string CheckTopicName(const std::string& name);

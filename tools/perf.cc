@@ -1008,11 +1008,11 @@ void AddModeOptions(CLI::App* sub, const std::shared_ptr<PerfOptions>& o) {
   sub->add_option("--rate", o->rate,
                   "Records/s in total over all producers (0: as fast as possible)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->transform(DecimalFraction());
   sub->add_option("--duration", o->duration_s,
                   "Stop producing after this many seconds even if --records are not sent yet "
                   "(0: no limit)")
-      ->check(CLI::NonNegativeNumber);
+      ->transform(DecimalFraction());
   o->partitions_option =
       sub->add_option("--partitions", o->partitions, "Partitions when perf creates the topic")
           ->capture_default_str()
