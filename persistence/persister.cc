@@ -8,9 +8,12 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "core/coding.h"
@@ -144,6 +147,25 @@ struct Persister::Impl {
   io_uring ring{};
   uint32_t inflight = 0;  // SQEs submitted and not yet reaped
   moodycamel::ConcurrentQueue<Command> commands;
+  // Wakes the thread sleeping with no partition (WaitForCommand).
+  std::mutex wake_mu;
+  std::condition_variable wake_cv;
+  uint64_t posted = 0;  // commands posted, under wake_mu
+  void Post(Command c) {
+    commands.enqueue(std::move(c));
+    {
+      std::lock_guard<std::mutex> lk(wake_mu);
+      ++posted;
+    }
+    wake_cv.notify_one();
+  }
+  // Sleeps until a command was posted since the last call, or `timeout`.
+  void WaitForCommand(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lk(wake_mu);
+    wake_cv.wait_for(lk, timeout, [&] { return posted != seen_posted; });
+    seen_posted = posted;
+  }
+  uint64_t seen_posted = 0;  // under wake_mu
   std::vector<std::unique_ptr<Partition>> parts;
   std::vector<std::pair<std::string, std::shared_ptr<std::promise<Status>>>> removals;
   struct FlushRequest {
@@ -823,6 +845,7 @@ void Persister::Impl::CheckRemovals() {
 
 void Persister::Impl::Run() {
   int64_t sleep_ns = 1000;
+  int64_t busy_at_ns = MonotonicNanos();  // when there was last something to write
   for (;;) {
     DrainCommands();
     const int64_t now = MonotonicNanos();
@@ -830,6 +853,7 @@ void Persister::Impl::Run() {
     wake_at_ns = 0;
     for (auto& p : parts) progressed |= Pump(*p, now);
     for (auto& p : parts) Housekeep(*p, now);
+    if (progressed || inflight > 0) busy_at_ns = now;
     if (io_uring_sq_ready(&ring) > 0) io_uring_submit(&ring);
     // Longest wait: 1 ms, or until a coalescing partition is due.
     int64_t wait_ns = 1'000'000;
@@ -846,12 +870,24 @@ void Persister::Impl::Run() {
       CheckFlushes();
       CheckRemovals();
       if (stopping && flushes.empty()) break;
-      // Idle: back off from 1 us up to idle_sleep_max_ns. The persister must
-      // not compete with spinning producers and consumers for the CPU.
+      if (parts.empty() && flushes.empty() && removals.empty()) {
+        // Nothing to persist: sleep until a command comes (slices bound a
+        // missed wake-up).
+        WaitForCommand(std::chrono::milliseconds(100));
+        sleep_ns = 1000;
+        continue;
+      }
+      // Idle: back off from 1 us up to idle_sleep_max_ns (deep_idle_sleep_ns
+      // after deep_idle_after_ns). The persister must not compete with
+      // spinning producers and consumers for the CPU, nor wake a sleeping
+      // machine thousands of times a second.
       // A partition held back for coalescing: sleep until it is due.
       timespec ts{0, wake_at_ns != 0 ? wait_ns : sleep_ns};
       nanosleep(&ts, nullptr);
-      sleep_ns = std::min<int64_t>(sleep_ns * 2, options.idle_sleep_max_ns);
+      const int64_t cap = now - busy_at_ns >= options.deep_idle_after_ns
+                              ? std::max(options.deep_idle_sleep_ns, options.idle_sleep_max_ns)
+                              : options.idle_sleep_max_ns;
+      sleep_ns = std::min<int64_t>({sleep_ns * 2, cap, 999'999'999});
       continue;
     }
     CheckFlushes();
@@ -889,7 +925,7 @@ void Persister::Add(PersistedPartition partition) {
   Impl::Command c;
   c.kind = Impl::Command::Kind::kAdd;
   c.partition = std::make_unique<PersistedPartition>(std::move(partition));
-  impl_->commands.enqueue(std::move(c));
+  impl_->Post(std::move(c));
 }
 
 Status Persister::Remove(std::string_view name) {
@@ -899,7 +935,7 @@ Status Persister::Remove(std::string_view name) {
   c.name = std::string(name);
   c.done = std::make_shared<std::promise<Status>>();
   std::future<Status> f = c.done->get_future();
-  impl_->commands.enqueue(std::move(c));
+  impl_->Post(std::move(c));
   return f.get();
 }
 
@@ -909,7 +945,7 @@ Status Persister::Flush(int64_t timeout_ns) {
   c.kind = Impl::Command::Kind::kFlush;
   c.done = std::make_shared<std::promise<Status>>();
   std::shared_future<Status> f = c.done->get_future().share();
-  impl_->commands.enqueue(std::move(c));
+  impl_->Post(std::move(c));
   if (f.wait_for(std::chrono::nanoseconds(timeout_ns)) != std::future_status::ready) {
     return Status::Timeout("flush did not finish in time (a producer holding a claim?)");
   }
@@ -921,7 +957,7 @@ void Persister::Stop() {
   Impl::Command c;
   c.kind = Impl::Command::Kind::kStop;
   c.done = std::make_shared<std::promise<Status>>();
-  impl_->commands.enqueue(std::move(c));
+  impl_->Post(std::move(c));
   impl_->thread.join();
 }
 
@@ -931,7 +967,7 @@ std::vector<PersistedPartitionStats> Persister::Stats() const {
   c.kind = Impl::Command::Kind::kStats;
   c.stats = std::make_shared<std::promise<std::vector<PersistedPartitionStats>>>();
   auto f = c.stats->get_future();
-  impl_->commands.enqueue(std::move(c));
+  impl_->Post(std::move(c));
   return f.get();
 }
 
