@@ -811,8 +811,14 @@ class DurabilityHooks : public BrokerHooks {
         return true;
       }
       if (!retrying) {
-        Log(LogLevel::kError, "runnel broker: %s: cannot open its log: %s (retrying every second)",
-            name.c_str(), log.status().ToString().c_str());
+        const std::string& why = log.status().message();
+        const bool no_space = why.find(std::strerror(ENOSPC)) != std::string::npos ||
+                              why.find(std::strerror(EDQUOT)) != std::string::npos;
+        const std::string hint =
+            no_space ? "; " + NoSpaceHint(topic.options.segment_bytes) : std::string();
+        Log(LogLevel::kError,
+            "runnel broker: %s: cannot open its log: %s%s (retrying every second)", name.c_str(),
+            log.status().ToString().c_str(), hint.c_str());
       }
       ring.SetGatingError(slot, PassingErrno(code));
       return false;

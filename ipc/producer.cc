@@ -334,7 +334,8 @@ std::string Producer::WhyFull(uint32_t partition) const {
       const int32_t err = ring.GatingError(i);
       if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
         return std::string("the broker cannot write the partition's log: ") + std::strerror(err) +
-               " (free disk space; it retries and resumes by itself)";
+               " (free disk space: each new segment takes the topic's full segment size at once; "
+               "it retries and resumes by itself)";
       }
       if (err == ENOENT) {
         return "the broker stopped persisting it: its log directory was removed while the "
@@ -490,7 +491,8 @@ Status Producer::WaitDurable(uint32_t partition, uint64_t offset,
   const std::string where = "topic '" + topic_ + "' partition " + std::to_string(partition);
   if (err == ENOSPC || err == EDQUOT || err == EFBIG) {
     return Status::ResourceExhausted(where + ": the broker cannot write: " + std::strerror(err) +
-                                     " (free disk space; it retries and resumes by itself)");
+                                     " (free disk space: each new segment takes the topic's full "
+                                     "segment size at once; it retries and resumes by itself)");
   }
   if (err == ENOENT) {
     return Status::IoError(where +

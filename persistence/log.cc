@@ -1549,4 +1549,13 @@ Status PartitionLog::Close() {
   return result;
 }
 
+std::string NoSpaceHint(uint64_t segment_bytes) {
+  const std::string size = segment_bytes % (1 << 20) == 0
+                               ? std::to_string(segment_bytes >> 20) + " MiB"
+                               : std::to_string(segment_bytes) + " bytes";
+  return "every new segment takes its full size (" + size +
+         ") at once: free at least that much, or re-create the topic with a smaller "
+         "--segment-size";
+}
+
 }  // namespace runnel

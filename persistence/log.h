@@ -70,6 +70,11 @@ struct LogOptions {
   uint64_t initial_offset = 0;
 };
 
+// For ENOSPC / EDQUOT from a log whose segments are `segment_bytes`: what to
+// do ("every new segment takes its full size at once: ..."). A disk with
+// less free space than one segment fills up with most of it free.
+std::string NoSpaceHint(uint64_t segment_bytes);
+
 // What recovery found and did. clean() when nothing was dropped.
 struct RecoveryReport {
   bool from_checkpoint = false;    // the scan started at the checkpoint

@@ -337,8 +337,11 @@ void Persister::Impl::Fail(Partition& part, int err, const char* what) {
     // ("invalid multibyte character") never says anything useful here.
     const char* reason = std::strerror(err);
     const bool named = err == EILSEQ || std::strstr(what, reason) != nullptr;
-    Log(LogLevel::kError, "runnel persister: %s: %s%s%s (retrying every %lld ms)",
-        part.spec.name.c_str(), what, named ? "" : ": ", named ? "" : reason,
+    const std::string hint = err == ENOSPC || err == EDQUOT
+                                 ? "; " + NoSpaceHint(part.spec.log.options().segment_bytes)
+                                 : std::string();
+    Log(LogLevel::kError, "runnel persister: %s: %s%s%s%s (retrying every %lld ms)",
+        part.spec.name.c_str(), what, named ? "" : ": ", named ? "" : reason, hint.c_str(),
         static_cast<long long>(options.error_retry_ms));
     part.error_reported = true;
   }

@@ -86,6 +86,24 @@ std::string SettingsSummary(const TopicOptions& o) {
                      o.single_producer ? ", single producer" : "");
 }
 
+// Every partition's first segment is preallocated whole: a data dir with
+// less room than that fills up (ENOSPC) with most of its space free.
+void WarnIfNoRoomForSegments(const std::string& data_dir, const TopicOptions& topic) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path at = data_dir;
+  while (!at.empty() && at != at.root_path() && !fs::exists(at, ec)) at = at.parent_path();
+  const fs::space_info space = fs::space(at.empty() ? fs::path(".") : at, ec);
+  const uint64_t needed = uint64_t{topic.partitions} * topic.segment_bytes;
+  if (ec || space.available >= needed) return;
+  PrintWarning("topic create",
+               fmt::format("{} has {} free, and its {} partition{} take {} each at once "
+                           "for their first segment: the broker will fail to write "
+                           "(no space left on device); use a smaller --segment-size",
+                           data_dir, FormatSize(space.available), topic.partitions,
+                           topic.partitions == 1 ? "" : "s", FormatSize(topic.segment_bytes)));
+}
+
 int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
   constexpr std::string_view kCmd = "topic create";
   if (Status s = ValidateTopicName(args.name); !s.ok()) {
@@ -163,6 +181,7 @@ int RunCreate(const GlobalOptions& global, const CreateArgs& args) {
   } else {
     fmt::print("created topic '{}' on bus '{}': {}\n", args.name, global.bus,
                SettingsSummary(shown));
+    if (shown.durable) WarnIfNoRoomForSegments(bus->data_dir(), shown);
   }
   return kExitOk;
 }

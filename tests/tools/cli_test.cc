@@ -1804,6 +1804,42 @@ TEST_F(CliTest, AFullDiskIsNamedToProducers) {
   brokers_.clear();  // before the unmount
 }
 
+// A disk with less room than one segment, most of it free: segments are
+// preallocated whole, so it is full for the log. `topic create` warns, and
+// the broker and producers say what to do (they said "free disk space" with
+// the disk 86 % free).
+TEST_F(CliTest, ADiskWithLessRoomThanASegmentIsNamedAsSuch) {
+  testing::ScopedTmpfs small(root_ + "/small", "size=4m");
+  if (!small.mounted()) GTEST_SKIP() << small.error();
+  data_dir_ = small.path();
+  StartBroker();
+  RunResult created = Runnel({"topic", "create", "big", "--segment-size", "8MiB"});
+  ASSERT_EQ(created.exit_code, 0) << created.err;
+  EXPECT_NE(created.err.find("warning: " + data_dir_ +
+                             " has 4 MiB free, and its 1 partition "
+                             "take 8 MiB each at once for their first segment"),
+            std::string::npos)
+      << created.err;
+  RunResult fits = Runnel({"topic", "create", "small", "--segment-size", "1MiB"});
+  ASSERT_EQ(fits.exit_code, 0) << fits.err;
+  EXPECT_EQ(fits.err, "");
+  RunResult p =
+      Runnel({"produce", "big", "--delivery", "at-least-once", "--timeout-ms", "1000"}, "hello\n");
+  EXPECT_EQ(p.exit_code, 1) << p.err;
+  EXPECT_NE(p.err.find("each new segment takes the topic's full segment size at once"),
+            std::string::npos)
+      << p.err;
+  Child& broker = *brokers_.back();
+  EXPECT_TRUE(
+      broker.WaitForStderr("every new segment takes its full size (8 MiB) at once: free "
+                           "at least that much, or re-create the topic with a smaller "
+                           "--segment-size",
+                           seconds(5)))
+      << broker.err();
+  EXPECT_EQ(StopBroker(), 1) << broker.err();  // "hello" is not written
+  brokers_.clear();                            // before the unmount
+}
+
 // A disk that is full while produce runs and has space again within its
 // --retries waits: produce waits for the ring to empty instead of failing
 // at the first --timeout-ms (it ignored --retries there), and every record
