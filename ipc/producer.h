@@ -93,7 +93,8 @@ class ProducerClaim {
   std::span<std::byte> key() const { return claim_.key(); }
   std::span<std::byte> headers() const { return claim_.headers(); }
   std::span<std::byte> value() const { return claim_.value(); }
-  // Timestamp to stamp at commit (ns since the epoch); default: wall clock.
+  // Timestamp to stamp at commit (ns since the epoch); default (and 0):
+  // the wall clock at commit.
   void set_timestamp(int64_t ns) { claim_.set_timestamp(ns); }
 
  private:
