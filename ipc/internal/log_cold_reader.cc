@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "persistence/format.h"
 #include "persistence/reader.h"
@@ -18,8 +20,10 @@ class LogColdReader : public ColdReader {
 
   Result<ColdReadBatch> ReadFrom(const ColdReadRequest& req,
                                  const std::function<void(const RecordView&)>& sink) override {
-    std::lock_guard<std::mutex> lk(mu_);
-    Result<Open*> open = Get(req.reader, req.topic, req.generation, req.partition);
+    // Not under mu_ while reading: the sink runs the user's handler, which
+    // may destroy or seek another consumer (Close). One closing this entry
+    // meanwhile leaves it to this read alone, dropped when it ends.
+    Result<std::shared_ptr<Open>> open = Get(req.reader, req.topic, req.generation, req.partition);
     if (!open.ok()) return open.status();
     Open& o = **open;
     ColdReadBatch batch;
@@ -89,10 +93,15 @@ class LogColdReader : public ColdReader {
   }
 
   void Close(uint64_t reader, std::optional<uint32_t> partition) override {
+    std::vector<std::shared_ptr<Open>> closing;  // unmapped after the lock
     std::lock_guard<std::mutex> lk(mu_);
-    std::erase_if(open_, [&](const auto& entry) {
-      return std::get<0>(entry.first) == reader &&
-             (!partition || std::get<3>(entry.first) == *partition);
+    std::erase_if(open_, [&](auto& entry) {
+      if (std::get<0>(entry.first) != reader ||
+          (partition && std::get<3>(entry.first) != *partition)) {
+        return false;
+      }
+      closing.push_back(std::move(entry.second));
+      return true;
     });
   }
 
@@ -141,21 +150,29 @@ class LogColdReader : public ColdReader {
     return data_dir_ + "/" + topic + "/" + std::to_string(partition);
   }
 
-  Result<Open*> Get(uint64_t reader, const std::string& topic, uint64_t generation,
-                    uint32_t partition) {
+  Result<std::shared_ptr<Open>> Get(uint64_t reader, const std::string& topic, uint64_t generation,
+                                    uint32_t partition) {
     const auto key = std::make_tuple(reader, topic, generation, partition);
-    auto it = open_.find(key);
-    if (it != open_.end()) return &it->second;
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      auto it = open_.find(key);
+      if (it != open_.end()) return it->second;
+    }
+    // Opened unlocked (it reads the directory and maps a segment); only this
+    // reader's consumer asks for this key, one thread at a time.
     Result<LogReader> r = LogReader::Open(PartitionDir(topic, partition));
     if (!r.ok()) return r.status();
-    return &open_.emplace(key, Open(std::move(*r))).first->second;
+    auto open = std::make_shared<Open>(std::move(*r));
+    std::lock_guard<std::mutex> lk(mu_);
+    open_[key] = open;
+    return open;
   }
 
   std::string data_dir_;
-  std::mutex mu_;
+  std::mutex mu_;  // guards open_ (not the entries: each is one consumer's)
   // One open log per reader (a consumer) and partition, from its first cold
   // read until Close: each consumer keeps its own position.
-  std::map<std::tuple<uint64_t, std::string, uint64_t, uint32_t>, Open> open_;
+  std::map<std::tuple<uint64_t, std::string, uint64_t, uint32_t>, std::shared_ptr<Open>> open_;
 };
 
 }  // namespace

@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -225,6 +227,54 @@ TEST_F(DurabilityTest, AConsumerBackOnTheRingOrGoneKeepsNoSegmentOpen) {
   ASSERT_TRUE(opened->producer.Send(std::nullopt, "live", {}, 0, 1s).ok());
   ASSERT_EQ(Drain(*c, 1).size(), 1u);  // from the ring
   EXPECT_EQ(OpenSegmentFds(dir_), persister_fds);
+}
+
+// A handler of a consumer reading the disk may destroy another consumer
+// that reads the disk too (it deadlocked: the bus's disk reader was locked
+// across the handler, and the destroyed consumer closes its log there).
+TEST_F(DurabilityTest, AHandlerReadingTheDiskMayDestroyAnotherConsumerReadingIt) {
+  ScopedBusName name;
+  std::optional<Persisting> opened = OpenPersisting(*name);
+  ASSERT_TRUE(opened.has_value());
+  constexpr uint64_t kRecords = 5000;  // ~0.8 MB through a 64 KiB ring
+  uint64_t last = 0;
+  for (uint64_t i = 0; i < kRecords; ++i) {
+    SendResult r = opened->producer.Send(std::nullopt, Value(i), {}, 0, 10s);
+    ASSERT_TRUE(r.ok()) << SendStatusName(r.status);
+    last = r.offset;
+  }
+  ASSERT_TRUE(opened->producer.WaitDurable(0, last, 10s).ok());
+  const int persister_fds = OpenSegmentFds(dir_);
+  Result<Consumer> a = opened->bus.CreateConsumer("t");
+  ASSERT_TRUE(a.ok());
+  Result<Consumer> b_made = opened->bus.CreateConsumer("t");
+  ASSERT_TRUE(b_made.ok());
+  std::optional<Consumer> b(std::move(*b_made));
+  ASSERT_EQ(Drain(*b, 1).size(), 256u);  // one batch: b keeps its log open
+  ASSERT_EQ(OpenSegmentFds(dir_), persister_fds + 1);
+
+  std::promise<std::vector<uint64_t>> done;
+  std::future<std::vector<uint64_t>> result = done.get_future();
+  std::thread poller([&] {
+    std::vector<uint64_t> offsets;
+    (void)a->Poll(
+        [&](const ConsumerRecord& rec) {
+          b.reset();
+          offsets.push_back(rec.offset());
+        },
+        256);
+    done.set_value(std::move(offsets));
+  });
+  if (result.wait_for(20s) != std::future_status::ready) {
+    std::fprintf(stderr, "the poll did not return: deadlocked\n");
+    std::abort();  // the poller cannot be joined
+  }
+  poller.join();
+  const std::vector<uint64_t> offsets = result.get();
+  ASSERT_EQ(offsets.size(), 256u);
+  for (uint64_t i = 0; i < offsets.size(); ++i) EXPECT_EQ(offsets[i], i);
+  EXPECT_FALSE(b.has_value());
+  EXPECT_EQ(OpenSegmentFds(dir_), persister_fds + 1);  // a's alone
 }
 
 // A consumer reading a topic's log from disk when the topic is deleted (and
