@@ -14,7 +14,9 @@ namespace runnel::internal {
 // Reads on from `scan`'s position for the first record below offset `bound`
 // stamped at or after `ts_ns`; nullopt if there is none before `bound` (or
 // the ring fails validation). Lapped by producers, it goes on from the
-// ring's oldest record (its records are newer than those it lost).
+// ring's oldest record, unless that one is already late enough: then the
+// answer is the first offset the lap took unread (older than the ring
+// holds now: read from disk or reported lost, never skipped unseen).
 std::optional<uint64_t> FindStampInRing(RingReader& scan, int64_t ts_ns, uint64_t bound);
 
 }  // namespace runnel::internal
