@@ -68,8 +68,8 @@ struct BusOptions {
   // (with a data dir known at Open only: one taken from the bus later is
   // not persisted by this process's embedded broker).
   // Empty (the library default): the data dir the bus's broker recorded when
-  // it became active (Bus::data_dir() says which), or, if a process created
-  // a durable topic with a data dir while no broker was live, that one. If
+  // it became active (Bus::data_dir() says which), or, if no broker ever
+  // recorded one, the one a process created a durable topic with. If
   // none has been recorded yet, none until one is: topics
   // this process creates before that are ring-only, consumers it creates
   // before that read no disk; it takes the recorded one at its next

@@ -649,7 +649,10 @@ void BusCore::RecordDataDir() {
   if (!guard.ok()) return;  // best effort: the topic is created either way
   const BrokerRecord b = dir_.ReadBroker();
   if (b.pid != 0 && CheckProcess(b.pid, b.start_time) == Liveness::kAlive) return;
-  if (dir_.ReadDataDir().path == mine) return;
+  // One a broker recorded stays: it says where that broker's logs are, for
+  // every topic it persisted (this topic's log, if any, is in `mine`).
+  const DataDirRecord recorded = dir_.ReadDataDir();
+  if (recorded.path == mine || (!recorded.path.empty() && recorded.epoch != 0)) return;
   dir_.WriteDataDir(mine, 0);
 }
 

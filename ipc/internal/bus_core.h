@@ -120,8 +120,9 @@ class BusCore {
   // when that was empty at Open, the one a broker has recorded since.
   std::string data_dir() const;
   // Records data_dir() for the bus (Directory::WriteDataDir, epoch 0) if it
-  // is set, differs from the recorded one and no broker is live: later
-  // processes given no data dir then use it. A live broker records its own.
+  // is set, differs from the recorded one, no broker is live and none ever
+  // recorded one: later processes given no data dir then use it. A live
+  // broker records its own.
   void RecordDataDir();
   // When this process has no data dir yet and a broker has recorded one
   // since Open, adopts it, with the cold reader `make_reader` returns for it.

@@ -969,6 +969,22 @@ TEST_F(CliTest, ATopicCreatedBeforeAnyBrokerRecordsItsDataDir) {
   EXPECT_EQ(Lines(r.out).size(), 2u) << r.out;
 }
 
+// A topic created with another data dir while no broker runs leaves the
+// one a broker recorded: it says where that broker's logs are.
+TEST_F(CliTest, ATopicCreatedElsewhereAfterABrokerStoppedKeepsItsDataDir) {
+  StartBroker();
+  CreateTopic("kept");
+  ASSERT_EQ(Runnel({"produce", "kept"}, "one\n").exit_code, 0);
+  EXPECT_EQ(StopBroker(), 0);
+  const std::string other = root_ + "/other";
+  fs::create_directories(other);
+  RunResult t = RunProcess(ArgvIn(other, "--data-dir " + other + "/data topic create later"));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  RunResult info = RunProcess(ArgvIn(other, "bus info --json"));
+  EXPECT_NE(info.out.find("\"broker_data_dir\":\"" + data_dir_ + "\""), std::string::npos)
+      << info.out;
+}
+
 // A consumer that the producer laps (a 64 KiB ring, 100k records) never
 // prints a record whose bytes were being overwritten: on a durable topic it
 // prints every record exactly once, in order (what the ring lost comes from
