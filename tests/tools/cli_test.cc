@@ -754,11 +754,15 @@ TEST_F(CliTest, RecordsSkippedForAFutureTimeAreNotIdleness) {
   Child consumer(Argv({"consume", "busy", "--from", "@" + std::to_string(at_ms), "--idle-exit-ms",
                        "1500", "--max", "1"}));
   ASSERT_TRUE(WaitRegistered("busy", "consumers", consumer)) << consumer.err();
-  while (now_ms() <= at_ms) {  // an early record every ~100 ms, far less than 1500
+  // An early record every ~100 ms, far less than 1500; the last comes well
+  // before T (a produce stamped past T would be delivered), and the late one
+  // well after it.
+  while (now_ms() < at_ms - 300) {
     RunResult early = Runnel({"produce", "busy"}, "early\n");
     ASSERT_EQ(early.exit_code, 0) << early.err;
     std::this_thread::sleep_for(milliseconds(100));
   }
+  while (now_ms() <= at_ms + 50) std::this_thread::sleep_for(milliseconds(10));
   RunResult late = Runnel({"produce", "busy"}, "late\n");
   ASSERT_EQ(late.exit_code, 0) << late.err;
   EXPECT_EQ(consumer.Wait(seconds(10)), 0) << consumer.err();
