@@ -184,8 +184,11 @@ int RunProducer(const GlobalOptions& global, const PerfWorkerOptions& o) {
 
   const int64_t start_ns = MonotonicNanos();
   const uint64_t start_ticks = Ticks();
+  // Capped at 1e9 s (31 years): up to 1e12 is accepted, and more than
+  // ~9.2e9 s of nanoseconds overflows.
   const int64_t deadline_ns =
-      o.duration_s > 0 ? start_ns + static_cast<int64_t>(o.duration_s * 1e9) : INT64_MAX;
+      o.duration_s > 0 ? start_ns + static_cast<int64_t>(std::min(o.duration_s, 1e9) * 1e9)
+                       : INT64_MAX;
   const double interval_ns = o.rate > 0 ? 1e9 / o.rate : 0;
   const std::string_view value_view(value.data(), value.size());
   uint64_t t_prev = start_ticks;

@@ -351,6 +351,15 @@ TEST_F(PerfEndToEnd, ProduceWithoutABrokerCommitsEveryRecord) {
   EXPECT_NE(r.out.find("\"broker\": false"), std::string::npos) << r.out;
 }
 
+// A --duration longer than nanoseconds can count (1e11 s) is no limit (it
+// overflowed into a deadline in the past: nothing was sent).
+TEST_F(PerfEndToEnd, ADurationOfMillenniaIsNoLimit) {
+  Output r = RunProcess(Cmd({"perf", "produce", "long", "--records", "1000", "--duration",
+                             "100000000000", "--ring-size", "1MiB", "--json"}));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(CheckJson(r.out, 1000, /*latency_null=*/false, dir_), "");
+}
+
 TEST_F(PerfEndToEnd, PacedRoundtripWithoutABrokerPrintsATable) {
   // 16 MiB ring: the 4000 records can never lap the consumer.
   Output r = RunProcess(Cmd({"perf", "roundtrip", "paced", "--records", "4000", "--rate", "20000",
