@@ -91,7 +91,11 @@ void Consumer::MaintenanceCheck() {
   polls_until_check_ = kTopicCheckInterval;
   if (!core_) return;  // moved from: nothing to check (no cursors)
   const internal::Directory& dir = core_->directory();
-  if (!dir.IsLive(topic_slot_, generation_)) topic_gone_ = true;
+  if (!topic_gone_ && !dir.IsLive(topic_slot_, generation_)) {
+    topic_gone_ = true;
+    // Its files are deleted: unmap them now, not when the consumer goes.
+    for (Cursor& c : cursors_) LeaveCold(c);
+  }
   dir.StoreHeartbeat(client_slot_, MonotonicNanos());
 }
 

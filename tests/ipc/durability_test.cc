@@ -198,6 +198,18 @@ int OpenSegmentFds(const std::string& dir) {
   return n;
 }
 
+// How many of this process's file descriptors are open on segment files
+// under `dir` that were deleted.
+int DeletedSegmentFds(const std::string& dir) {
+  int n = 0;
+  for (const fs::directory_entry& e : fs::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = fs::read_symlink(e.path(), ec).string();
+    if (!ec && target.starts_with(dir + "/") && target.ends_with(".log (deleted)")) ++n;
+  }
+  return n;
+}
+
 // What a consumer read from disk is closed when it is back on the ring or
 // destroyed (it stayed open for the life of the Bus, and with it segments
 // retention or a topic delete had removed, with their disk space).
@@ -280,7 +292,7 @@ TEST_F(DurabilityTest, AHandlerReadingTheDiskMayDestroyAnotherConsumerReadingIt)
 // A consumer reading a topic's log from disk when the topic is deleted (and
 // created anew, with records of its own) gets kTopicDeleted: never a record
 // of the new topic (its log was found by the name), nor a loss for the old
-// log's files going away.
+// log's files going away; it closes those files when it says so.
 TEST_F(DurabilityTest, AConsumerOnDiskOfADeletedTopicGetsTopicDeletedNotTheNewTopicsRecords) {
   ScopedBusName name;
   std::optional<Persisting> opened = OpenPersisting(*name);
@@ -323,6 +335,7 @@ TEST_F(DurabilityTest, AConsumerOnDiskOfADeletedTopicGetsTopicDeletedNotTheNewTo
                  .status;
   }
   EXPECT_EQ(status, PollStatus::kTopicDeleted);
+  EXPECT_EQ(DeletedSegmentFds(dir_), 0);  // the old log's, closed when it says so
   for (const auto& [offset, value] : got) ASSERT_EQ(value, Value(offset)) << "offset " << offset;
   EXPECT_TRUE(losses.empty()) << losses.size() << " losses, the first of "
                               << losses.front().lost_records << " records";
