@@ -512,6 +512,16 @@ std::string ExplainBusOpen(const Status& s, std::string_view bus) {
     case StatusCode::kPermissionDenied:
       return fmt::format(
           "{} (the bus belongs to another user; ask its owner, or use another --bus)", s.message());
+    case StatusCode::kUnavailable: {
+      // The library's hint names BusOptions; say which commands create.
+      constexpr std::string_view kLibraryHint = "open it with create_if_missing to create it";
+      const std::string& m = s.message();
+      if (!m.ends_with(kLibraryHint)) return m;
+      return fmt::format(
+          "{}start a broker (runnel --bus {} broker) or create a topic (runnel --bus "
+          "{} topic create NAME): either creates it",
+          m.substr(0, m.size() - kLibraryHint.size()), bus, bus);
+    }
     default:
       return s.message();
   }

@@ -418,6 +418,24 @@ TEST_F(CliTest, CommandsOnAMissingBusSayHowToCreateIt) {
   EXPECT_EQ(c.exit_code, 1);
 }
 
+// A bus whose creator was killed before formatting it: a command that only
+// attaches names the commands that create it (not the library's option),
+// and one of those formats it.
+TEST_F(CliTest, ABusNeverFormattedNamesTheCommandsThatCreateIt) {
+  const std::string path = "/dev/shm/runnel." + bus_ + ".dir";
+  std::ofstream(path).close();  // created, never sized: its creator died
+  RunResult r = Runnel({"topic", "list"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("was never initialized: its creator died while creating it; start a "
+                       "broker (runnel --bus " +
+                       bus_ + " broker) or create a topic"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("create_if_missing"), std::string::npos) << r.err;
+  CreateTopic("t");
+  EXPECT_EQ(Runnel({"topic", "list"}).exit_code, 0);
+}
+
 TEST_F(CliTest, BusInfoAndRemove) {
   ASSERT_TRUE(Python());
   CreateTopic("kept");
