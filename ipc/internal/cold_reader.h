@@ -45,7 +45,8 @@ struct ColdReadBatch {
   // holds, and reports the rest as lost.
   uint64_t skipped = 0;
   // Offsets [damaged_from, damaged_to) were skipped over damage on disk; the
-  // batch ends with the first record after them.
+  // batch ends before the first record after them (the next one starts
+  // with it).
   uint64_t damaged_from = 0;
   uint64_t damaged_to = 0;
   // The damage above is the log's start moving past them while they were

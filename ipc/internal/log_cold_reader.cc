@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -39,6 +40,7 @@ class LogColdReader : public ColdReader {
       if (!s.ok()) return s;
       o.next = req.offset + batch.skipped;
       o.damage = false;
+      o.held.reset();
       if (batch.skipped > 0) {
         // Nothing delivered with it: the ring may still hold what the log
         // lost, and the consumer reads that first (ColdReadBatch::skipped).
@@ -49,6 +51,14 @@ class LogColdReader : public ColdReader {
     o.reader.SetWrittenBelow(req.written_below);
     const uint32_t limit = req.limit == 0 ? 256 : req.limit;
     while (batch.records < limit) {
+      if (o.held) {
+        // The record after damage: the loss before it was reported first.
+        sink(*o.held);
+        ++batch.records;
+        o.next = o.held->offset() + 1;
+        o.held.reset();
+        continue;
+      }
       const LogEntry e = o.reader.Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
       if (e.kind == LogEntry::Kind::kDamage) {
@@ -71,8 +81,6 @@ class LogColdReader : public ColdReader {
       }
       const uint64_t offset = e.record.offset();
       if (offset < o.next) continue;
-      sink(e.record);
-      ++batch.records;
       if (o.damage && offset > o.next) {
         // The offsets in between were in the damage (or aborted claims
         // next to it: the log cannot tell them apart).
@@ -82,9 +90,14 @@ class LogColdReader : public ColdReader {
         // start (which this record begins): retention, not damage.
         batch.damage_was_retention = o.reader.log_start_offset() >= offset;
         o.damage = false;
-        o.next = offset + 1;
+        // The batch ends before this record: the consumer hears of the loss
+        // before it sees a record after it, as from the ring.
+        o.next = offset;
+        o.held = e.record;
         break;
       }
+      sink(e.record);
+      ++batch.records;
       o.damage = false;
       o.next = offset + 1;
     }
@@ -144,6 +157,9 @@ class LogColdReader : public ColdReader {
     LogReader reader;
     uint64_t next = UINT64_MAX;  // offset the reader returns next, if known
     bool damage = false;         // the reader skipped damage since the last record
+    // The record `next` is, read but not delivered (after damage): a view
+    // into the reader's mapping, valid as the reader is not called before.
+    std::optional<RecordView> held;
   };
 
   std::string PartitionDir(const std::string& topic, uint32_t partition) const {

@@ -1117,8 +1117,64 @@ TEST_F(DurabilityTest, ColdReaderTellsSegmentsRetentionDeletedUnderItFromDamage)
   ASSERT_TRUE(lost);
   EXPECT_EQ(lost->damaged_to, log_start);
   EXPECT_TRUE(lost->damage_was_retention);
+  // The batch that says so ends before the log start; the next begins there.
   ASSERT_FALSE(offsets.empty());
-  EXPECT_EQ(offsets.back(), log_start);
+  EXPECT_LT(offsets.back(), lost->damaged_from);
+  EXPECT_EQ(lost->next_offset, log_start);
+  offsets.clear();
+  b = cold->ReadFrom(req, sink);
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  ASSERT_FALSE(offsets.empty());
+  EXPECT_EQ(offsets.front(), log_start);
+}
+
+// Damage in the middle of a log: a consumer reading it hears of the lost
+// offsets before it gets the first record after them, as it would from the
+// ring (it got that record first, then the loss).
+TEST_F(DurabilityTest, ALossInsideTheLogIsReportedBeforeTheRecordAfterIt) {
+  ScopedBusName name;
+  Result<Bus> bus = Bus::Open(*name, Options(/*embedded=*/false));
+  ASSERT_TRUE(bus.ok());
+  TopicOptions one_segment = Topic();
+  one_segment.segment_bytes = 1 << 20;
+  ASSERT_TRUE(bus->CreateTopic("t", one_segment).ok());
+  constexpr uint64_t kRecords = 4000;  // ~0.6 MB through a 64 KiB ring, into one segment
+  {
+    Broker broker(*bus);
+    AddDurability(broker);
+    ASSERT_TRUE(broker.Start(BrokerMode::kExclusive).ok());
+    ASSERT_TRUE(broker.WaitReady(10s).ok());
+    ProduceDurably(*bus, "t", kRecords);
+    broker.Stop();
+  }
+  const std::string segment = LastSegment(dir_, "t");
+  ASSERT_FALSE(segment.empty());
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(segment) / 4));
+    const std::string garbage(300, '\xab');
+    f.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  std::vector<uint64_t> offsets;
+  std::vector<std::pair<OverrunInfo, size_t>> losses;  // and how many records came before
+  ConsumerOptions co;
+  co.on_overrun = [&](const OverrunInfo& o) { losses.emplace_back(o, offsets.size()); };
+  Result<Consumer> c = bus->CreateConsumer("t", co);
+  ASSERT_TRUE(c.ok());
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while ((offsets.empty() || offsets.back() + 1 < kRecords) &&
+         std::chrono::steady_clock::now() < deadline) {
+    (void)c->PollFor([&](const ConsumerRecord& r) { offsets.push_back(r.offset()); }, 256, 50ms);
+  }
+  ASSERT_EQ(losses.size(), 1u);
+  const auto& [loss, before] = losses[0];
+  EXPECT_EQ(loss.cause, LossCause::kDamaged);
+  ASSERT_GT(loss.from_offset, 0u);
+  ASSERT_GT(loss.to_offset, loss.from_offset);
+  EXPECT_EQ(before, loss.from_offset);  // offsets 0 .. from - 1, then the loss
+  ASSERT_GT(offsets.size(), before);
+  EXPECT_EQ(offsets[before], loss.to_offset);
+  EXPECT_EQ(offsets.size(), kRecords - loss.lost_records);
 }
 
 // A topic created on a bus that does not know its data dir yet (a client
