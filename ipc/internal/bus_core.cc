@@ -26,6 +26,31 @@ constexpr int64_t kAttachWaitNs = 1'000'000'000;  // how long to wait for a magi
 
 std::string TopicQuoted(std::string_view name) { return "topic '" + std::string(name) + "'"; }
 
+// Formats a directory region its creator sized but died before formatting
+// (maybe part way through). Called under the directory lock. Not if the bus
+// has rings: topics were created on it, and a peer scribbled over its magic;
+// formatting would forget them while their processes run on.
+Status FormatLeftover(SharedRegion& region, std::string_view name, const std::string& dir_path,
+                      uint32_t mode) {
+  const std::string prefix = BusFilePrefix(name);
+  Result<std::vector<std::string>> files = ListShmFiles(prefix);
+  if (!files.ok()) return files.status();
+  for (const std::string& f : *files) {
+    const std::string_view rest = std::string_view(f).substr(prefix.size());
+    if (rest != "dir" && rest != "lock" && rest != "broker") {
+      return Status::Corruption(dir_path +
+                                " has lost its format mark (scribbled on?) while the "
+                                "bus has rings (" +
+                                f + "): remove the bus (runnel --bus " + std::string(name) +
+                                " bus remove, or rm /dev/shm/runnel." + std::string(name) +
+                                ".*) once its processes are stopped");
+    }
+  }
+  std::memset(region.data(), 0, region.size());
+  Directory::Format(region.bytes(), name, mode);
+  return Status::Ok();
+}
+
 }  // namespace
 
 // "partitions 4 (requested 8), ring_bytes ..." for every setting that differs.
@@ -196,8 +221,7 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
                Directory::LoadMagic(region->data()) == 0) {
       // Sized but never formatted: its creator died (we hold the lock),
       // maybe part way through formatting.
-      std::memset(region->data(), 0, region->size());
-      Directory::Format(region->bytes(), name, create_mode);
+      RUNNEL_RETURN_IF_ERROR(FormatLeftover(*region, name, dir_path, create_mode));
     }
     lock->Unlock();
     if (!region.ok()) return region.status();
@@ -222,8 +246,7 @@ Result<std::shared_ptr<BusCore>> BusCore::Open(std::string_view name, const BusO
       if (!options.create_if_missing || region->size() < Directory::kBytes) {
         return Status::Unavailable(never_initialized);
       }
-      std::memset(region->data(), 0, region->size());  // a creator may have died part way
-      Directory::Format(region->bytes(), name, create_mode);
+      RUNNEL_RETURN_IF_ERROR(FormatLeftover(*region, name, dir_path, create_mode));
     }
     lock->Unlock();
   }

@@ -105,6 +105,29 @@ TEST(Bus, ADirectoryWhoseCreatorDiedBeforeFormattingItIsFormattedByTheNextCreato
   EXPECT_TRUE(Bus::Open(*name, attach).ok());
 }
 
+// A bus with topics whose directory lost its magic (a peer scribbled on it)
+// is not taken for a creator's leftovers: formatting it would forget its
+// topics while their rings and processes live on.
+TEST(Bus, ADirectoryThatLostItsMagicWhileTheBusHasRingsIsNotReformatted) {
+  ScopedBusName name;
+  {
+    auto bus = Bus::Open(*name);
+    ASSERT_TRUE(bus.ok()) << bus.status().ToString();
+    ASSERT_TRUE(bus->CreateTopic("t", {}).ok());
+  }
+  const std::string path = "/dev/shm/runnel." + *name + ".dir";
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const uint64_t zero = 0;  // DirectoryHeader::magic, the first field
+  ASSERT_EQ(::pwrite(fd, &zero, sizeof(zero), 0), static_cast<ssize_t>(sizeof(zero)));
+  ::close(fd);
+  auto bus = Bus::Open(*name);
+  ASSERT_FALSE(bus.ok());
+  EXPECT_EQ(bus.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(bus.status().message().find("lost its format mark"), std::string::npos)
+      << bus.status().message();
+}
+
 // Killed even earlier, before sizing it: an Open that may not create says
 // what happened (it was kCorruption, "too small").
 TEST(Bus, AnEmptyDirectoryFileIsUnavailableToAnOpenThatMayNotCreate) {
