@@ -30,6 +30,8 @@ class LogColdReader : public ColdReader {
     ColdReadBatch batch;
     batch.next_offset = req.offset;
     if (o.next != req.offset) {
+      o.next = UINT64_MAX;  // unknown until the seek succeeds
+      o.damage = false;
       Status s = o.reader.Seek(req.offset);
       if (s.code() == StatusCode::kOutOfRange) {
         // Retention removed it: continue at the log start, say what was lost.
@@ -40,7 +42,6 @@ class LogColdReader : public ColdReader {
       if (!s.ok()) return s;
       o.next = req.offset + batch.skipped;
       o.damage = false;
-      o.held.reset();
       if (batch.skipped > 0) {
         // Nothing delivered with it: the ring may still hold what the log
         // lost, and the consumer reads that first (ColdReadBatch::skipped).
@@ -51,14 +52,6 @@ class LogColdReader : public ColdReader {
     o.reader.SetWrittenBelow(req.written_below);
     const uint32_t limit = req.limit == 0 ? 256 : req.limit;
     while (batch.records < limit) {
-      if (o.held) {
-        // The record after damage: the loss before it was reported first.
-        sink(*o.held);
-        ++batch.records;
-        o.next = o.held->offset() + 1;
-        o.held.reset();
-        continue;
-      }
       const LogEntry e = o.reader.Next();
       if (e.kind == LogEntry::Kind::kEnd) break;
       if (e.kind == LogEntry::Kind::kDamage) {
@@ -91,10 +84,12 @@ class LogColdReader : public ColdReader {
         batch.damage_was_retention = o.reader.log_start_offset() >= offset;
         o.damage = false;
         // The batch ends before this record: the consumer hears of the loss
-        // before it sees a record after it, as from the ring.
-        o.next = offset;
-        o.held = e.record;
-        break;
+        // before it sees a record after it, as from the ring. The next read
+        // seeks back to it (no view into the mapping is kept across calls:
+        // a repair may cut the segment at the damage meanwhile).
+        o.next = UINT64_MAX;
+        batch.next_offset = offset;
+        return batch;
       }
       sink(e.record);
       ++batch.records;
@@ -157,9 +152,6 @@ class LogColdReader : public ColdReader {
     LogReader reader;
     uint64_t next = UINT64_MAX;  // offset the reader returns next, if known
     bool damage = false;         // the reader skipped damage since the last record
-    // The record `next` is, read but not delivered (after damage): a view
-    // into the reader's mapping, valid as the reader is not called before.
-    std::optional<RecordView> held;
   };
 
   std::string PartitionDir(const std::string& topic, uint32_t partition) const {
