@@ -93,8 +93,9 @@ void Consumer::MaintenanceCheck() {
   const internal::Directory& dir = core_->directory();
   if (!topic_gone_ && !dir.IsLive(topic_slot_, generation_)) {
     topic_gone_ = true;
-    // Its files are deleted: unmap them now, not when the consumer goes.
-    for (Cursor& c : cursors_) LeaveCold(c);
+    // Its files are deleted: unmap them now, not when the consumer goes
+    // (the cursors stay as they are: Position() still says where it was).
+    if (cold_reader_) cold_reader_->Close(cold_id_, std::nullopt);
   }
   dir.StoreHeartbeat(client_slot_, MonotonicNanos());
 }
@@ -244,6 +245,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     return;
   }
   if (batch->skipped > 0) {
+    if (deleted()) return;
     // Retention removed [cold_next, cold_next + skipped) from disk. The ring
     // may still hold the newer part of it: only what it does not is lost.
     const uint64_t log_start = c.cold_next + batch->skipped;
@@ -275,6 +277,7 @@ void Consumer::PollSlow(Cursor& c, const std::function<void(const RecordView&)>&
     Report(info, result, overruns_, lost_records_total_, on_overrun_);
   }
   if (batch->gap_to > batch->gap_from) {
+    if (deleted()) return;
     OverrunInfo info{
         c.partition, batch->gap_to - batch->gap_from, 0, batch->gap_from, batch->gap_to, 0};
     info.cause = LossCause::kNotPersisted;
