@@ -20,6 +20,8 @@
 //
 // REQUIRES: one thread at a time per Consumer. The ConsumerRecord handed to
 // the handler (and every view it returns) is valid until the handler returns.
+// The handler must not Seek, move or destroy its own consumer; other
+// consumers it may.
 
 #ifndef RUNNEL_IPC_CONSUMER_H_
 #define RUNNEL_IPC_CONSUMER_H_
